@@ -1,0 +1,60 @@
+"""The `visiontrain` command: `train`, `evaluate` and `export`, each a Hydra app over conf/."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable
+
+USAGE = """usage: visiontrain <command> [key=value ...] [--help] [--cfg job] [-m]
+
+commands:
+  train      fine-tune a backbone, evaluate the best checkpoint, export it to ONNX
+             (no overrides: the quickstart on built-in digits, CPU, about a minute)
+  evaluate   ckpt=<file.ckpt> [split=val|test] [data_root=<folder>]: metrics and confusion matrix
+  export     ckpt=<file.ckpt> [output=<file.onnx>]: ONNX with metadata, checked against PyTorch
+
+`visiontrain <command> --help` lists its config groups and options.
+"""
+
+
+def _commands() -> dict[str, tuple[str, Callable]]:
+    from visiontrain import commands, runner
+
+    return {"train": ("train", runner.train), "evaluate": ("evaluate", commands.evaluate),
+            "export": ("export", commands.export)}
+
+
+def _run_hydra(config_name: str, function: Callable) -> None:
+    import hydra
+    from omegaconf import DictConfig
+
+    from visiontrain.config import config_dir
+    from visiontrain.errors import ConfigError, DataError, WeightsError
+
+    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=config_name)
+    def entry(cfg: DictConfig):
+        try:
+            return function(cfg)
+        except (ConfigError, DataError, WeightsError) as error:
+            kind = {ConfigError: "config error", DataError: "data error", WeightsError: "weights error"}[type(error)]
+            print(f"visiontrain: {kind}: {error}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
+
+    entry()
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    commands = ("train", "evaluate", "export")
+    if argv and argv[0] in commands:
+        command, rest = argv[0], argv[1:]
+    elif os.environ.get("LOCAL_RANK") and (not argv or "=" in argv[0] or argv[0].startswith("-")):
+        # a DDP worker started by Lightning re-runs this script with the overrides of `train`
+        command, rest = "train", argv
+    else:
+        print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
+    config_name, function = _commands()[command]
+    sys.argv = [sys.argv[0], *rest]
+    _run_hydra(config_name, function)

@@ -1,0 +1,147 @@
+"""Check a composed config before training: wrong types and values fail here, naming the key and the fix.
+
+Hydra already rejects unknown keys (``optimizer.lrr=...``) with the key's name; this module checks what Hydra
+cannot know: types, ranges, backbone names, data locations and hardware availability.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from visiontrain.errors import ConfigError
+
+
+def _value(cfg: DictConfig, key: str) -> Any:
+    try:
+        return OmegaConf.select(cfg, key, throw_on_missing=True)
+    except MissingMandatoryValue:
+        raise ConfigError(key, "is required but not set", f"pass {key}=<value> on the command line") from None
+
+
+def _number(cfg: DictConfig, key: str, example: str, *, integer: bool = False, minimum: float | None = None,
+            exclusive: bool = False, maximum: float | None = None, optional: bool = False) -> float | int | None:
+    value = _value(cfg, key)
+    if value is None and optional:
+        return None
+    kind = "an integer" if integer else "a number"
+    valid_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not valid_type:
+        raise ConfigError(key, f"must be {kind}, got {value!r} ({type(value).__name__})", f"{key}={example}")
+    if minimum is not None and (value <= minimum if exclusive else value < minimum):
+        bound = f"> {minimum}" if exclusive else f">= {minimum}"
+        raise ConfigError(key, f"must be {bound}, got {value}", f"{key}={example}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(key, f"must be <= {maximum}, got {value}", f"{key}={example}")
+    return value
+
+
+def _choice(cfg: DictConfig, key: str, choices: tuple[Any, ...]) -> Any:
+    value = _value(cfg, key)
+    if value not in choices:
+        raise ConfigError(key, f"must be one of {', '.join(map(str, choices))}; got {value!r}", f"{key}={choices[0]}")
+    return value
+
+
+def validate_train_config(cfg: DictConfig) -> None:
+    """Every check that can fail without touching data or weights, then the data location."""
+    for check in (_check_optimizer, _check_schedule, _check_trainer, _check_model, _check_augment, _check_data):
+        check(cfg)
+
+
+def _check_optimizer(cfg: DictConfig) -> None:
+    if not OmegaConf.select(cfg, "optimizer._target_"):
+        raise ConfigError("optimizer._target_", "no optimizer class is set", "optimizer=adamw (or sgd)")
+    _number(cfg, "optimizer.lr", "1e-3", minimum=0, exclusive=True)
+    if "weight_decay" in cfg.optimizer:
+        _number(cfg, "optimizer.weight_decay", "0.05", minimum=0)
+
+
+def _check_schedule(cfg: DictConfig) -> None:
+    freeze = _number(cfg, "schedule.freeze_epochs", "2", integer=True, minimum=0)
+    epochs = _number(cfg, "trainer.max_epochs", "10", integer=True, minimum=1)
+    if freeze >= epochs and cfg.schedule.unfreeze != 0:
+        raise ConfigError("schedule.freeze_epochs", f"is {freeze} but trainer.max_epochs is {epochs}, so the "
+                          "backbone would never be fine-tuned", f"schedule.freeze_epochs={max(0, epochs - 1)} "
+                          "or schedule=linear_probe")
+    unfreeze = _value(cfg, "schedule.unfreeze")
+    if unfreeze != "all" and (isinstance(unfreeze, bool) or not isinstance(unfreeze, int) or unfreeze < 0):
+        raise ConfigError("schedule.unfreeze", f"must be 'all' or a number of top blocks >= 0, got {unfreeze!r}",
+                          "schedule.unfreeze=all")
+    _number(cfg, "schedule.backbone_lr_scale", "0.1", minimum=0)
+    _number(cfg, "schedule.layer_decay", "0.75", minimum=0, exclusive=True, maximum=1, optional=True)
+    _number(cfg, "schedule.warmup_epochs", "1", minimum=0)
+    _number(cfg, "schedule.min_lr_ratio", "0.01", minimum=0, maximum=1)
+
+
+def _check_trainer(cfg: DictConfig) -> None:
+    accelerator = str(_value(cfg, "trainer.accelerator"))
+    if accelerator == "tpu" and importlib.util.find_spec("torch_xla") is None:
+        raise ConfigError("trainer", "trainer=tpu needs torch_xla, which is not installed",
+                          "on a TPU VM: pip install 'torch_xla[tpu]' matching your torch version; elsewhere "
+                          "use trainer=cpu or trainer=gpu")
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError("trainer.accelerator", "asks for a GPU but CUDA sees none on this machine",
+                              "trainer=cpu (or run on a machine with an NVIDIA GPU and driver)")
+    _number(cfg, "trainer.accumulate_grad_batches", "1", integer=True, minimum=1)
+
+
+def _check_model(cfg: DictConfig) -> None:
+    from visiontrain.models.backbone import check_backbone_name
+
+    backbone = _value(cfg, "model.backbone")
+    if not isinstance(backbone, str):
+        raise ConfigError("model.backbone", f"must be a timm model name, got {backbone!r}", "model.backbone=resnet18")
+    check_backbone_name(backbone)
+    _number(cfg, "model.drop_rate", "0.2", minimum=0, maximum=1)
+    _number(cfg, "model.label_smoothing", "0.1", minimum=0, maximum=1)
+    weights = _value(cfg, "model.weights_file")
+    if weights is not None and not Path(str(weights)).expanduser().is_file():
+        raise ConfigError("model.weights_file", f"file {weights} does not exist",
+                          "model.weights_file=/path/to/weights.safetensors (or .pth / .ckpt), or null")
+
+
+def _check_augment(cfg: DictConfig) -> None:
+    _number(cfg, "augment.image_size", "224", integer=True, minimum=1, optional=True)
+    _number(cfg, "augment.crop_pct", "0.875", minimum=0, exclusive=True, maximum=1, optional=True)
+    for key in ("augment.mean", "augment.std"):
+        value = _value(cfg, key)
+        if value is not None and (len(value) != 3 or not all(isinstance(v, (int, float)) for v in value)):
+            raise ConfigError(key, f"must be three numbers (R, G, B) or null, got {value!r}", f"{key}=[0.5,0.5,0.5]")
+    if not OmegaConf.is_list(_value(cfg, "augment.train")):
+        raise ConfigError("augment.train", "must be a list of albumentations transforms",
+                          "augment=light (or none / strong), or a list of {_target_: albumentations.X, ...}")
+
+
+def _check_data(cfg: DictConfig) -> None:
+    from visiontrain.data.builtin import BUILTIN_DATASETS
+    from visiontrain.data.inventory import FORMATS
+
+    _number(cfg, "data.batch_size", "32", integer=True, minimum=1)
+    _number(cfg, "data.val_fraction", "0.2", minimum=0, exclusive=True, maximum=0.9)
+    workers = _value(cfg, "data.num_workers")
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise ConfigError("data.num_workers", f"must be 'auto' or an integer >= 0, got {workers!r}", "data.num_workers=auto")
+    _choice(cfg, "data.balance", ("none", "loss_weights", "sampler"))
+    _choice(cfg, "data.format", FORMATS)
+    builtin = _value(cfg, "data.builtin")
+    if builtin is not None:
+        _choice(cfg, "data.builtin", BUILTIN_DATASETS)
+        return
+    root = _value(cfg, "data.root")
+    path = Path(str(root)).expanduser()
+    if not path.exists():
+        raise ConfigError("data.root", f"{path} does not exist",
+                          "data.root=/path/to/images: a folder with train/ and val/, a folder of class folders, "
+                          "or a CSV manifest (path,label)")
+    if path.is_file() and path.suffix.lower() != ".csv":
+        raise ConfigError("data.root", f"{path} is a file but not a .csv manifest", "data.root=/path/to/images")
+
+

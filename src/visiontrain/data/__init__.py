@@ -1,0 +1,1 @@
+"""Where images come in: discovery, checking, splitting, augmentation and loading."""

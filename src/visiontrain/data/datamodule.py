@@ -1,0 +1,90 @@
+"""The LightningDataModule that turns an :class:`Inventory` into batches."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+
+import albumentations as A
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+from visiontrain.data.image_io import read_rgb_array
+from visiontrain.data.inventory import Inventory, Sample
+
+
+class ImageDataset(Dataset):
+    """Checked image files, decoded to RGB and passed through an albumentations pipeline."""
+
+    def __init__(self, samples: list[Sample], transform: A.Compose, reduce_to: int | None = None) -> None:
+        self.samples, self.transform, self.reduce_to = samples, transform, reduce_to
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        sample = self.samples[index]
+        image = read_rgb_array(sample.path, self.reduce_to)
+        return self.transform(image=image)["image"], sample.label
+
+
+def auto_num_workers() -> int:
+    """Loader workers from the cores this process may use, leaving one for the training loop."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores - 1))
+
+
+def class_weights(inventory: Inventory) -> list[float]:
+    """Inverse-frequency weights, normalised so a balanced dataset gets all ones."""
+    counts = Counter(sample.label for sample in inventory.splits["train"])
+    total, n_classes = sum(counts.values()), len(inventory.classes)
+    return [total / (n_classes * counts[i]) if counts[i] else 0.0 for i in range(n_classes)]
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Train/val/test loaders over a checked inventory; optional class-balanced sampling."""
+
+    def __init__(self, inventory: Inventory, train_transform: A.Compose, eval_transform: A.Compose,
+                 batch_size: int = 32, num_workers: int | str = "auto", balance: str = "none",
+                 pin_memory: bool = False, reduce_to: int | None = None, seed: int = 0) -> None:
+        super().__init__()
+        self.inventory = inventory
+        self.train_transform, self.eval_transform = train_transform, eval_transform
+        self.batch_size, self.balance, self.pin_memory, self.seed = batch_size, balance, pin_memory, seed
+        self.num_workers = auto_num_workers() if num_workers == "auto" else int(num_workers)
+        self.reduce_to = reduce_to
+
+    @property
+    def classes(self) -> list[str]:
+        return self.inventory.classes
+
+    def dataset(self, split: str, train: bool = False) -> ImageDataset:
+        transform = self.train_transform if train else self.eval_transform
+        return ImageDataset(self.inventory.splits[split], transform, self.reduce_to)
+
+    def _loader(self, dataset: ImageDataset, shuffle: bool, sampler=None) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle and sampler is None,
+                          sampler=sampler, num_workers=self.num_workers, pin_memory=self.pin_memory,
+                          persistent_workers=self.num_workers > 0, drop_last=False)
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.dataset("train", train=True)
+        sampler = None
+        if self.balance == "sampler":
+            weights = class_weights(self.inventory)
+            per_sample = torch.tensor([weights[s.label] for s in dataset.samples], dtype=torch.double)
+            generator = torch.Generator().manual_seed(self.seed)
+            sampler = WeightedRandomSampler(per_sample, num_samples=len(dataset), replacement=True,
+                                            generator=generator)
+        return self._loader(dataset, shuffle=True, sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset("val"), shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        split = "test" if "test" in self.inventory.splits else "val"
+        return self._loader(self.dataset(split), shuffle=False)

@@ -1,0 +1,86 @@
+"""Albumentations pipelines built from config, and the input spec (size, mean, std) they share.
+
+The input spec defaults to the backbone's pretrained config from timm, so a user who only names a backbone
+gets the resolution and normalisation the weights were trained with. The eval pipeline is fixed
+(resize shorter side, centre crop, normalise) because it is also recorded in the ONNX file for deployment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import albumentations as A
+import cv2
+from albumentations.pytorch import ToTensorV2
+from hydra.utils import instantiate
+
+_INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC,
+                   "area": cv2.INTER_AREA}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a model expects: square input size, normalisation, and how eval images are resized."""
+
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    crop_pct: float = 0.875
+    interpolation: str = "bilinear"
+
+    @property
+    def resize_to(self) -> int:
+        """Shorter side before the centre crop (timm's convention: size / crop_pct)."""
+        return max(self.image_size, int(round(self.image_size / self.crop_pct)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "mean": list(self.mean), "std": list(self.std), "resize_to": self.resize_to}
+
+
+def resolve_input_spec(backbone: str, image_size: int | None = None, mean: Sequence[float] | None = None,
+                       std: Sequence[float] | None = None, crop_pct: float | None = None,
+                       interpolation: str | None = None) -> InputSpec:
+    """Fill every unset field from the backbone's pretrained config."""
+    import timm
+
+    pretrained = timm.get_pretrained_cfg(backbone)
+    defaults = pretrained.to_dict() if pretrained is not None else {}
+    size = image_size or int(defaults.get("input_size", (3, 224, 224))[-1])
+    interp = interpolation or defaults.get("interpolation", "bilinear")
+    return InputSpec(
+        image_size=int(size),
+        mean=tuple(float(v) for v in (mean or defaults.get("mean", (0.485, 0.456, 0.406)))),
+        std=tuple(float(v) for v in (std or defaults.get("std", (0.229, 0.224, 0.225)))),
+        crop_pct=float(crop_pct or defaults.get("crop_pct", 0.875)),
+        interpolation=interp if interp in _INTERPOLATIONS else "bilinear",
+    )
+
+
+def _tensor_tail(spec: InputSpec) -> list[A.BasicTransform]:
+    return [A.Normalize(mean=spec.mean, std=spec.std, max_pixel_value=255.0), ToTensorV2()]
+
+
+def eval_geometry(spec: InputSpec) -> list[A.BasicTransform]:
+    """Resize the shorter side to ``spec.resize_to`` and centre-crop to ``spec.image_size``."""
+    interpolation = _INTERPOLATIONS[spec.interpolation]
+    return [A.SmallestMaxSize(max_size=spec.resize_to, interpolation=interpolation),
+            A.CenterCrop(height=spec.image_size, width=spec.image_size)]
+
+
+def build_eval_transform(spec: InputSpec) -> A.Compose:
+    return A.Compose(eval_geometry(spec) + _tensor_tail(spec))
+
+
+def build_train_transform(spec: InputSpec, steps: Sequence[Any] | None) -> A.Compose:
+    """Instantiate the configured augmentation list; an empty list trains on eval-style crops.
+
+    Each step is a Hydra node with ``_target_`` (an albumentations transform); the pipeline must produce
+    ``image_size`` x ``image_size`` images, which presets guarantee with a crop as their first step.
+    """
+    built = [instantiate(step) for step in steps or []]
+    geometry = built if built else eval_geometry(spec)
+    if built and not any(isinstance(t, (A.RandomResizedCrop, A.CenterCrop, A.RandomCrop, A.Resize,
+                                        A.RandomSizedCrop, A.CropNonEmptyMaskIfExists)) for t in built):
+        geometry = eval_geometry(spec) + built
+    return A.Compose(list(geometry) + _tensor_tail(spec))

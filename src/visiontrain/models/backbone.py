@@ -1,0 +1,82 @@
+"""Create a timm backbone with a new head, and find which of its parameters form that head."""
+
+from __future__ import annotations
+
+import difflib
+
+import torch
+from torch import nn
+
+from visiontrain.errors import ConfigError, WeightsError
+
+
+def check_backbone_name(name: str, key: str = "model.backbone") -> None:
+    """Fail early, with suggestions, on a backbone timm does not know."""
+    import timm
+
+    if timm.is_model(name):
+        return
+    close = difflib.get_close_matches(name, timm.list_models(), n=5, cutoff=0.6)
+    hint = f"did you mean {', '.join(close)}?" if close else "list names with `python -c 'import timm; print(timm.list_models(\"*resnet*\"))'`"
+    raise ConfigError(key, f"unknown timm backbone {name!r}", f"{key}=<a timm model name>; {hint}")
+
+
+def create_backbone(name: str, num_classes: int, pretrained: bool = False, drop_rate: float = 0.0) -> nn.Module:
+    """``timm.create_model`` with a freshly initialised ``num_classes`` head.
+
+    With ``pretrained=True`` the weights come from the timm / Hugging Face hub; when the hub cannot be
+    reached the error says so and names the local-file alternative.
+    """
+    import timm
+
+    check_backbone_name(name)
+    try:
+        return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, drop_rate=drop_rate)
+    except Exception as error:  # noqa: BLE001 - hub failures surface as many exception types
+        if not pretrained:
+            raise
+        raise WeightsError(
+            f"could not fetch pretrained weights for {name!r} from the model hub ({type(error).__name__}: "
+            f"{error}). Without network access, download the weights elsewhere and pass "
+            f"model.weights_file=/path/to/{name}.safetensors (or .pth / a visiontrain .ckpt) with "
+            "model.pretrained=false, or train from scratch with model.pretrained=false."
+        ) from error
+
+
+def find_head_parameters(model: nn.Module, image_size: int) -> set[str]:
+    """Names of the parameters used by ``forward_head`` (pooling, pre-logits norm, classifier).
+
+    Found by running the model once and recording which modules ``forward_head`` calls, so it works for
+    any timm architecture rather than guessing from attribute names.
+    """
+    called: set[int] = set()
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            features = model.forward_features(torch.zeros(1, 3, image_size, image_size))
+            hooks = [m.register_forward_hook(lambda mod, *_: called.add(id(mod))) for m in model.modules()]
+            try:
+                model.forward_head(features)
+            finally:
+                for hook in hooks:
+                    hook.remove()
+    finally:
+        model.train(was_training)
+    return {f"{module_name}.{param_name}" if module_name else param_name
+            for module_name, module in model.named_modules() if id(module) in called
+            for param_name, _ in module.named_parameters(recurse=False)}
+
+
+def backbone_layer_ids(model: nn.Module, head: set[str], coarse: bool) -> dict[str, int]:
+    """Depth index of every backbone parameter (0 = stem), from timm's own group matcher."""
+    from timm.models import group_parameters
+
+    names = [n for n, _ in model.named_parameters() if n not in head]
+    if not hasattr(model, "group_matcher"):
+        return {n: 0 for n in names}
+    groups = group_parameters(model, model.group_matcher(coarse=coarse))
+    layer_of = {name: layer for layer, members in groups.items() for name in members}
+    ordered = sorted({layer_of.get(n, 0) for n in names})
+    dense = {layer: i for i, layer in enumerate(ordered)}  # renumber 0..L-1 without gaps
+    return {n: dense[layer_of.get(n, 0)] for n in names}

@@ -1,0 +1,166 @@
+"""The LightningModule: a timm backbone with a new head, trained on the freeze-then-fine-tune schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from hydra.utils import instantiate
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
+
+from visiontrain.models.backbone import backbone_layer_ids, create_backbone, find_head_parameters
+from visiontrain.models.weights import load_weights
+from visiontrain.training.schedule import (FineTuneSchedule, StagedLR, build_param_groups, stage_name,
+                                           trainable_in_stage_two)
+
+DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "lr": 1e-3, "weight_decay": 0.05}
+
+
+def _metrics(num_classes: int, prefix: str) -> MetricCollection:
+    metrics: dict[str, Any] = {
+        "acc": MulticlassAccuracy(num_classes, average="micro"),
+        "f1_macro": MulticlassF1Score(num_classes, average="macro"),
+    }
+    if num_classes > 5:
+        metrics["acc_top5"] = MulticlassAccuracy(num_classes, top_k=5, average="micro")
+    return MetricCollection(metrics, prefix=prefix)
+
+
+class ImageClassifier(pl.LightningModule):
+    """Image classifier over any timm backbone.
+
+    Freezing never toggles ``requires_grad`` of parameters that will train later: a frozen backbone runs
+    under ``torch.no_grad`` in eval mode instead. DDP therefore registers every trainable parameter from the
+    start, and unfreezing needs no optimizer surgery (all groups exist from step 0, at LR 0 while frozen).
+    """
+
+    def __init__(self, backbone: str, class_names: list[str], input_spec: dict[str, Any],
+                 pretrained: bool = False, weights_file: str | None = None, drop_rate: float = 0.0,
+                 label_smoothing: float = 0.0, class_weights: list[float] | None = None,
+                 optimizer: dict[str, Any] | None = None, schedule: dict[str, Any] | None = None,
+                 run_config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.class_names = list(class_names)
+        self.model = create_backbone(backbone, len(class_names), pretrained, drop_rate)
+        self.head_names = find_head_parameters(self.model, int(input_spec["image_size"]))
+        self.weights_report = load_weights(self.model, weights_file, self.head_names).to_dict() if weights_file else None
+        self.schedule = FineTuneSchedule(**(schedule or {}))
+        self.layer_ids = backbone_layer_ids(self.model, self.head_names, coarse=False)
+        stage_two = trainable_in_stage_two(backbone_layer_ids(self.model, self.head_names, coarse=True),
+                                           self.schedule.unfreeze)
+        self.trainable_names = self.head_names | stage_two
+        for name, parameter in self.model.named_parameters():
+            parameter.requires_grad_(name in self.trainable_names)  # never-trained blocks stay fixed
+        self._head_modules = self._modules_owning(self.head_names)
+        self._fixed_modules = self._modules_owning(set(self.layer_ids) - stage_two)
+        self.backbone_frozen = False
+        weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
+        num_classes = len(class_names)
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_metrics, self.test_metrics = _metrics(num_classes, "val/"), _metrics(num_classes, "test/")
+        self.confusion = MulticlassConfusionMatrix(num_classes)
+        self.last_confusion: torch.Tensor | None = None
+
+    # ----- freezing -------------------------------------------------------------------------------------
+    def _modules_owning(self, names: set[str]) -> list[nn.Module]:
+        owners = []
+        for module_name, module in self.model.named_modules():
+            own = [f"{module_name}.{p}" if module_name else p for p, _ in module.named_parameters(recurse=False)]
+            if own and all(n in names for n in own):
+                owners.append(module)
+        return owners
+
+    def set_backbone_frozen(self, frozen: bool) -> None:
+        self.backbone_frozen = frozen
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "ImageClassifier":
+        """Lightning calls ``train()`` around every validation; frozen parts must stay in eval mode."""
+        super().train(mode)
+        if mode and self.backbone_frozen:
+            head = {id(m) for m in self._head_modules}
+            for module in self.model.modules():
+                if module is not self.model and id(module) not in head:
+                    module.training = False  # per module: the head (and its dropout) keeps training
+        elif mode:
+            for module in self._fixed_modules:
+                module.training = False
+        return self
+
+    def parameter_counts(self) -> dict[str, int]:
+        total = sum(p.numel() for p in self.model.parameters())
+        trainable = sum(p.numel() for n, p in self.model.named_parameters()
+                        if n in (self.head_names if self.backbone_frozen else self.trainable_names))
+        return {"total": total, "trainable": trainable, "frozen": total - trainable}
+
+    # ----- forward and steps -----------------------------------------------------------------------------
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.backbone_frozen:
+            with torch.no_grad():
+                features = self.model.forward_features(images)
+        else:
+            features = self.model.forward_features(images)
+        return self.model.forward_head(features)
+
+    def on_train_epoch_start(self) -> None:
+        frozen = self.schedule.is_frozen(self.current_epoch)
+        if frozen != self.backbone_frozen or self.current_epoch == 0:
+            self.set_backbone_frozen(frozen)
+            counts = self.parameter_counts()
+            self.print(f"epoch {self.current_epoch}: stage {stage_name(self.schedule, self.current_epoch)} "
+                       f"({counts['trainable']:,} of {counts['total']:,} parameters train)")
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = self.criterion(logits, labels)
+        self.train_acc(logits, labels)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        self.log("train/frozen", float(self.backbone_frozen), on_step=False, on_epoch=True)
+        return loss
+
+    def _evaluation_step(self, batch: tuple[torch.Tensor, torch.Tensor], metrics: MetricCollection,
+                         prefix: str) -> None:
+        images, labels = batch
+        logits = self(images)
+        self.log(f"{prefix}loss", nn.functional.cross_entropy(logits, labels), prog_bar=prefix == "val/",
+                 sync_dist=True)
+        metrics.update(logits, labels)
+        self.confusion.update(logits, labels)
+        self.log_dict(metrics, prog_bar=prefix == "val/")
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluation_step(batch, self.val_metrics, "val/")
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluation_step(batch, self.test_metrics, "test/")
+
+    def _finish_confusion(self) -> None:
+        self.last_confusion = self.confusion.compute().detach().cpu()
+        self.confusion.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        self._finish_confusion()
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_confusion()
+
+    # ----- optimisation ----------------------------------------------------------------------------------
+    def configure_optimizers(self) -> dict[str, Any]:
+        settings = dict(self.hparams.optimizer or DEFAULT_OPTIMIZER)
+        lr, weight_decay = float(settings["lr"]), float(settings.get("weight_decay", 0.0))
+        groups = build_param_groups(self.model.named_parameters(), self.head_names, self.layer_ids,
+                                    self.trainable_names - self.head_names, lr, weight_decay, self.schedule)
+        optimizer = instantiate(settings, params=groups, _convert_="all")
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        steps_per_epoch = total_steps / max(1, int(self.trainer.max_epochs or 1))
+        lambdas = [StagedLR(g["role"], steps_per_epoch, total_steps, self.schedule.freeze_epochs,
+                            self.schedule.warmup_epochs, self.schedule.min_lr_ratio) for g in groups]
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

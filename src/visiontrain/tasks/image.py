@@ -1,0 +1,152 @@
+"""Image classification as a task of the runner: inventory -> datamodule -> classifier -> reports -> ONNX."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from visiontrain.data.builtin import materialise_builtin
+from visiontrain.data.datamodule import ImageDataModule, class_weights
+from visiontrain.data.inventory import Inventory, build_inventory
+from visiontrain.data.transforms import (InputSpec, build_eval_transform, build_train_transform,
+                                         resolve_input_spec)
+from visiontrain.export.onnx_export import export_onnx
+from visiontrain.export.parity import check_parity
+from visiontrain.models.classifier import ImageClassifier
+from visiontrain.training.reports import write_confusion, write_json
+
+
+def data_root(data_cfg: DictConfig | dict) -> Path:
+    """Where the images are; built-in data is written there first if needed."""
+    root = Path(str(data_cfg["root"])).expanduser()
+    if data_cfg.get("builtin"):
+        materialise_builtin(data_cfg["builtin"], root)
+    return root
+
+
+def scan(data_cfg: DictConfig | dict, seed: int, classes: list[str] | None = None,
+         required_splits: tuple[str, ...] = ("train", "val")) -> Inventory:
+    return build_inventory(data_root(data_cfg), data_cfg["format"], float(data_cfg["val_fraction"]), seed,
+                           classes=classes, required_splits=required_splits)
+
+
+def input_spec_from(cfg: DictConfig) -> InputSpec:
+    a = cfg.augment
+    return resolve_input_spec(cfg.model.backbone, a.image_size, a.mean, a.std, a.crop_pct, a.interpolation)
+
+
+def datamodule_for(inventory: Inventory, spec: InputSpec, data_cfg: DictConfig | dict, seed: int,
+                   train_steps: Any = None) -> ImageDataModule:
+    return ImageDataModule(inventory, build_train_transform(spec, train_steps), build_eval_transform(spec),
+                           batch_size=int(data_cfg["batch_size"]), num_workers=data_cfg["num_workers"],
+                           balance=data_cfg["balance"], pin_memory=bool(data_cfg.get("pin_memory", False)),
+                           reduce_to=spec.resize_to, seed=seed)
+
+
+def load_classifier(ckpt_path: str | Path) -> ImageClassifier:
+    """A trained classifier from a visiontrain checkpoint, without the hub or the original weights file."""
+    return ImageClassifier.load_from_checkpoint(str(ckpt_path), map_location="cpu", weights_only=True,
+                                                pretrained=False, weights_file=None)
+
+
+def evaluation_report(trainer: pl.Trainer, module: ImageClassifier, datamodule: ImageDataModule,
+                      ckpt_path: str | None, split: str, out_dir: Path) -> dict[str, Any]:
+    """Validate (or test) ``ckpt_path`` and write the confusion matrix and per-class metrics."""
+    run = trainer.validate if split == "val" else trainer.test
+    results = run(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+    metrics = {k: float(v) for k, v in (results[0] if results else {}).items()}
+    report: dict[str, Any] = {"split": split, "metrics": metrics}
+    if trainer.is_global_zero and module.last_confusion is not None:
+        files = write_confusion(module.last_confusion.numpy(), module.class_names, out_dir,
+                                prefix="" if split == "val" else f"{split}_")
+        report.update(per_class=files.pop("per_class"), files=files,
+                      confusion_matrix=module.last_confusion.tolist())
+    return report
+
+
+def export_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: ImageDataModule | None,
+                      parity_images: int, atol: float, opset: int, metric: dict[str, Any] | None) -> dict[str, Any]:
+    """Export ``ckpt_path`` to ONNX (metadata inside) and check onnxruntime against PyTorch on real images."""
+    module = load_classifier(ckpt_path).eval()
+    spec = module.hparams.input_spec
+    metadata = {
+        "task": "image_classification", "class_names": module.class_names, "input_name": "image",
+        "input_size": [3, spec["image_size"], spec["image_size"]], "mean": spec["mean"], "std": spec["std"],
+        "resize_to": spec["resize_to"], "crop": "center", "interpolation": spec["interpolation"],
+        "pixel_scale": "RGB uint8 / 255, then (x - mean) / std, NCHW float32",
+        "backbone": module.hparams.backbone, "source_checkpoint": str(Path(ckpt_path).resolve()),
+        "metric": metric or {}, "visiontrain_version": _version(),
+    }
+    started = time.perf_counter()
+    export_onnx(module.model, onnx_path, int(spec["image_size"]), metadata, opset=opset)
+    images, paths = _parity_batch(datamodule, parity_images, int(spec["image_size"]))
+    parity = check_parity(onnx_path, module.model, images, atol=atol, image_paths=paths)
+    return {"onnx": str(onnx_path), "seconds": round(time.perf_counter() - started, 3), "parity": parity,
+            "metadata": metadata}
+
+
+def _parity_batch(datamodule: ImageDataModule | None, count: int, image_size: int) -> tuple[torch.Tensor, list[str]]:
+    if datamodule is None or count <= 0:
+        return torch.randn(max(count, 2), 3, image_size, image_size, generator=torch.Generator().manual_seed(0)), []
+    dataset = datamodule.dataset("val")
+    indices = range(min(count, len(dataset)))
+    return torch.stack([dataset[i][0] for i in indices]), [dataset.samples[i].path for i in indices]
+
+
+def _version() -> str:
+    from visiontrain import __version__
+
+    return __version__
+
+
+class ImageTask:
+    """How the runner builds, evaluates and exports an image classifier."""
+
+    name = "image_classification"
+
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+        self.inventory: Inventory | None = None
+        self.datamodule: ImageDataModule | None = None
+
+    def build(self, run_dir: Path, is_main_process: bool) -> tuple[ImageDataModule, ImageClassifier, dict[str, Any]]:
+        cfg = self.cfg
+        started = time.perf_counter()
+        self.inventory = scan(cfg.data, int(cfg.seed))
+        if is_main_process:
+            self.inventory.write_rejects(run_dir / "rejects.csv")
+        spec = input_spec_from(cfg)
+        with_size = OmegaConf.create({"augment": {"image_size": spec.image_size}})
+        train_steps = OmegaConf.merge(cfg, with_size).augment.train
+        self.datamodule = datamodule_for(self.inventory, spec, cfg.data, int(cfg.seed), train_steps)
+        weights = class_weights(self.inventory) if cfg.data.balance == "loss_weights" else None
+        module = ImageClassifier(
+            backbone=cfg.model.backbone, class_names=self.inventory.classes, input_spec=spec.to_dict(),
+            pretrained=bool(cfg.model.pretrained), weights_file=cfg.model.weights_file,
+            drop_rate=float(cfg.model.drop_rate), label_smoothing=float(cfg.model.label_smoothing),
+            class_weights=weights, optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
+            schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
+            run_config=OmegaConf.to_container(cfg, resolve=True))
+        info = {"data": {"root": self.inventory.root, "format": self.inventory.format,
+                         "classes": self.inventory.classes, **self.inventory.counts(),
+                         "class_weights": weights, "rejects_csv": str(run_dir / "rejects.csv")},
+                "input_spec": spec.to_dict(), "parameters": module.parameter_counts(),
+                "weights": module.weights_report, "seconds_data": round(time.perf_counter() - started, 3)}
+        return self.datamodule, module, info
+
+    def evaluate(self, trainer: pl.Trainer, module: ImageClassifier, ckpt_path: str | None,
+                 run_dir: Path) -> dict[str, Any]:
+        report = {"val": evaluation_report(trainer, module, self.datamodule, ckpt_path, "val", run_dir)}
+        if "test" in self.inventory.splits:
+            report["test"] = evaluation_report(trainer, module, self.datamodule, ckpt_path, "test", run_dir)
+        return report
+
+    def export(self, ckpt_path: str, run_dir: Path, metric: dict[str, Any]) -> dict[str, Any]:
+        e = self.cfg.export
+        return export_checkpoint(ckpt_path, run_dir / "model.onnx", self.datamodule, int(e.parity_images),
+                                 float(e.atol), int(e.opset), metric)
