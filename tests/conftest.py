@@ -1,0 +1,118 @@
+"""Shared fixtures: small real image folders copied from ../shared, plus generated bad files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+HYMENOPTERA = REPO.parent / "shared" / "data" / "hymenoptera"
+TINY_BACKBONE = "test_resnet"  # a real timm architecture, 0.37M parameters: fast on CPU
+QUIRKS = ("imageNotFound.gif", "formica.jpeg")  # real files with quirks: a palette GIF, a .jpeg suffix
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
+def _smallest(folder: Path, count: int) -> list[Path]:
+    """The smallest files keep the tests fast; the quirky ones are always included."""
+    files = sorted(folder.iterdir(), key=lambda p: (p.stat().st_size, p.name))
+    chosen = [p for p in files if p.name in QUIRKS]
+    chosen += [p for p in files if p not in chosen][: count - len(chosen)]
+    return sorted(chosen)
+
+
+def copy_hymenoptera(target: Path, per_class: int = 8) -> Path:
+    if not HYMENOPTERA.is_dir():
+        pytest.skip(f"{HYMENOPTERA} is not available")
+    for split in ("train", "val"):
+        for class_dir in sorted((HYMENOPTERA / split).iterdir()):
+            destination = target / split / class_dir.name
+            destination.mkdir(parents=True)
+            for path in _smallest(class_dir, per_class):
+                shutil.copy2(path, destination / path.name)
+    return target
+
+
+@pytest.fixture(scope="session")
+def tiny_hymenoptera(tmp_path_factory) -> Path:
+    """A real ImageFolder (train/val, ants/bees), 8 images per class and split, quirks included."""
+    return copy_hymenoptera(tmp_path_factory.mktemp("hymenoptera") / "hymenoptera")
+
+
+def add_bad_files(class_dir: Path) -> dict[str, str]:
+    """Write files a real folder ends up with; returns name -> the start of the expected reject reason."""
+    real_jpeg = next(p for p in sorted(class_dir.iterdir()) if p.suffix.lower() == ".jpg")
+    (class_dir / "empty.jpg").write_bytes(b"")
+    data = real_jpeg.read_bytes()
+    (class_dir / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    (class_dir / "notes.jpg").write_text("this is a text file with an image suffix\n")
+    (class_dir / "readme.txt").write_text("not an image\n")
+    return {"empty.jpg": "empty file", "truncated.jpg": "truncated image", "notes.jpg": "not an image",
+            "readme.txt": "not an image"}
+
+
+@pytest.fixture()
+def messy_hymenoptera(tmp_path) -> tuple[Path, dict[str, str]]:
+    """tiny hymenoptera plus unreadable, truncated, empty and non-image files in train/ants."""
+    root = copy_hymenoptera(tmp_path / "messy", per_class=6)
+    return root, add_bad_files(root / "train" / "ants")
+
+
+@pytest.fixture()
+def odd_modes_folder(tmp_path) -> Path:
+    """Palette, grayscale, RGBA, 16-bit and EXIF-rotated images in a class tree."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "odd"
+    for name in ("a", "b"):
+        (root / name).mkdir(parents=True)
+        rgb = Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8))
+        rgb.convert("P").save(root / name / "palette.png")
+        rgb.convert("L").save(root / name / "gray.png")
+        rgba = rgb.convert("RGBA")
+        rgba.putalpha(128)
+        rgba.save(root / name / "rgba.png")
+        Image.fromarray((rng.integers(0, 65535, (40, 60))).astype(np.uint16)).save(root / name / "gray16.png")
+        exif = Image.Exif()
+        exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+        rgb.save(root / name / "rotated.jpg", exif=exif)
+    return root
+
+
+def run_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real `visiontrain` command in a subprocess, as a user types it."""
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
+    command = [sys.executable, "-m", "visiontrain", *args]
+    return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
+
+
+def compose_train(*overrides: str):
+    """The real training config, composed as the CLI would (run_dir given, since Hydra is not running)."""
+    from hydra import compose, initialize_config_dir
+
+    from visiontrain.config import config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+        return compose("train", overrides=list(overrides))
+
+
+def tiny_overrides(data_root: Path, run_dir: Path, *extra: str) -> list[str]:
+    """Fast settings for a real run on tiny data: tiny backbone, 32 px, no workers."""
+    return ["experiment=hymenoptera", f"data.root={data_root}", f"paths.run_dir={run_dir}",
+            f"model.backbone={TINY_BACKBONE}", "model.pretrained=false", "augment.image_size=32",
+            "data.batch_size=4", "data.num_workers=0", "trainer.enable_progress_bar=false",
+            "trainer.log_every_n_steps=1", *extra]
