@@ -80,7 +80,7 @@ def load_weights(model: nn.Module, path: str | Path, head_names: set[str] | None
             report.skipped_shape.append(name)
         else:
             usable[name] = tensor
-    report.loaded = sorted(usable)
+    report.loaded, report.skipped_shape = sorted(usable), sorted(report.skipped_shape)
     report.missing = sorted(set(own) - set(usable))
     head_names = head_names or set()
     missing_backbone = [n for n in report.missing if n not in head_names and not n.endswith("num_batches_tracked")]

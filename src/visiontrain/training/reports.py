@@ -109,6 +109,10 @@ def library_versions() -> dict[str, str]:
             versions[package] = version(package)
         except PackageNotFoundError:
             versions[package] = "not installed"
+    import torch
+
+    versions["torch"] = torch.__version__  # the build tag (+cu130, +cpu) matters for reproduction
+    versions["cuda_runtime"] = torch.version.cuda or "none"
     return versions
 
 

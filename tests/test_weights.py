@@ -1,0 +1,83 @@
+"""Pretrained weights: local files are really loaded (weights equal after load); unsafe files are refused."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import timm
+import torch
+from safetensors.torch import save_file
+
+from conftest import TINY_BACKBONE
+from visiontrain.errors import WeightsError
+from visiontrain.models.backbone import create_backbone
+from visiontrain.models.classifier import ImageClassifier
+
+SPEC = {"image_size": 32}
+
+
+def donor_state(num_classes: int = 7) -> dict[str, torch.Tensor]:
+    """Weights of a backbone 'trained elsewhere': a different seed and a head of another size."""
+    torch.manual_seed(123)
+    return {k: v.clone() for k, v in timm.create_model(TINY_BACKBONE, num_classes=num_classes).state_dict().items()}
+
+
+def assert_backbone_loaded(module: ImageClassifier, donor: dict[str, torch.Tensor]) -> None:
+    own = module.model.state_dict()
+    backbone = [k for k in donor if k not in module.head_names]
+    assert backbone and all(torch.equal(own[k], donor[k]) for k in backbone)
+    assert own["fc.weight"].shape[0] == 2  # the new head keeps the new task's size
+    assert module.weights_report["skipped_shape_mismatch"] == ["fc.bias", "fc.weight"]
+
+
+def test_safetensors_weights_are_loaded(tmp_path):
+    donor = donor_state()
+    save_file(donor, str(tmp_path / "backbone.safetensors"))
+    module = ImageClassifier(TINY_BACKBONE, ["ant", "bee"], SPEC, weights_file=str(tmp_path / "backbone.safetensors"))
+    assert_backbone_loaded(module, donor)
+
+
+def test_pth_state_dict_is_loaded(tmp_path):
+    donor = donor_state()
+    torch.save({"model": donor, "epoch": 3}, tmp_path / "backbone.pth")  # the layout timm's train.py saves
+    module = ImageClassifier(TINY_BACKBONE, ["ant", "bee"], SPEC, weights_file=str(tmp_path / "backbone.pth"))
+    assert_backbone_loaded(module, donor)
+
+
+def test_visiontrain_checkpoint_seeds_a_new_task(tmp_path):
+    import lightning.pytorch as pl
+
+    source = ImageClassifier(TINY_BACKBONE, [str(i) for i in range(7)], SPEC)
+    trainer = pl.Trainer(max_epochs=0, logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    trainer.strategy.connect(source)
+    trainer.save_checkpoint(tmp_path / "other_task.ckpt")
+    module = ImageClassifier(TINY_BACKBONE, ["ant", "bee"], SPEC, weights_file=str(tmp_path / "other_task.ckpt"))
+    assert_backbone_loaded(module, source.model.state_dict())
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("arbitrary code ran",))
+
+
+def test_a_pickle_that_runs_code_is_refused(tmp_path):
+    with (tmp_path / "evil.pth").open("wb") as handle:
+        pickle.dump({"model": Payload()}, handle)
+    with pytest.raises(WeightsError, match="cannot read .* safely"):
+        ImageClassifier(TINY_BACKBONE, ["ant", "bee"], SPEC, weights_file=str(tmp_path / "evil.pth"))
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path):
+    save_file(timm.create_model("resnet18", num_classes=2).state_dict(), str(tmp_path / "resnet18.safetensors"))
+    with pytest.raises(WeightsError, match="does not fit this backbone"):
+        ImageClassifier(TINY_BACKBONE, ["ant", "bee"], SPEC, weights_file=str(tmp_path / "resnet18.safetensors"))
+
+
+def test_unreachable_hub_names_the_local_file_option(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # as HF_HUB_OFFLINE=1 would
+    with pytest.raises(WeightsError) as error:
+        create_backbone("resnet18", num_classes=2, pretrained=True)
+    assert "model.weights_file=" in str(error.value) and "hub" in str(error.value)
