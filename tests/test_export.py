@@ -1,0 +1,38 @@
+"""ONNX export: dynamic batch, metadata inside the file, and a parity check that can fail."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from conftest import TINY_BACKBONE
+from visiontrain.export.onnx_export import export_onnx, read_metadata
+from visiontrain.export.parity import check_parity
+from visiontrain.models.backbone import create_backbone
+
+
+def test_export_takes_any_batch_and_matches_pytorch(tmp_path):
+    model = create_backbone(TINY_BACKBONE, num_classes=3).eval()
+    path = export_onnx(model, tmp_path / "m.onnx", 40, {"class_names": ["a", "b", "c"], "backbone": TINY_BACKBONE})
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape[0] == "batch"
+    for batch in (1, 7):
+        images = torch.randn(batch, 3, 40, 40)
+        logits, probabilities = session.run(None, {"image": images.numpy()})
+        with torch.no_grad():
+            expected = model(images).numpy()
+        assert np.abs(logits - expected).max() < 1e-4
+        assert np.allclose(probabilities, torch.softmax(torch.from_numpy(expected), 1).numpy(), atol=1e-5)
+    assert read_metadata(path) == {"class_names": ["a", "b", "c"], "backbone": TINY_BACKBONE}
+
+
+def test_parity_check_catches_a_model_that_differs(tmp_path):
+    model = create_backbone(TINY_BACKBONE, num_classes=3).eval()
+    path = export_onnx(model, tmp_path / "m.onnx", 32, {})
+    images = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert check_parity(path, model, images)["passed"]
+    with torch.no_grad():
+        model.fc.weight.mul_(-1.0)  # the checkpoint now disagrees with the exported file
+    report = check_parity(path, model, images)
+    assert not report["passed"] and report["max_abs_logit_diff"] > 1e-3 and report["top1_agreement"] < 1.0
