@@ -1,0 +1,33 @@
+# The two commands of the README:
+#   make train   create .venv if absent, install with the tested constraints, run the default job
+#   make test    create .venv if absent, install with test extras, run the test suite
+# Both are idempotent: the install step reruns only when pyproject.toml or constraints.txt change.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?= -m "not slow"
+ARGS ?=
+
+.PHONY: install train test test-all clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+train: $(STAMP)
+	$(BIN)/visiontrain train $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-all: PYTEST_ARGS =
+test-all: test
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache
