@@ -47,6 +47,7 @@ def test_training_writes_every_promised_output(trained_run):
         assert (run_dir / name).is_file(), name
     assert Path(summary["checkpoints"]["best"]).is_file()
     assert summary["classes"] == ["ants", "bees"]
+    assert [row["epoch"] for row in summary["history"]] == [0, 1, 2]  # every epoch, not just up to the best
     assert {"val/acc", "val/f1_macro", "val/loss"} <= set(summary["evaluation"]["val"]["metrics"])
     assert [row["class"] for row in summary["evaluation"]["val"]["per_class"]] == ["ants", "bees"]
     assert summary["export"]["parity"]["passed"] and summary["export"]["parity"]["source"] == "validation images"

@@ -39,9 +39,27 @@ def _run_hydra(config_name: str, function: Callable) -> None:
         except (ConfigError, DataError, WeightsError) as error:
             kind = {ConfigError: "config error", DataError: "data error", WeightsError: "weights error"}[type(error)]
             print(f"visiontrain: {kind}: {error}", file=sys.stderr, flush=True)
+            if isinstance(error, ConfigError):
+                _remove_empty_run_dir()
             raise SystemExit(2) from None
 
     entry()
+
+
+def _remove_empty_run_dir() -> None:
+    """A run stopped by a config mistake leaves no output dir behind (only Hydra's own files were in it)."""
+    import shutil
+    from pathlib import Path
+
+    from hydra.core.hydra_config import HydraConfig
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        for parent in run_dir.parents:  # outputs/<experiment>/runs, if this run made them
+            if parent == Path.cwd() or any(parent.iterdir()):
+                break
+            parent.rmdir()
 
 
 def main(argv: list[str] | None = None) -> None:

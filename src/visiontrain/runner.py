@@ -63,6 +63,7 @@ def train(cfg: DictConfig) -> float | None:
     fit_started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     fit_seconds = time.perf_counter() - fit_started
+    epochs = list(history.rows)  # before evaluation: restoring the best checkpoint restores its older history
 
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best = (checkpoint.best_model_path or checkpoint.last_model_path) if checkpoint else None
@@ -77,14 +78,14 @@ def train(cfg: DictConfig) -> float | None:
     exported = None
     if cfg.export.onnx and best:
         exported = task.export(best, run_dir, {"name": metric_name, "value": metric_value, "mode": cfg.monitor.mode})
-    curves = plot_curves(history.rows, run_dir / "curves.png")
+    curves = plot_curves(epochs, run_dir / "curves.png")
     summary = {
         "task": task.name, "experiment": cfg.task_name, "run_dir": str(run_dir),
         "monitor": {"metric": metric_name, "mode": cfg.monitor.mode, "best": metric_value},
         "evaluation": evaluation, "classes": data["classes"], "data": data,
         "input_spec": info["input_spec"], "parameters": info["parameters"], "weights": info["weights"],
         "checkpoints": {"best": best, "last": checkpoint.last_model_path if checkpoint else None},
-        "epochs_trained": trainer.current_epoch, "history": history.rows,
+        "epochs_trained": trainer.current_epoch, "history": epochs,
         "export": {k: v for k, v in (exported or {}).items() if k != "metadata"} or None,
         "timings_seconds": {"data": info["seconds_data"], "fit": round(fit_seconds, 3),
                             "evaluate": round(eval_seconds, 3),

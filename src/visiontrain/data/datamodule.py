@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import random
 from collections import Counter
 
 import albumentations as A
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
@@ -27,6 +29,21 @@ class ImageDataset(Dataset):
         sample = self.samples[index]
         image = read_rgb_array(sample.path, self.reduce_to)
         return self.transform(image=image)["image"], sample.label
+
+
+def seed_augmentations(worker_id: int) -> None:
+    """Give each loader worker its own reproducible augmentation stream.
+
+    albumentations' Compose keeps a private RNG that global seeds do not reach; without this every worker
+    would replay the same augmentations (fixed seed) or the run would not be reproducible (no seed).
+    torch derives each worker's initial seed from the seeded main process, so this is both.
+    """
+    info = torch.utils.data.get_worker_info()
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+    if info is not None and hasattr(info.dataset.transform, "set_random_seed"):
+        info.dataset.transform.set_random_seed(seed)
 
 
 def auto_num_workers() -> int:
@@ -64,12 +81,15 @@ class ImageDataModule(pl.LightningDataModule):
 
     def dataset(self, split: str, train: bool = False) -> ImageDataset:
         transform = self.train_transform if train else self.eval_transform
+        if train:
+            transform.set_random_seed(self.seed)  # the in-process stream; workers reseed their copies
         return ImageDataset(self.inventory.splits[split], transform, self.reduce_to)
 
     def _loader(self, dataset: ImageDataset, shuffle: bool, sampler=None) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle and sampler is None,
                           sampler=sampler, num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          persistent_workers=self.num_workers > 0, drop_last=False)
+                          persistent_workers=self.num_workers > 0, drop_last=False,
+                          worker_init_fn=seed_augmentations if self.num_workers > 0 else None)
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.dataset("train", train=True)
