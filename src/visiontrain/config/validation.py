@@ -47,10 +47,37 @@ def _choice(cfg: DictConfig, key: str, choices: tuple[Any, ...]) -> Any:
     return value
 
 
+def _boolean(cfg: DictConfig, key: str) -> bool:
+    value = _value(cfg, key)
+    if not isinstance(value, bool):
+        raise ConfigError(key, f"must be true or false, got {value!r}", f"{key}=true")
+    return value
+
+
+MONITORABLE = ("val/acc", "val/loss", "val/f1_macro", "val/acc_top5")
+
+
 def validate_train_config(cfg: DictConfig) -> None:
     """Every check that can fail without touching data or weights, then the data location."""
-    for check in (_check_optimizer, _check_schedule, _check_trainer, _check_model, _check_augment, _check_data):
+    for check in (_check_run, _check_optimizer, _check_schedule, _check_trainer, _check_model, _check_augment,
+                  _check_data):  # model before augment: the input size comes from the backbone
         check(cfg)
+
+
+def _check_run(cfg: DictConfig) -> None:
+    _number(cfg, "seed", "42", integer=True, minimum=0)
+    metric = _choice(cfg, "monitor.metric", MONITORABLE)
+    mode = _choice(cfg, "monitor.mode", ("max", "min"))
+    if (metric == "val/loss") != (mode == "min"):
+        raise ConfigError("monitor.mode", f"{metric} should be {'minimised' if metric == 'val/loss' else 'maximised'}",
+                          f"monitor.mode={'min' if metric == 'val/loss' else 'max'}")
+    _boolean(cfg, "export.onnx")
+    _number(cfg, "export.opset", "17", integer=True, minimum=13)
+    _number(cfg, "export.parity_images", "32", integer=True, minimum=0)
+    _number(cfg, "export.atol", "1e-3", minimum=0, exclusive=True)
+    ckpt = _value(cfg, "ckpt_path")
+    if ckpt is not None and not Path(str(ckpt)).expanduser().is_file():
+        raise ConfigError("ckpt_path", f"checkpoint {ckpt} does not exist", "ckpt_path=<run dir>/checkpoints/last.ckpt")
 
 
 def _check_optimizer(cfg: DictConfig) -> None:
@@ -100,6 +127,7 @@ def _check_model(cfg: DictConfig) -> None:
     if not isinstance(backbone, str):
         raise ConfigError("model.backbone", f"must be a timm model name, got {backbone!r}", "model.backbone=resnet18")
     check_backbone_name(backbone)
+    _boolean(cfg, "model.pretrained")
     _number(cfg, "model.drop_rate", "0.2", minimum=0, maximum=1)
     _number(cfg, "model.label_smoothing", "0.1", minimum=0, maximum=1)
     weights = _value(cfg, "model.weights_file")
@@ -118,6 +146,11 @@ def _check_augment(cfg: DictConfig) -> None:
     if not OmegaConf.is_list(_value(cfg, "augment.train")):
         raise ConfigError("augment.train", "must be a list of albumentations transforms",
                           "augment=light (or none / strong), or a list of {_target_: albumentations.X, ...}")
+    from visiontrain.data.transforms import build_train_transform
+    from visiontrain.tasks.image import input_spec_from, train_steps_for
+
+    spec = input_spec_from(cfg)
+    build_train_transform(spec, train_steps_for(cfg, spec))  # a bad transform fails here, naming its index
 
 
 def _check_data(cfg: DictConfig) -> None:

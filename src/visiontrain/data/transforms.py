@@ -78,7 +78,17 @@ def build_train_transform(spec: InputSpec, steps: Sequence[Any] | None) -> A.Com
     Each step is a Hydra node with ``_target_`` (an albumentations transform); the pipeline must produce
     ``image_size`` x ``image_size`` images, which presets guarantee with a crop as their first step.
     """
-    built = [instantiate(step) for step in steps or []]
+    built = []
+    for index, step in enumerate(steps or []):
+        try:
+            built.append(instantiate(step))
+        except Exception as error:  # noqa: BLE001 - Hydra wraps import and argument errors alike
+            from visiontrain.errors import ConfigError
+
+            target = step.get("_target_", "?") if hasattr(step, "get") else step
+            raise ConfigError(f"augment.train[{index}]", f"cannot build {target}: {error}".splitlines()[0],
+                              "use an albumentations transform and its arguments, e.g. "
+                              "{_target_: albumentations.HorizontalFlip, p: 0.5}") from None
     geometry = built if built else eval_geometry(spec)
     if built and not any(isinstance(t, (A.RandomResizedCrop, A.CenterCrop, A.RandomCrop, A.Resize,
                                         A.RandomSizedCrop, A.CropNonEmptyMaskIfExists)) for t in built):

@@ -15,6 +15,7 @@ from visiontrain.data.datamodule import ImageDataModule, class_weights
 from visiontrain.data.inventory import Inventory, build_inventory
 from visiontrain.data.transforms import (InputSpec, build_eval_transform, build_train_transform,
                                          resolve_input_spec)
+from visiontrain.errors import ConfigError
 from visiontrain.export.onnx_export import export_onnx
 from visiontrain.export.parity import check_parity
 from visiontrain.models.classifier import ImageClassifier
@@ -38,6 +39,11 @@ def scan(data_cfg: DictConfig | dict, seed: int, classes: list[str] | None = Non
 def input_spec_from(cfg: DictConfig) -> InputSpec:
     a = cfg.augment
     return resolve_input_spec(cfg.model.backbone, a.image_size, a.mean, a.std, a.crop_pct, a.interpolation)
+
+
+def train_steps_for(cfg: DictConfig, spec: InputSpec) -> Any:
+    """The configured augmentation list with ``${augment.image_size}`` resolved to the actual input size."""
+    return OmegaConf.merge(cfg, {"augment": {"image_size": spec.image_size}}).augment.train
 
 
 def datamodule_for(inventory: Inventory, spec: InputSpec, data_cfg: DictConfig | dict, seed: int,
@@ -120,10 +126,11 @@ class ImageTask:
         self.inventory = scan(cfg.data, int(cfg.seed))
         if is_main_process:
             self.inventory.write_rejects(run_dir / "rejects.csv")
+        if cfg.monitor.metric == "val/acc_top5" and len(self.inventory.classes) <= 5:
+            raise ConfigError("monitor.metric", f"top-5 accuracy needs more than 5 classes; the data has "
+                              f"{len(self.inventory.classes)}", "monitor.metric=val/acc")
         spec = input_spec_from(cfg)
-        with_size = OmegaConf.create({"augment": {"image_size": spec.image_size}})
-        train_steps = OmegaConf.merge(cfg, with_size).augment.train
-        self.datamodule = datamodule_for(self.inventory, spec, cfg.data, int(cfg.seed), train_steps)
+        self.datamodule = datamodule_for(self.inventory, spec, cfg.data, int(cfg.seed), train_steps_for(cfg, spec))
         weights = class_weights(self.inventory) if cfg.data.balance == "loss_weights" else None
         module = ImageClassifier(
             backbone=cfg.model.backbone, class_names=self.inventory.classes, input_spec=spec.to_dict(),
