@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ def trained_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("e2e")
     data = copy_hymenoptera(base / "hymenoptera", per_class=6)
     bad = add_bad_files(data / "train" / "ants")
+    shutil.copytree(data / "val", data / "test")  # an optional test split is evaluated too
     torch.manual_seed(7)
     initial = timm.create_model(TINY_BACKBONE, num_classes=2).state_dict()
     save_file(initial, str(base / "init.safetensors"))
@@ -53,6 +55,8 @@ def test_training_writes_every_promised_output(trained_run):
     assert summary["export"]["parity"]["passed"] and summary["export"]["parity"]["source"] == "validation images"
     assert summary["parameters"]["total"] > 0 and set(summary["timings_seconds"]) >= {"fit", "export", "total"}
     assert summary["versions"]["torch"] == torch.__version__
+    assert summary["evaluation"]["test"]["metrics"]["test/acc"] == summary["evaluation"]["val"]["metrics"]["val/acc"]
+    assert (run_dir / "test_confusion_matrix.csv").is_file()
     assert "run dir" in trained_run["stdout"] and str(run_dir / "model.onnx") in trained_run["stdout"]
 
 
@@ -108,6 +112,23 @@ def test_evaluate_reproduces_the_training_metrics(trained_run):
     assert evaluation["metrics"]["val/acc"] == pytest.approx(expected["val/acc"])
     assert evaluation["metrics"]["val/f1_macro"] == pytest.approx(expected["val/f1_macro"])
     assert (out / "confusion_matrix.png").is_file()
+
+
+def test_evaluate_on_another_folder_uses_every_image_of_known_classes(trained_run, tmp_path):
+    folder = tmp_path / "new_photos"
+    shutil.copytree(trained_run["data"] / "val", folder)  # a class tree: ants/, bees/
+    (folder / "wasps").mkdir()
+    shutil.copy(next((folder / "ants").iterdir()), folder / "wasps" / "wasp.jpg")
+    summary = json.loads((trained_run["run_dir"] / "summary.json").read_text())
+    out = tmp_path / "evaluate"
+    result = run_cli("evaluate", f"ckpt={summary['checkpoints']['best']}", f"data_root={folder}",
+                     f"hydra.run.dir={out}", "trainer.enable_progress_bar=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert sum(row["support"] for row in evaluation["per_class"]) == 12  # every ant and bee image
+    with (out / "rejects.csv").open() as handle:
+        rejects = list(csv.DictReader(handle))
+    assert [Path(r["path"]).name for r in rejects] == ["wasp.jpg"] and "class 'wasps'" in rejects[0]["reason"]
 
 
 def test_standalone_export_checks_onnx_against_pytorch(trained_run):
