@@ -62,9 +62,10 @@ def evaluate(cfg: DictConfig) -> float | None:
     report = evaluation_report(trainer, module, datamodule, None, split, run_dir)
     report.update(checkpoint=str(ckpt), data=inventory.counts(), rejects_csv=str(run_dir / "rejects.csv"))
     write_json(report, run_dir / "evaluation.json")
-    print("\n".join([f"evaluated {ckpt} on {sum(report['per_class'][i]['support'] for i in range(len(report['per_class'])))}"
-                     f" {split} images:", *[f"  {k} = {v:.4f}" for k, v in report["metrics"].items()],
-                     f"  written to {run_dir} (evaluation.json, confusion_matrix.csv/.png, per_class.csv)"]))
+    images = sum(row["support"] for row in report["per_class"])
+    print("\n".join([f"evaluated {ckpt} on {images} {split} images:",
+                     *[f"  {k} = {v:.4f}" for k, v in report["metrics"].items()],
+                     f"  written to {run_dir} (evaluation.json, confusion_matrix.csv/.png, per_class.csv, rejects.csv)"]))
     return report["metrics"].get(f"{split}/acc")
 
 
