@@ -23,8 +23,11 @@ def options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_composes_and_builds_a_working_model(experiment, tiny_hymenoptera, tmp_path):
-    cfg = compose_train(f"experiment={experiment}", f"paths.run_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}",
-                        f"data.root={tiny_hymenoptera}", "model.pretrained=false", "data.num_workers=0")
+    overrides = [f"experiment={experiment}", f"paths.run_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}",
+                 "model.pretrained=false", "data.num_workers=0"]
+    if compose_train(*overrides).data.builtin is None:
+        overrides.append(f"data.root={tiny_hymenoptera}")
+    cfg = compose_train(*overrides)
     validate_train_config(cfg)
     loggers = instantiate_loggers(cfg.logger)
     trainer = instantiate(cfg.trainer, callbacks=instantiate_callbacks(cfg.callbacks, bool(loggers)),
@@ -40,9 +43,10 @@ def test_every_experiment_composes_and_builds_a_working_model(experiment, tiny_h
 @pytest.mark.parametrize("group", ["augment", "schedule", "optimizer", "logger", "callbacks", "data"])
 def test_every_group_option_composes_and_validates(group, tiny_hymenoptera, tmp_path):
     for option in options(group):
-        cfg = compose_train(f"{group}={option}", f"paths.run_dir={tmp_path}", f"data.root={tiny_hymenoptera}",
-                            f"paths.cache_dir={tmp_path / 'cache'}", f"model.backbone={TINY_BACKBONE}",
-                            "trainer.max_epochs=5")
+        cfg = compose_train(f"{group}={option}", f"paths.run_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}",
+                            f"model.backbone={TINY_BACKBONE}", "trainer.max_epochs=5")
+        if cfg.data.builtin is None:
+            cfg.data.root = str(tiny_hymenoptera)
         validate_train_config(cfg)
         if group == "augment":
             spec = resolve_input_spec(TINY_BACKBONE, image_size=48)
@@ -70,3 +74,18 @@ def test_every_trainer_composes_and_fails_clearly_without_its_hardware(hardware,
     validate_train_config(cfg)
     trainer = instantiate(cfg.trainer, logger=False)
     assert trainer.num_devices == cfg.trainer.devices
+
+
+def test_builtin_data_never_overwrites_a_folder_of_the_users(tiny_hymenoptera, tmp_path):
+    """`data.root=my_photos` with the default built-in data must stop, not replace the photos with digits."""
+    from visiontrain.data.builtin import materialise_builtin
+    from visiontrain.errors import DataError
+
+    before = sorted(p.relative_to(tiny_hymenoptera) for p in tiny_hymenoptera.rglob("*"))
+    cfg = compose_train(f"data.root={tiny_hymenoptera}", f"paths.run_dir={tmp_path}")
+    with pytest.raises(ConfigError) as error:
+        validate_train_config(cfg)
+    assert error.value.key == "data.root" and "data=image_folder" in error.value.fix
+    with pytest.raises(DataError, match="left untouched"):
+        materialise_builtin("digits", tiny_hymenoptera)
+    assert sorted(p.relative_to(tiny_hymenoptera) for p in tiny_hymenoptera.rglob("*")) == before

@@ -154,7 +154,7 @@ def _check_augment(cfg: DictConfig) -> None:
 
 
 def _check_data(cfg: DictConfig) -> None:
-    from visiontrain.data.builtin import BUILTIN_DATASETS
+    from visiontrain.data.builtin import BUILTIN_DATASETS, is_materialised
     from visiontrain.data.inventory import FORMATS
 
     _number(cfg, "data.batch_size", "32", integer=True, minimum=1)
@@ -167,6 +167,11 @@ def _check_data(cfg: DictConfig) -> None:
     builtin = _value(cfg, "data.builtin")
     if builtin is not None:
         _choice(cfg, "data.builtin", BUILTIN_DATASETS)
+        root = Path(str(_value(cfg, "data.root"))).expanduser()
+        if root.exists() and not is_materialised(root) and (not root.is_dir() or any(root.iterdir())):
+            raise ConfigError("data.root", f"{root} is an existing folder, but data.builtin={builtin} would write "
+                              "the built-in dataset there", f"to train on your folder add data=image_folder "
+                              f"(or data.builtin=null); for the built-in data leave data.root unset")
         return
     root = _value(cfg, "data.root")
     path = Path(str(root)).expanduser()

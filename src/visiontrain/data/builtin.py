@@ -7,12 +7,13 @@ written as PNG files so that the default run exercises exactly the path a user's
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from visiontrain.errors import DataError
 
 BUILTIN_DATASETS = ("digits",)
 
@@ -22,9 +23,12 @@ def materialise_builtin(name: str, root: str | os.PathLike, val_fraction: float 
     if name != "digits":
         raise ValueError(f"unknown built-in dataset {name!r}; available: {', '.join(BUILTIN_DATASETS)}")
     root = Path(root).expanduser()
-    marker = root.with_name(root.name + ".complete")
-    if marker.exists() and root.is_dir():
+    if is_materialised(root):
         return root
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise DataError(
+            f"{root} already exists and is not the built-in {name!r} dataset; it is left untouched. To train on "
+            f"that folder use data=image_folder data.root={root}; for the built-in data choose another data.root.")
     from sklearn.datasets import load_digits  # imported lazily: only the built-in data needs it
 
     digits = load_digits()
@@ -42,7 +46,16 @@ def materialise_builtin(name: str, root: str | os.PathLike, val_fraction: float 
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(images[index], mode="L").save(folder / f"digit_{index:04d}.png")
     if root.exists():
-        shutil.rmtree(root)
+        root.rmdir()  # empty (checked above): nothing of the user's is removed
     staging.rename(root)  # atomic on one filesystem: a half-written dataset is never used
-    marker.write_text(f"{len(digits.target)} images\n")
+    _marker(root).write_text(f"{len(digits.target)} images\n")
     return root
+
+
+def _marker(root: Path) -> Path:
+    return root.with_name(root.name + ".complete")
+
+
+def is_materialised(root: Path) -> bool:
+    """True when ``root`` holds a complete built-in dataset written by :func:`materialise_builtin`."""
+    return _marker(root).exists() and root.is_dir()
