@@ -43,7 +43,34 @@ def _run_hydra(config_name: str, function: Callable) -> None:
                 _remove_empty_run_dir()
             raise SystemExit(2) from None
 
+    try:
+        _check_overrides(config_name)
+    except ConfigError as error:
+        print(f"visiontrain: config error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     entry()
+
+
+def _check_overrides(config_name: str) -> None:
+    """Unknown keys fail with a suggestion before Hydra starts (Hydra still reports every other mistake)."""
+    from hydra._internal.utils import get_args_parser
+
+    from visiontrain.config import config_dir
+    from visiontrain.config.overrides import check_override_keys
+    from visiontrain.errors import ConfigError
+
+    try:
+        args = get_args_parser().parse_args(sys.argv[1:])
+    except SystemExit:  # malformed flags: let Hydra print its own usage
+        return
+    if args.config_dir or args.config_path or args.config_name or args.help or args.hydra_help:
+        return
+    try:
+        check_override_keys(config_name, args.overrides, config_dir())
+    except ConfigError:
+        raise
+    except Exception:  # noqa: BLE001 - a bad group name or override syntax: Hydra explains it next
+        return
 
 
 def _remove_empty_run_dir() -> None:

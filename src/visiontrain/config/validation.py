@@ -1,7 +1,7 @@
 """Check a composed config before training: wrong types and values fail here, naming the key and the fix.
 
-Hydra already rejects unknown keys (``optimizer.lrr=...``) with the key's name; this module checks what Hydra
-cannot know: types, ranges, backbone names, data locations and hardware availability.
+Unknown keys (``optimizer.lrr=...``) are caught earlier, in :mod:`visiontrain.config.overrides`; this module
+checks what composition cannot know: types, ranges, backbone names, data locations and hardware availability.
 """
 
 from __future__ import annotations

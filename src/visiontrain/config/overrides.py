@@ -1,0 +1,89 @@
+"""Check command-line override keys before Hydra runs, so a typo gets a suggestion instead of a stack of text.
+
+Hydra rejects ``optimizer.lrr=0.1`` too, but its advice ("use +optimizer.lrr to append") points the wrong
+way for a typo. Here the config is composed with the chosen groups and every plain ``key=value`` override is
+looked up; an unknown key fails as a :class:`ConfigError` naming the nearest real keys.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Iterator
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from visiontrain.errors import ConfigError
+
+_ABSENT = object()
+
+
+def _leaf_keys(node: DictConfig, prefix: str = "") -> Iterator[str]:
+    for key in node.keys():
+        path = f"{prefix}{key}"
+        child = node._get_node(key)  # noqa: SLF001 - reading without resolving interpolations
+        if isinstance(child, DictConfig):
+            yield from _leaf_keys(child, path + ".")
+        elif not str(key).startswith("_"):  # _target_ and friends are not settings a user means
+            yield path
+
+
+def _exists(cfg: DictConfig, key: str) -> bool:
+    """True for any key in the config, including mandatory ones still set to ``???``."""
+    try:
+        return OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=True,
+                                throw_on_resolution_failure=False) is not _ABSENT
+    except MissingMandatoryValue:
+        return True
+
+
+def _is_group(key: str, conf: Path) -> bool:
+    return (conf / key.lstrip("/")).is_dir()
+
+
+def check_override_keys(config_name: str, overrides: list[str], conf: Path) -> None:
+    """Raise ConfigError for the first ``key=value`` override whose key is not in the composed config.
+
+    Group choices (``trainer=gpu``, sweeps included: the first choice is composed) and ``+``/``++``/``~``
+    overrides are left to Hydra, which explains those well.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    group_choices, plain_keys = [], []
+    for override in parsed:
+        key = override.key_or_group
+        if override.package or key.startswith("hydra") or override.is_add() or override.is_force_add() \
+                or override.is_delete():
+            continue
+        if _is_group(key, conf):
+            value = next(iter(override.sweep_string_iterator())) if override.is_sweep_override() \
+                else override.get_value_element_as_str()
+            group_choices.append(f"{key}={value}")
+        else:
+            plain_keys.append(key)
+    if not plain_keys:
+        return
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf), job_name="visiontrain"):
+        cfg = compose(config_name, overrides=group_choices)
+    for key in plain_keys:
+        if not _exists(cfg, key):
+            raise ConfigError(key, "is not a key of this config", _suggestion(key, sorted(_leaf_keys(cfg))))
+
+
+def _suggestion(key: str, known: list[str]) -> str:
+    """Nearest keys by name within the same section (``trainer.max_epoch``), else anywhere; else the section."""
+    parent, _, name = key.rpartition(".")
+    siblings = [k for k in known if k.rpartition(".")[0] == parent]
+    by_name = {k.rpartition(".")[2]: k for k in siblings}
+    nearest = [by_name[n] for n in difflib.get_close_matches(name, list(by_name), n=3, cutoff=0.6)]
+    nearest = nearest or difflib.get_close_matches(key, known, n=3, cutoff=0.85)
+    if nearest:
+        hint = f"did you mean {' or '.join(nearest)}? "
+    elif siblings:
+        hint = f"keys here: {', '.join(siblings)}; "
+    else:
+        hint = ""
+    return f"{hint}to add a new key on purpose write +{key}=..."
