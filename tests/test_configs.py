@@ -12,7 +12,7 @@ from visiontrain.config.validation import validate_train_config
 from visiontrain.data.transforms import build_train_transform, resolve_input_spec
 from visiontrain.errors import ConfigError
 from visiontrain.runner import instantiate_callbacks, instantiate_loggers
-from visiontrain.tasks.image import ImageTask
+from visiontrain.tasks import build_task
 
 CONF = config_dir()
 
@@ -23,29 +23,45 @@ def options(group: str) -> list[str]:
 
 @pytest.mark.parametrize("experiment", options("experiment"))
 def test_every_experiment_composes_and_builds_a_working_model(experiment, tiny_hymenoptera, tmp_path):
-    overrides = [f"experiment={experiment}", f"paths.run_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}",
-                 "model.pretrained=false", "data.num_workers=0"]
-    if compose_train(*overrides).data.builtin is None:
-        overrides.append(f"data.root={tiny_hymenoptera}")
+    overrides = [f"experiment={experiment}", f"paths.run_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    image = compose_train(*overrides).task == "image_classification"
+    if image:
+        overrides += ["model.pretrained=false", "data.num_workers=0"]
+        if compose_train(*overrides).data.builtin is None:
+            overrides.append(f"data.root={tiny_hymenoptera}")
     cfg = compose_train(*overrides)
     validate_train_config(cfg)
     loggers = instantiate_loggers(cfg.logger)
     trainer = instantiate(cfg.trainer, callbacks=instantiate_callbacks(cfg.callbacks, bool(loggers)),
                           logger=loggers or False)
     assert trainer.max_epochs == cfg.trainer.max_epochs
-    datamodule, module, info = ImageTask(cfg).build(tmp_path, is_main_process=True)
-    images, labels = next(iter(datamodule.train_dataloader()))
-    size = info["input_spec"]["image_size"]
-    assert images.shape[1:] == (3, size, size) and images.dtype == torch.float32
-    assert module(images).shape == (len(labels), len(module.class_names))
+    task = build_task(cfg)
+    task.prepare(tmp_path, True)
+    datamodule, module = task.build(task.final_split())
+    inputs, labels = next(iter(datamodule.train_dataloader()))
+    if image:
+        size = task.info(module)["input_spec"]["image_size"]
+        assert inputs.shape[1:] == (3, size, size) and inputs.dtype == torch.float32
+        assert module(inputs).shape == (len(labels), len(module.class_names))
+    else:
+        assert inputs.shape[1] == len(module.feature_names) and module.scores(inputs).shape == (len(labels),)
 
 
-@pytest.mark.parametrize("group", ["augment", "schedule", "optimizer", "logger", "callbacks", "data"])
+TABLE_DATA = {"churn": "experiment=churn", "diabetes": "experiment=diabetes"}
+TABULAR_MODELS = ("mlp", "logistic_regression", "gradient_boosting")
+
+
+@pytest.mark.parametrize("group", ["augment", "schedule", "optimizer", "logger", "callbacks", "data", "model",
+                                   "features"])
 def test_every_group_option_composes_and_validates(group, tiny_hymenoptera, tmp_path):
     for option in options(group):
-        cfg = compose_train(f"{group}={option}", f"paths.run_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}",
-                            f"model.backbone={TINY_BACKBONE}", "trainer.max_epochs=5")
-        if cfg.data.builtin is None:
+        if option in TABLE_DATA or option in TABULAR_MODELS or group == "features":
+            context = [TABLE_DATA.get(option, "experiment=churn")]
+        else:
+            context = [f"model.backbone={TINY_BACKBONE}"]
+        cfg = compose_train(*context, f"{group}={option}", f"paths.run_dir={tmp_path}",
+                            f"paths.cache_dir={tmp_path / 'cache'}", "trainer.max_epochs=5")
+        if cfg.task == "image_classification" and cfg.data.builtin is None:
             cfg.data.root = str(tiny_hymenoptera)
         validate_train_config(cfg)
         if group == "augment":
@@ -89,3 +105,12 @@ def test_builtin_data_never_overwrites_a_folder_of_the_users(tiny_hymenoptera, t
     with pytest.raises(DataError, match="left untouched"):
         materialise_builtin("digits", tiny_hymenoptera)
     assert sorted(p.relative_to(tiny_hymenoptera) for p in tiny_hymenoptera.rglob("*")) == before
+
+
+@pytest.mark.parametrize("overrides, key", [(["data=churn"], "data"), (["model=mlp"], "model"),
+                                             (["experiment=churn", "model=timm"], "model")])
+def test_mixing_image_and_table_groups_names_the_group(tmp_path, overrides, key):
+    cfg = compose_train(*overrides, f"paths.run_dir={tmp_path}")
+    with pytest.raises(ConfigError) as error:
+        validate_train_config(cfg)
+    assert error.value.key == key and "experiment=churn" in error.value.fix or "model=mlp" in error.value.fix

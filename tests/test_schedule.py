@@ -16,7 +16,9 @@ from visiontrain.training.schedule import FineTuneSchedule, StagedLR, trainable_
 
 def build(data_root: Path, run_dir: Path, *extra: str):
     cfg = compose_train(*tiny_overrides(data_root, run_dir, *extra))
-    datamodule, module, _ = ImageTask(cfg).build(run_dir, is_main_process=True)
+    task = ImageTask(cfg)
+    task.prepare(run_dir, True)
+    datamodule, module = task.build()
     return cfg, datamodule, module
 
 

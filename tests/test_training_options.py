@@ -20,8 +20,10 @@ def test_class_weighted_loss_weights_the_rare_class_up(tiny_hymenoptera, tmp_pat
     for extra in sorted((data / "train" / "bees").iterdir())[2:]:
         extra.unlink()  # 8 ants, 2 bees
     cfg = compose_train(*tiny_overrides(data, tmp_path, "data.balance=loss_weights"))
-    _, module, info = ImageTask(cfg).build(tmp_path, is_main_process=True)
-    assert info["data"]["per_class"]["train"] == {"ants": 8, "bees": 2}
+    task = ImageTask(cfg)
+    data = task.prepare(tmp_path, True)
+    _, module = task.build()
+    assert data["per_class"]["train"] == {"ants": 8, "bees": 2}
     assert torch.allclose(module.criterion.weight, torch.tensor([10 / (2 * 8), 10 / (2 * 2)]))
 
 

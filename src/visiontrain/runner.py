@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
@@ -40,6 +41,58 @@ def instantiate_callbacks(callbacks_cfg: DictConfig | None, have_logger: bool) -
     return [c for c in callbacks if have_logger or not isinstance(c, LearningRateMonitor)]
 
 
+def fit_once(cfg: DictConfig, task: Any, split: Any, out_dir: Path) -> dict[str, Any]:
+    """One fit of a fresh model on ``split``: Trainer, callbacks and loggers from config, writing to ``out_dir``.
+
+    The final model writes to the run dir itself; each cross-validation fold to ``<run dir>/folds/<fold>``.
+    """
+    if out_dir != Path(cfg.paths.run_dir):
+        cfg = cfg.copy()
+        cfg.paths.run_dir = str(out_dir)  # checkpoints, loggers and history follow through interpolation
+    datamodule, module = task.build(split)
+    loggers = instantiate_loggers(cfg.get("logger"))
+    history = MetricHistory(str(out_dir / "history.csv"))
+    overrides = task.trainer_overrides()
+    has_optimizer = "max_epochs" not in overrides  # a one-epoch baseline has no learning rate to monitor
+    callbacks = instantiate_callbacks(cfg.get("callbacks"), bool(loggers) and has_optimizer) + [history]
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path") if split is task.final_split() else None)
+    fit_seconds = time.perf_counter() - started
+    epochs = list(history.rows)  # before evaluation: restoring the best checkpoint restores its older history
+    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    best = (checkpoint.best_model_path or checkpoint.last_model_path) if checkpoint else None
+    started = time.perf_counter()
+    evaluation = task.evaluate(trainer, module, best or None, out_dir)
+    return {"trainer": trainer, "module": module, "best": best or None,
+            "last": checkpoint.last_model_path if checkpoint else None, "epochs": epochs,
+            "evaluation": evaluation, "fit_seconds": round(fit_seconds, 3),
+            "evaluate_seconds": round(time.perf_counter() - started, 3)}
+
+
+def cross_validate(cfg: DictConfig, task: Any, folds: list[Any], run_dir: Path) -> dict[str, Any]:
+    """Fit a fresh model per fold and score its held-out part; mean and std of every test metric."""
+    per_fold = []
+    for split in folds:
+        log.info("cross-validation: %s (%d train, %d val, %d held out)", split.name, len(split.train),
+                 len(split.val), len(split.test))
+        result = fit_once(cfg, task, split, run_dir / "folds" / split.name)
+        metrics = {k.removeprefix("test/"): v for k, v in result["evaluation"]["test"]["metrics"].items()
+                   if k != "test/loss"}
+        per_fold.append({"fold": split.name, "rows": {"train": len(split.train), "val": len(split.val),
+                                                      "test": len(split.test)},
+                         "metrics": metrics, "fit_seconds": result["fit_seconds"]})
+    names = list(dict.fromkeys(name for fold in per_fold for name in fold["metrics"]))
+    table = {name: np.array([fold["metrics"][name] for fold in per_fold if name in fold["metrics"]])
+             for name in names}
+    summary = {"folds": len(folds), "per_fold": per_fold,
+               "mean": {name: float(values.mean()) for name, values in table.items()},
+               "std": {name: float(values.std(ddof=1)) if len(values) > 1 else 0.0 for name, values in table.items()},
+               "fit_seconds_total": round(sum(fold["fit_seconds"] for fold in per_fold), 3)}
+    write_json(summary, run_dir / "cross_validation.json")
+    return summary
+
+
 def train(cfg: DictConfig) -> float | None:
     """Train, evaluate the best checkpoint, export it, and write the run's summary."""
     validate_train_config(cfg)
@@ -49,27 +102,13 @@ def train(cfg: DictConfig) -> float | None:
     is_main = rank_zero_only.rank == 0
 
     task = build_task(cfg)
-    datamodule, module, info = task.build(run_dir, is_main)
-    data = info["data"]
-    log.info("data: %d files in, %d used, %d rejected (%s); classes: %s", data["files_in"], data["files_used"],
-             data["files_rejected"], data["rejects_csv"], ", ".join(
-                 f"{name} ({count})" for name, count in data["per_class"]["train"].items()))
+    data = task.prepare(run_dir, is_main)
+    log.info(task.describe_data(data))
+    folds = task.folds()
+    cross_validation = cross_validate(cfg, task, folds, run_dir) if folds else None
 
-    loggers = instantiate_loggers(cfg.get("logger"))
-    history = MetricHistory(str(run_dir / "history.csv"))
-    callbacks = instantiate_callbacks(cfg.get("callbacks"), bool(loggers)) + [history]
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-
-    fit_started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    fit_seconds = time.perf_counter() - fit_started
-    epochs = list(history.rows)  # before evaluation: restoring the best checkpoint restores its older history
-
-    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
-    best = (checkpoint.best_model_path or checkpoint.last_model_path) if checkpoint else None
-    eval_started = time.perf_counter()
-    evaluation = task.evaluate(trainer, module, best or None, run_dir)
-    eval_seconds = time.perf_counter() - eval_started
+    final = fit_once(cfg, task, task.final_split(), run_dir)
+    trainer, evaluation, best = final["trainer"], final["evaluation"], final["best"]
     metric_name = str(cfg.monitor.metric)
     metric_value = evaluation["val"]["metrics"].get(metric_name)
     if not trainer.is_global_zero:
@@ -78,52 +117,60 @@ def train(cfg: DictConfig) -> float | None:
     exported = None
     if cfg.export.onnx and best:
         exported = task.export(best, run_dir, {"name": metric_name, "value": metric_value, "mode": cfg.monitor.mode})
-    curves = plot_curves(epochs, run_dir / "curves.png")
+    curves = plot_curves(final["epochs"], run_dir / "curves.png", task.curve_metric)
     summary = {
         "task": task.name, "experiment": cfg.task_name, "run_dir": str(run_dir),
         "monitor": {"metric": metric_name, "mode": cfg.monitor.mode, "best": metric_value},
-        "evaluation": evaluation, "classes": data["classes"], "data": data,
-        "input_spec": info["input_spec"], "parameters": info["parameters"], "weights": info["weights"],
-        "checkpoints": {"best": best, "last": checkpoint.last_model_path if checkpoint else None},
-        "epochs_trained": trainer.current_epoch, "history": epochs,
+        "evaluation": evaluation, "cross_validation": cross_validation, "classes": data.get("classes"),
+        "data": data, **task.info(final["module"]),
+        "checkpoints": {"best": best, "last": final["last"]},
+        "epochs_trained": trainer.current_epoch, "history": final["epochs"],
         "export": {k: v for k, v in (exported or {}).items() if k != "metadata"} or None,
-        "timings_seconds": {"data": info["seconds_data"], "fit": round(fit_seconds, 3),
-                            "evaluate": round(eval_seconds, 3),
+        "timings_seconds": {"data": data["seconds"], "cross_validation": (cross_validation or {}).get(
+                                "fit_seconds_total", 0.0),
+                            "fit": final["fit_seconds"], "evaluate": final["evaluate_seconds"],
                             "export": exported["seconds"] if exported else 0.0,
                             "total": round(time.perf_counter() - started, 3)},
         "files": {"summary": str(run_dir / "summary.json"), "history_csv": str(run_dir / "history.csv"),
-                  "curves_png": str(curves) if curves else None, "rejects_csv": data["rejects_csv"],
+                  "curves_png": str(curves) if curves else None, "rejects_csv": data.get("rejects_csv"),
+                  "data_report": data.get("data_report"),
+                  "cross_validation": str(run_dir / "cross_validation.json") if cross_validation else None,
                   "config": str(run_dir / ".hydra" / "config.yaml"),
-                  **evaluation["val"].get("files", {}), "onnx": exported["onnx"] if exported else None},
+                  **evaluation.get(task.report_split, evaluation["val"]).get("files", {}),
+                  "onnx": exported["onnx"] if exported else None},
         "versions": library_versions(),
     }
     write_json(summary, run_dir / "summary.json")
-    print_report(summary)
+    print_report(summary, task)
     if exported and not exported["parity"]["passed"]:
-        raise ExportMismatch(f"onnxruntime and PyTorch disagree on {exported['onnx']}: {exported['parity']}")
+        raise ExportMismatch(f"onnxruntime and the trained model disagree on {exported['onnx']}: {exported['parity']}")
     return metric_value
 
 
-def print_report(summary: dict[str, Any]) -> None:
+def print_report(summary: dict[str, Any], task: Any) -> None:
     """The end-of-run report: results first, then where every file was written."""
     metrics = summary["evaluation"]["val"]["metrics"]
-    data = summary["data"]
+    monitor = summary["monitor"]
     lines = ["", "=" * 78, f"visiontrain: {summary['experiment']} finished in {summary['timings_seconds']['total']:.0f} s",
              "-" * 78,
-             f"best {summary['monitor']['metric']} = {summary['monitor']['best']:.4f}   " + "   ".join(
-                 f"{k} = {v:.4f}" for k, v in metrics.items() if k != summary["monitor"]["metric"]),
-             f"data: {data['files_in']} files in = {data['files_used']} used + {data['files_rejected']} rejected; "
-             f"{len(summary['classes'])} classes"]
-    export = summary.get("export")
-    if export:
-        parity = export["parity"]
-        lines.append(f"onnx parity on {parity['images']} {parity['source']}: max |logit diff| = "
-                     f"{parity['max_abs_logit_diff']:.2e}, top-1 identical: {parity['top1_identical']}")
+             f"best {monitor['metric']} = {monitor['best']:.4f}   " + "   ".join(
+                 f"{k} = {v:.4f}" for k, v in metrics.items() if k != monitor["metric"])]
+    test = summary["evaluation"].get("test")
+    if test and summary["task"] != "image_classification":
+        lines.append("held-out test: " + "   ".join(f"{k} = {v:.4f}" for k, v in test["metrics"].items()))
+    cv = summary.get("cross_validation")
+    if cv:
+        lines.append(f"{cv['folds']}-fold cross-validation (mean +- std): " + "   ".join(
+            f"{k} = {cv['mean'][k]:.4f} +- {cv['std'][k]:.4f}" for k in cv["mean"] if k != "threshold"))
+    lines.append(task.describe_data(summary["data"]))
+    if summary.get("export"):
+        lines.append(task.describe_export(summary["export"]))
     lines += ["-" * 78, f"run dir            {summary['run_dir']}",
               f"best checkpoint    {summary['checkpoints']['best']}"]
     labels = {"onnx": "onnx model", "summary": "summary", "curves_png": "curves", "confusion_png": "confusion matrix",
-              "per_class_csv": "per-class metrics", "history_csv": "history", "rejects_csv": "rejects report",
-              "config": "resolved config"}
+              "roc_png": "ROC curve", "pr_png": "PR curve", "per_class_csv": "per-class metrics",
+              "history_csv": "history", "rejects_csv": "rejects report", "data_report": "data report",
+              "cross_validation": "cross-validation", "config": "resolved config"}
     for key, label in labels.items():
         if summary["files"].get(key):
             lines.append(f"{label:<18} {summary['files'][key]}")

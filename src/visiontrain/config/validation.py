@@ -55,22 +55,44 @@ def _boolean(cfg: DictConfig, key: str) -> bool:
 
 
 MONITORABLE = ("val/acc", "val/loss", "val/f1_macro", "val/acc_top5")
+MINIMISED = ("val/loss", "val/mse", "val/rmse", "val/mae")
 
 
 def validate_train_config(cfg: DictConfig) -> None:
     """Every check that can fail without touching data or weights, then the data location."""
-    for check in (_check_run, _check_optimizer, _check_schedule, _check_trainer, _check_model, _check_augment,
-                  _check_data):  # model before augment: the input size comes from the backbone
+    from visiontrain.tasks import TASKS
+
+    task = _choice(cfg, "task", TASKS)
+    if task == "tabular":
+        from visiontrain.config.tabular import TABULAR_CHECKS
+
+        checks = TABULAR_CHECKS
+    else:  # model before augment: the input size comes from the backbone
+        _check_image_groups(cfg)
+        checks = (_check_run, _check_optimizer, _check_schedule, _check_trainer, _check_model, _check_augment,
+                  _check_data)
+    for check in checks:
         check(cfg)
 
 
-def _check_run(cfg: DictConfig) -> None:
+def _check_image_groups(cfg: DictConfig) -> None:
+    """Table data or a tabular model in an image run: point at the tabular experiments."""
+    if OmegaConf.select(cfg, "data.kind") == "table":
+        raise ConfigError("data", "is a table, but this run trains an image classifier",
+                          "experiment=churn (or experiment=diabetes), which selects task=tabular")
+    if OmegaConf.select(cfg, "model.kind") in ("mlp", "estimator"):
+        raise ConfigError("model", "is a tabular model, but this run trains an image classifier",
+                          "model=timm for images, or experiment=churn model=... for tables")
+
+
+def _check_run(cfg: DictConfig, monitorable: tuple[str, ...] = MONITORABLE) -> None:
     _number(cfg, "seed", "42", integer=True, minimum=0)
-    metric = _choice(cfg, "monitor.metric", MONITORABLE)
+    metric = _choice(cfg, "monitor.metric", monitorable)
     mode = _choice(cfg, "monitor.mode", ("max", "min"))
-    if (metric == "val/loss") != (mode == "min"):
-        raise ConfigError("monitor.mode", f"{metric} should be {'minimised' if metric == 'val/loss' else 'maximised'}",
-                          f"monitor.mode={'min' if metric == 'val/loss' else 'max'}")
+    minimised = metric in MINIMISED
+    if minimised != (mode == "min"):
+        raise ConfigError("monitor.mode", f"{metric} should be {'minimised' if minimised else 'maximised'}",
+                          f"monitor.mode={'min' if minimised else 'max'}")
     _boolean(cfg, "export.onnx")
     _number(cfg, "export.opset", "17", integer=True, minimum=13)
     _number(cfg, "export.parity_images", "32", integer=True, minimum=0)

@@ -120,7 +120,11 @@ class ImageTask:
         self.inventory: Inventory | None = None
         self.datamodule: ImageDataModule | None = None
 
-    def build(self, run_dir: Path, is_main_process: bool) -> tuple[ImageDataModule, ImageClassifier, dict[str, Any]]:
+    curve_metric = "acc"
+    report_split = "val"  # whose confusion matrix the report points at
+
+    def prepare(self, run_dir: Path, is_main_process: bool) -> dict[str, Any]:
+        """Check every file once: the inventory, its counts and the rejects report."""
         cfg = self.cfg
         started = time.perf_counter()
         self.inventory = scan(cfg.data, int(cfg.seed))
@@ -129,22 +133,43 @@ class ImageTask:
         if cfg.monitor.metric == "val/acc_top5" and len(self.inventory.classes) <= 5:
             raise ConfigError("monitor.metric", f"top-5 accuracy needs more than 5 classes; the data has "
                               f"{len(self.inventory.classes)}", "monitor.metric=val/acc")
-        spec = input_spec_from(cfg)
-        self.datamodule = datamodule_for(self.inventory, spec, cfg.data, int(cfg.seed), train_steps_for(cfg, spec))
-        weights = class_weights(self.inventory) if cfg.data.balance == "loss_weights" else None
+        self.class_weights = class_weights(self.inventory) if cfg.data.balance == "loss_weights" else None
+        return {"root": self.inventory.root, "format": self.inventory.format, "classes": self.inventory.classes,
+                **self.inventory.counts(), "class_weights": self.class_weights,
+                "rejects_csv": str(run_dir / "rejects.csv"), "seconds": round(time.perf_counter() - started, 3)}
+
+    @staticmethod
+    def describe_data(data: dict[str, Any]) -> str:
+        classes = ", ".join(f"{name} ({count})" for name, count in data["per_class"]["train"].items())
+        return (f"data: {data['files_in']} files in, {data['files_used']} used, {data['files_rejected']} rejected "
+                f"({data['rejects_csv']}); classes: {classes}")
+
+    def folds(self) -> list:
+        return []  # one split: the folders' own (or a seeded stratified) train/val
+
+    def final_split(self) -> None:
+        return None
+
+    def trainer_overrides(self) -> dict[str, Any]:
+        return {}
+
+    def build(self, split: None = None) -> tuple[ImageDataModule, ImageClassifier]:
+        cfg = self.cfg
+        self.spec = input_spec_from(cfg)
+        self.datamodule = datamodule_for(self.inventory, self.spec, cfg.data, int(cfg.seed),
+                                         train_steps_for(cfg, self.spec))
         module = ImageClassifier(
-            backbone=cfg.model.backbone, class_names=self.inventory.classes, input_spec=spec.to_dict(),
+            backbone=cfg.model.backbone, class_names=self.inventory.classes, input_spec=self.spec.to_dict(),
             pretrained=bool(cfg.model.pretrained), weights_file=cfg.model.weights_file,
             drop_rate=float(cfg.model.drop_rate), label_smoothing=float(cfg.model.label_smoothing),
-            class_weights=weights, optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
+            class_weights=self.class_weights, optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
             schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
             run_config=OmegaConf.to_container(cfg, resolve=True))
-        info = {"data": {"root": self.inventory.root, "format": self.inventory.format,
-                         "classes": self.inventory.classes, **self.inventory.counts(),
-                         "class_weights": weights, "rejects_csv": str(run_dir / "rejects.csv")},
-                "input_spec": spec.to_dict(), "parameters": module.parameter_counts(),
-                "weights": module.weights_report, "seconds_data": round(time.perf_counter() - started, 3)}
-        return self.datamodule, module, info
+        return self.datamodule, module
+
+    def info(self, module: ImageClassifier) -> dict[str, Any]:
+        return {"input_spec": self.spec.to_dict(), "parameters": module.parameter_counts(),
+                "weights": module.weights_report}
 
     def evaluate(self, trainer: pl.Trainer, module: ImageClassifier, ckpt_path: str | None,
                  run_dir: Path) -> dict[str, Any]:
@@ -157,3 +182,9 @@ class ImageTask:
         e = self.cfg.export
         return export_checkpoint(ckpt_path, run_dir / "model.onnx", self.datamodule, int(e.parity_images),
                                  float(e.atol), int(e.opset), metric)
+
+    @staticmethod
+    def describe_export(export: dict[str, Any]) -> str:
+        parity = export["parity"]
+        return (f"onnx parity on {parity['images']} {parity['source']}: max |logit diff| = "
+                f"{parity['max_abs_logit_diff']:.2e}, top-1 identical: {parity['top1_identical']}")

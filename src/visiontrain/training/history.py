@@ -7,7 +7,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 
-_TRACKED = ("train/loss_epoch", "train/acc", "val/loss", "val/acc", "val/f1_macro", "val/acc_top5")
+_SPLITS = ("train/", "val/")
 
 
 class MetricHistory(pl.Callback):
@@ -27,9 +27,9 @@ class MetricHistory(pl.Callback):
         metrics = trainer.callback_metrics
         row: dict[str, float] = {"epoch": trainer.current_epoch,
                                  "frozen_backbone": float(getattr(pl_module, "backbone_frozen", False))}
-        for key in _TRACKED:
-            if key in metrics:
-                row[key.replace("_epoch", "")] = float(metrics[key])
+        for key, value in metrics.items():  # epoch values only: ``x_step`` is the last step's, ``x_epoch`` the mean
+            if key.startswith(_SPLITS) and not key.endswith("_step") and value.numel() == 1:
+                row[key.removesuffix("_epoch")] = float(value)
         row.update(self._epoch_lrs)
         self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
         if self.path and trainer.is_global_zero:

@@ -26,7 +26,8 @@ def per_class_metrics(confusion: np.ndarray, class_names: Sequence[str]) -> list
     return rows
 
 
-def write_confusion(confusion: np.ndarray, class_names: Sequence[str], out_dir: Path, prefix: str = "") -> dict:
+def write_confusion(confusion: np.ndarray, class_names: Sequence[str], out_dir: Path, prefix: str = "",
+                    unit: str = "images") -> dict:
     """confusion_matrix.csv/.png and per_class.csv in ``out_dir``; returns their paths and the table."""
     import matplotlib
 
@@ -58,7 +59,7 @@ def write_confusion(confusion: np.ndarray, class_names: Sequence[str], out_dir: 
     threshold = confusion.max() / 2 if confusion.size else 0
     for (i, j), value in np.ndenumerate(confusion):
         axes.text(j, i, str(value), ha="center", va="center", color="white" if value > threshold else "black")
-    axes.set_title(f"Confusion matrix ({int(confusion.sum())} images)")
+    axes.set_title(f"Confusion matrix ({int(confusion.sum())} {unit})")
     figure.tight_layout()
     png_path = out_dir / f"{prefix}confusion_matrix.png"
     figure.savefig(png_path, dpi=110)
@@ -67,8 +68,8 @@ def write_confusion(confusion: np.ndarray, class_names: Sequence[str], out_dir: 
             "per_class": table}
 
 
-def plot_curves(rows: list[dict[str, float]], path: Path) -> Path | None:
-    """Loss and accuracy per epoch (train and val), with the frozen stage shaded."""
+def plot_curves(rows: list[dict[str, float]], path: Path, metric: str = "acc") -> Path | None:
+    """Loss and ``metric`` per epoch (train and val), with the frozen stage shaded."""
     if not rows:
         return None
     import matplotlib
@@ -78,9 +79,9 @@ def plot_curves(rows: list[dict[str, float]], path: Path) -> Path | None:
 
     epochs = [r["epoch"] for r in rows]
     figure, (loss_axes, acc_axes) = plt.subplots(1, 2, figsize=(10, 4))
-    for axes, metric in ((loss_axes, "loss"), (acc_axes, "acc")):
+    for axes, name in ((loss_axes, "loss"), (acc_axes, metric)):
         for split in ("train", "val"):
-            key = f"{split}/{metric}"
+            key = f"{split}/{name}"
             points = [(r["epoch"], r[key]) for r in rows if key in r]
             if points:
                 axes.plot(*zip(*points), marker="o", label=key)
@@ -88,7 +89,7 @@ def plot_curves(rows: list[dict[str, float]], path: Path) -> Path | None:
         if frozen:
             axes.axvspan(min(frozen) - 0.5, max(frozen) + 0.5, color="grey", alpha=0.15, label="backbone frozen")
         axes.set_xlabel("epoch")
-        axes.set_title(metric)
+        axes.set_title(name)
         axes.set_xticks(epochs)
         axes.legend()
     figure.tight_layout()

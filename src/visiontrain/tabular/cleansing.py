@@ -1,0 +1,418 @@
+"""Cleansing: raw values in, typed feature columns and a 0/1 (or numeric) target out, with a report.
+
+Nothing is lost silently: every input row is either kept (possibly repaired) or listed in ``rejects.csv`` with
+the source row number and every reason, and ``rows_in == rows_kept + rows_rejected`` always holds. Missing
+feature values are left as NaN on purpose: the feature pipeline imputes them, fitted on training rows only, so
+no statistic of validation or test rows leaks into training.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from visiontrain.errors import ConfigError, DataError
+from visiontrain.tabular.schema import YES_NO, ColumnSpec, TableSchema, plain_mapping
+
+# Rules that reject, in the order their reason wins when a row breaks several.
+REJECTING_RULES = ("duplicates", "target_missing", "target_unknown", "target_unparseable", "unknown_category",
+                   "missing_rejected", "outliers_rejected")
+REPAIRING_RULES = ("whitespace_stripped", "yes_no_normalised", "numeric_coerced", "numeric_unparseable",
+                   "outliers_clipped", "outliers_flagged", "missing_imputed")
+RULES = REJECTING_RULES + REPAIRING_RULES
+YES_NO_WORDS = {**dict.fromkeys(("yes", "y", "true", "1", "1.0"), "Yes"),
+                **dict.fromkeys(("no", "n", "false", "0", "0.0"), "No")}
+MAX_STRAY_TARGET_FRACTION = 0.01  # more rows than this (and > 10) with a third label: not mess, a mistake
+_CHOICES = {"missing_numeric": ("impute", "reject"), "missing_category": ("impute", "reject"),
+            "unknown_category": ("reject", "missing"), "outliers": ("clip", "flag", "reject")}
+
+
+@dataclass(frozen=True)
+class CleaningRules:
+    """``data.cleaning`` in config: what to repair and what to reject."""
+
+    strip_whitespace: bool = True
+    normalise_yes_no: bool = True  # yes/YES/y/true/1 -> "Yes", no/n/false/0 -> "No" in No/Yes columns
+    drop_duplicates: bool = True  # exact duplicates over all columns, ids included: the first is kept
+    missing_numeric: str = "impute"  # impute (left NaN for the feature pipeline) | reject
+    missing_category: str = "impute"  # impute | reject
+    unknown_category: str = "reject"  # a value outside the declared categories: reject | missing
+    outliers: str = "clip"  # outside [min, max]: clip | flag (kept, counted) | reject
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | None) -> "CleaningRules":
+        """Read ``data.cleaning`` (absent: the defaults); a typo or a bad value is a ConfigError naming it."""
+        values = plain_mapping(cfg, "data.cleaning")
+        names = [field.name for field in fields(cls)]
+        for key, value in values.items():
+            if key not in names:
+                close = difflib.get_close_matches(key, names, n=1)
+                raise ConfigError(f"data.cleaning.{key}", f"is not a cleaning option; the options are "
+                                  f"{', '.join(names)}", f"data.cleaning.{close[0]}=..." if close else
+                                  f"remove data.cleaning.{key}")
+            _check_option(key, value)
+        return cls(**values)
+
+
+def _check_option(key: str, value: Any) -> None:
+    choices = _CHOICES.get(key, ("true", "false"))
+    valid = value in choices if key in _CHOICES else isinstance(value, bool)
+    if not valid:
+        raise ConfigError(f"data.cleaning.{key}", f"must be {' | '.join(choices)}, got {value!r}",
+                          f"data.cleaning.{key}={choices[0]}")
+
+
+@dataclass
+class CleaningResult:
+    """Kept rows (index: 1-based source row number), rejected rows with reasons, and the report."""
+
+    frame: pd.DataFrame
+    rejects: pd.DataFrame
+    report: dict[str, Any]
+
+    def write(self, out_dir: Path) -> dict[str, str]:
+        """Write rejects.csv, data_report.json and data_report.md into ``out_dir``; returns their paths."""
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        paths = {"rejects": out_dir / "rejects.csv", "report_json": out_dir / "data_report.json",
+                 "report_md": out_dir / "data_report.md"}
+        self.rejects.to_csv(paths["rejects"], index=False)
+        paths["report_json"].write_text(json.dumps(self.report, indent=2) + "\n")
+        paths["report_md"].write_text(report_markdown(self.report))
+        return {name: str(path) for name, path in paths.items()}
+
+
+class _Ledger:
+    """What each rule did to which rows: repaired masks, and reject reasons indexed by row number."""
+
+    def __init__(self, index: pd.Index) -> None:
+        self.index = index
+        repairing = REPAIRING_RULES + ("unknown_category",)  # unknown_category=missing repairs
+        self.repairs = {rule: pd.Series(False, index=index) for rule in repairing}
+        self.reasons: list[pd.DataFrame] = []
+
+    def repaired(self, rule: str, mask: pd.Series) -> None:
+        self.repairs[rule] |= mask
+
+    def reject(self, rule: str, mask: pd.Series, reason: pd.Series | str) -> None:
+        """Reject the rows in ``mask``; ``reason`` is one text, or one per row (at least the masked rows)."""
+        if not mask.any():
+            return
+        rows = self.index[mask.to_numpy()]
+        text = reason.reindex(rows) if isinstance(reason, pd.Series) else pd.Series(reason, index=rows)
+        self.reasons.append(pd.DataFrame({"order": REJECTING_RULES.index(rule), "rule": rule,
+                                          "reason": text.astype(object)}))
+
+    def rejected(self) -> pd.DataFrame:
+        """One line per rejected row: the first rule that rejected it, and all reasons joined by "; "."""
+        if not self.reasons:
+            return pd.DataFrame({"rule": pd.Series(dtype=object), "reason": pd.Series(dtype=object)},
+                                index=pd.Index([], name="row", dtype=self.index.dtype))
+        long = pd.concat(self.reasons).rename_axis("row").reset_index()
+        long = long.sort_values(["row", "order"], kind="stable")
+        grouped = long.groupby("row", sort=True)
+        return pd.DataFrame({"rule": grouped["rule"].first(), "reason": grouped["reason"].agg("; ".join)})
+
+
+def cleanse(raw: pd.DataFrame, schema: TableSchema, rules: CleaningRules) -> CleaningResult:
+    """Check ``raw`` against ``schema`` and apply ``rules``; raises only when the table is unusable."""
+    raw = _numbered(raw, rules.strip_whitespace)
+    ignored = _check_columns(raw, schema)
+    ledger = _Ledger(raw.index)
+    if rules.drop_duplicates:
+        _reject_duplicates(raw, ledger)
+    columns = {}
+    for name, spec in schema.columns.items():
+        clean = _numeric if spec.kind == "numeric" else _category
+        columns[name] = clean(raw[name], spec, rules, ledger)
+    target, target_info = _target(raw[schema.target], schema, rules, ledger)
+    _missing(columns, schema, rules, ledger)
+    rejected = ledger.rejected()
+    kept = ~raw.index.isin(rejected.index)
+    frame = pd.DataFrame({**columns, schema.target: target}, index=raw.index)[kept]
+    rejects = pd.concat([rejected.reset_index()[["row", "reason", "rule"]],
+                         raw.loc[rejected.index].reset_index(drop=True)], axis=1)
+    report = _report(raw, frame, rejected, ledger, schema, ignored, target_info)
+    return CleaningResult(frame=frame, rejects=rejects, report=report)
+
+
+def _numbered(raw: pd.DataFrame, strip_names: bool) -> pd.DataFrame:
+    """The raw table indexed by 1-based source row number (row 1: the first data row, after any header)."""
+    raw = raw.set_axis(pd.RangeIndex(1, len(raw) + 1, name="row"), axis=0)
+    names = [str(name) for name in raw.columns]
+    stripped = [name.strip() for name in names] if strip_names else names
+    return raw.set_axis(stripped if len(set(stripped)) == len(stripped) else names, axis=1)
+
+
+def _check_columns(raw: pd.DataFrame, schema: TableSchema) -> list[str]:
+    """Raise if a declared column is absent; return the columns that are present but not declared."""
+    needed = [*schema.id_columns, *schema.columns, schema.target]
+    found = list(raw.columns)
+    missing = [name for name in needed if name not in found]
+    if missing:
+        lines = [f"  {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                 for name in missing for close in [_closest(name, found)]]
+        raise DataError(f"the table lacks {len(missing)} declared column(s):\n" + "\n".join(lines) +
+                        f"\nColumns found: {', '.join(found)}.\nFix the names in data.columns / "
+                        "data.target / data.id_columns, or in the file's header.")
+    return [name for name in found if name not in needed]
+
+
+def _closest(name: str, found: list[str]) -> list[str]:
+    same_case = [other for other in found if other.lower() == name.lower()]
+    return same_case or difflib.get_close_matches(name, found, n=1, cutoff=0.6)
+
+
+def _reject_duplicates(raw: pd.DataFrame, ledger: _Ledger) -> None:
+    """Exact copies of an earlier row, over every column (ids included): the first copy is kept."""
+    duplicate = raw.duplicated(keep="first")
+    if not duplicate.any():
+        return
+    involved = raw[raw.duplicated(keep=False)]
+    group = involved.groupby(list(involved.columns), dropna=False, sort=False).ngroup()
+    first = pd.Series(involved.index, index=involved.index).groupby(group).transform("min")
+    reason = "exact duplicate of row " + first.astype(str)
+    ledger.reject("duplicates", duplicate, reason.reindex(raw.index))
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """Values as strings (NaN where missing), whatever the source type; 1.0 from a typed source reads "1"."""
+    if pd.api.types.is_bool_dtype(values):
+        return values.astype(object).map({True: "True", False: "False"}).astype(str)
+    if pd.api.types.is_numeric_dtype(values):
+        numbers = values.astype("float64")
+        text = numbers.astype(str)
+        integral = np.isfinite(numbers) & (numbers % 1 == 0) & (numbers.abs() < 2**53)
+        text[integral] = numbers[integral].astype("int64").astype(str)
+        return text.where(numbers.notna())
+    if isinstance(values.dtype, pd.StringDtype):
+        return values
+    return values.astype(object).astype(str)
+
+
+def _text(values: pd.Series, rules: CleaningRules, ledger: _Ledger) -> pd.Series:
+    """Text with stray whitespace stripped (counted) and blank values turned into missing ones."""
+    text = _as_text(values)
+    stripped = text.str.strip()
+    blank = stripped == ""
+    if rules.strip_whitespace:
+        ledger.repaired("whitespace_stripped", text.notna() & ~blank & (stripped != text))
+        text = stripped
+    return text.mask(blank)
+
+
+def _yes_no(text: pd.Series, ledger: _Ledger) -> pd.Series:
+    """yes/YES/y/true/1 -> "Yes", no/n/false/0 -> "No"; other values are left for the category check."""
+    mapped = text.str.lower().map(YES_NO_WORDS)
+    ledger.repaired("yes_no_normalised", mapped.notna() & (mapped != text))
+    return text.where(mapped.isna(), mapped)
+
+
+def _category(values: pd.Series, spec: ColumnSpec, rules: CleaningRules, ledger: _Ledger) -> pd.Series:
+    """A category column as Python strings (object dtype, NaN where missing)."""
+    text = _text(values, rules, ledger)
+    if rules.normalise_yes_no and spec.categories is not None and set(spec.categories) == set(YES_NO):
+        text = _yes_no(text, ledger)
+    if spec.categories is not None:
+        unknown = text.notna() & ~text.isin(spec.categories)
+        if rules.unknown_category == "reject":
+            allowed = ", ".join(spec.categories[:12]) + (", ..." if len(spec.categories) > 12 else "")
+            ledger.reject("unknown_category", unknown,
+                          f"{spec.name}: '" + text[unknown] + f"' is not an allowed value ({allowed})")
+        else:
+            ledger.repaired("unknown_category", unknown)
+            text = text.mask(unknown)
+    return text.astype(object).where(text.notna(), np.nan)
+
+
+def _numeric(values: pd.Series, spec: ColumnSpec, rules: CleaningRules, ledger: _Ledger) -> pd.Series:
+    """A numeric column as float64 (NaN where missing or unparseable), outliers as ``rules.outliers`` says."""
+    if pd.api.types.is_numeric_dtype(values):
+        numbers = values.astype("float64")
+        numbers = numbers.where(np.isfinite(numbers))
+        ledger.repaired("numeric_unparseable", values.notna() & numbers.isna())  # inf: no usable number
+    else:
+        text = _text(values, rules, ledger)
+        ledger.repaired("numeric_coerced", text.isna() & values.notna())  # blank text: now missing
+        numbers = _parse_numbers(text)
+        ledger.repaired("numeric_unparseable", text.notna() & numbers.isna())
+    return _outliers(numbers, spec, rules, ledger)
+
+
+def _parse_numbers(text: pd.Series) -> pd.Series:
+    numbers = pd.to_numeric(text, errors="coerce").astype("float64")
+    return numbers.where(np.isfinite(numbers))  # "inf" parses, but is no more usable than "abc"
+
+
+def _outliers(numbers: pd.Series, spec: ColumnSpec, rules: CleaningRules, ledger: _Ledger) -> pd.Series:
+    low = numbers < spec.minimum if spec.minimum is not None else pd.Series(False, index=numbers.index)
+    high = numbers > spec.maximum if spec.maximum is not None else pd.Series(False, index=numbers.index)
+    outside = low | high
+    if rules.outliers == "clip":
+        ledger.repaired("outliers_clipped", outside)
+        return numbers.clip(spec.minimum, spec.maximum)
+    if rules.outliers == "flag":
+        ledger.repaired("outliers_flagged", outside)
+        return numbers
+    if not outside.any():
+        return numbers
+    value = numbers[outside].map("{:g}".format)
+    side = low[outside].map({True: f"below the minimum {_bound(spec.minimum)}",
+                             False: f"above the maximum {_bound(spec.maximum)}"})
+    ledger.reject("outliers_rejected", outside, f"{spec.name}: " + value + " is " + side)
+    return numbers
+
+
+def _bound(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
+def _target(values: pd.Series, schema: TableSchema, rules: CleaningRules,
+            ledger: _Ledger) -> tuple[pd.Series, dict[str, Any]]:
+    text = _text(values, rules, ledger)
+    ledger.reject("target_missing", text.isna(), f"{schema.target}: missing (a row without a label cannot be "
+                                                  "learned from)")
+    if schema.task_type == "regression":
+        return _regression_target(values, text, schema.target, ledger)
+    return _classification_target(text, schema, rules, ledger)
+
+
+def _regression_target(values: pd.Series, text: pd.Series, name: str,
+                       ledger: _Ledger) -> tuple[pd.Series, dict[str, Any]]:
+    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+        numbers = values.astype("float64").where(lambda v: np.isfinite(v))
+    else:
+        numbers = _parse_numbers(text)
+    unparseable = text.notna() & numbers.isna()
+    ledger.reject("target_unparseable", unparseable, f"{name}: '" + text[unparseable] + "' is not a number")
+    return numbers, {"name": name}
+
+
+def _classification_target(text: pd.Series, schema: TableSchema, rules: CleaningRules,
+                           ledger: _Ledger) -> tuple[pd.Series, dict[str, Any]]:
+    """0/1 labels: the positive label is 1, exactly one other value is 0, any third value is rejected."""
+    name, positive = schema.target, schema.positive_label
+    if positive is None:
+        positive = _infer_positive(text, name)
+    if rules.normalise_yes_no and _is_yes_no_word(positive):
+        text = _yes_no(text, ledger)
+        positive = YES_NO_WORDS[positive.strip().lower()]
+    counts = text.value_counts()
+    if positive not in counts.index:
+        found = ", ".join(repr(value) for value in counts.index[:8])
+        fix = f"data.positive_label={counts.index[0]!r}" if len(counts) else "check data.target"
+        raise ConfigError("data.positive_label", f"{positive!r} never occurs in the target column {name!r}; "
+                          f"its values are {found}", fix)
+    others = counts.drop(positive)
+    others = others.iloc[np.lexsort((others.index.astype(str), -others.to_numpy()))]  # most frequent first
+    negative = others.index[0] if len(others) else None
+    unknown = text.notna() & (text != positive) & (text != negative)
+    _check_strays(int(unknown.sum()), int(text.notna().sum()), name, positive, negative, others)
+    ledger.reject("target_unknown", unknown, f"{name}: '" + text[unknown] + "' is neither the positive label "
+                  f"{positive!r} nor the negative label {negative!r}")
+    return (text == positive).astype("int64"), {"name": name, "positive_label": positive,
+                                                "negative_label": negative}
+
+
+def _is_yes_no_word(label: str) -> bool:
+    """"yes", "True", "n"...: a label to normalise with the data. Digits are not: 0/1 labels stay 0/1."""
+    word = label.strip().lower()
+    return word in YES_NO_WORDS and not word[:1].isdigit()
+
+
+def _infer_positive(text: pd.Series, name: str) -> str:
+    """Without data.positive_label, only labels whose meaning is unambiguous are accepted: 0/1 or No/Yes."""
+    values = set(text.dropna().unique())
+    if values <= {"0", "1"}:
+        return "1"
+    if values and {YES_NO_WORDS.get(value.lower()) for value in values} <= set(YES_NO):
+        return "Yes"
+    shown = ", ".join(sorted(map(repr, values))[:8])
+    raise ConfigError("data.positive_label", f"is not set, and the values of {name!r} ({shown}) do not say "
+                      "which one is positive", f"data.positive_label={sorted(values)[0]!r}" if values else
+                      "check data.target")
+
+
+def _check_strays(strays: int, labelled: int, name: str, positive: str, negative: str | None,
+                  others: pd.Series) -> None:
+    """A few stray labels are mess; many are a third class, which a binary task must not drop silently."""
+    if strays > max(10, MAX_STRAY_TARGET_FRACTION * labelled):
+        values = ", ".join(f"{value!r} ({count})" for value, count in others.items())
+        raise DataError(f"{name}: a binary task needs two target values, but besides the positive label "
+                        f"{positive!r} there are {values}; {strays} of {labelled} rows have neither "
+                        f"{positive!r} nor {negative!r}. Map the labels to two values in the data, or choose "
+                        "data.target.")
+
+
+def _missing(columns: dict[str, pd.Series], schema: TableSchema, rules: CleaningRules,
+             ledger: _Ledger) -> None:
+    """Missing feature values: rejected, or left as NaN for the imputer (and counted)."""
+    imputed = pd.Series(False, index=ledger.index)
+    for name, values in columns.items():
+        kind = schema.columns[name].kind
+        missing = values.isna()
+        if (rules.missing_numeric if kind == "numeric" else rules.missing_category) == "reject":
+            ledger.reject("missing_rejected", missing, f"{name}: missing")
+        else:
+            imputed |= missing
+    ledger.repaired("missing_imputed", imputed)
+
+
+def _report(raw: pd.DataFrame, frame: pd.DataFrame, rejected: pd.DataFrame, ledger: _Ledger,
+            schema: TableSchema, ignored: list[str], target_info: dict[str, Any]) -> dict[str, Any]:
+    kept = raw.index.isin(frame.index)
+    by_rule = rejected["rule"].value_counts()
+    rules = {rule: {"repaired": int((ledger.repairs[rule] & kept).sum()) if rule in ledger.repairs else 0,
+                    "rejected": int(by_rule.get(rule, 0))} for rule in RULES}
+    report = {"rows_in": len(raw), "rows_kept": len(frame), "rows_rejected": len(rejected), "rules": rules,
+              "missing_by_column": {name: int(frame[name].isna().sum()) for name in schema.columns},
+              "ignored_columns": ignored, "target": _target_report(frame[schema.target], schema, target_info),
+              "columns": {name: spec.kind for name, spec in schema.columns.items()}}
+    assert report["rows_in"] == report["rows_kept"] + report["rows_rejected"], "cleansing lost a row"
+    assert sum(rule["rejected"] for rule in rules.values()) == report["rows_rejected"]
+    return report
+
+
+def _target_report(target: pd.Series, schema: TableSchema, info: dict[str, Any]) -> dict[str, Any]:
+    if schema.task_type == "regression":
+        return {"name": info["name"], "mean": _number(target.mean()), "std": _number(target.std())}
+    positives = int(target.sum())
+    return {**info, "positives": positives, "negatives": len(target) - positives,
+            "positive_rate": round(positives / len(target), 4) if len(target) else None}
+
+
+def _number(value: float) -> float | None:
+    return None if pd.isna(value) else round(float(value), 6)
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The report as a short Markdown page for people."""
+    lines = ["# Data report", "",
+             f"{report['rows_in']} rows in, {report['rows_kept']} kept, {report['rows_rejected']} rejected "
+             "(rejects.csv lists each rejected row with its reasons; row 1 is the first data row).", "",
+             "| rule | rows repaired (kept) | rows rejected |", "| --- | ---: | ---: |"]
+    lines += [f"| {rule} | {counts['repaired']} | {counts['rejected']} |"
+              for rule, counts in report["rules"].items() if counts["repaired"] or counts["rejected"]]
+    lines += ["", "Repaired: kept rows the rule changed (missing_imputed: left for the imputer, fitted on "
+              "training rows only; outliers_flagged: kept as they are). Rejected: rows counted under the "
+              "first rule that rejected them."]
+    missing = {name: count for name, count in report["missing_by_column"].items() if count}
+    lines += ["", "Missing values left for the imputer (kept rows): " +
+              (", ".join(f"{name} {count}" for name, count in missing.items()) or "none") + "."]
+    if report["ignored_columns"]:
+        lines.append(f"Columns not in the schema, ignored: {', '.join(report['ignored_columns'])}.")
+    target = report["target"]
+    if "positives" in target:
+        rate = "n/a" if target["positive_rate"] is None else f"{target['positive_rate']:.1%}"
+        lines.append(f"Target {target['name']}: {target['positives']} positive ({target['positive_label']}, "
+                     f"{rate}), {target['negatives']} negative ({target['negative_label']}).")
+    else:
+        lines.append(f"Target {target['name']}: mean {target['mean']}, std {target['std']}.")
+    return "\n".join(lines) + "\n"

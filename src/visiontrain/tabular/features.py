@@ -1,0 +1,90 @@
+"""The feature pipeline: impute, one-hot, scale, optional PCA; fitted on training rows only.
+
+It is a scikit-learn pipeline on purpose: skl2onnx turns it into ONNX nodes, so the exported file takes the raw
+columns (strings for categories) and applies exactly what training applied.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.decomposition import PCA
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from visiontrain.errors import ConfigError
+from visiontrain.tabular.schema import TableSchema
+
+MISSING_CATEGORY = ""  # how a missing category reaches the pipeline (and the ONNX file): an empty string
+
+
+@dataclass(frozen=True)
+class FeatureOptions:
+    """``features`` in config: how numbers and categories become model inputs."""
+
+    impute_numeric: str = "median"         # median | mean
+    impute_category: str = "most_frequent"  # most_frequent | constant (a category of its own: "missing")
+    scale: bool = True
+    pca_components: float | int | None = None  # int: that many components; float in (0, 1): variance kept
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | None) -> "FeatureOptions":
+        cfg = dict(cfg or {})
+        options = cls(**{key: cfg[key] for key in cls.__dataclass_fields__ if key in cfg})
+        if options.impute_numeric not in ("median", "mean"):
+            raise ConfigError("features.impute_numeric", f"must be median or mean, got {options.impute_numeric!r}",
+                              "features.impute_numeric=median")
+        if options.impute_category not in ("most_frequent", "constant"):
+            raise ConfigError("features.impute_category", "must be most_frequent or constant, got "
+                              f"{options.impute_category!r}", "features.impute_category=most_frequent")
+        pca = options.pca_components
+        if pca is not None and (isinstance(pca, bool) or not isinstance(pca, (int, float)) or pca <= 0
+                                or (isinstance(pca, float) and pca >= 1)):
+            raise ConfigError("features.pca_components", f"must be null, a count >= 1 or a variance fraction "
+                              f"in (0, 1), got {pca!r}", "features.pca_components=0.95")
+        return options
+
+
+def model_inputs(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
+    """The feature columns as the pipeline (and the ONNX file) take them: float numbers, string categories."""
+    columns = {}
+    for name in schema.numeric_features:
+        columns[name] = pd.to_numeric(frame[name], errors="coerce").astype(np.float64)
+    for name in schema.categorical_features:
+        values = frame[name].astype(object)
+        columns[name] = values.where(values.notna(), MISSING_CATEGORY).astype(str).astype(object)
+    return pd.DataFrame(columns, index=frame.index)[list(schema.columns)]
+
+
+def build_feature_pipeline(schema: TableSchema, options: FeatureOptions) -> Pipeline:
+    """An unfitted pipeline; ``fit`` it on training rows only."""
+    numeric = Pipeline([("impute", SimpleImputer(strategy=options.impute_numeric))]
+                       + ([("scale", StandardScaler())] if options.scale else []))
+    fill = {"strategy": "constant", "fill_value": "missing"} if options.impute_category == "constant" else \
+        {"strategy": "most_frequent"}
+    categorical = Pipeline([("impute", SimpleImputer(missing_values=MISSING_CATEGORY, **fill)),
+                            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False))])
+    parts = []
+    if schema.numeric_features:
+        parts.append(("numeric", numeric, schema.numeric_features))
+    if schema.categorical_features:
+        parts.append(("category", categorical, schema.categorical_features))
+    steps: list[tuple[str, Any]] = [("columns", ColumnTransformer(parts, verbose_feature_names_out=False))]
+    if options.pca_components is not None:
+        steps.append(("pca", PCA(n_components=options.pca_components, random_state=0)))
+    return Pipeline(steps)
+
+
+def transform(pipeline: Pipeline, frame: pd.DataFrame, schema: TableSchema) -> np.ndarray:
+    return np.asarray(pipeline.transform(model_inputs(frame, schema)), dtype=np.float32)
+
+
+def feature_names(pipeline: Pipeline) -> list[str]:
+    """Names of the model's input features after encoding (``Contract_Month-to-month``, ``pca0``, ...)."""
+    return [str(name) for name in pipeline.get_feature_names_out()]
