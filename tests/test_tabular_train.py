@@ -208,3 +208,28 @@ def test_full_telco_five_fold_roc_auc_reaches_the_published_range(tmp_path):
     summary = run_in_process(tmp_path, f"data.source={TELCO}", "cv.folds=5", "model=gradient_boosting")
     assert summary["data"]["rows_in"] == 7043
     assert summary["cross_validation"]["mean"]["roc_auc"] >= 0.84
+
+
+def test_evaluate_and_export_commands_work_on_a_churn_checkpoint(churn_run, tmp_path):
+    """The same `evaluate` and `export` commands as for images; a new table is scored in full."""
+    summary = churn_run["summary"]
+    best = summary["checkpoints"]["best"]
+    result = run_cli("evaluate", f"ckpt={best}", "split=test", f"hydra.run.dir={tmp_path / 'eval'}", cwd=tmp_path,
+                     env={"VISIONTRAIN_CACHE_DIR": str(churn_run["run_dir"].parent / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluation = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert evaluation["metrics"]["test/roc_auc"] == pytest.approx(
+        summary["evaluation"]["test"]["metrics"]["test/roc_auc"], abs=1e-9)
+
+    new_table = telco_subset(tmp_path / "telco.csv", 400)
+    result = run_cli("evaluate", f"ckpt={best}", f"data_root={new_table}", f"hydra.run.dir={tmp_path / 'new'}",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "new" / "evaluation.json").read_text())["rows"] == 400
+
+    result = run_cli("export", f"ckpt={best}", f"output={tmp_path / 'churn.onnx'}",
+                     f"hydra.run.dir={tmp_path / 'export'}", cwd=tmp_path,
+                     env={"VISIONTRAIN_CACHE_DIR": str(churn_run["run_dir"].parent / "cache")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    exported = json.loads((tmp_path / "export" / "export.json").read_text())
+    assert exported["parity"]["passed"] and (tmp_path / "churn.onnx").is_file()

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -46,6 +47,46 @@ def _datamodule_for_checkpoint(module, cfg: DictConfig, split: str):
     return datamodule_for(inventory, spec, data_cfg, seed), inventory
 
 
+def _is_tabular(ckpt: Path) -> bool:
+    import torch
+
+    hparams = torch.load(str(ckpt), map_location="cpu", weights_only=True).get("hyper_parameters", {})
+    return "task_type" in hparams
+
+
+def _tabular_task(ckpt: Path, cfg: DictConfig, run_dir: Path):
+    """The checkpoint's own table and split (same source, cleansing and seed), or ``data_root`` held out whole."""
+    from visiontrain.tasks.tabular import TabularTask, load_tabular_model
+
+    module = load_tabular_model(str(ckpt))
+    run_config = OmegaConf.create(module.hparams.run_config)
+    if cfg.get("data_root"):
+        run_config.data.source = str(Path(str(cfg.data_root)).expanduser())
+        run_config.data.format = "auto"
+    task = TabularTask(run_config)
+    task.prepare(run_dir, True)
+    if cfg.get("data_root"):  # a new table: every kept row is scored
+        from visiontrain.tabular.splits import Split
+
+        everything = np.arange(len(task.table))
+        task.final = Split("new data", everything[:0], everything, everything)
+    task.encode(task.final_split(), module.feature_pipeline)  # with the checkpoint's own fitted pipeline
+    return task, module
+
+
+def _evaluate_tabular(cfg: DictConfig, ckpt: Path, split: str, run_dir: Path) -> float | None:
+    task, module = _tabular_task(ckpt, cfg, run_dir)
+    trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
+    report = task.evaluate(trainer, module, None, run_dir)
+    result = report.get(split) or report["val"]
+    output = {"checkpoint": str(ckpt), **result, "data": task.data["report"]}
+    write_json(output, run_dir / "evaluation.json")
+    print("\n".join([f"evaluated {ckpt} on {result['rows']} {result['split']} rows:",
+                     *[f"  {k} = {v:.4f}" for k, v in result["metrics"].items()],
+                     f"  written to {run_dir} (evaluation.json, data_report.md, rejects.csv, curves)"]))
+    return next(iter(result["metrics"].values()), None)
+
+
 def evaluate(cfg: DictConfig) -> float | None:
     """Evaluate a checkpoint on its validation split (or ``data_root``); write metrics and confusion matrix."""
     ckpt = _checkpoint(cfg)
@@ -53,6 +94,8 @@ def evaluate(cfg: DictConfig) -> float | None:
     if split not in ("val", "test"):
         raise ConfigError("split", f"must be val or test, got {split!r}", "split=val")
     run_dir = Path(cfg.paths.run_dir)
+    if _is_tabular(ckpt):
+        return _evaluate_tabular(cfg, ckpt, split, run_dir)
     module = load_classifier(ckpt)
     datamodule, inventory = _datamodule_for_checkpoint(module, cfg, split)
     if datamodule is None:
@@ -74,6 +117,8 @@ def export(cfg: DictConfig) -> dict:
     ckpt = _checkpoint(cfg)
     run_dir = Path(cfg.paths.run_dir)
     output = Path(str(cfg.output)).expanduser() if cfg.get("output") else run_dir / "model.onnx"
+    if _is_tabular(ckpt):
+        return _export_tabular(cfg, ckpt, output, run_dir)
     module = load_classifier(ckpt)
     datamodule = None
     try:
@@ -87,5 +132,21 @@ def export(cfg: DictConfig) -> dict:
     print(f"exported {ckpt} -> {output}\n  parity on {parity['images']} {parity['source']}: max |logit diff| = "
           f"{parity['max_abs_logit_diff']:.2e}, top-1 identical: {parity['top1_identical']}, passed: {parity['passed']}")
     if not parity["passed"]:
+        raise SystemExit(3)
+    return result
+
+
+def _export_tabular(cfg: DictConfig, ckpt: Path, output: Path, run_dir: Path) -> dict:
+    """Export a tabular checkpoint (preprocessing included) and check it on its held-out rows."""
+    from visiontrain.tasks.tabular import export_tabular_checkpoint
+
+    task, module = _tabular_task(ckpt, cfg, run_dir)
+    split = task.final_split()
+    rows = task.table.iloc[split.test if len(split.test) else split.val]
+    atol = float(module.hparams.run_config["export"]["atol"])  # the tolerance the run was trained with
+    result = export_tabular_checkpoint(ckpt, output, task.schema, rows, atol, int(cfg.opset), None)
+    write_json(result, run_dir / "export.json")
+    print(f"exported {ckpt} -> {output}\n  {task.describe_export(result)}, passed: {result['parity']['passed']}")
+    if not result["parity"]["passed"]:
         raise SystemExit(3)
     return result

@@ -171,19 +171,12 @@ class TabularTask:
     def build(self, split: Split) -> tuple[TabularDataModule, TabularModel]:
         """Fit the feature pipeline on ``split.train`` only, encode every part, and build a fresh model."""
         cfg, schema = self.cfg, self.schema
-        self.split = split
-        rows = {"train": split.train, "val": split.val, "test": split.test}
         options = FeatureOptions.from_config(cfg.get("features"))
         if not cfg.model.get("scale_features", True):
             options = replace(options, scale=False)
         pipeline = build_feature_pipeline(schema, options)
-        train_frame = self.table.iloc[split.train]
-        pipeline.fit(model_inputs(train_frame, schema))
-        target = self.table[schema.target].to_numpy()
-        arrays = {name: (transform(pipeline, self.table.iloc[index], schema),
-                         target[index].astype(np.int64 if self.is_classifier else np.float32))
-                  for name, index in rows.items() if len(index)}
-        self.datamodule = TabularDataModule(arrays, batch_size=int(cfg.data.batch_size), seed=int(cfg.seed))
+        pipeline.fit(model_inputs(self.table.iloc[split.train], schema))
+        arrays = self.encode(split, pipeline).splits
         train_target = arrays["train"][1]
         shared = {"task_type": str(cfg.data.task_type), "class_names": self.class_names,
                   "feature_names": feature_names(pipeline),
@@ -204,6 +197,16 @@ class TabularTask:
             module = EstimatorModel(estimator=estimator, balanced=balanced, **shared)
         module.feature_pipeline = pipeline
         return self.datamodule, module
+
+    def encode(self, split: Split, pipeline: Any) -> TabularDataModule:
+        """Every non-empty part of ``split`` through a fitted ``pipeline``, as this task's datamodule."""
+        self.split = split
+        target = self.table[self.schema.target].to_numpy()
+        arrays = {name: (transform(pipeline, self.table.iloc[index], self.schema),
+                         target[index].astype(np.int64 if self.is_classifier else np.float32))
+                  for name, index in (("train", split.train), ("val", split.val), ("test", split.test)) if len(index)}
+        self.datamodule = TabularDataModule(arrays, batch_size=int(self.cfg.data.batch_size), seed=int(self.cfg.seed))
+        return self.datamodule
 
     def trainer_overrides(self) -> dict[str, Any]:
         """A baseline fits in one epoch; it has no learning rate to monitor."""
