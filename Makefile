@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PYTEST_ARGS ?= -m "not slow"
+PYTEST_ARGS ?= -m "not slow" -n 2
 ARGS ?=
 
 .PHONY: install train test test-all clean
@@ -26,7 +26,7 @@ train: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-all: PYTEST_ARGS =
+test-all: PYTEST_ARGS = -n 2
 test-all: test
 
 clean:
