@@ -36,7 +36,14 @@ def _run_hydra(config_name: str, function: Callable) -> None:
     def entry(cfg: DictConfig):
         try:
             return function(cfg)
-        except (ConfigError, DataError, WeightsError) as error:
+        except Exception as error:
+            if _in_multirun():  # a crashed trial is recorded and the sweep goes on
+                _record_failed_trial(error)
+                if _sweeper_counts_exceptions():
+                    raise  # the Optuna sweeper marks the trial failed and goes on (max_failure_rate)
+                return float("nan")  # Hydra's basic sweeper would stop at an exception
+            if not isinstance(error, (ConfigError, DataError, WeightsError)):
+                raise
             kind = {ConfigError: "config error", DataError: "data error", WeightsError: "weights error"}[type(error)]
             print(f"visiontrain: {kind}: {error}", file=sys.stderr, flush=True)
             if isinstance(error, ConfigError):
@@ -45,10 +52,44 @@ def _run_hydra(config_name: str, function: Callable) -> None:
 
     try:
         _check_overrides(config_name)
+        if config_name == "train":
+            _resolve_resume(config_name)
     except ConfigError as error:
         print(f"visiontrain: config error: {error}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     entry()
+
+
+def _in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _sweeper_counts_exceptions() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+
+    return "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
+
+
+def _record_failed_trial(error: Exception) -> None:
+    """Write failed.json (error, traceback, overrides) in the trial's dir for the sweep summary."""
+    import json
+    import traceback
+    from pathlib import Path
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from visiontrain.sweeps.summary import FAILED_FILE
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / FAILED_FILE).write_text(json.dumps({
+        "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc(),
+        "overrides": list(HydraConfig.get().overrides.task)}, indent=2))
+    print(f"visiontrain: trial {run_dir.name} failed ({type(error).__name__}: {error}); the sweep goes on",
+          file=sys.stderr, flush=True)
 
 
 def _check_overrides(config_name: str) -> None:
@@ -71,6 +112,21 @@ def _check_overrides(config_name: str) -> None:
         raise
     except Exception:  # noqa: BLE001 - a bad group name or override syntax: Hydra explains it next
         return
+
+
+def _resolve_resume(config_name: str) -> None:
+    """``resume=latest`` becomes the run dir and checkpoint to continue (see visiontrain.training.resume)."""
+    from hydra._internal.utils import get_args_parser
+
+    from visiontrain.config import config_dir
+    from visiontrain.training.resume import resume_overrides
+
+    args = get_args_parser().parse_args(sys.argv[1:])
+    if not any(o.startswith("resume=") for o in args.overrides):
+        return
+    resolved = resume_overrides(config_name, args.overrides, config_dir(), multirun=bool(args.multirun))
+    flags = [a for a in sys.argv[1:] if a not in args.overrides]
+    sys.argv = [sys.argv[0], *flags, *resolved]
 
 
 def _remove_empty_run_dir() -> None:

@@ -21,6 +21,8 @@ from omegaconf import DictConfig
 
 from visiontrain.config.validation import validate_train_config
 from visiontrain.tasks import build_task
+from visiontrain.tracking.results import log_run_results, wandb_loggers
+from visiontrain.tracking.wandb_run import finish_active_run
 from visiontrain.training.history import MetricHistory
 from visiontrain.training.reports import library_versions, plot_curves, write_json
 
@@ -94,7 +96,21 @@ def cross_validate(cfg: DictConfig, task: Any, folds: list[Any], run_dir: Path) 
 
 
 def train(cfg: DictConfig) -> float | None:
-    """Train, evaluate the best checkpoint, export it, and write the run's summary."""
+    """Train, evaluate the best checkpoint, export it, and write the run's summary.
+
+    A W&B run opened on the way is always finished, with the exit code of this run: a failed trial never leaves
+    a sweep waiting on it.
+    """
+    try:
+        result = _train(cfg)
+    except BaseException:
+        finish_active_run(exit_code=1)
+        raise
+    finish_active_run(exit_code=0)
+    return result
+
+
+def _train(cfg: DictConfig) -> float | None:
     validate_train_config(cfg)
     started = time.perf_counter()
     run_dir = Path(cfg.paths.run_dir)
@@ -141,6 +157,8 @@ def train(cfg: DictConfig) -> float | None:
         "versions": library_versions(),
     }
     write_json(summary, run_dir / "summary.json")
+    for logger in wandb_loggers(trainer.loggers):
+        log_run_results(logger, cfg, summary, task.sample_predictions(final["module"]))
     print_report(summary, task)
     if exported and not exported["parity"]["passed"]:
         raise ExportMismatch(f"onnxruntime and the trained model disagree on {exported['onnx']}: {exported['parity']}")

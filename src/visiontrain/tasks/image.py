@@ -183,6 +183,28 @@ class ImageTask:
         return export_checkpoint(ckpt_path, run_dir / "model.onnx", self.datamodule, int(e.parity_images),
                                  float(e.atol), int(e.opset), metric)
 
+    def sample_predictions(self, module: ImageClassifier, count: int = 16) -> list[dict[str, Any]]:
+        """The first ``count`` validation images with true and predicted class, for the tracker."""
+        import numpy as np
+
+        dataset = self.datamodule.dataset("val")
+        indices = range(min(count, len(dataset)))
+        images = torch.stack([dataset[i][0] for i in indices])
+        labels = [int(dataset[i][1]) for i in indices]
+        with torch.no_grad():
+            probabilities = torch.softmax(module.eval().to("cpu")(images), dim=-1)
+        mean = torch.tensor(self.spec.mean).view(3, 1, 1)
+        std = torch.tensor(self.spec.std).view(3, 1, 1)
+        names = module.class_names
+        samples = []
+        for image, label, probability, index in zip(images, labels, probabilities, indices):
+            pixels = ((image * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
+            confidence, predicted = probability.max(dim=0)
+            samples.append({"image": np.ascontiguousarray(pixels), "path": dataset.samples[index].path,
+                            "true": names[label], "predicted": names[int(predicted)],
+                            "confidence": round(float(confidence), 4)})
+        return samples
+
     @staticmethod
     def describe_export(export: dict[str, Any]) -> str:
         parity = export["parity"]

@@ -118,6 +118,7 @@ class TabularTask:
         cleaned, self.schema = load_clean_table(cfg.data)
         files = cleaned.write(run_dir) if is_main_process else {}
         self.table = cleaned.frame.reset_index(drop=False).rename(columns={"index": "row"})
+        self.negative_label = cleaned.report["target"].get("negative_label")
         target = self.table[self.schema.target].to_numpy()
         self.labels = target.astype(int) if self.is_classifier else None
         if self.is_classifier and len(np.unique(self.labels)) < 2:
@@ -156,7 +157,8 @@ class TabularTask:
     def class_names(self) -> list[str]:
         if not self.is_classifier:
             return []
-        return [f"not {self.cfg.data.positive_label}", str(self.cfg.data.positive_label)]
+        negative = getattr(self, "negative_label", None) or f"not {self.cfg.data.positive_label}"
+        return [str(negative), str(self.cfg.data.positive_label)]
 
     def folds(self) -> list[Split]:
         k = int(self.cfg.cv.folds)
@@ -244,6 +246,27 @@ class TabularTask:
         test_rows = self.table.iloc[self.final.test if len(self.final.test) else self.final.val]
         return export_tabular_checkpoint(ckpt_path, run_dir / "model.onnx", self.schema, test_rows,
                                          float(e.atol), int(e.opset), metric)
+
+    def sample_predictions(self, module: TabularModel, count: int = 20) -> list[dict[str, Any]]:
+        """The first ``count`` held-out rows with their raw values, true and predicted label, for the tracker."""
+        import torch
+
+        split = self.final_split()
+        index = (split.test if len(split.test) else split.val)[:count]
+        rows = self.table.iloc[index]
+        with torch.no_grad():
+            scores = module.eval().scores(torch.as_tensor(transform(module.feature_pipeline, rows, self.schema)))
+        samples = []
+        for (_, row), score in zip(rows.iterrows(), scores.double().numpy()):
+            values = {name: (None if pd.isna(row[name]) else row[name]) for name in self.schema.columns}
+            if self.is_classifier:
+                names = self.class_names
+                prediction = {"true": names[int(row[self.schema.target])],
+                              "predicted": names[int(score >= module.threshold)], "probability": round(float(score), 4)}
+            else:
+                prediction = {"true": float(row[self.schema.target]), "predicted": round(float(score), 4)}
+            samples.append({"row": int(row["row"]), **values, **prediction})
+        return samples
 
     def describe_export(self, export: dict[str, Any]) -> str:
         p = export["parity"]

@@ -1,0 +1,1 @@
+"""Experiment tracking: Weights & Biases runs that resume, finish on failure, and carry the model artifacts."""

@@ -1,0 +1,88 @@
+"""What a finished run sends to W&B: config, data report, evaluation plots, sample predictions, model artifacts."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("visiontrain")
+PLOTS = {"confusion_png": "eval/confusion_matrix", "roc_png": "eval/roc_curve", "pr_png": "eval/pr_curve",
+         "curves_png": "eval/curves"}
+
+
+def wandb_loggers(loggers: list[Any]) -> list[Any]:
+    from lightning.pytorch.loggers import WandbLogger
+
+    return [logger for logger in loggers if isinstance(logger, WandbLogger)]
+
+
+def log_run_results(logger: Any, cfg: DictConfig, summary: dict[str, Any], samples: list[dict[str, Any]]) -> None:
+    """Everything but per-step metrics (Lightning logs those): config, counts, plots, predictions, artifacts."""
+    import wandb
+
+    run = logger.experiment
+    run.config.update({"resolved": OmegaConf.to_container(cfg, resolve=True)}, allow_val_change=True)
+    parameters = summary.get("parameters") or {}
+    run.summary.update({f"parameters/{k}": v for k, v in parameters.items()})
+    run.summary.update({"monitor/metric": summary["monitor"]["metric"], "monitor/best": summary["monitor"]["best"]})
+    for split, result in summary["evaluation"].items():
+        run.summary.update({key: value for key, value in result["metrics"].items()})
+    if summary.get("cross_validation"):
+        cv = summary["cross_validation"]
+        run.summary.update({f"cv/{k}_mean": v for k, v in cv["mean"].items()})
+        run.summary.update({f"cv/{k}_std": v for k, v in cv["std"].items()})
+    payload: dict[str, Any] = {"data/report": _data_table(summary["data"])}
+    for key, name in PLOTS.items():
+        path = summary["files"].get(key)
+        if path and Path(path).is_file():
+            payload[name] = wandb.Image(path)
+    if samples:
+        payload["eval/sample_predictions"] = _samples_table(samples)
+    run.log(payload)
+    log_model_artifacts(run, cfg, summary)
+
+
+def _data_table(data: dict[str, Any]) -> Any:
+    """Image runs: files in/used/rejected per split; tabular runs: rows per cleansing rule."""
+    import wandb
+
+    if "report" in data:  # tabular
+        rows = [[rule, counts["repaired"], counts["rejected"]] for rule, counts in data["report"]["rules"].items()]
+        rows.append(["total", data["rows_kept"], data["rows_rejected"]])
+        return wandb.Table(columns=["rule", "repaired (kept)", "rejected"], data=rows)
+    rows = [[split, cls, count] for split, counts in data.get("per_class", {}).items() for cls, count in counts.items()]
+    rows.append(["all", "rejected files", data.get("files_rejected", 0)])
+    return wandb.Table(columns=["split", "class", "files"], data=rows)
+
+
+def _samples_table(samples: list[dict[str, Any]]) -> Any:
+    import wandb
+
+    columns = list(samples[0])
+    data = [[wandb.Image(value, caption=f"true {sample.get('true')} / predicted {sample.get('predicted')}")
+             if column == "image" else value for column, value in sample.items()] for sample in samples]
+    return wandb.Table(columns=columns, data=data)
+
+
+def log_model_artifacts(run: Any, cfg: DictConfig, summary: dict[str, Any]) -> list[str]:
+    """The best checkpoint and the ONNX file as ``model`` artifacts with aliases ``best`` and ``latest``."""
+    import wandb
+
+    metadata = {"metric": summary["monitor"], "classes": summary.get("classes"), "task": summary["task"],
+                "experiment": summary["experiment"], "config": OmegaConf.to_container(cfg, resolve=True)}
+    files = {"checkpoint": summary["checkpoints"].get("best"), "onnx": summary["files"].get("onnx")}
+    names = []
+    for kind, path in files.items():
+        if not path or not Path(path).is_file():
+            continue
+        name = f"{summary['experiment']}-{kind}"
+        artifact = wandb.Artifact(name, type="model", metadata={**metadata, "file": Path(path).name},
+                                  description=f"{summary['experiment']}: best {kind} by {summary['monitor']['metric']}")
+        artifact.add_file(path, name="model.onnx" if kind == "onnx" else "model.ckpt")
+        run.log_artifact(artifact, aliases=["best", "latest"])
+        names.append(name)
+    log.info("W&B: logged artifacts %s (aliases best, latest)", ", ".join(names))
+    return names
