@@ -94,8 +94,9 @@ def odd_modes_folder(tmp_path) -> Path:
 
 
 def run_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """The real `visiontrain` command in a subprocess, as a user types it."""
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
+    """The real `visiontrain` command in a subprocess, as a user types it (``env`` value None unsets a variable)."""
+    merged = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
+    environment = {key: value for key, value in merged.items() if value is not None}  # None: unset it
     command = [sys.executable, "-m", "visiontrain", *args]
     return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
 

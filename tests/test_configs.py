@@ -114,3 +114,27 @@ def test_mixing_image_and_table_groups_names_the_group(tmp_path, overrides, key)
     with pytest.raises(ConfigError) as error:
         validate_train_config(cfg)
     assert error.value.key == key and "experiment=churn" in error.value.fix or "model=mlp" in error.value.fix
+
+
+def _compose_with_hydra(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+@pytest.mark.parametrize("search, experiment", [("churn_optuna", "churn"), ("image_optuna", "hymenoptera")])
+def test_hparams_search_configs_are_optuna_sweeps_over_real_keys(search, experiment):
+    from omegaconf import OmegaConf
+
+    cfg = _compose_with_hydra(f"experiment={experiment}", f"hparams_search={search}")
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and str(cfg.hydra.mode) == "RunMode.MULTIRUN"
+    assert sweeper.direction == {"max": "maximize", "min": "minimize"}[cfg.monitor.mode]
+    for key in sweeper.params:  # every searched key exists in the experiment (a group, like augment, counts)
+        assert OmegaConf.select(cfg, key) is not None, key
+
+
+def test_slurm_launcher_config_composes():
+    cfg = _compose_with_hydra("hydra/launcher=slurm")
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.gpus_per_node == 1

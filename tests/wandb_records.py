@@ -50,3 +50,14 @@ def read_records(run_dir: Path) -> list:
             record.ParseFromString(payload)
             records.append(record)
     return records
+
+
+def logged_keys(records: list, kind: str) -> set[str]:
+    """Top-level keys of every ``history``/``summary``/``config`` record (media and tables have nested keys)."""
+    field = {"history": "item", "summary": "update", "config": "update"}[kind]
+    keys = set()
+    for record in records:
+        if record.WhichOneof("record_type") == kind:
+            for item in getattr(getattr(record, kind), field):
+                keys.add(item.key or (item.nested_key[0] if item.nested_key else ""))
+    return keys - {""}

@@ -41,6 +41,10 @@ def log_run_results(logger: Any, cfg: DictConfig, summary: dict[str, Any], sampl
             payload[name] = wandb.Image(path)
     if samples:
         payload["eval/sample_predictions"] = _samples_table(samples)
+        if "image" in samples[0]:  # also as an image panel, captioned with true and predicted class
+            payload["eval/sample_images"] = [
+                wandb.Image(s["image"], caption=f"true {s['true']} / predicted {s['predicted']} ({s['confidence']:.2f})")
+                for s in samples]
     run.log(payload)
     log_model_artifacts(run, cfg, summary)
 
