@@ -130,9 +130,12 @@ def _train(cfg: DictConfig) -> float | None:
     if not trainer.is_global_zero:
         return metric_value
 
+    reference = task.reference_stats(final["module"])  # for `visiontrain drift`; also inside the ONNX file
+    write_json(reference, run_dir / "reference_stats.json")
     exported = None
     if cfg.export.onnx and best:
-        exported = task.export(best, run_dir, {"name": metric_name, "value": metric_value, "mode": cfg.monitor.mode})
+        exported = task.export(best, run_dir, {"name": metric_name, "value": metric_value, "mode": cfg.monitor.mode},
+                               {"reference_stats": reference})
     curves = plot_curves(final["epochs"], run_dir / "curves.png", task.curve_metric)
     summary = {
         "task": task.name, "experiment": cfg.task_name, "run_dir": str(run_dir),
@@ -151,6 +154,7 @@ def _train(cfg: DictConfig) -> float | None:
                   "curves_png": str(curves) if curves else None, "rejects_csv": data.get("rejects_csv"),
                   "data_report": data.get("data_report"),
                   "cross_validation": str(run_dir / "cross_validation.json") if cross_validation else None,
+                  "reference_stats": str(run_dir / "reference_stats.json"),
                   "config": str(run_dir / ".hydra" / "config.yaml"),
                   **evaluation.get(task.report_split, evaluation["val"]).get("files", {}),
                   "onnx": exported["onnx"] if exported else None},

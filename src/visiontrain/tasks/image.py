@@ -76,7 +76,8 @@ def evaluation_report(trainer: pl.Trainer, module: ImageClassifier, datamodule: 
 
 
 def export_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: ImageDataModule | None,
-                      parity_images: int, atol: float, opset: int, metric: dict[str, Any] | None) -> dict[str, Any]:
+                      parity_images: int, atol: float, opset: int, metric: dict[str, Any] | None,
+                      extra_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """Export ``ckpt_path`` to ONNX (metadata inside) and check onnxruntime against PyTorch on real images."""
     module = load_classifier(ckpt_path).eval()
     spec = module.hparams.input_spec
@@ -86,7 +87,7 @@ def export_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: ImageD
         "resize_to": spec["resize_to"], "crop": "center", "interpolation": spec["interpolation"],
         "pixel_scale": "RGB uint8 / 255, then (x - mean) / std, NCHW float32",
         "backbone": module.hparams.backbone, "source_checkpoint": str(Path(ckpt_path).resolve()),
-        "metric": metric or {}, "visiontrain_version": _version(),
+        "metric": metric or {}, "visiontrain_version": _version(), **(extra_metadata or {}),
     }
     started = time.perf_counter()
     export_onnx(module.model, onnx_path, int(spec["image_size"]), metadata, opset=opset)
@@ -178,10 +179,35 @@ class ImageTask:
             report["test"] = evaluation_report(trainer, module, self.datamodule, ckpt_path, "test", run_dir)
         return report
 
-    def export(self, ckpt_path: str, run_dir: Path, metric: dict[str, Any]) -> dict[str, Any]:
+    def export(self, ckpt_path: str, run_dir: Path, metric: dict[str, Any],
+               extra_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
         e = self.cfg.export
         return export_checkpoint(ckpt_path, run_dir / "model.onnx", self.datamodule, int(e.parity_images),
-                                 float(e.atol), int(e.opset), metric)
+                                 float(e.atol), int(e.opset), metric, extra_metadata)
+
+    def reference_stats(self, module: ImageClassifier) -> dict[str, Any]:
+        """Input statistics of (up to 500) training images and the model's outputs on validation images."""
+        import numpy as np
+
+        from visiontrain.data.image_io import open_rgb
+        from visiontrain.monitoring.reference import (MAX_IMAGES, image_inputs_reference, image_statistics,
+                                                      outputs_reference)
+
+        train = self.inventory.splits["train"]
+        chosen = [train[i] for i in np.linspace(0, len(train) - 1, min(MAX_IMAGES, len(train))).astype(int)]
+        inputs = image_inputs_reference(image_statistics(open_rgb(sample.path)) for sample in chosen)
+        dataset = self.datamodule.dataset("val")
+        count = min(MAX_IMAGES, len(dataset))
+        probabilities = []
+        module = module.eval().to("cpu")
+        with torch.no_grad():
+            for start in range(0, count, 64):
+                batch = torch.stack([dataset[i][0] for i in range(start, min(start + 64, count))])
+                probabilities.append(torch.softmax(module(batch), dim=-1))
+        confidence, predicted = torch.cat(probabilities).max(dim=-1)
+        return {"task": self.name, "inputs": inputs, "inputs_from": f"{len(chosen)} training images",
+                "outputs": outputs_reference(module.class_names, predicted.numpy(), confidence.numpy()),
+                "outputs_from": f"{count} validation images"}
 
     def sample_predictions(self, module: ImageClassifier, count: int = 16) -> list[dict[str, Any]]:
         """The first ``count`` validation images with true and predicted class, for the tracker."""

@@ -50,7 +50,8 @@ def load_clean_table(data_cfg: DictConfig | dict) -> tuple[CleaningResult, Table
 
 
 def export_tabular_checkpoint(ckpt_path: str | Path, onnx_path: Path, schema: TableSchema, rows: pd.DataFrame,
-                              atol: float, opset: int, metric: dict[str, Any] | None) -> dict[str, Any]:
+                              atol: float, opset: int, metric: dict[str, Any] | None,
+                              extra_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """Export ``ckpt_path`` (pipeline + model + threshold) to one ONNX file and check it on ``rows``."""
     import onnxruntime as ort
     import torch
@@ -74,7 +75,8 @@ def export_tabular_checkpoint(ckpt_path: str | Path, onnx_path: Path, schema: Ta
                 "missing_values": "numbers: NaN; categories: empty string",
                 "model": "estimator" if isinstance(module, EstimatorModel) else "mlp",
                 "estimator": hp.get("estimator", {}).get("_target_") if isinstance(module, EstimatorModel) else None,
-                "source_checkpoint": str(Path(ckpt_path).resolve()), "metric": metric or {}}
+                "source_checkpoint": str(Path(ckpt_path).resolve()), "metric": metric or {},
+                **(extra_metadata or {})}
     join(pipeline_graph(module.feature_pipeline, numeric, categorical, opset), scorer,
          decision_graph(classifier, module.threshold, opset), metadata, onnx_path)
 
@@ -241,11 +243,34 @@ class TabularTask:
             report[split] = entry
         return report
 
-    def export(self, ckpt_path: str, run_dir: Path, metric: dict[str, Any]) -> dict[str, Any]:
+    def export(self, ckpt_path: str, run_dir: Path, metric: dict[str, Any],
+               extra_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
         e = self.cfg.export
-        test_rows = self.table.iloc[self.final.test if len(self.final.test) else self.final.val]
-        return export_tabular_checkpoint(ckpt_path, run_dir / "model.onnx", self.schema, test_rows,
-                                         float(e.atol), int(e.opset), metric)
+        return export_tabular_checkpoint(ckpt_path, run_dir / "model.onnx", self.schema, self._held_out_rows(),
+                                         float(e.atol), int(e.opset), metric, extra_metadata)
+
+    def _held_out_rows(self) -> pd.DataFrame:
+        return self.table.iloc[self.final.test if len(self.final.test) else self.final.val]
+
+    def reference_stats(self, module: TabularModel) -> dict[str, Any]:
+        """Raw feature distributions of the training rows and the model's outputs on the held-out rows."""
+        import torch
+
+        from visiontrain.monitoring.reference import outputs_reference, table_inputs_reference
+
+        schema = self.schema
+        train = model_inputs(self.table.iloc[self.final.train], schema)
+        inputs = table_inputs_reference(train, schema.numeric_features, schema.categorical_features)
+        held_out = self._held_out_rows()
+        with torch.no_grad():
+            scores = module.eval().scores(torch.as_tensor(transform(module.feature_pipeline, held_out, schema)))
+        scores = scores.double().numpy()
+        predicted = (scores >= module.threshold).astype(int) if self.is_classifier else None
+        outputs = outputs_reference(self.class_names if self.is_classifier else [],
+                                    predicted if predicted is not None else np.zeros(0), scores)
+        return {"task": f"tabular_{self.cfg.data.task_type}", "inputs": inputs,
+                "inputs_from": f"{len(train)} training rows", "outputs": outputs,
+                "outputs_from": f"{len(held_out)} held-out rows"}
 
     def sample_predictions(self, module: TabularModel, count: int = 20) -> list[dict[str, Any]]:
         """The first ``count`` held-out rows with their raw values, true and predicted label, for the tracker."""

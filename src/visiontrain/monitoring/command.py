@@ -1,0 +1,115 @@
+"""``visiontrain drift reference=<run dir | model.onnx> current=<table | image folder | predictions.jsonl>``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visiontrain.monitoring.current import image_inputs, prediction_log, table_inputs
+from visiontrain.monitoring.drift import Thresholds, compare, load_reference, write_report
+from visiontrain.monitoring.reference import IMAGE_STATISTICS
+
+
+def _table_outputs(model: Path, reference: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """Run the exported table model on the current rows: probability (or prediction) and predicted class."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    feeds = {}
+    for name, spec in reference["inputs"].items():
+        values = inputs[name]
+        feeds[name] = (np.asarray(values, dtype=np.float32) if spec["kind"] == "numeric"
+                       else np.asarray(values, dtype=object)).reshape(-1, 1)
+    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+    if "probability" in outputs:
+        labels = _class_names(model)
+        return {"confidence": outputs["probability"].astype(np.float64),
+                "predicted_class": [labels[int(i)] for i in outputs["label"]]}
+    return {"confidence": outputs["prediction"].astype(np.float64)}
+
+
+def _class_names(model: Path) -> list[str]:
+    import json
+
+    import onnxruntime as ort
+
+    meta = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+    return json.loads(meta.get("class_names", "[]"))
+
+
+def _image_outputs(model: Path, files: list[Path]) -> dict[str, Any] | None:
+    """Predicted class and confidence of each image, through the deploy side's preprocessing."""
+    try:
+        from visiontrain.deploy.model import OnnxModel  # noqa: PLC0415 - the deploy package does the inference
+    except ImportError:
+        return None
+    model_ = OnnxModel(model)
+    predictions = model_.predict_images(files)
+    return {"predicted_class": [p["top1"] for p in predictions],
+            "confidence": np.array([p["top1_probability"] for p in predictions], dtype=np.float64)}
+
+
+def _from_log(rows: list[dict[str, Any]], reference: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A serving prediction log: inputs (raw columns, or image statistics) and outputs per line."""
+    import pandas as pd
+
+    frame = pd.DataFrame([row.get("input", row) for row in rows])
+    if reference["task"] == "image_classification":
+        inputs = {name: frame[name].to_numpy(dtype=np.float64) for name in IMAGE_STATISTICS if name in frame}
+    else:
+        inputs = table_inputs(frame, reference["inputs"])
+    outputs_frame = pd.DataFrame([row.get("output", row) for row in rows])
+    outputs: dict[str, Any] = {}
+    for name in ("confidence", "probability", "prediction", "top1_probability"):
+        if name in outputs_frame:
+            outputs["confidence"] = outputs_frame[name].to_numpy(dtype=np.float64)
+            break
+    for name in ("predicted_class", "label", "top1"):
+        if name in outputs_frame:
+            outputs["predicted_class"] = outputs_frame[name].astype(str).tolist()
+            break
+    return inputs, outputs
+
+
+def drift(cfg: Any) -> dict[str, Any]:
+    """Compare, report, and exit 1 when a threshold is crossed (0 when the data looks like the reference)."""
+    from visiontrain.errors import ConfigError
+
+    if not cfg.get("reference") or not cfg.get("current"):
+        raise ConfigError("reference" if not cfg.get("reference") else "current", "is required",
+                          "visiontrain drift reference=<run dir or model.onnx> current=<table, folder or .jsonl>")
+    try:
+        reference, model = load_reference(str(cfg.reference))
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError("reference", str(error), "reference=outputs/<experiment>/runs/<time>") from None
+    current = Path(str(cfg.current)).expanduser()
+    if not current.exists():
+        raise ConfigError("current", f"{current} does not exist", "current=<table file, image folder or .jsonl log>")
+    thresholds = Thresholds(float(cfg.psi_threshold), float(cfg.ks_pvalue), float(cfg.ks_statistic))
+    rejected: list[tuple[str, str]] = []
+    if current.suffix.lower() == ".jsonl":
+        rows = prediction_log(current)
+        inputs, outputs = _from_log(rows, reference)
+        described = f"{len(rows)} logged predictions in {current}"
+    elif reference["task"] == "image_classification":
+        inputs, files, rejected = image_inputs(current)
+        outputs = _image_outputs(model, files) if model else None
+        described = f"{len(files)} images in {current} ({len(rejected)} unreadable)"
+    else:
+        from visiontrain.tabular.ingest import read_table
+
+        frame = read_table(str(current))
+        inputs = table_inputs(frame, reference["inputs"])
+        outputs = _table_outputs(model, reference, inputs) if model else None
+        described = f"{len(frame)} rows of {current}"
+    result = compare(reference, inputs, outputs, thresholds)
+    result.update(current=described, unreadable=rejected)
+    out_dir = Path(str(cfg.output)).expanduser() if cfg.get("output") else Path(str(cfg.paths.run_dir))
+    files = write_report(result, reference, inputs, outputs, out_dir)
+    verdict = f"drift in {', '.join(result['drifted'])}" if result["drifted"] else "no drift"
+    print(f"visiontrain drift: {verdict} ({described})\n  report: {files['report']}", flush=True)
+    if result["drifted"]:
+        raise SystemExit(int(cfg.get("exit_code_on_drift", 1)))
+    return result
