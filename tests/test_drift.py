@@ -1,0 +1,126 @@
+"""A deployer's story: compare this week's data with what the model was trained on, and alert on drift."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, ImageEnhance
+
+from conftest import REPO, run_cli, tiny_overrides
+from visiontrain.monitoring.statistics import categorical_psi, categorical_reference, ks_two_sample, numeric_psi, \
+    numeric_reference
+
+TELCO = REPO.parent / "shared" / "data" / "telco-churn.csv"
+BLOCK_TORCH = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in {'torch', 'lightning', 'timm', 'albumentations', 'sklearn', 'skl2onnx'}:
+            raise ImportError(f'{name} is blocked: the inference side must not need it')
+sys.meta_path.insert(0, Block())
+from visiontrain.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_psi_and_ks_measure_what_they_should():
+    from scipy.stats import ks_2samp
+
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=4000)
+    same, shifted = rng.normal(size=1000), rng.normal(0.5, 1, size=1000)
+    summary = numeric_reference(reference)
+    assert numeric_psi(summary, same) < 0.05 < 0.1 < numeric_psi(summary, shifted)
+    statistic, pvalue = ks_two_sample(reference, shifted)
+    expected = ks_2samp(reference, shifted)
+    assert statistic == pytest.approx(expected.statistic) and pvalue == pytest.approx(expected.pvalue, rel=0.05, abs=1e-12)
+    categories = categorical_reference(["a"] * 50 + ["b"] * 50)
+    assert categorical_psi(categories, ["a"] * 50 + ["b"] * 50) == pytest.approx(0.0)
+    assert categorical_psi(categories, ["a"] * 90 + ["c"] * 10) > 0.25
+
+
+@pytest.fixture(scope="module")
+def churn_reference(tmp_path_factory):
+    from visiontrain.tabular.builtin import generate_churn_table
+
+    base = tmp_path_factory.mktemp("drift_churn")
+    table = generate_churn_table(rows=2000, seed=5)
+    table.to_csv(base / "train.csv", index=False)
+    run_dir = base / "run"
+    result = run_cli("train", "experiment=churn", f"data.source={base / 'train.csv'}", "model=logistic_regression",
+                     "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", cwd=base)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return base, run_dir, table
+
+
+def test_data_like_the_training_data_shows_no_drift(churn_reference, tmp_path):
+    base, run_dir, _ = churn_reference
+    from visiontrain.tabular.builtin import generate_churn_table
+
+    generate_churn_table(rows=1500, seed=6).to_csv(tmp_path / "week.csv", index=False)  # same process, new draw
+    result = run_cli("drift", f"reference={run_dir}", f"current={tmp_path / 'week.csv'}", f"output={tmp_path / 'r'}",
+                     cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    report = json.loads((tmp_path / "r" / "drift.json").read_text())
+    assert report["drifted"] == [] and len(report["features"]) == 19 and report["outputs"]
+    assert "no drift" in (tmp_path / "r" / "drift_report.md").read_text()
+
+
+def test_shifted_data_is_reported_and_fails_the_command(churn_reference, tmp_path):
+    base, run_dir, table = churn_reference
+    shifted = table.copy()
+    shifted["tenure"] = "1"  # a wave of brand-new, month-to-month customers: the churn risk the model sees jumps
+    shifted["Contract"] = "Month-to-month"
+    shifted.to_parquet(tmp_path / "week.parquet")
+    result = run_cli("drift", f"reference={run_dir / 'model.onnx'}", f"current={tmp_path / 'week.parquet'}",
+                     f"output={tmp_path / 'r'}", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr[-3000:]
+    report = json.loads((tmp_path / "r" / "drift.json").read_text())
+    assert {"tenure", "Contract"} <= set(report["drifted"])
+    assert "output: confidence" in report["drifted"] or "output: predicted_class" in report["drifted"]
+    assert (tmp_path / "r" / "drift_tenure.png").is_file() and "**yes**" in (tmp_path / "r" / "drift_report.md").read_text()
+
+
+def test_raw_telco_values_are_normalised_like_training(churn_reference, tmp_path):
+    """SeniorCitizen is 0/1 in the Telco file and No/Yes after training's cleansing: that is not drift."""
+    if not TELCO.is_file():
+        pytest.skip(f"{TELCO} is not available")
+    _, run_dir, _ = churn_reference
+    result = run_cli("drift", f"reference={run_dir}", f"current={TELCO}", f"output={tmp_path / 'r'}", cwd=tmp_path)
+    report = json.loads((tmp_path / "r" / "drift.json").read_text())
+    psi = {row["feature"]: row["psi"] for row in report["features"]}
+    assert psi["SeniorCitizen"] < 0.1 and psi["Partner"] < 0.1, result.stdout
+
+
+def test_darker_images_are_drift_in_brightness(tiny_hymenoptera, tmp_path):
+    run_dir = tmp_path / "run"
+    overrides = [o for o in tiny_overrides(tiny_hymenoptera, run_dir) if not o.startswith("paths.run_dir")]
+    result = run_cli("train", *overrides, "trainer.max_epochs=1", "schedule.freeze_epochs=0",
+                     f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reference = json.loads((run_dir / "reference_stats.json").read_text())
+    assert set(reference["inputs"]) == {"width", "height", "brightness", "mean_r", "mean_g", "mean_b"}
+    night = tmp_path / "night"
+    night.mkdir()
+    for path in sorted((tiny_hymenoptera / "val").rglob("*.jp*g")):
+        ImageEnhance.Brightness(Image.open(path).convert("RGB")).enhance(0.25).save(night / f"{path.stem}.jpg")
+    (night / "broken.jpg").write_bytes(b"not a jpeg")
+    result = run_cli("drift", f"reference={run_dir}", f"current={night}", f"output={tmp_path / 'r'}", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr[-3000:]
+    report = json.loads((tmp_path / "r" / "drift.json").read_text())
+    assert "brightness" in report["drifted"] and report["unreadable"][0][0].endswith("broken.jpg")
+
+
+def test_drift_runs_without_torch(churn_reference, tmp_path):
+    base, run_dir, _ = churn_reference
+    command = [sys.executable, "-c", BLOCK_TORCH, "drift", f"reference={run_dir / 'model.onnx'}",
+               f"current={base / 'train.csv'}", f"output={tmp_path / 'r'}"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "r" / "drift_report.md").is_file()
