@@ -1,7 +1,13 @@
-"""The `visiontrain` command: `train`, `evaluate` and `export`, each a Hydra app over conf/."""
+"""The `visiontrain` command: each subcommand a Hydra app over conf/, imported only when it runs.
+
+Dispatch is lazy on purpose: `predict` and `serve` import onnxruntime and `visiontrain.deploy` only, never
+torch, Lightning, timm, albumentations or scikit-learn, so they start fast and run where only the inference
+side is installed.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from typing import Callable
@@ -13,16 +19,55 @@ commands:
              (no overrides: the quickstart on built-in digits, CPU, about a minute)
   evaluate   ckpt=<file.ckpt> [split=val|test] [data_root=<folder>]: metrics and confusion matrix
   export     ckpt=<file.ckpt> [output=<file.onnx>]: ONNX with metadata, checked against PyTorch
+  predict    model=<file.onnx> input=<image | folder | table> [output=predictions.csv|.json] [top_k=5]:
+             onnxruntime only; unreadable inputs listed in a rejects file beside the output
+  serve      model=<file.onnx> [host=127.0.0.1] [port=8000] [max_batch_size=32] [max_wait_ms=5]:
+             HTTP service: POST /predict, GET /health, GET /metadata (onnxruntime only)
+  drift      reference=<run dir | model.onnx> current=<table | image folder | predictions.jsonl>:
+             compare new data with the training data, exit 1 on drift
 
 `visiontrain <command> --help` lists its config groups and options.
 """
 
+# command -> (config name in conf/, "module:function" run with the composed config)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("train", "visiontrain.runner:train"),
+    "evaluate": ("evaluate", "visiontrain.commands:evaluate"),
+    "export": ("export", "visiontrain.commands:export"),
+    "predict": ("predict", "visiontrain.deploy.predict:predict"),
+    "serve": ("serve", "visiontrain.deploy.serve:serve"),
+    "drift": ("drift", "visiontrain.monitoring.command:drift"),
+}
+STORED_CONFIGS = ("predict", "serve")  # their `model` key shares its name with the conf/model group
 
-def _commands() -> dict[str, tuple[str, Callable]]:
-    from visiontrain import commands, runner
 
-    return {"train": ("train", runner.train), "evaluate": ("evaluate", commands.evaluate),
-            "export": ("export", commands.export)}
+def _command(name: str) -> tuple[str, Callable]:
+    """The config name and function of ``name``, importing only that command's module."""
+    config_name, target = COMMANDS[name]
+    module, function = target.split(":")
+    return config_name, getattr(importlib.import_module(module), function)
+
+
+def _store_config(config_name: str) -> str:
+    """conf/<config_name>.yaml with its `paths` and `hydra` defaults inlined, as a ConfigStore entry.
+
+    The app then runs without conf/ on its search path, so a key named like a conf/ group (`model=<file.onnx>`
+    vs conf/model/) stays a plain key. Stored under other names: Hydra takes a same-named entry for a schema.
+    """
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    from visiontrain.config import config_dir
+
+    conf = config_dir()
+    node = OmegaConf.load(conf / f"{config_name}.yaml")
+    defaults = [entry for entry in node.pop("defaults", []) if entry != "_self_"]
+    for entry in defaults:  # {paths: default}, {hydra: default}
+        (group, option), = entry.items()
+        node[group] = OmegaConf.load(conf / group / f"{option}.yaml")
+    stored = f"visiontrain_{config_name}"
+    ConfigStore.instance().store(name=stored, node=node)
+    return stored
 
 
 def _run_hydra(config_name: str, function: Callable) -> None:
@@ -32,7 +77,12 @@ def _run_hydra(config_name: str, function: Callable) -> None:
     from visiontrain.config import config_dir
     from visiontrain.errors import ConfigError, DataError, WeightsError
 
-    @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name=config_name)
+    config_path: str | None = str(config_dir())
+    app_config = config_name
+    if config_name in STORED_CONFIGS:
+        app_config, config_path = _store_config(config_name), None  # the ConfigStore only
+
+    @hydra.main(version_base="1.3", config_path=config_path, config_name=app_config)
     def entry(cfg: DictConfig):
         try:
             return function(cfg)
@@ -107,7 +157,10 @@ def _check_overrides(config_name: str) -> None:
     if args.config_dir or args.config_path or args.config_name or args.help or args.hydra_help:
         return
     try:
-        check_override_keys(config_name, args.overrides, config_dir())
+        overrides = args.overrides
+        if config_name in STORED_CONFIGS:  # `model=<file.onnx>` is a plain key there, not conf/model/
+            overrides = [o for o in overrides if not (config_dir() / o.split("=")[0].lstrip("+~")).is_dir()]
+        check_override_keys(config_name, overrides, config_dir())
     except ConfigError:
         raise
     except Exception:  # noqa: BLE001 - a bad group name or override syntax: Hydra explains it next
@@ -147,8 +200,7 @@ def _remove_empty_run_dir() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = ("train", "evaluate", "export")
-    if argv and argv[0] in commands:
+    if argv and argv[0] in COMMANDS:
         command, rest = argv[0], argv[1:]
     elif os.environ.get("LOCAL_RANK") and (not argv or "=" in argv[0] or argv[0].startswith("-")):
         # a DDP worker started by Lightning re-runs this script with the overrides of `train`
@@ -156,6 +208,6 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
-    config_name, function = _commands()[command]
+    config_name, function = _command(command)
     sys.argv = [sys.argv[0], *rest]
     _run_hydra(config_name, function)

@@ -60,12 +60,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     """The metadata of an exported file, JSON values decoded (needs only onnxruntime)."""
     import onnxruntime as ort
 
+    from visiontrain.deploy.model import decode_metadata
+
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    raw = session.get_modelmeta().custom_metadata_map
-    decoded = {}
-    for key, value in raw.items():
-        try:
-            decoded[key] = json.loads(value)
-        except json.JSONDecodeError:
-            decoded[key] = value
-    return decoded
+    return decode_metadata(session.get_modelmeta().custom_metadata_map)

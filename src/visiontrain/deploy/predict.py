@@ -1,0 +1,190 @@
+"""``visiontrain predict model=<file.onnx> input=<image | folder | table>``: predictions from the ONNX file.
+
+Every input is accounted for: it is predicted, or listed in the rejects file beside the output with its
+reason (a corrupt image, a text file in the folder, a row whose number does not parse);
+``in = predicted + rejected``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visiontrain.deploy.image_input import ImageRejected, ImageSpec, decode, list_images, preprocess
+from visiontrain.deploy.model import IMAGE, OnnxModel, batched, open_model
+from visiontrain.deploy.table_input import (TABLE_SUFFIXES, ColumnsError, TableSpec, id_columns, prepare,
+                                            read_table)
+from visiontrain.errors import ConfigError, DataError
+
+OUTPUT_SUFFIXES = (".csv", ".json", ".jsonl")
+
+
+def predict(cfg: Any) -> dict[str, Any]:
+    """Run the command from its config (conf/predict.yaml); returns the counts and file paths."""
+    started = time.perf_counter()
+    model = open_model(cfg.get("model"), threads=int(cfg.get("threads") or 0))
+    source = Path(str(cfg.input)).expanduser()
+    if not source.exists():
+        raise ConfigError("input", f"{source} does not exist", "input=<an image, image folder or table file>")
+    output = _output_path(cfg)
+    batch_size, progress = int(cfg.batch_size), bool(cfg.progress)
+    if model.kind == IMAGE:
+        predictions, rejects = predict_images(model, source, batch_size, int(cfg.top_k), progress)
+    else:
+        requested = list(cfg.id_columns) if cfg.get("id_columns") is not None else None
+        predictions, rejects = predict_table(model, source, batch_size, requested, progress)
+    rejects_path = output.with_name(f"{output.stem}_rejects{output.suffix}")
+    key = "path" if model.kind == IMAGE else "row"  # the columns an empty file still gets
+    write_records(output, predictions, fields=[key])
+    write_records(rejects_path, rejects, fields=list(rejects[0]) if rejects else [key, "reason"])
+    summary = {"in": len(predictions) + len(rejects), "predicted": len(predictions), "rejected": len(rejects),
+               "output": str(output), "rejects": str(rejects_path),
+               "model_version": f"sha256:{model.version}", "seconds": round(time.perf_counter() - started, 3)}
+    unit = "files" if model.kind == IMAGE else "rows"
+    print(f"visiontrain predict: {summary['in']} {unit} in = {summary['predicted']} predicted + "
+          f"{summary['rejected']} rejected in {summary['seconds']:.1f} s\n"
+          f"  predictions  {output}\n  rejects      {rejects_path}", flush=True)
+    return summary
+
+
+def _output_path(cfg: Any) -> Path:
+    if cfg.get("output"):
+        output = Path(str(cfg.output)).expanduser()
+    else:
+        output = Path(str(cfg.paths.run_dir)) / "predictions.csv"
+    if output.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise ConfigError("output", f"{output.name}: the format comes from the extension",
+                          "output=predictions.csv (or .json, .jsonl)")
+    return output
+
+
+# --- images -------------------------------------------------------------------------------------------------
+
+
+def predict_images(model: OnnxModel, source: Path, batch_size: int, top_k: int,
+                   progress: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One image or every file under a folder: path + top-k rows, and path + reason for the rest."""
+    if source.is_file() and source.suffix.lower() in TABLE_SUFFIXES:
+        raise ConfigError("input", f"{source.name} is a table but {model.path.name} is an image classifier",
+                          "input=<an image or a folder of images>")
+    files = list_images(source) if source.is_dir() else [source]
+    if not files:
+        raise DataError(f"{source}: no files to predict on")
+    spec = ImageSpec.from_metadata(model.metadata)
+    table = spec.lookup_table()
+    predictions: list[dict[str, Any]] = []
+    rejects: list[dict[str, Any]] = []
+    with Progress(len(files), "images", progress) as bar:
+        for chunk in batched(files, batch_size):
+            pixels, used = [], []
+            for path in chunk:
+                try:
+                    pixels.append(preprocess(decode(path, spec.resize_to).image, spec, table))
+                    used.append(path)
+                except ImageRejected as error:
+                    rejects.append({"path": str(path), "reason": str(error)})
+            if pixels:
+                for path, result in zip(used, model.classify(np.stack(pixels), top_k)):
+                    predictions.append({"path": str(path), **result})
+            bar.update(len(chunk))
+    return predictions, rejects
+
+
+# --- tables -------------------------------------------------------------------------------------------------
+
+
+def predict_table(model: OnnxModel, source: Path, batch_size: int, requested_ids: list[str] | None,
+                  progress: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every row of a table: ids + probability + label (or prediction); rejected rows with their reason.
+
+    ``row`` is the 1-based data row in the file (the header is not a row).
+    """
+    if source.is_dir() or source.suffix.lower() not in TABLE_SUFFIXES:
+        raise ConfigError("input", f"{source.name} is not a table file; {model.path.name} takes table rows",
+                          f"input=<a {', '.join(sorted(TABLE_SUFFIXES))} file>")
+    try:
+        frame = read_table(source)
+    except Exception as error:  # noqa: BLE001 - pandas/pyarrow raise many kinds for a broken file
+        raise DataError(f"{source}: cannot be read as a table: {error}") from None
+    spec = TableSpec.from_metadata(model.metadata, model.input_columns())
+    try:
+        spec.check_columns(frame.columns)
+    except ColumnsError as error:
+        raise DataError(f"{source}: {error}") from None
+    ids = id_columns(frame, spec, requested_ids)
+    identity = frame[ids].to_dict("records") if ids else None
+    prepared = prepare(frame, spec)  # the whole file at once; then the model in batches
+    rejects = [{"row": position + 1, **_ids(identity, position), "reason": reason}
+               for position, reason in sorted(prepared.rejects.items())]
+    predictions: list[dict[str, Any]] = []
+    with Progress(len(prepared.kept), "rows", progress) as bar:
+        for start in range(0, len(prepared.kept), max(1, batch_size)):
+            positions = prepared.kept[start:start + batch_size]
+            feeds = {name: values[start:start + batch_size] for name, values in prepared.feeds.items()}
+            for position, result in zip(positions, model.score(feeds)):
+                predictions.append({"row": int(position) + 1, **_ids(identity, int(position)), **result})
+            bar.update(len(positions))
+    return predictions, rejects
+
+
+def _ids(identity: Any, position: int) -> dict[str, Any]:
+    if identity is None:
+        return {}
+    return {name: None if value is None or value != value else value  # NaN -> empty
+            for name, value in identity[position].items()}
+
+
+# --- output -------------------------------------------------------------------------------------------------
+
+
+def write_records(path: Path, records: list[dict[str, Any]], fields: list[str] | None = None) -> None:
+    """CSV, JSON (a list) or JSON Lines by extension; CSV columns: the union of keys, first seen first."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        path.write_text(json.dumps(records, indent=1, default=_plain) + "\n")
+        return
+    if suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r, default=_plain) + "\n" for r in records))
+        return
+    columns = list(dict.fromkeys([*(fields or []), *(key for record in records for key in record)]))
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(records)
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else str(value)
+
+
+class Progress:
+    """A tqdm bar on stderr when asked for (and tqdm is there); a no-op otherwise."""
+
+    def __init__(self, total: int, unit: str, enabled: bool) -> None:
+        self.bar: Any = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, unit=f" {unit}", file=sys.stderr, dynamic_ncols=True,
+                                leave=False)
+            except ImportError:
+                self.bar = None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def update(self, count: int) -> None:
+        if self.bar is not None:
+            self.bar.update(count)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
