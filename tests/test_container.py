@@ -154,3 +154,25 @@ def test_slim_install_replayed_in_a_fresh_venv():
                             timeout=1800, check=False)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     assert "usage: visiontrain" in result.stdout and "replay ok" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_slim_image_has_no_torch_and_still_predicts(tmp_path):
+    """Replay the slim install (EXTRAS=) and use it: torch is absent, `visiontrain predict` works on churn."""
+    from conftest import run_cli
+
+    run_dir = tmp_path / "run"
+    trained = run_cli("train", "experiment=churn", "model=logistic_regression", "trainer.enable_progress_bar=false",
+                      f"hydra.run.dir={run_dir}", cwd=tmp_path, env={"VISIONTRAIN_CACHE_DIR": str(tmp_path / "c")})
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    root = tmp_path / "image"
+    check.replay(REPO / "Dockerfile.cuda", root, {"EXTRAS": ""})
+    python = root / "opt" / "venv" / "bin" / "python"
+    no_torch = subprocess.run([str(python), "-c", "import torch"], capture_output=True, text=True)
+    assert no_torch.returncode != 0 and "No module named 'torch'" in no_torch.stderr
+    table = next((tmp_path / "c").rglob("churn-generated.csv"))
+    predicted = subprocess.run([str(python), "-m", "visiontrain", "predict", f"model={run_dir / 'model.onnx'}",
+                                f"input={table}", f"output={tmp_path / 'scores.csv'}", "progress=false"],
+                               capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert (tmp_path / "scores.csv").read_text().count("\n") > 3000
