@@ -12,6 +12,7 @@ from visiontrain.config.validation import validate_train_config
 from visiontrain.data.transforms import build_train_transform, resolve_input_spec
 from visiontrain.errors import ConfigError
 from visiontrain.runner import instantiate_callbacks, instantiate_loggers
+from visiontrain.training.hardware import build_trainer
 from visiontrain.tasks import build_task
 
 CONF = config_dir()
@@ -32,8 +33,7 @@ def test_every_experiment_composes_and_builds_a_working_model(experiment, tiny_h
     cfg = compose_train(*overrides)
     validate_train_config(cfg)
     loggers = instantiate_loggers(cfg.logger)
-    trainer = instantiate(cfg.trainer, callbacks=instantiate_callbacks(cfg.callbacks, bool(loggers)),
-                          logger=loggers or False)
+    trainer = build_trainer(cfg.trainer, instantiate_callbacks(cfg.callbacks, bool(loggers)), logger=loggers or False)
     assert trainer.max_epochs == cfg.trainer.max_epochs
     task = build_task(cfg)
     task.prepare(tmp_path, True)
@@ -86,9 +86,9 @@ def test_every_trainer_composes_and_fails_clearly_without_its_hardware(hardware,
         assert error.value.key.startswith("trainer")
         return
     if hardware == "ddp":
-        cfg.trainer.accelerator = "cpu"
+        cfg.trainer.accelerator, cfg.trainer.devices = "cpu", 2
     validate_train_config(cfg)
-    trainer = instantiate(cfg.trainer, logger=False)
+    trainer = build_trainer(cfg.trainer, logger=False)
     assert trainer.num_devices == cfg.trainer.devices
 
 

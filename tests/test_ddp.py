@@ -19,7 +19,8 @@ def test_schedule_runs_under_two_process_ddp(tiny_hymenoptera, tmp_path):
     save_file(initial, str(tmp_path / "init.safetensors"))
     run_dir = tmp_path / "run"
     result = run_cli("train", "experiment=hymenoptera", f"data.root={tiny_hymenoptera}", "trainer=ddp",
-                     "trainer.accelerator=cpu", "trainer.devices=2", f"model.backbone={TINY_BACKBONE}",
+                     "trainer.accelerator=cpu", "trainer.devices=2",
+                     "trainer.precision=32-true", f"model.backbone={TINY_BACKBONE}",
                      "model.pretrained=false", f"model.weights_file={tmp_path / 'init.safetensors'}",
                      "augment.image_size=32", "data.batch_size=4", "data.num_workers=0",
                      "schedule.freeze_epochs=1", "trainer.max_epochs=2", "callbacks.model_checkpoint.save_top_k=-1",

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from visiontrain.data.transforms import InputSpec
 from visiontrain.errors import ConfigError
 from visiontrain.tasks.image import datamodule_for, evaluation_report, export_checkpoint, load_classifier, scan
+from visiontrain.training.hardware import build_trainer
 from visiontrain.training.reports import write_json
 
 log = logging.getLogger("visiontrain")
@@ -76,7 +76,7 @@ def _tabular_task(ckpt: Path, cfg: DictConfig, run_dir: Path):
 
 def _evaluate_tabular(cfg: DictConfig, ckpt: Path, split: str, run_dir: Path) -> float | None:
     task, module = _tabular_task(ckpt, cfg, run_dir)
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
+    trainer: pl.Trainer = build_trainer(cfg.trainer, logger=False, enable_checkpointing=False)
     report = task.evaluate(trainer, module, None, run_dir)
     result = report.get(split) or report["val"]
     output = {"checkpoint": str(ckpt), **result, "data": task.data["report"]}
@@ -101,7 +101,7 @@ def evaluate(cfg: DictConfig) -> float | None:
     if datamodule is None:
         raise ConfigError("data_root", "the checkpoint records no data location", "data_root=/path/to/images")
     inventory.write_rejects(run_dir / "rejects.csv")
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
+    trainer: pl.Trainer = build_trainer(cfg.trainer, logger=False, enable_checkpointing=False)
     report = evaluation_report(trainer, module, datamodule, None, split, run_dir)
     report.update(checkpoint=str(ckpt), data=inventory.counts(), rejects_csv=str(run_dir / "rejects.csv"))
     write_json(report, run_dir / "evaluation.json")
@@ -117,7 +117,12 @@ def export(cfg: DictConfig) -> dict:
     ckpt = _checkpoint(cfg)
     run_dir = Path(cfg.paths.run_dir)
     output = Path(str(cfg.output)).expanduser() if cfg.get("output") else run_dir / "model.onnx"
+    quantize = cfg.get("quantize")
+    if quantize not in (None, "int8"):
+        raise ConfigError("quantize", f"must be null or int8, got {quantize!r}", "quantize=int8")
     if _is_tabular(ckpt):
+        if quantize:
+            raise ConfigError("quantize", "int8 quantization is for image models", "quantize=null")
         return _export_tabular(cfg, ckpt, output, run_dir)
     module = load_classifier(ckpt)
     datamodule = None
@@ -126,11 +131,16 @@ def export(cfg: DictConfig) -> dict:
     except Exception as error:  # noqa: BLE001 - parity then falls back to random inputs, and says so
         log.warning("no validation images for the parity check (%s); using random inputs", error)
     result = export_checkpoint(ckpt, output, datamodule, int(cfg.parity_images), float(cfg.atol), int(cfg.opset),
-                               None)
+                               None, quantize=quantize, calibration_images=int(cfg.get("calibration_images", 128)))
     write_json(result, run_dir / "export.json")
     parity = result["parity"]
     print(f"exported {ckpt} -> {output}\n  parity on {parity['images']} {parity['source']}: max |logit diff| = "
           f"{parity['max_abs_logit_diff']:.2e}, top-1 identical: {parity['top1_identical']}, passed: {parity['passed']}")
+    if result.get("int8"):
+        int8 = result["int8"]
+        print(f"  int8 -> {int8['onnx']}: top-1 agreement with float {int8['top1_agreement']:.1%} on {int8['images']} "
+              f"validation images, accuracy {int8.get('float_accuracy', float('nan')):.4f} -> "
+              f"{int8.get('int8_accuracy', float('nan')):.4f}")
     if not parity["passed"]:
         raise SystemExit(3)
     return result

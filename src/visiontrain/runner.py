@@ -23,6 +23,7 @@ from visiontrain.config.validation import validate_train_config
 from visiontrain.tasks import build_task
 from visiontrain.tracking.results import log_run_results, wandb_loggers
 from visiontrain.tracking.wandb_run import finish_active_run
+from visiontrain.training.hardware import build_trainer
 from visiontrain.training.history import MetricHistory
 from visiontrain.training.reports import library_versions, plot_curves, write_json
 
@@ -57,7 +58,7 @@ def fit_once(cfg: DictConfig, task: Any, split: Any, out_dir: Path) -> dict[str,
     overrides = task.trainer_overrides()
     has_optimizer = "max_epochs" not in overrides  # a one-epoch baseline has no learning rate to monitor
     callbacks = instantiate_callbacks(cfg.get("callbacks"), bool(loggers) and has_optimizer) + [history]
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, **overrides)
+    trainer: pl.Trainer = build_trainer(cfg.trainer, callbacks, logger=loggers or False, **overrides)
     started = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path") if split is task.final_split() else None)
     fit_seconds = time.perf_counter() - started

@@ -97,6 +97,12 @@ def _check_run(cfg: DictConfig, monitorable: tuple[str, ...] = MONITORABLE) -> N
     _number(cfg, "export.opset", "17", integer=True, minimum=13)
     _number(cfg, "export.parity_images", "32", integer=True, minimum=0)
     _number(cfg, "export.atol", "1e-3", minimum=0, exclusive=True)
+    if OmegaConf.select(cfg, "export.quantize") is not None:
+        _choice(cfg, "export.quantize", ("int8",))
+        if cfg.task == "tabular":
+            raise ConfigError("export.quantize", "int8 quantization is for image models; a churn model is already "
+                              "a fraction of a millisecond per row", "export.quantize=null")
+        _number(cfg, "export.calibration_images", "128", integer=True, minimum=1)
     ckpt = _value(cfg, "ckpt_path")
     if ckpt is not None and not Path(str(ckpt)).expanduser().is_file():
         raise ConfigError("ckpt_path", f"checkpoint {ckpt} does not exist", "ckpt_path=<run dir>/checkpoints/last.ckpt")
@@ -140,6 +146,15 @@ def _check_trainer(cfg: DictConfig) -> None:
             raise ConfigError("trainer.accelerator", "asks for a GPU but CUDA sees none on this machine",
                               "trainer=cpu (or run on a machine with an NVIDIA GPU and driver)")
     _number(cfg, "trainer.accumulate_grad_batches", "1", integer=True, minimum=1)
+    if OmegaConf.select(cfg, "trainer.channels_last") is not None:
+        _boolean(cfg, "trainer.channels_last")
+    from visiontrain.training.hardware import COMPILE_MODES
+
+    compile_mode = OmegaConf.select(cfg, "trainer.compile")
+    valid = isinstance(compile_mode, bool) or (isinstance(compile_mode, str) and compile_mode in COMPILE_MODES)
+    if compile_mode is not None and not valid:
+        raise ConfigError("trainer.compile", f"must be one of {', '.join(map(str, COMPILE_MODES))}, got "
+                          f"{compile_mode!r}", "trainer.compile=true")
 
 
 def _check_model(cfg: DictConfig) -> None:
@@ -186,6 +201,8 @@ def _check_data(cfg: DictConfig) -> None:
         raise ConfigError("data.num_workers", f"must be 'auto' or an integer >= 0, got {workers!r}", "data.num_workers=auto")
     _choice(cfg, "data.balance", ("none", "loss_weights", "sampler"))
     _choice(cfg, "data.format", FORMATS)
+    if OmegaConf.select(cfg, "data.pin_memory") != "auto":
+        _boolean(cfg, "data.pin_memory")
     builtin = _value(cfg, "data.builtin")
     if builtin is not None:
         _choice(cfg, "data.builtin", BUILTIN_DATASETS)

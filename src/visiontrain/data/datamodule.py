@@ -55,6 +55,13 @@ def auto_num_workers() -> int:
     return max(1, min(8, cores - 1))
 
 
+def resolve_pin_memory(setting: bool | str, accelerator: str = "cpu") -> bool:
+    """``auto`` pins host memory (faster, asynchronous copies to the GPU) exactly when training on CUDA."""
+    if setting != "auto":
+        return bool(setting)
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
+
+
 def class_weights(inventory: Inventory) -> list[float]:
     """Inverse-frequency weights, normalised so a balanced dataset gets all ones."""
     counts = Counter(sample.label for sample in inventory.splits["train"])

@@ -65,6 +65,8 @@ class ImageClassifier(pl.LightningModule):
         self.val_metrics, self.test_metrics = _metrics(num_classes, "val/"), _metrics(num_classes, "test/")
         self.confusion = MulticlassConfusionMatrix(num_classes)
         self.last_confusion: torch.Tensor | None = None
+        self.channels_last = False
+        self._features_fn = self._head_fn = None  # compiled callables when trainer.compile is set
 
     # ----- freezing -------------------------------------------------------------------------------------
     def _modules_owning(self, names: set[str]) -> list[nn.Module]:
@@ -98,14 +100,31 @@ class ImageClassifier(pl.LightningModule):
                         if n in (self.head_names if self.backbone_frozen else self.trainable_names))
         return {"total": total, "trainable": trainable, "frozen": total - trainable}
 
+    # ----- hardware -------------------------------------------------------------------------------------
+    def accelerate(self, channels_last: bool = False, compile_mode: str | bool | None = False) -> None:
+        """NHWC memory layout and/or torch.compile, applied by the ``Acceleration`` callback before fit.
+
+        Compilation wraps the two forward functions instead of replacing ``self.model``, so checkpoints keep
+        their parameter names and load into an uncompiled model (export, evaluate, predict).
+        """
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+            self.channels_last = True
+        if compile_mode is not False:
+            self._features_fn = torch.compile(self.model.forward_features, mode=compile_mode)
+            self._head_fn = torch.compile(self.model.forward_head, mode=compile_mode)
+
     # ----- forward and steps -----------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        features_fn = self._features_fn or self.model.forward_features
         if self.backbone_frozen:
             with torch.no_grad():
-                features = self.model.forward_features(images)
+                features = features_fn(images)
         else:
-            features = self.model.forward_features(images)
-        return self.model.forward_head(features)
+            features = features_fn(images)
+        return (self._head_fn or self.model.forward_head)(features)
 
     def on_train_epoch_start(self) -> None:
         frozen = self.schedule.is_frozen(self.current_epoch)

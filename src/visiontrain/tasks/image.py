@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from visiontrain.data.builtin import materialise_builtin
-from visiontrain.data.datamodule import ImageDataModule, class_weights
+from visiontrain.data.datamodule import ImageDataModule, class_weights, resolve_pin_memory
 from visiontrain.data.inventory import Inventory, build_inventory
 from visiontrain.data.transforms import (InputSpec, build_eval_transform, build_train_transform,
                                          resolve_input_spec)
@@ -47,10 +48,11 @@ def train_steps_for(cfg: DictConfig, spec: InputSpec) -> Any:
 
 
 def datamodule_for(inventory: Inventory, spec: InputSpec, data_cfg: DictConfig | dict, seed: int,
-                   train_steps: Any = None) -> ImageDataModule:
+                   train_steps: Any = None, accelerator: str = "cpu") -> ImageDataModule:
+    pin_memory = resolve_pin_memory(data_cfg.get("pin_memory", "auto"), accelerator)
     return ImageDataModule(inventory, build_train_transform(spec, train_steps), build_eval_transform(spec),
                            batch_size=int(data_cfg["batch_size"]), num_workers=data_cfg["num_workers"],
-                           balance=data_cfg["balance"], pin_memory=bool(data_cfg.get("pin_memory", False)),
+                           balance=data_cfg["balance"], pin_memory=pin_memory,
                            reduce_to=spec.resize_to, seed=seed)
 
 
@@ -77,8 +79,13 @@ def evaluation_report(trainer: pl.Trainer, module: ImageClassifier, datamodule: 
 
 def export_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: ImageDataModule | None,
                       parity_images: int, atol: float, opset: int, metric: dict[str, Any] | None,
-                      extra_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Export ``ckpt_path`` to ONNX (metadata inside) and check onnxruntime against PyTorch on real images."""
+                      extra_metadata: dict[str, Any] | None = None, quantize: str | None = None,
+                      calibration_images: int = 128) -> dict[str, Any]:
+    """Export ``ckpt_path`` to ONNX (metadata inside) and check onnxruntime against PyTorch on real images.
+
+    ``quantize="int8"`` also writes ``<name>.int8.onnx``, calibrated on training images and compared with the
+    float file on the validation images.
+    """
     module = load_classifier(ckpt_path).eval()
     spec = module.hparams.input_spec
     metadata = {
@@ -93,8 +100,32 @@ def export_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: ImageD
     export_onnx(module.model, onnx_path, int(spec["image_size"]), metadata, opset=opset)
     images, paths = _parity_batch(datamodule, parity_images, int(spec["image_size"]))
     parity = check_parity(onnx_path, module.model, images, atol=atol, image_paths=paths)
-    return {"onnx": str(onnx_path), "seconds": round(time.perf_counter() - started, 3), "parity": parity,
-            "metadata": metadata}
+    result = {"onnx": str(onnx_path), "parity": parity, "metadata": metadata}
+    if quantize == "int8":
+        result["int8"] = int8_copy(onnx_path, datamodule, calibration_images)
+    return {**result, "seconds": round(time.perf_counter() - started, 3)}
+
+
+def int8_copy(onnx_path: Path, datamodule: ImageDataModule | None, calibration_images: int,
+              evaluation_images: int = 1000) -> dict[str, Any]:
+    """``model.int8.onnx`` next to ``onnx_path``: calibrated on training images, scored on validation images."""
+    from visiontrain.export.quantize import compare_outputs, quantize_int8
+
+    if datamodule is None or not datamodule.inventory.splits.get("train"):
+        raise ConfigError("export.quantize", "int8 calibration needs the training images, which are not available",
+                          "export.quantize=null, or export from a run whose data is still in place")
+    train, val = datamodule.dataset("train"), datamodule.dataset("val")  # both with the eval transform
+    pick = np.linspace(0, len(train) - 1, min(calibration_images, len(train))).astype(int)
+    calibration = torch.stack([train[int(i)][0] for i in pick]).numpy()
+    count = min(evaluation_images, len(val))
+    images = torch.stack([val[i][0] for i in range(count)]).numpy()
+    labels = np.array([val.samples[i].label for i in range(count)])
+    int8_path = onnx_path.with_suffix(".int8.onnx")
+    started = time.perf_counter()
+    quantize_int8(onnx_path, int8_path, calibration)
+    seconds = round(time.perf_counter() - started, 3)
+    return {"onnx": str(int8_path), "calibration_images": len(calibration), "quantize_seconds": seconds,
+            **compare_outputs(onnx_path, int8_path, images, labels)}
 
 
 def _parity_batch(datamodule: ImageDataModule | None, count: int, image_size: int) -> tuple[torch.Tensor, list[str]]:
@@ -158,7 +189,7 @@ class ImageTask:
         cfg = self.cfg
         self.spec = input_spec_from(cfg)
         self.datamodule = datamodule_for(self.inventory, self.spec, cfg.data, int(cfg.seed),
-                                         train_steps_for(cfg, self.spec))
+                                         train_steps_for(cfg, self.spec), str(cfg.trainer.accelerator))
         module = ImageClassifier(
             backbone=cfg.model.backbone, class_names=self.inventory.classes, input_spec=self.spec.to_dict(),
             pretrained=bool(cfg.model.pretrained), weights_file=cfg.model.weights_file,
@@ -183,12 +214,11 @@ class ImageTask:
                extra_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
         e = self.cfg.export
         return export_checkpoint(ckpt_path, run_dir / "model.onnx", self.datamodule, int(e.parity_images),
-                                 float(e.atol), int(e.opset), metric, extra_metadata)
+                                 float(e.atol), int(e.opset), metric, extra_metadata, e.get("quantize"),
+                                 int(e.get("calibration_images", 128)))
 
     def reference_stats(self, module: ImageClassifier) -> dict[str, Any]:
         """Input statistics of (up to 500) training images and the model's outputs on validation images."""
-        import numpy as np
-
         from visiontrain.data.image_io import open_rgb
         from visiontrain.monitoring.reference import (MAX_IMAGES, image_inputs_reference, image_statistics,
                                                       outputs_reference)
@@ -211,8 +241,6 @@ class ImageTask:
 
     def sample_predictions(self, module: ImageClassifier, count: int = 16) -> list[dict[str, Any]]:
         """The first ``count`` validation images with true and predicted class, for the tracker."""
-        import numpy as np
-
         dataset = self.datamodule.dataset("val")
         indices = range(min(count, len(dataset)))
         images = torch.stack([dataset[i][0] for i in indices])
@@ -234,5 +262,11 @@ class ImageTask:
     @staticmethod
     def describe_export(export: dict[str, Any]) -> str:
         parity = export["parity"]
-        return (f"onnx parity on {parity['images']} {parity['source']}: max |logit diff| = "
+        line = (f"onnx parity on {parity['images']} {parity['source']}: max |logit diff| = "
                 f"{parity['max_abs_logit_diff']:.2e}, top-1 identical: {parity['top1_identical']}")
+        int8 = export.get("int8")
+        if int8:
+            line += (f"\nint8 onnx {int8['onnx']} ({int8['int8_mib']} MiB vs {int8['float_mib']} MiB): top-1 agrees "
+                     f"with float on {int8['top1_agreement']:.1%} of {int8['images']} validation images, accuracy "
+                     f"{int8['float_accuracy']:.4f} -> {int8['int8_accuracy']:.4f}")
+        return line

@@ -3,25 +3,69 @@
 from __future__ import annotations
 
 import csv
+import resource
+import time
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
+import torch
 
 _SPLITS = ("train/", "val/")
 
 
+def resident_mib() -> float:
+    """This process's resident memory now (Linux ``/proc``), or its peak where ``/proc`` is missing."""
+    try:
+        with open("/proc/self/statm") as handle:
+            pages = int(handle.read().split()[1])
+        return pages * resource.getpagesize() / 2**20
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _batch_size(batch: Any) -> int:
+    first = batch[0] if isinstance(batch, (tuple, list)) else batch
+    return int(first.shape[0]) if hasattr(first, "shape") else len(first)
+
+
 class MetricHistory(pl.Callback):
-    """Keeps one row per epoch (train and val metrics, stage, learning rates) and writes history.csv."""
+    """Keeps one row per epoch (train and val metrics, stage, learning rates) and writes history.csv.
+
+    Each row also has the epoch's training throughput (samples per second over the training batches,
+    validation excluded) and memory (this process's resident MiB, and the CUDA peak), so speed and memory
+    growth from epoch to epoch are visible in every run, not only in benchmarks.
+    """
 
     def __init__(self, path: str | None = None) -> None:
         self.path = Path(path) if path else None
         self.rows: list[dict[str, float]] = []
         self._epoch_lrs: dict[str, float] = {}
+        self._epoch_started: float | None = None
+        self._last_batch_end, self._epoch_samples = 0.0, 0
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Rates as the epoch starts: the rates of the stage this epoch trains in."""
         self._epoch_lrs = {f"lr/{group.get('name', 'group')}": float(group["lr"])
                            for optimizer in trainer.optimizers for group in optimizer.param_groups}
+        self._epoch_started = self._last_batch_end = time.perf_counter()
+        self._epoch_samples = 0
+        if torch.cuda.is_available() and pl_module.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(pl_module.device)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        self._epoch_samples += _batch_size(batch)
+        self._last_batch_end = time.perf_counter()
+
+    def _speed_and_memory(self, pl_module: pl.LightningModule) -> dict[str, float]:
+        seconds = self._last_batch_end - self._epoch_started
+        row = {"time/train_seconds": round(seconds, 3),
+               "time/train_samples_per_second": round(self._epoch_samples / seconds, 2) if seconds > 0 else 0.0,
+               "memory/rss_mib": round(resident_mib(), 1)}
+        if pl_module.device.type == "cuda":
+            row["memory/cuda_peak_mib"] = round(torch.cuda.max_memory_allocated(pl_module.device) / 2**20, 1)
+        return row
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metrics = trainer.callback_metrics
@@ -31,6 +75,11 @@ class MetricHistory(pl.Callback):
             if key.startswith(_SPLITS) and not key.endswith("_step") and value.numel() == 1:
                 row[key.removesuffix("_epoch")] = float(value)
         row.update(self._epoch_lrs)
+        if self._epoch_started is not None:
+            speed = self._speed_and_memory(pl_module)
+            row.update(speed)
+            for logger in trainer.loggers:  # W&B and CSV show throughput and memory per epoch too
+                logger.log_metrics(speed, step=trainer.global_step)
         self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
         if self.path and trainer.is_global_zero:
             self.write(self.path)

@@ -1,0 +1,127 @@
+"""Input pipeline: images per second of visiontrain's training transform against torchvision and a decode ceiling.
+
+Three DataLoaders over the same image files (the hymenoptera train and val folders), each with the same
+workers and batch size, the main process only receiving batches:
+
+- visiontrain: the real training pipeline of `experiment=hymenoptera` (its datamodule: decode with PIL, DCT
+  reduced decode where it applies, albumentations RandomResizedCrop + flip + normalise, collated tensors);
+- torchvision: torchvision.transforms.v2 on PIL images doing the same work (EXIF orientation, RGB,
+  RandomResizedCrop with the same scale range, flip, float tensor, normalise);
+- decode only: PIL decode to RGB (EXIF orientation applied) and nothing else: the ceiling of any PIL pipeline.
+
+Passes are interleaved (visiontrain, torchvision, decode, visiontrain, ...) after one warm-up pass each, so
+machine noise hits all three alike; medians over the passes.
+
+    .venv/bin/python scripts/bench_input_pipeline.py --workers 2 --passes 5 --json benchmarks/input_pipeline.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import DataLoader, Dataset
+
+from benchlib import SHARED_DATA, compose_train, machine, markdown_table, median, timed, write_results
+
+
+class PathsDataset(Dataset):
+    def __init__(self, paths: list[str], labels: list[int], load) -> None:
+        self.paths, self.labels, self.load = paths, labels, load
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        return self.load(self.paths[index]), self.labels[index]
+
+
+def pil_rgb(path: str) -> Image.Image:
+    with Image.open(path) as image:
+        image.load()
+        return ImageOps.exif_transpose(image).convert("RGB")
+
+
+class TorchvisionLoad:
+    def __init__(self, size: int, scale: tuple[float, float], mean, std) -> None:
+        from torchvision.transforms import v2
+
+        self.transform = v2.Compose([v2.RandomResizedCrop(size, scale=scale, antialias=True),
+                                     v2.RandomHorizontalFlip(), v2.ToImage(), v2.ToDtype(torch.float32, scale=True),
+                                     v2.Normalize(mean, std)])
+
+    def __call__(self, path: str) -> torch.Tensor:
+        return self.transform(pil_rgb(path))
+
+
+def decode_only(path: str) -> int:
+    return np.asarray(pil_rgb(path)).shape[0]  # the decoded pixels are made, then dropped
+
+
+def count_only(batch) -> int:
+    return len(batch)
+
+
+def loaders(root: Path, workers: int, batch_size: int) -> tuple[dict[str, DataLoader], int, dict]:
+    from visiontrain.tasks.image import datamodule_for, input_spec_from, scan, train_steps_for
+
+    cfg = compose_train("experiment=hymenoptera", f"data.root={root}", "model.pretrained=false",
+                        f"data.num_workers={workers}", f"data.batch_size={batch_size}", "paths.run_dir=/tmp/unused")
+    spec = input_spec_from(cfg)
+    inventory = scan(cfg.data, int(cfg.seed))
+    inventory.splits["train"] = inventory.splits["train"] + inventory.splits["val"]  # every file, one pass
+    datamodule = datamodule_for(inventory, spec, cfg.data, int(cfg.seed), train_steps_for(cfg, spec))
+    samples = inventory.splits["train"]
+    paths, labels = [s.path for s in samples], [s.label for s in samples]
+    common = dict(batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0, shuffle=True)
+    scale = tuple(cfg.augment.crop_scale)
+    built = {
+        "visiontrain": datamodule.train_dataloader(),
+        "torchvision v2": DataLoader(PathsDataset(paths, labels, TorchvisionLoad(spec.image_size, scale, spec.mean,
+                                                                               spec.std)), **common),
+        "decode only": DataLoader(PathsDataset(paths, labels, decode_only), collate_fn=count_only, **common),
+    }
+    settings = {"images": len(samples), "image_size": spec.image_size, "crop_scale": list(scale),
+                "resize_to": spec.resize_to, "batch_size": batch_size, "workers": workers}
+    return built, len(samples), settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=SHARED_DATA / "hymenoptera")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--passes", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    built, images, settings = loaders(args.data, args.workers, args.batch_size)
+    seconds: dict[str, list[float]] = {name: [] for name in built}
+    for name, loader in built.items():  # warm-up: start workers, fill the page cache
+        timed(lambda: [None for _ in loader])
+    for index in range(args.passes):
+        for name, loader in built.items():
+            seconds[name].append(timed(lambda: [None for _ in loader]))
+        print(f"pass {index + 1}/{args.passes}: " + ", ".join(f"{n} {images / s[-1]:.0f} img/s"
+                                                             for n, s in seconds.items()), flush=True)
+    rate = {name: [images / s for s in values] for name, values in seconds.items()}
+    medians = {name: median(values) for name, values in rate.items()}
+    # ratios per pass (same pass, same machine state), then their median
+    vs_torchvision = median([a / b for a, b in zip(rate["visiontrain"], rate["torchvision v2"])])
+    vs_ceiling = median([a / b for a, b in zip(rate["visiontrain"], rate["decode only"])])
+    rows = [[name, medians[name], min(rate[name]), max(rate[name])] for name in built]
+    print(f"\n{images} images, {args.workers} workers, batch {args.batch_size}, {settings['image_size']} px, "
+          f"median of {args.passes} passes on {machine()['cpu']}\n")
+    print(markdown_table(["pipeline", "images/s (median)", "min", "max"], rows))
+    print(f"\nvisiontrain / torchvision v2 = {vs_torchvision:.2f}x (goal >= 1.5x); "
+          f"visiontrain / decode only = {vs_ceiling:.0%} (goal >= 70%)")
+    write_results(args.json, " ".join(["python", *sys.argv]),
+                  {"settings": settings, "images_per_second": rate, "median": medians,
+                   "ratio_vs_torchvision": vs_torchvision, "ratio_vs_decode_only": vs_ceiling})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Hardware paths a user switches on: channels_last, torch.compile, int8 ONNX, pinned memory, and the
+per-epoch throughput and memory every run records. CUDA-only checks skip cleanly where there is no GPU."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from conftest import TINY_BACKBONE, compose_train, run_cli, tiny_overrides
+from visiontrain.data.datamodule import resolve_pin_memory
+from visiontrain.models.classifier import ImageClassifier
+from visiontrain.tasks.image import ImageTask
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _tiny_classifier() -> ImageClassifier:
+    spec = {"image_size": 32, "mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 0.875, "interpolation": "bilinear",
+            "resize_to": 37}
+    return ImageClassifier(TINY_BACKBONE, ["ants", "bees"], spec).eval()
+
+
+def _cli(data_root, run_dir, *extra: str) -> list[str]:
+    """``tiny_overrides`` for the command line, where Hydra sets the run dir."""
+    return [*(o for o in tiny_overrides(data_root, run_dir) if not o.startswith("paths.")), *extra,
+            f"hydra.run.dir={run_dir}"]
+
+
+def _first_conv(model: torch.nn.Module) -> torch.nn.Conv2d:
+    return next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def _history(run_dir) -> list[dict[str, str]]:
+    with (run_dir / "history.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_channels_last_changes_the_layout_not_the_answer():
+    torch.manual_seed(0)
+    module = _tiny_classifier()
+    images = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        before = module(images)
+        module.accelerate(channels_last=True)
+        after = module(images)
+    weight = _first_conv(module.model).weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    assert torch.allclose(before, after, atol=1e-5)
+    assert set(module.state_dict()) == set(_tiny_classifier().state_dict()), "checkpoints keep their names"
+
+
+def test_a_channels_last_run_records_speed_and_memory_and_exports_a_matching_onnx(tiny_hymenoptera, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("train", *_cli(tiny_hymenoptera, run_dir, "trainer.channels_last=true",
+                                    "trainer.max_epochs=3", "schedule.freeze_epochs=1"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _history(run_dir)
+    assert len(rows) == 3
+    for row in rows:
+        assert float(row["time/train_seconds"]) > 0
+        assert float(row["time/train_samples_per_second"]) == pytest.approx(16 / float(row["time/train_seconds"]),
+                                                                            rel=0.02)
+        assert 100 < float(row["memory/rss_mib"]) < 16_000
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["export"]["parity"]["passed"]
+
+
+@pytest.mark.slow
+def test_a_compiled_run_trains_and_its_checkpoint_loads_uncompiled(tiny_hymenoptera, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("train", *_cli(tiny_hymenoptera, run_dir, "trainer.compile=true",
+                                    "trainer.max_epochs=2", "schedule.freeze_epochs=1"), cwd=tmp_path, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    state = torch.load(summary["checkpoints"]["best"], weights_only=True)["state_dict"]
+    assert set(state) == {f"model.{key}" for key in _tiny_classifier().model.state_dict()}
+    assert summary["export"]["parity"]["passed"]
+
+
+def test_int8_export_is_smaller_agrees_with_float_and_predicts(tiny_hymenoptera, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("train", *_cli(tiny_hymenoptera, run_dir, "export.quantize=int8",
+                                    "trainer.max_epochs=2", "schedule.freeze_epochs=1"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    int8 = summary["export"]["int8"]
+    assert int8["onnx"] == str(run_dir / "model.int8.onnx") and int8["images"] == 16
+    assert int8["int8_mib"] < int8["float_mib"]
+    assert 0.0 <= int8["top1_agreement"] <= 1.0 and "accuracy_change" in int8
+    graph_ops = {node.op_type for node in onnx.load(int8["onnx"]).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= graph_ops
+    props = {p.key: p.value for p in onnx.load(int8["onnx"]).metadata_props}
+    assert json.loads(props["class_names"]) == ["ants", "bees"]
+    assert json.loads(props["quantization"])["calibration_images"] == 16
+    out = tmp_path / "predictions.csv"
+    predicted = run_cli("predict", f"model={int8['onnx']}", f"input={tiny_hymenoptera / 'val'}", f"output={out}",
+                        cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    with out.open() as handle:
+        assert len(list(csv.DictReader(handle))) == 16
+
+
+def test_quantize_is_checked_before_training(tmp_path):
+    result = run_cli("train", "export.quantize=int4", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode != 0 and "export.quantize" in result.stderr
+    churn = run_cli("train", "experiment=churn", "export.quantize=int8", f"hydra.run.dir={tmp_path / 'run2'}",
+                    cwd=tmp_path)
+    assert churn.returncode != 0 and "export.quantize" in churn.stderr and "image models" in churn.stderr
+
+
+@pytest.mark.parametrize("setting, accelerator, pinned", [
+    ("auto", "cpu", False), ("auto", "gpu", True), ("auto", "cuda", True), (True, "cpu", True), (False, "gpu", False),
+    ("auto", "auto", torch.cuda.is_available())])
+def test_pinned_memory_follows_the_accelerator(setting, accelerator, pinned):
+    assert resolve_pin_memory(setting, accelerator) is pinned
+
+
+def test_gpu_trainer_turns_on_the_fast_paths(tmp_path):
+    cfg = compose_train("trainer=gpu", f"paths.run_dir={tmp_path}")
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.channels_last and cfg.trainer.benchmark
+    assert cfg.data.pin_memory == "auto" and cfg.data.num_workers == "auto"
+    ddp = compose_train("trainer=ddp", f"paths.run_dir={tmp_path}")
+    assert ddp.trainer.strategy.startswith("ddp") and "sync_batchnorm" in ddp.trainer and ddp.trainer.channels_last
+
+
+@needs_cuda
+@pytest.mark.gpu
+def test_gpu_run_with_bf16_channels_last_and_pinned_memory(tiny_hymenoptera, tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("train", *_cli(tiny_hymenoptera, run_dir, "trainer=gpu", "trainer.max_epochs=2",
+                                    "schedule.freeze_epochs=1"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = _history(run_dir)
+    assert all(float(row["memory/cuda_peak_mib"]) > 0 for row in rows)
+    assert json.loads((run_dir / "summary.json").read_text())["export"]["parity"]["passed"]
+
+
+@needs_cuda
+@pytest.mark.gpu
+def test_gpu_datamodule_pins_memory(tiny_hymenoptera, tmp_path):
+    cfg = compose_train(*tiny_overrides(tiny_hymenoptera, tmp_path, "trainer=gpu"))
+    task = ImageTask(cfg)
+    task.prepare(tmp_path, True)
+    datamodule, _ = task.build()
+    assert datamodule.pin_memory and next(iter(datamodule.train_dataloader()))[0].is_pinned()
+
+
+def test_quantized_model_keeps_most_decisions_of_the_float_model(tmp_path):
+    """Calibrated on inputs like those it is scored on, int8 changes few top-1 decisions (a stub would not)."""
+    from visiontrain.export.onnx_export import export_onnx
+    from visiontrain.export.quantize import compare_outputs, quantize_int8
+
+    torch.manual_seed(0)
+    model = _tiny_classifier().model.eval()
+    float_path = export_onnx(model, tmp_path / "m.onnx", 32, {"class_names": ["a", "b"]})
+    generator = np.random.default_rng(0)
+    calibration = generator.standard_normal((32, 3, 32, 32), dtype=np.float32)
+    quantize_int8(float_path, tmp_path / "m.int8.onnx", calibration)
+    images = generator.standard_normal((64, 3, 32, 32), dtype=np.float32)
+    report = compare_outputs(float_path, tmp_path / "m.int8.onnx", images)
+    assert report["top1_agreement"] >= 0.8, report
