@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import compose_train, copy_hymenoptera
@@ -16,7 +17,7 @@ from visiontrain.data.builtin import is_materialised, materialise_builtin
 from visiontrain.data.datamodule import ImageDataModule, class_weights
 from visiontrain.data.image_io import read_rgb_array, why_unusable
 from visiontrain.data.inventory import build_inventory
-from visiontrain.data.transforms import build_eval_transform, build_train_transform, resolve_input_spec
+from visiontrain.data.transforms import build_eval_transform, build_train_transform, normalise, resolve_input_spec
 from visiontrain.errors import DataError
 
 
@@ -193,7 +194,7 @@ def test_input_spec_defaults_to_the_backbones_pretrained_config():
     assert overridden.image_size == 64 and overridden.std == (0.25, 0.25, 0.25)
 
 
-def test_train_and_eval_pipelines_produce_normalised_tensors_of_the_input_size(tiny_hymenoptera):
+def test_pipelines_produce_uint8_tensors_of_the_input_size_that_normalise_like_deploy(tiny_hymenoptera):
     spec = resolve_input_spec("resnet18", image_size=48)
     image = read_rgb_array(next((tiny_hymenoptera / "train" / "ants").glob("*.jpg")))
     for preset in ("none", "light", "strong"):
@@ -203,7 +204,11 @@ def test_train_and_eval_pipelines_produce_normalised_tensors_of_the_input_size(t
     evaluated = build_eval_transform(spec)(image=image)["image"]
     again = build_eval_transform(spec)(image=image)["image"]
     assert tuple(evaluated.shape) == (3, 48, 48) and bool((evaluated == again).all())
-    assert -3 < float(evaluated.mean()) < 3 and float(evaluated.min()) < 0  # normalised, not 0..255
+    assert evaluated.dtype == torch.uint8  # 4x smaller batches; normalised on the device
+    normalised = normalise(evaluated.unsqueeze(0), spec.mean, spec.std)
+    assert normalised.dtype == torch.float32 and float(normalised.min()) < 0 < float(normalised.max()) < 3
+    expected = (evaluated.double() / 255 - torch.tensor(spec.mean).view(3, 1, 1)) / torch.tensor(spec.std).view(3, 1, 1)
+    assert torch.allclose(normalised[0].double(), expected, atol=1e-5)
 
 
 def test_weighted_sampler_balances_an_imbalanced_training_set(tmp_path):

@@ -95,14 +95,17 @@ def _meta(onnx_path: Path) -> dict:
 def _training_pixels(paths: list[Path], meta: dict) -> np.ndarray:
     """The training eval transform (albumentations + torch) on ``paths``: what the model saw in validation."""
     from visiontrain.data.image_io import read_rgb_array
-    from visiontrain.data.transforms import InputSpec, build_eval_transform
+    import torch
+
+    from visiontrain.data.transforms import InputSpec, build_eval_transform, normalise
 
     size = meta["input_size"][-1]
     spec = InputSpec(size, tuple(meta["mean"]), tuple(meta["std"]), crop_pct=size / meta["resize_to"],
                      interpolation=meta["interpolation"])
     assert spec.resize_to == meta["resize_to"]
     transform = build_eval_transform(spec)
-    return np.stack([transform(image=read_rgb_array(p, spec.resize_to))["image"].numpy() for p in paths])
+    pixels = torch.stack([transform(image=read_rgb_array(p, spec.resize_to))["image"] for p in paths])
+    return normalise(pixels, spec.mean, spec.std).numpy()
 
 
 # --- preprocessing parity -----------------------------------------------------------------------------------

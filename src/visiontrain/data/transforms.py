@@ -58,7 +58,30 @@ def resolve_input_spec(backbone: str, image_size: int | None = None, mean: Seque
 
 
 def _tensor_tail(spec: InputSpec) -> list[A.BasicTransform]:
-    return [A.Normalize(mean=spec.mean, std=spec.std, max_pixel_value=255.0), ToTensorV2()]
+    """uint8 CHW tensors: normalisation happens on the device, after the copy (:func:`normalise`).
+
+    Normalising in the loader workers cost them about 15% of their time and made every batch four times
+    larger (float32) to collate, pass between processes and copy to the GPU; see BENCHMARKS.md.
+    """
+    return [ToTensorV2()]
+
+
+def normalise(images: "torch.Tensor", mean: Sequence[float], std: Sequence[float]) -> "torch.Tensor":
+    """uint8 RGB images (N, 3, H, W) to the float32 input the model and the ONNX file take.
+
+    ``(x - 255 mean) * 1 / (255 std)`` in float32 on whatever device ``images`` live on: the same arithmetic
+    as the deploy side (``visiontrain.deploy.image_input``), so both give identical model inputs.
+    """
+    import numpy as np
+    import torch
+
+    offset = np.asarray(mean, dtype=np.float32) * 255.0
+    scale = 1.0 / (np.asarray(std, dtype=np.float32) * 255.0)
+    offset_t, scale_t = (torch.from_numpy(v.astype(np.float32)).to(images.device).view(1, 3, 1, 1)
+                         for v in (offset, scale))
+    batched = images if images.dim() == 4 else images.unsqueeze(0)
+    result = batched.to(torch.float32).sub_(offset_t).mul_(scale_t)  # in place: one float copy, not three
+    return result if images.dim() == 4 else result.squeeze(0)
 
 
 def eval_geometry(spec: InputSpec) -> list[A.BasicTransform]:

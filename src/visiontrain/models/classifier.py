@@ -11,6 +11,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from visiontrain.data.transforms import normalise
 from visiontrain.models.backbone import backbone_layer_ids, create_backbone, find_head_parameters
 from visiontrain.models.weights import load_weights
 from visiontrain.training.schedule import (FineTuneSchedule, StagedLR, build_param_groups, stage_name,
@@ -113,6 +114,17 @@ class ImageClassifier(pl.LightningModule):
         if compile_mode is not False:
             self._features_fn = torch.compile(self.model.forward_features, mode=compile_mode)
             self._head_fn = torch.compile(self.model.forward_head, mode=compile_mode)
+
+    # ----- input ----------------------------------------------------------------------------------------
+    def normalise(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 batches from the loader to the normalised float input ``forward`` (and ONNX) take."""
+        spec = self.hparams.input_spec
+        return normalise(images, spec["mean"], spec["std"])
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Normalise on the device, after the (4x smaller) uint8 batch was copied there."""
+        images, labels = batch
+        return (self.normalise(images) if images.dtype == torch.uint8 else images), labels
 
     # ----- forward and steps -----------------------------------------------------------------------------
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from visiontrain.data.builtin import materialise_builtin
 from visiontrain.data.datamodule import ImageDataModule, class_weights, resolve_pin_memory
 from visiontrain.data.inventory import Inventory, build_inventory
-from visiontrain.data.transforms import (InputSpec, build_eval_transform, build_train_transform,
+from visiontrain.data.transforms import (InputSpec, build_eval_transform, build_train_transform, normalise,
                                          resolve_input_spec)
 from visiontrain.errors import ConfigError
 from visiontrain.export.onnx_export import export_onnx
@@ -98,15 +98,21 @@ def export_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: ImageD
     }
     started = time.perf_counter()
     export_onnx(module.model, onnx_path, int(spec["image_size"]), metadata, opset=opset)
-    images, paths = _parity_batch(datamodule, parity_images, int(spec["image_size"]))
+    images, paths = _parity_batch(datamodule, parity_images, spec)
     parity = check_parity(onnx_path, module.model, images, atol=atol, image_paths=paths)
     result = {"onnx": str(onnx_path), "parity": parity, "metadata": metadata}
     if quantize == "int8":
-        result["int8"] = int8_copy(onnx_path, datamodule, calibration_images)
+        result["int8"] = int8_copy(onnx_path, datamodule, spec, calibration_images)
     return {**result, "seconds": round(time.perf_counter() - started, 3)}
 
 
-def int8_copy(onnx_path: Path, datamodule: ImageDataModule | None, calibration_images: int,
+def model_inputs(datamodule: ImageDataModule, split: str, indices: Any, spec: dict[str, Any]) -> torch.Tensor:
+    """Images of ``split`` through the eval transform, normalised: exactly what the model sees in validation."""
+    dataset = datamodule.dataset(split)
+    return normalise(torch.stack([dataset[int(i)][0] for i in indices]), spec["mean"], spec["std"])
+
+
+def int8_copy(onnx_path: Path, datamodule: ImageDataModule | None, spec: dict[str, Any], calibration_images: int,
               evaluation_images: int = 1000) -> dict[str, Any]:
     """``model.int8.onnx`` next to ``onnx_path``: calibrated on training images, scored on validation images."""
     from visiontrain.export.quantize import compare_outputs, quantize_int8
@@ -114,12 +120,12 @@ def int8_copy(onnx_path: Path, datamodule: ImageDataModule | None, calibration_i
     if datamodule is None or not datamodule.inventory.splits.get("train"):
         raise ConfigError("export.quantize", "int8 calibration needs the training images, which are not available",
                           "export.quantize=null, or export from a run whose data is still in place")
-    train, val = datamodule.dataset("train"), datamodule.dataset("val")  # both with the eval transform
+    train, val = datamodule.inventory.splits["train"], datamodule.inventory.splits["val"]
     pick = np.linspace(0, len(train) - 1, min(calibration_images, len(train))).astype(int)
-    calibration = torch.stack([train[int(i)][0] for i in pick]).numpy()
+    calibration = model_inputs(datamodule, "train", pick, spec).numpy()  # eval transform: no augmentation
     count = min(evaluation_images, len(val))
-    images = torch.stack([val[i][0] for i in range(count)]).numpy()
-    labels = np.array([val.samples[i].label for i in range(count)])
+    images = model_inputs(datamodule, "val", range(count), spec).numpy()
+    labels = np.array([val[i].label for i in range(count)])
     int8_path = onnx_path.with_suffix(".int8.onnx")
     started = time.perf_counter()
     quantize_int8(onnx_path, int8_path, calibration)
@@ -128,12 +134,12 @@ def int8_copy(onnx_path: Path, datamodule: ImageDataModule | None, calibration_i
             **compare_outputs(onnx_path, int8_path, images, labels)}
 
 
-def _parity_batch(datamodule: ImageDataModule | None, count: int, image_size: int) -> tuple[torch.Tensor, list[str]]:
+def _parity_batch(datamodule: ImageDataModule | None, count: int, spec: dict[str, Any]) -> tuple[torch.Tensor, list[str]]:
+    size = int(spec["image_size"])
     if datamodule is None or count <= 0:
-        return torch.randn(max(count, 2), 3, image_size, image_size, generator=torch.Generator().manual_seed(0)), []
-    dataset = datamodule.dataset("val")
-    indices = range(min(count, len(dataset)))
-    return torch.stack([dataset[i][0] for i in indices]), [dataset.samples[i].path for i in indices]
+        return torch.randn(max(count, 2), 3, size, size, generator=torch.Generator().manual_seed(0)), []
+    samples = datamodule.inventory.splits["val"][:count]
+    return model_inputs(datamodule, "val", range(len(samples)), spec), [s.path for s in samples]
 
 
 def _version() -> str:
@@ -226,13 +232,13 @@ class ImageTask:
         train = self.inventory.splits["train"]
         chosen = [train[i] for i in np.linspace(0, len(train) - 1, min(MAX_IMAGES, len(train))).astype(int)]
         inputs = image_inputs_reference(image_statistics(open_rgb(sample.path)) for sample in chosen)
-        dataset = self.datamodule.dataset("val")
-        count = min(MAX_IMAGES, len(dataset))
+        count = min(MAX_IMAGES, len(self.inventory.splits["val"]))
         probabilities = []
         module = module.eval().to("cpu")
+        spec = self.spec.to_dict()
         with torch.no_grad():
             for start in range(0, count, 64):
-                batch = torch.stack([dataset[i][0] for i in range(start, min(start + 64, count))])
+                batch = model_inputs(self.datamodule, "val", range(start, min(start + 64, count)), spec)
                 probabilities.append(torch.softmax(module(batch), dim=-1))
         confidence, predicted = torch.cat(probabilities).max(dim=-1)
         return {"task": self.name, "inputs": inputs, "inputs_from": f"{len(chosen)} training images",
@@ -243,16 +249,14 @@ class ImageTask:
         """The first ``count`` validation images with true and predicted class, for the tracker."""
         dataset = self.datamodule.dataset("val")
         indices = range(min(count, len(dataset)))
-        images = torch.stack([dataset[i][0] for i in indices])
+        images = torch.stack([dataset[i][0] for i in indices])  # uint8, as the loader gives them
         labels = [int(dataset[i][1]) for i in indices]
         with torch.no_grad():
-            probabilities = torch.softmax(module.eval().to("cpu")(images), dim=-1)
-        mean = torch.tensor(self.spec.mean).view(3, 1, 1)
-        std = torch.tensor(self.spec.std).view(3, 1, 1)
+            probabilities = torch.softmax(module.eval().to("cpu")(module.normalise(images)), dim=-1)
         names = module.class_names
         samples = []
         for image, label, probability, index in zip(images, labels, probabilities, indices):
-            pixels = ((image * std + mean).clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy()
+            pixels = image.permute(1, 2, 0).numpy()
             confidence, predicted = probability.max(dim=0)
             samples.append({"image": np.ascontiguousarray(pixels), "path": dataset.samples[index].path,
                             "true": names[label], "predicted": names[int(predicted)],
