@@ -80,7 +80,7 @@ def normalise(images: "torch.Tensor", mean: Sequence[float], std: Sequence[float
     offset_t, scale_t = (torch.from_numpy(v.astype(np.float32)).to(images.device).view(1, 3, 1, 1)
                          for v in (offset, scale))
     batched = images if images.dim() == 4 else images.unsqueeze(0)
-    result = batched.to(torch.float32).sub_(offset_t).mul_(scale_t)  # in place: one float copy, not three
+    result = batched.to(torch.float32, copy=True).sub_(offset_t).mul_(scale_t)  # one float copy, not three
     return result if images.dim() == 4 else result.squeeze(0)
 
 
