@@ -1,14 +1,20 @@
-"""Time to result of the default job: `visiontrain train` from command to ONNX written.
+"""Time to result of the default job: `visiontrain train` from command to ONNX written, and its memory.
 
 Runs the real command several times, each in a fresh output and cache dir (so the built-in data is
-materialised every time, as on a fresh machine), and reports the median wall time, peak memory and accuracy.
+materialised every time, as on a fresh machine), and reports the median wall time, peak memory (the largest
+process of the run: ru_maxrss of its children) and accuracy, plus the resident memory at the end of every
+epoch from the run's history.csv: growth from the second epoch to the last would be a leak.
+Extra arguments are overrides, so the same script measures other jobs (e.g. hymenoptera).
 
-    .venv/bin/python scripts/bench_default_job.py --repeats 3 --json bench_default_job.json
+    .venv/bin/python scripts/bench_default_job.py --repeats 3 --json benchmarks/default_job.json
+    .venv/bin/python scripts/bench_default_job.py --repeats 1 --json benchmarks/hymenoptera_job.json \
+        experiment=hymenoptera data.root=../shared/data/hymenoptera model.pretrained=false
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import platform
@@ -41,7 +47,10 @@ def run_once(extra: list[str]) -> dict:
             raise SystemExit(f"visiontrain train failed:\n{result.stderr[-3000:]}")
         summary = json.loads((run_dir / "summary.json").read_text())
         assert (run_dir / "model.onnx").is_file()
+        with (run_dir / "history.csv").open() as handle:
+            rss = [float(row["memory/rss_mib"]) for row in csv.DictReader(handle)]
         return {"wall_seconds": float(seconds), "peak_rss_mib": int(peak_kib) / 1024,
+                "rss_mib_per_epoch": rss, "rss_growth_mib": rss[-1] - rss[min(1, len(rss) - 1)],
                 "val_acc": summary["monitor"]["best"], "fit_seconds": summary["timings_seconds"]["fit"],
                 "onnx_parity_passed": summary["export"]["parity"]["passed"]}
 
@@ -57,7 +66,7 @@ def main() -> None:
         runs.append(run_once(args.overrides))
         print(f"run {index + 1}/{args.repeats}: {runs[-1]}", flush=True)
     median = {key: statistics.median(r[key] for r in runs) for key in ("wall_seconds", "peak_rss_mib", "val_acc",
-                                                                          "fit_seconds")}
+                                                                          "fit_seconds", "rss_growth_mib")}
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     print("\n| metric | median | min | max |\n|---|---|---|---|")
     for key, value in median.items():

@@ -164,3 +164,21 @@ def test_quantized_model_keeps_most_decisions_of_the_float_model(tmp_path):
     images = generator.standard_normal((64, 3, 32, 32), dtype=np.float32)
     report = compare_outputs(float_path, tmp_path / "m.int8.onnx", images)
     assert report["top1_agreement"] >= 0.8, report
+
+
+def test_large_jpegs_decode_at_reduced_scale_never_below_the_target(tmp_path):
+    from PIL import Image
+
+    from visiontrain.data.image_io import read_rgb_array
+
+    photo = Image.effect_mandelbrot((2000, 1500), (-2, -1.5, 1, 1.5), 60).convert("RGB")
+    photo.save(tmp_path / "large.jpg", quality=90)
+    photo.save(tmp_path / "large.png")
+    assert read_rgb_array(tmp_path / "large.jpg").shape == (1500, 2000, 3)
+    reduced = read_rgb_array(tmp_path / "large.jpg", reduce_to=236)
+    assert reduced.shape == (375, 500, 3)  # DCT scaling by 1/4; 1/8 would go below 236 px
+    assert read_rgb_array(tmp_path / "large.png", reduce_to=236).shape == (1500, 2000, 3)  # only JPEG can
+    cfg = compose_train("experiment=hymenoptera", "data.root=.", "model.pretrained=false", "paths.run_dir=.")
+    from visiontrain.tasks.image import input_spec_from
+
+    assert input_spec_from(cfg).resize_to == 236  # what the training datamodule passes as reduce_to

@@ -239,7 +239,7 @@ class ImageTask:
         with torch.no_grad():
             for start in range(0, count, 64):
                 batch = model_inputs(self.datamodule, "val", range(start, min(start + 64, count)), spec)
-                probabilities.append(torch.softmax(module(batch), dim=-1))
+                probabilities.append(torch.softmax(module.model(batch), dim=-1))  # uncompiled, on the CPU
         confidence, predicted = torch.cat(probabilities).max(dim=-1)
         return {"task": self.name, "inputs": inputs, "inputs_from": f"{len(chosen)} training images",
                 "outputs": outputs_reference(module.class_names, predicted.numpy(), confidence.numpy()),
@@ -252,7 +252,8 @@ class ImageTask:
         images = torch.stack([dataset[i][0] for i in indices])  # uint8, as the loader gives them
         labels = [int(dataset[i][1]) for i in indices]
         with torch.no_grad():
-            probabilities = torch.softmax(module.eval().to("cpu")(module.normalise(images)), dim=-1)
+            model = module.eval().to("cpu").model  # uncompiled: a compiled forward would recompile for the CPU
+            probabilities = torch.softmax(model(module.normalise(images)), dim=-1)
         names = module.class_names
         samples = []
         for image, label, probability, index in zip(images, labels, probabilities, indices):

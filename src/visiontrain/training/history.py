@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 
 _SPLITS = ("train/", "val/")
@@ -33,7 +34,7 @@ class MetricHistory(pl.Callback):
     """Keeps one row per epoch (train and val metrics, stage, learning rates) and writes history.csv.
 
     Each row also has the epoch's training throughput (samples per second over the training batches,
-    validation excluded) and memory (this process's resident MiB, and the CUDA peak), so speed and memory
+    validation excluded), the median time from one training batch to the next, and memory (this process's resident MiB, and the CUDA peak), so speed and memory
     growth from epoch to epoch are visible in every run, not only in benchmarks.
     """
 
@@ -43,26 +44,32 @@ class MetricHistory(pl.Callback):
         self._epoch_lrs: dict[str, float] = {}
         self._epoch_started: float | None = None
         self._last_batch_end, self._epoch_samples = 0.0, 0
+        self._step_seconds: list[float] = []
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Rates as the epoch starts: the rates of the stage this epoch trains in."""
         self._epoch_lrs = {f"lr/{group.get('name', 'group')}": float(group["lr"])
                            for optimizer in trainer.optimizers for group in optimizer.param_groups}
         self._epoch_started = self._last_batch_end = time.perf_counter()
-        self._epoch_samples = 0
+        self._epoch_samples, self._step_seconds = 0, []
         if torch.cuda.is_available() and pl_module.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(pl_module.device)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
         self._epoch_samples += _batch_size(batch)
-        self._last_batch_end = time.perf_counter()
+        now = time.perf_counter()
+        if batch_idx > 0:  # batch to batch: loading, step and framework; the first waits for the workers
+            self._step_seconds.append(now - self._last_batch_end)
+        self._last_batch_end = now
 
     def _speed_and_memory(self, pl_module: pl.LightningModule) -> dict[str, float]:
         seconds = self._last_batch_end - self._epoch_started
         row = {"time/train_seconds": round(seconds, 3),
                "time/train_samples_per_second": round(self._epoch_samples / seconds, 2) if seconds > 0 else 0.0,
                "memory/rss_mib": round(resident_mib(), 1)}
+        if self._step_seconds:  # robust to a stall: the typical step, loading included
+            row["time/step_median_ms"] = round(1000 * float(np.median(self._step_seconds)), 2)
         if pl_module.device.type == "cuda":
             row["memory/cuda_peak_mib"] = round(torch.cuda.max_memory_allocated(pl_module.device) / 2**20, 1)
         return row
