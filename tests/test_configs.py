@@ -41,8 +41,9 @@ def test_every_experiment_composes_and_builds_a_working_model(experiment, tiny_h
     inputs, labels = next(iter(datamodule.train_dataloader()))
     if image:
         size = task.info(module)["input_spec"]["image_size"]
-        assert inputs.shape[1:] == (3, size, size) and inputs.dtype == torch.float32
-        assert module(inputs).shape == (len(labels), len(module.class_names))
+        assert inputs.shape[1:] == (3, size, size) and inputs.dtype == torch.uint8  # normalised on the device
+        images, _ = module.on_after_batch_transfer((inputs, labels), 0)
+        assert images.dtype == torch.float32 and module(images).shape == (len(labels), len(module.class_names))
     else:
         assert inputs.shape[1] == len(module.feature_names) and module.scores(inputs).shape == (len(labels),)
 
