@@ -19,6 +19,11 @@ MISTAKES = [
     (["experiment=hymenoptera", "data.root=/no/such/folder"], "data.root", "a folder with train/ and val/"),
     (["schedule.freeze_epochs=10"], "schedule.freeze_epochs", "schedule.freeze_epochs=9"),
     (["trainer=tpu"], "trainer", "torch_xla"),
+    (["trainer.compile=fast"], "trainer.compile", "trainer.compile=true"),
+    (["trainer.channels_last=maybe"], "trainer.channels_last", "trainer.channels_last=true"),
+    (["data.pin_memory=sometimes"], "data.pin_memory", "data.pin_memory=true"),
+    (["export.quantize=int4"], "export.quantize", "export.quantize=int8"),
+    (["paths.run_dir=/tmp/somewhere"], "paths.run_dir", "hydra.run.dir=/path/to/run"),
 ]
 
 

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf import DictConfig
 
 from visiontrain.errors import ConfigError
-
-_ABSENT = object()
 
 
 def _leaf_keys(node: DictConfig, prefix: str = "") -> Iterator[str]:
@@ -30,12 +27,14 @@ def _leaf_keys(node: DictConfig, prefix: str = "") -> Iterator[str]:
 
 
 def _exists(cfg: DictConfig, key: str) -> bool:
-    """True for any key in the config, including mandatory ones still set to ``???``."""
-    try:
-        return OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=True,
-                                throw_on_resolution_failure=False) is not _ABSENT
-    except MissingMandatoryValue:
-        return True
+    """True for any key in the config: mandatory ones still ``???`` and interpolations (``paths.run_dir`` is
+    Hydra's run dir, which does not resolve outside a run) included. Walks nodes without resolving them."""
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, DictConfig) or part not in node.keys():  # keys() resolves nothing
+            return False
+        node = node._get_node(part)  # noqa: SLF001 - the node itself, unresolved
+    return True
 
 
 def _is_group(key: str, conf: Path) -> bool:
@@ -69,6 +68,9 @@ def check_override_keys(config_name: str, overrides: list[str], conf: Path) -> N
     with initialize_config_dir(version_base="1.3", config_dir=str(conf), job_name="visiontrain"):
         cfg = compose(config_name, overrides=group_choices)
     for key in plain_keys:
+        if key == "paths.run_dir":  # an interpolation of Hydra's run dir: setting it would split the run's files
+            raise ConfigError(key, "follows Hydra's run dir and is not set directly",
+                              "hydra.run.dir=/path/to/run (or paths.output_dir=/path for the parent of all runs)")
         if not _exists(cfg, key):
             raise ConfigError(key, "is not a key of this config", _suggestion(key, sorted(_leaf_keys(cfg))))
 
