@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import lightning.pytorch as pl
@@ -16,6 +17,9 @@ from visiontrain.models.backbone import backbone_layer_ids, create_backbone, fin
 from visiontrain.models.weights import load_weights
 from visiontrain.training.schedule import (FineTuneSchedule, StagedLR, build_param_groups, stage_name,
                                            trainable_in_stage_two)
+
+# By design: the module normalises its own uint8 batches whatever datamodule feeds it (see normalise below).
+warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer` in `LightningModule`")
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "lr": 1e-3, "weight_decay": 0.05}
 
