@@ -66,6 +66,7 @@ def test_a_channels_last_run_records_speed_and_memory_and_exports_a_matching_onn
         assert float(row["time/train_samples_per_second"]) == pytest.approx(16 / float(row["time/train_seconds"]),
                                                                             rel=0.02)
         assert 100 < float(row["memory/rss_mib"]) < 16_000
+        assert 0.0 <= float(row["time/data_wait_fraction"]) <= 1.0 and float(row["time/step_median_ms"]) > 0
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["export"]["parity"]["passed"]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import resource
 import time
 from pathlib import Path
@@ -13,6 +14,8 @@ import numpy as np
 import torch
 
 _SPLITS = ("train/", "val/")
+STARVING = 0.3  # share of training time spent waiting for batches that earns a warning
+log = logging.getLogger("visiontrain")
 
 
 def resident_mib() -> float:
@@ -45,15 +48,21 @@ class MetricHistory(pl.Callback):
         self._epoch_started: float | None = None
         self._last_batch_end, self._epoch_samples = 0.0, 0
         self._step_seconds: list[float] = []
+        self._data_wait, self._warned_starving = 0.0, False
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Rates as the epoch starts: the rates of the stage this epoch trains in."""
         self._epoch_lrs = {f"lr/{group.get('name', 'group')}": float(group["lr"])
                            for optimizer in trainer.optimizers for group in optimizer.param_groups}
         self._epoch_started = self._last_batch_end = time.perf_counter()
-        self._epoch_samples, self._step_seconds = 0, []
+        self._epoch_samples, self._step_seconds, self._data_wait = 0, [], 0.0
         if torch.cuda.is_available() and pl_module.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(pl_module.device)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if batch_idx > 0:  # since the last step ended: the loop was fetching batches (workers started at 0)
+            self._data_wait += time.perf_counter() - self._last_batch_end
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
@@ -70,9 +79,21 @@ class MetricHistory(pl.Callback):
                "memory/rss_mib": round(resident_mib(), 1)}
         if self._step_seconds:  # robust to a stall: the typical step, loading included
             row["time/step_median_ms"] = round(1000 * float(np.median(self._step_seconds)), 2)
+            row["time/data_wait_fraction"] = round(self._data_wait / sum(self._step_seconds), 4)
         if pl_module.device.type == "cuda":
             row["memory/cuda_peak_mib"] = round(torch.cuda.max_memory_allocated(pl_module.device) / 2**20, 1)
         return row
+
+    def _warn_if_starving(self, trainer: pl.Trainer, wait: float) -> None:
+        """Once per run: the model spent a large part of an epoch waiting for batches."""
+        if wait < STARVING or trainer.current_epoch == 0 or self._warned_starving or not trainer.is_global_zero:
+            return
+        self._warned_starving = True
+        loader = trainer.train_dataloader
+        workers = getattr(loader, "num_workers", "?")
+        log.warning("epoch %d: the model waited for data %.0f%% of the time (%s loader workers); more "
+                    "data.num_workers, faster storage or a smaller augment.image_size would keep it busy",
+                    trainer.current_epoch, 100 * wait, workers)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         metrics = trainer.callback_metrics
@@ -84,6 +105,7 @@ class MetricHistory(pl.Callback):
         row.update(self._epoch_lrs)
         if self._epoch_started is not None:
             speed = self._speed_and_memory(pl_module)
+            self._warn_if_starving(trainer, speed.get("time/data_wait_fraction", 0.0))
             row.update(speed)
             for logger in trainer.loggers:  # W&B and CSV show throughput and memory per epoch too
                 logger.log_metrics(speed, step=trainer.global_step)
