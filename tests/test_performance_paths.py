@@ -182,3 +182,20 @@ def test_large_jpegs_decode_at_reduced_scale_never_below_the_target(tmp_path):
     from visiontrain.tasks.image import input_spec_from
 
     assert input_spec_from(cfg).resize_to == 236  # what the training datamodule passes as reduce_to
+
+
+def test_auto_workers_share_the_cores_between_the_training_processes_of_a_node():
+    import os
+
+    from visiontrain.data.datamodule import MAX_AUTO_WORKERS, auto_num_workers, processes_per_node
+
+    cores = len(os.sched_getaffinity(0))
+    assert auto_num_workers() == max(1, min(MAX_AUTO_WORKERS, cores - 1))
+    assert auto_num_workers(processes=cores) == 1  # never zero: loading stays off the training loop
+    assert processes_per_node({"accelerator": "gpu", "devices": 1}) == 1
+    assert processes_per_node({"strategy": "ddp_find_unused_parameters_true", "devices": 4}) == 4
+    assert processes_per_node({"strategy": "ddp", "devices": [0, 2]}) == 2
+    assert processes_per_node({"strategy": "ddp", "devices": "auto", "accelerator": "gpu"}) == \
+        (torch.cuda.device_count() if torch.cuda.is_available() else 1)
+    ddp = compose_train("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "paths.run_dir=.")
+    assert processes_per_node(ddp.trainer) == 2

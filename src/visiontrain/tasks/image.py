@@ -12,7 +12,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from visiontrain.data.builtin import materialise_builtin
-from visiontrain.data.datamodule import ImageDataModule, class_weights, resolve_pin_memory
+from visiontrain.data.datamodule import (ImageDataModule, class_weights, processes_per_node,
+                                         resolve_pin_memory)
 from visiontrain.data.inventory import Inventory, build_inventory
 from visiontrain.data.transforms import (InputSpec, build_eval_transform, build_train_transform, normalise,
                                          resolve_input_spec)
@@ -48,12 +49,13 @@ def train_steps_for(cfg: DictConfig, spec: InputSpec) -> Any:
 
 
 def datamodule_for(inventory: Inventory, spec: InputSpec, data_cfg: DictConfig | dict, seed: int,
-                   train_steps: Any = None, accelerator: str = "cpu") -> ImageDataModule:
-    pin_memory = resolve_pin_memory(data_cfg.get("pin_memory", "auto"), accelerator)
+                   train_steps: Any = None, trainer_cfg: DictConfig | dict | None = None) -> ImageDataModule:
+    trainer_cfg = trainer_cfg if trainer_cfg is not None else {"accelerator": "cpu"}
+    pin_memory = resolve_pin_memory(data_cfg.get("pin_memory", "auto"), str(trainer_cfg.get("accelerator", "cpu")))
     return ImageDataModule(inventory, build_train_transform(spec, train_steps), build_eval_transform(spec),
                            batch_size=int(data_cfg["batch_size"]), num_workers=data_cfg["num_workers"],
                            balance=data_cfg["balance"], pin_memory=pin_memory,
-                           reduce_to=spec.resize_to, seed=seed)
+                           reduce_to=spec.resize_to, seed=seed, processes=processes_per_node(trainer_cfg))
 
 
 def load_classifier(ckpt_path: str | Path) -> ImageClassifier:
@@ -195,7 +197,7 @@ class ImageTask:
         cfg = self.cfg
         self.spec = input_spec_from(cfg)
         self.datamodule = datamodule_for(self.inventory, self.spec, cfg.data, int(cfg.seed),
-                                         train_steps_for(cfg, self.spec), str(cfg.trainer.accelerator))
+                                         train_steps_for(cfg, self.spec), cfg.trainer)
         module = ImageClassifier(
             backbone=cfg.model.backbone, class_names=self.inventory.classes, input_spec=self.spec.to_dict(),
             pretrained=bool(cfg.model.pretrained), weights_file=cfg.model.weights_file,
