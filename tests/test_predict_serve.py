@@ -158,6 +158,20 @@ def test_predict_on_a_folder_accounts_for_every_file_and_matches_training(image_
     assert set(rows[0]) == {"path", "top1", "top1_probability", "top2", "top2_probability"}  # 2 classes
 
 
+def test_decoding_threads_change_nothing_but_the_speed(image_model, tmp_path):
+    """The same rows and rejects, in the same order, decoded inline or one batch ahead in a thread pool."""
+    outputs = {}
+    for threads in ("0", "3"):
+        output = tmp_path / threads / "predictions.csv"
+        result = run_cli("predict", f"model={image_model['onnx']}", f"input={image_model['folder']}",
+                         f"output={output}", "batch_size=3", f"decode_threads={threads}", "progress=false",
+                         cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-3000:]
+        outputs[threads] = (output.read_text(), (output.parent / "predictions_rejects.csv").read_text())
+    assert outputs["0"] == outputs["3"]
+    assert len(outputs["0"][1].splitlines()) == len(image_model["bad"]) + 1
+
+
 def test_predict_one_image_to_json(image_model, tmp_path):
     output = tmp_path / "one.json"
     result = run_cli("predict", f"model={image_model['onnx']}", f"input={image_model['photo']}",

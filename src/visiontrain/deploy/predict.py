@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,8 @@ def predict(cfg: Any) -> dict[str, Any]:
     output = _output_path(cfg)
     batch_size, progress = int(cfg.batch_size), bool(cfg.progress)
     if model.kind == IMAGE:
-        predictions, rejects = predict_images(model, source, batch_size, int(cfg.top_k), progress)
+        predictions, rejects = predict_images(model, source, batch_size, int(cfg.top_k), progress,
+                                              decode_threads(cfg.get("decode_threads", "auto")))
     else:
         requested = list(cfg.id_columns) if cfg.get("id_columns") is not None else None
         predictions, rejects = predict_table(model, source, batch_size, requested, progress)
@@ -67,9 +71,22 @@ def _output_path(cfg: Any) -> Path:
 # --- images -------------------------------------------------------------------------------------------------
 
 
+def decode_threads(setting: Any) -> int:
+    """``auto``: one decoding thread per core (PIL and OpenCV release the GIL), at most 8; ``0``: inline."""
+    if setting == "auto":
+        return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 0:
+        raise ConfigError("decode_threads", f"must be 'auto' or an integer >= 0, got {setting!r}", "decode_threads=auto")
+    return setting
+
+
 def predict_images(model: OnnxModel, source: Path, batch_size: int, top_k: int,
-                   progress: bool = True) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """One image or every file under a folder: path + top-k rows, and path + reason for the rest."""
+                   progress: bool = True, threads: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One image or every file under a folder: path + top-k rows, and path + reason for the rest.
+
+    With ``threads``, images are decoded in a thread pool, one batch ahead of the model: the next batch
+    decodes while onnxruntime runs the current one.
+    """
     if source.is_file() and source.suffix.lower() in TABLE_SUFFIXES:
         raise ConfigError("input", f"{source.name} is a table but {model.path.name} is an image classifier",
                           "input=<an image or a folder of images>")
@@ -80,15 +97,30 @@ def predict_images(model: OnnxModel, source: Path, batch_size: int, top_k: int,
     table = spec.lookup_table()
     predictions: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
-    with Progress(len(files), "images", progress) as bar:
-        for chunk in batched(files, batch_size):
+
+    def load(path: Path) -> np.ndarray | ImageRejected:
+        try:
+            return preprocess(decode(path, spec.resize_to).image, spec, table)
+        except ImageRejected as error:
+            return error
+
+    chunks = list(batched(files, batch_size))
+    with Progress(len(files), "images", progress) as bar, \
+            ThreadPoolExecutor(max_workers=threads) if threads else nullcontext() as pool:
+        def start(chunk: list[Path]) -> list[Any]:
+            return [pool.submit(load, path) for path in chunk] if pool else [load(path) for path in chunk]
+
+        pending = start(chunks[0]) if chunks else []
+        for index, chunk in enumerate(chunks):
+            loaded = [item.result() if pool else item for item in pending]
+            pending = start(chunks[index + 1]) if index + 1 < len(chunks) else []
             pixels, used = [], []
-            for path in chunk:
-                try:
-                    pixels.append(preprocess(decode(path, spec.resize_to).image, spec, table))
+            for path, item in zip(chunk, loaded):
+                if isinstance(item, ImageRejected):
+                    rejects.append({"path": str(path), "reason": str(item)})
+                else:
+                    pixels.append(item)
                     used.append(path)
-                except ImageRejected as error:
-                    rejects.append({"path": str(path), "reason": str(error)})
             if pixels:
                 for path, result in zip(used, model.classify(np.stack(pixels), top_k)):
                     predictions.append({"path": str(path), **result})
