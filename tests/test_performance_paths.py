@@ -199,3 +199,19 @@ def test_auto_workers_share_the_cores_between_the_training_processes_of_a_node()
         (torch.cuda.device_count() if torch.cuda.is_available() else 1)
     ddp = compose_train("trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "paths.run_dir=.")
     assert processes_per_node(ddp.trainer) == 2
+
+
+def test_the_trainer_config_applies_channels_last_to_the_model_it_fits(tiny_hymenoptera, tmp_path):
+    """`trainer.channels_last=true` reaches the model through build_trainer's Acceleration callback."""
+    from visiontrain.training.hardware import Acceleration, build_trainer
+
+    cfg = compose_train(*tiny_overrides(tiny_hymenoptera, tmp_path, "trainer.channels_last=true",
+                                        "trainer.max_epochs=1", "schedule.freeze_epochs=0"))
+    task = ImageTask(cfg)
+    task.prepare(tmp_path, True)
+    datamodule, module = task.build()
+    trainer = build_trainer(cfg.trainer, logger=False, enable_checkpointing=False)
+    assert [c for c in trainer.callbacks if isinstance(c, Acceleration)][0].channels_last
+    trainer.fit(module, datamodule=datamodule)
+    weight = _first_conv(module.model).weight
+    assert module.channels_last and weight.is_contiguous(memory_format=torch.channels_last)
