@@ -81,3 +81,35 @@ def test_unreachable_hub_names_the_local_file_option(monkeypatch):
     with pytest.raises(WeightsError) as error:
         create_backbone("resnet18", num_classes=2, pretrained=True)
     assert "model.weights_file=" in str(error.value) and "hub" in str(error.value)
+
+
+def test_without_network_pretrained_weights_come_from_the_hub_cache_at_once(tiny_hymenoptera, tmp_path):
+    """`model.pretrained=true` offline: the real timm / hub code loads cached weights, no retries, no env var."""
+    from safetensors.torch import load_file
+
+    from conftest import run_cli
+    from visiontrain.models.backbone import hub_reachable
+
+    if hub_reachable():
+        pytest.skip("the model hub is reachable from here; this checks the offline path")
+    hub_id = timm.get_pretrained_cfg("resnet18").hf_hub_id
+    repo = tmp_path / "hub" / f"models--{hub_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    torch.manual_seed(5)
+    save_file(timm.create_model("resnet18").state_dict(), str(snapshot / "model.safetensors"))  # "the hub's"
+
+    run_dir = tmp_path / "run"
+    result = run_cli("train", "experiment=hymenoptera", f"data.root={tiny_hymenoptera}", "model.backbone=resnet18",
+                     "model.pretrained=true", "augment.image_size=32", "data.num_workers=0", "trainer.max_epochs=2",
+                     "schedule.freeze_epochs=1", "callbacks.model_checkpoint.save_top_k=-1",
+                     "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", cwd=tmp_path,
+                     env={"HF_HUB_OFFLINE": None, "HF_HUB_CACHE": str(tmp_path / "hub")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "unreachable: looking for pretrained weights in the local cache only" in result.stdout + result.stderr
+    cached = load_file(str(snapshot / "model.safetensors"))
+    state = torch.load(run_dir / "checkpoints" / "best-epoch000.ckpt", weights_only=True)["state_dict"]
+    backbone = {k: v for k, v in cached.items() if not k.startswith("fc.")}
+    assert all(torch.equal(state[f"model.{k}"], v) for k, v in backbone.items())  # frozen epoch: unchanged

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import difflib
+import logging
+import socket
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
 
 from visiontrain.errors import ConfigError, WeightsError
+
+log = logging.getLogger("visiontrain")
 
 
 def check_backbone_name(name: str, key: str = "model.backbone") -> None:
@@ -30,6 +35,8 @@ def create_backbone(name: str, num_classes: int, pretrained: bool = False, drop_
     import timm
 
     check_backbone_name(name)
+    if pretrained:
+        use_cache_only_if_hub_unreachable()
     try:
         return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, drop_rate=drop_rate)
     except Exception as error:  # noqa: BLE001 - hub failures surface as many exception types
@@ -41,6 +48,35 @@ def create_backbone(name: str, num_classes: int, pretrained: bool = False, drop_
             f"model.weights_file=/path/to/{name}.safetensors (or .pth / a visiontrain .ckpt) with "
             "model.pretrained=false, or train from scratch with model.pretrained=false."
         ) from error
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Can a TCP connection to the Hugging Face hub (or ``HF_ENDPOINT``'s mirror) be opened?"""
+    from huggingface_hub import constants
+
+    endpoint = urlparse(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((endpoint.hostname, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def use_cache_only_if_hub_unreachable() -> None:
+    """Without network, go straight to the local hub cache instead of retrying for about a minute.
+
+    huggingface_hub retries an unreachable hub with backoff before it looks in its cache; switching to its
+    offline mode (what ``HF_HUB_OFFLINE=1`` does) gives the same answer at once: cached weights load, missing
+    ones fail with the message that names ``model.weights_file``.
+    """
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or hub_reachable():
+        return
+    log.warning("the model hub (%s) is unreachable: looking for pretrained weights in the local cache only",
+                constants.ENDPOINT)
+    constants.HF_HUB_OFFLINE = True  # read at call time by huggingface_hub.constants.is_offline_mode()
 
 
 def find_head_parameters(model: nn.Module, image_size: int) -> set[str]:
