@@ -13,9 +13,8 @@ import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -80,6 +79,21 @@ def decode_threads(setting: Any) -> int:
     return setting
 
 
+def decoded_batches(chunks: list[list[Path]], load: Any, threads: int) -> Iterator[tuple[list[Path], list[Any]]]:
+    """Each chunk with its loaded items; with ``threads``, the next chunk decodes while this one is used."""
+    if not threads:
+        for chunk in chunks:
+            yield chunk, [load(path) for path in chunk]
+        return
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        pending = [pool.submit(load, path) for path in chunks[0]] if chunks else []
+        for index, chunk in enumerate(chunks):
+            loaded = [future.result() for future in pending]
+            if index + 1 < len(chunks):
+                pending = [pool.submit(load, path) for path in chunks[index + 1]]
+            yield chunk, loaded
+
+
 def predict_images(model: OnnxModel, source: Path, batch_size: int, top_k: int,
                    progress: bool = True, threads: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """One image or every file under a folder: path + top-k rows, and path + reason for the rest.
@@ -104,16 +118,8 @@ def predict_images(model: OnnxModel, source: Path, batch_size: int, top_k: int,
         except ImageRejected as error:
             return error
 
-    chunks = list(batched(files, batch_size))
-    with Progress(len(files), "images", progress) as bar, \
-            ThreadPoolExecutor(max_workers=threads) if threads else nullcontext() as pool:
-        def start(chunk: list[Path]) -> list[Any]:
-            return [pool.submit(load, path) for path in chunk] if pool else [load(path) for path in chunk]
-
-        pending = start(chunks[0]) if chunks else []
-        for index, chunk in enumerate(chunks):
-            loaded = [item.result() if pool else item for item in pending]
-            pending = start(chunks[index + 1]) if index + 1 < len(chunks) else []
+    with Progress(len(files), "images", progress) as bar:
+        for chunk, loaded in decoded_batches(list(batched(files, batch_size)), load, threads):
             pixels, used = [], []
             for path, item in zip(chunk, loaded):
                 if isinstance(item, ImageRejected):
