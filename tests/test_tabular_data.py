@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from visiontrain.config import config_dir
 from visiontrain.errors import ConfigError, DataError
 from visiontrain.tabular.builtin import generate_churn_table, materialise_builtin_churn
-from visiontrain.tabular.cleansing import CleaningRules, cleanse
+from visiontrain.tabular.cleansing import CleaningResult, CleaningRules, cleanse
 from visiontrain.tabular.ingest import detect_format, masked_url, read_table
 from visiontrain.tabular.schema import TableSchema
 
@@ -74,7 +74,7 @@ def assert_nothing_lost(result) -> None:
     assert not kept & rejected and kept | rejected == set(range(1, report["rows_in"] + 1))
 
 
-def messy(tmp_path: Path, **rules) -> "CleaningResult":  # noqa: F821 - the name documents the type
+def messy(tmp_path: Path, **rules) -> CleaningResult:
     path = tmp_path / "messy.csv"
     path.write_text(MESSY_CSV)
     return cleanse(read_table(str(path)), small_schema(), CleaningRules(**rules))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, compose_train, run_cli, tiny_overrides
+from conftest import run_cli, tiny_overrides
 from wandb_records import logged_keys, read_records
 
 FAST = ["trainer.enable_progress_bar=false", "trainer.max_epochs=2", "trainer.log_every_n_steps=5"]

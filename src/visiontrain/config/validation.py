@@ -209,8 +209,8 @@ def _check_data(cfg: DictConfig) -> None:
         root = Path(str(_value(cfg, "data.root"))).expanduser()
         if root.exists() and not is_materialised(root) and (not root.is_dir() or any(root.iterdir())):
             raise ConfigError("data.root", f"{root} is an existing folder, but data.builtin={builtin} would write "
-                              "the built-in dataset there", f"to train on your folder add data=image_folder "
-                              f"(or data.builtin=null); for the built-in data leave data.root unset")
+                              "the built-in dataset there", "to train on your folder add data=image_folder "
+                              "(or data.builtin=null); for the built-in data leave data.root unset")
         return
     root = _value(cfg, "data.root")
     path = Path(str(root)).expanduser()

@@ -8,12 +8,15 @@ gets the resolution and normalisation the weights were trained with. The eval pi
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import albumentations as A
 import cv2
 from albumentations.pytorch import ToTensorV2
 from hydra.utils import instantiate
+
+if TYPE_CHECKING:
+    import torch
 
 _INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC,
                    "area": cv2.INTER_AREA}

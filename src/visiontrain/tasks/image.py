@@ -21,7 +21,7 @@ from visiontrain.errors import ConfigError
 from visiontrain.export.onnx_export import export_onnx
 from visiontrain.export.parity import check_parity
 from visiontrain.models.classifier import ImageClassifier
-from visiontrain.training.reports import write_confusion, write_json
+from visiontrain.training.reports import write_confusion
 
 
 def data_root(data_cfg: DictConfig | dict) -> Path:
