@@ -14,7 +14,7 @@ from visiontrain.errors import WeightsError
 from visiontrain.models.backbone import create_backbone
 from visiontrain.models.classifier import ImageClassifier
 
-SPEC = {"image_size": 32}
+SPEC = {"image_size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}  # an InputSpec.to_dict() in short
 
 
 def donor_state(num_classes: int = 7) -> dict[str, torch.Tensor]:

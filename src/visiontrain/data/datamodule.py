@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from collections import Counter
 from typing import Any
@@ -15,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from visiontrain.data.image_io import read_rgb_array
 from visiontrain.data.inventory import Inventory, Sample
+from visiontrain.machine import available_cores
 
 
 class ImageDataset(Dataset):
@@ -56,11 +56,7 @@ def auto_num_workers(processes: int = 1) -> int:
     Each process keeps one core for its training loop. Capped at 16: beyond that, workers cost memory (each
     holds the dataset) for little gain; ``time/data_wait_fraction`` in history.csv shows when more would help.
     """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(MAX_AUTO_WORKERS, cores // max(1, processes) - 1))
+    return max(1, min(MAX_AUTO_WORKERS, available_cores() // max(1, processes) - 1))
 
 
 def processes_per_node(trainer_cfg: Any) -> int:

@@ -15,6 +15,8 @@ import cv2
 from albumentations.pytorch import ToTensorV2
 from hydra.utils import instantiate
 
+from visiontrain.deploy.image_input import normalisation_constants
+
 if TYPE_CHECKING:
     import torch
 
@@ -69,22 +71,27 @@ def _tensor_tail(spec: InputSpec) -> list[A.BasicTransform]:
     return [ToTensorV2()]
 
 
-def normalise(images: "torch.Tensor", mean: Sequence[float], std: Sequence[float]) -> "torch.Tensor":
-    """uint8 RGB images (N, 3, H, W) to the float32 input the model and the ONNX file take.
-
-    ``(x - 255 mean) * 1 / (255 std)`` in float32 on whatever device ``images`` live on: the same arithmetic
-    as the deploy side (``visiontrain.deploy.image_input``), so both give identical model inputs.
-    """
-    import numpy as np
+def normalisation_tensors(mean: Sequence[float], std: Sequence[float]) -> tuple["torch.Tensor", "torch.Tensor"]:
+    """The deploy side's constants (:func:`normalisation_constants`) as (1, 3, 1, 1) float32 tensors."""
     import torch
 
-    offset = np.asarray(mean, dtype=np.float32) * 255.0
-    scale = 1.0 / (np.asarray(std, dtype=np.float32) * 255.0)
-    offset_t, scale_t = (torch.from_numpy(v.astype(np.float32)).to(images.device).view(1, 3, 1, 1)
-                         for v in (offset, scale))
+    return tuple(torch.from_numpy(v).view(1, 3, 1, 1) for v in normalisation_constants(mean, std))
+
+
+def apply_normalisation(images: "torch.Tensor", offset: "torch.Tensor", scale: "torch.Tensor") -> "torch.Tensor":
+    """uint8 RGB images ((N,) 3, H, W) to the float32 input the model and the ONNX file take:
+    ``(x - offset) * scale``, the deploy side's arithmetic, on whatever device ``images`` live on."""
+    import torch
+
     batched = images if images.dim() == 4 else images.unsqueeze(0)
-    result = batched.to(torch.float32, copy=True).sub_(offset_t).mul_(scale_t)  # one float copy, not three
+    result = batched.to(torch.float32, copy=True).sub_(offset).mul_(scale)  # one float copy, not three
     return result if images.dim() == 4 else result.squeeze(0)
+
+
+def normalise(images: "torch.Tensor", mean: Sequence[float], std: Sequence[float]) -> "torch.Tensor":
+    """:func:`apply_normalisation` with constants made for this call (the model keeps its own as buffers)."""
+    offset, scale = normalisation_tensors(mean, std)
+    return apply_normalisation(images, offset.to(images.device), scale.to(images.device))
 
 
 def eval_geometry(spec: InputSpec) -> list[A.BasicTransform]:

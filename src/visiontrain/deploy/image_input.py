@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -28,6 +28,17 @@ _ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
 
 class ImageRejected(ValueError):
     """An input that cannot be used as an image; the message is the reason shown to the user."""
+
+
+def normalisation_constants(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """float32 ``offset = 255 mean`` and ``scale = 1 / (255 std)``: ``(x - offset) * scale`` normalises uint8.
+
+    Training (on its device, in torch) and deployment (here, in numpy) both take their constants from this
+    one function, so their model inputs are identical to the bit.
+    """
+    offset = np.asarray(mean, dtype=np.float32) * np.float32(255.0)
+    scale = np.float32(1.0) / (np.asarray(std, dtype=np.float32) * np.float32(255.0))
+    return offset.astype(np.float32), scale.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -53,9 +64,8 @@ class ImageSpec:
     def lookup_table(self) -> np.ndarray:
         """uint8 value -> normalised float per channel, [3, 256] (albumentations' Normalize is a LUT too)."""
         values = np.arange(256, dtype=np.float32)[None, :]
-        mean = np.asarray(self.mean, dtype=np.float32)[:, None] * 255.0
-        scale = 1.0 / (np.asarray(self.std, dtype=np.float32)[:, None] * 255.0)
-        return ((values - mean) * scale).astype(np.float32)
+        offset, scale = normalisation_constants(self.mean, self.std)
+        return ((values - offset[:, None]) * scale[:, None]).astype(np.float32)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from visiontrain.deploy.model import IMAGE, OnnxModel, batched, open_model
 from visiontrain.deploy.table_input import (TABLE_SUFFIXES, ColumnsError, TableSpec, id_columns, prepare,
                                             read_table)
 from visiontrain.errors import ConfigError, DataError
+from visiontrain.machine import available_cores
 
 OUTPUT_SUFFIXES = (".csv", ".json", ".jsonl")
 
@@ -73,7 +73,7 @@ def _output_path(cfg: Any) -> Path:
 def decode_threads(setting: Any) -> int:
     """``auto``: one decoding thread per core (PIL and OpenCV release the GIL), at most 8; ``0``: inline."""
     if setting == "auto":
-        return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
+        return max(1, min(8, available_cores()))
     if isinstance(setting, bool) or not isinstance(setting, int) or setting < 0:
         raise ConfigError("decode_threads", f"must be 'auto' or an integer >= 0, got {setting!r}", "decode_threads=auto")
     return setting

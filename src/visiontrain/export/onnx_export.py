@@ -49,11 +49,17 @@ def export_onnx(model: nn.Module, path: str | Path, image_size: int, metadata: d
                           output_names=list(OUTPUT_NAMES), dynamic_axes=axes, opset_version=opset,
                           do_constant_folding=True)
     proto = onnx.load(str(path))
-    onnx.helper.set_model_props(proto, {key: value if isinstance(value, str) else json.dumps(value)
-                                        for key, value in metadata.items()})
+    set_metadata(proto, metadata)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))
     return path
+
+
+def set_metadata(proto: onnx.ModelProto, metadata: dict[str, Any]) -> None:
+    """Replace the file's metadata: strings as they are, everything else as JSON (``read_metadata`` decodes)."""
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, {key: value if isinstance(value, str) else json.dumps(value)
+                                        for key, value in metadata.items()})
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:

@@ -8,13 +8,14 @@ validation images and recorded.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import onnx
+
+from visiontrain.export.onnx_export import set_metadata
 
 QUANTIZATIONS = (None, "int8")
 
@@ -57,11 +58,9 @@ def quantize_int8(float_path: str | Path, int8_path: str | Path, calibration: np
 
 
 def _copy_metadata(source: Path, target: Path, extra: dict[str, Any]) -> None:
-    props = {p.key: p.value for p in onnx.load(str(source), load_external_data=False).metadata_props}
-    props.update({key: json.dumps(value) for key, value in extra.items()})
+    props: dict[str, Any] = {p.key: p.value for p in onnx.load(str(source), load_external_data=False).metadata_props}
     model = onnx.load(str(target))
-    del model.metadata_props[:]
-    onnx.helper.set_model_props(model, props)
+    set_metadata(model, {**props, **extra})
     onnx.save(model, str(target))
 
 

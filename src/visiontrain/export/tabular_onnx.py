@@ -8,7 +8,6 @@ which columns to feed, their types, the positive label and the threshold.
 from __future__ import annotations
 
 import io
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,8 @@ import numpy as np
 import onnx
 import torch
 from onnx import TensorProto, compose, helper
+
+from visiontrain.export.onnx_export import set_metadata
 
 FEATURES = "features"  # the encoded feature matrix between the pipeline and the scorer
 ML_OPSET = 3
@@ -111,7 +112,7 @@ def join(prep: onnx.ModelProto, scorer: onnx.ModelProto, decision: onnx.ModelPro
         part.opset_import.extend(helper.make_opsetid(d, v) for d, v in opsets.items())
     model = compose.merge_models(prep, scorer, io_map=[(FEATURES, FEATURES)])
     model = compose.merge_models(model, decision, io_map=[("score", "score")])
-    onnx.helper.set_model_props(model, {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()})
+    set_metadata(model, metadata)
     onnx.checker.check_model(model, full_check=True)
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))

@@ -12,7 +12,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from visiontrain.data.transforms import normalise
+from visiontrain.data.transforms import apply_normalisation, normalisation_tensors
 from visiontrain.models.backbone import backbone_layer_ids, create_backbone, find_head_parameters
 from visiontrain.models.weights import load_weights
 from visiontrain.training.schedule import (FineTuneSchedule, StagedLR, build_param_groups, stage_name,
@@ -70,6 +70,9 @@ class ImageClassifier(pl.LightningModule):
         self.val_metrics, self.test_metrics = _metrics(num_classes, "val/"), _metrics(num_classes, "test/")
         self.confusion = MulticlassConfusionMatrix(num_classes)
         self.last_confusion: torch.Tensor | None = None
+        offset, scale = normalisation_tensors(input_spec["mean"], input_spec["std"])
+        self.register_buffer("pixel_offset", offset, persistent=False)  # follow the model to its device,
+        self.register_buffer("pixel_scale", scale, persistent=False)    # stay out of checkpoints
         self.channels_last = False
         self._features_fn = self._head_fn = None  # compiled callables when trainer.compile is set
 
@@ -122,8 +125,7 @@ class ImageClassifier(pl.LightningModule):
     # ----- input ----------------------------------------------------------------------------------------
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 batches from the loader to the normalised float input ``forward`` (and ONNX) take."""
-        spec = self.hparams.input_spec
-        return normalise(images, spec["mean"], spec["std"])
+        return apply_normalisation(images, self.pixel_offset, self.pixel_scale)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         """Normalise on the device, after the (4x smaller) uint8 batch was copied there."""
