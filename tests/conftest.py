@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-HYMENOPTERA = REPO.parent / "shared" / "data" / "hymenoptera"
+# ../shared beside the checkout; the device check points this at the photos it carries (../shared stays behind)
+HYMENOPTERA = Path(os.environ.get("VISIONTRAIN_TEST_HYMENOPTERA", REPO.parent / "shared" / "data" / "hymenoptera"))
 TINY_BACKBONE = "test_resnet"  # a real timm architecture, 0.37M parameters: fast on CPU
 QUIRKS = ("imageNotFound.gif", "formica.jpeg")  # real files with quirks: a palette GIF, a .jpeg suffix
 

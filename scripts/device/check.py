@@ -1,0 +1,455 @@
+"""Every CUDA path of visiontrain, checked in one command on a lent GPU, with the figures it gives.
+
+Run from the repository root on the device machine (`bash scripts/device_check.sh`, with `.device` carried).
+Steps, in order, each with a share of one time budget; each writes what it measured before the next begins, so
+a run cut short still returns its figures:
+
+1. environment: install the carried wheels (`--no-index --no-deps --target`), then GPU, driver, torch/CUDA and
+   library versions, and any requirement the environment leaves unmet;
+2. gpu_tests: `pytest -m gpu` on the carried photos;
+3. gpu_train: `visiontrain train trainer=gpu` (bf16, channels_last, pinned memory) on replicated real photos,
+   then ONNX export + onnxruntime parity of its best checkpoint;
+4. compile: the same run with `trainer.compile=true`: compile time and the speed after it;
+5. bench: `scripts/bench_gpu.py`, visiontrain against timm's own train.py.
+
+Without CUDA (a dry run, as the tests do) it gets as far as it can, skips each GPU step with a line saying why,
+and exits 0. ``--rehearse`` runs the GPU steps with CPU stand-ins (tiny model, tiny images) so that their
+command lines and the parsing of every log and file are exercised too; the figures then mean nothing.
+Exit status 1 when a step failed.
+
+Writes to --out (default $OUT): device_check.json (all figures), device_check.md (the summary it prints),
+device_check.log (every command and its output), bench_gpu.json and bench_logs/ (both trainers' own logs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(REPO / "scripts"), str(Path(__file__).parent)]
+
+from bench_gpu import FULL_FINETUNE, UtilisationSampler, replicated_folder, visiontrain_overrides  # noqa: E402
+from prepare import DEVICE_DIR, TARGET_FLAGS  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The settings of the GPU steps: the real ones, or CPU stand-ins for a rehearsal."""
+
+    name: str
+    trainer: str
+    backbone: str
+    image_size: int
+    batch_size: int
+    workers: str
+    epochs: int
+    replicate: int
+    step_seconds: dict[str, int]
+
+
+GPU = Profile("gpu", "trainer=gpu", "resnet50", 224, 128, "auto", 4, 40,
+              {"environment": 90, "configs": 90, "gpu_tests": 200, "gpu_train": 120, "compile": 210, "bench": 300})
+REHEARSAL = Profile("cpu-rehearsal", "trainer=cpu", "test_resnet", 32, 8, "0", 2, 2,
+                    {"environment": 90, "configs": 90, "gpu_tests": 200, "gpu_train": 120, "compile": 0, "bench": 180})
+MIN_STEP_SECONDS = 20  # a step with less time left is skipped rather than started
+
+
+@dataclass
+class Check:
+    """State shared by the steps: where results go, the time left, the environment they run in."""
+
+    out: Path
+    deadline: float
+    profile: Profile
+    cuda: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    summary: list[str] = field(default_factory=list)
+    scratch: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="device-check-")))
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def say(self, line: str) -> None:
+        print(line, flush=True)
+        self.summary.append(line)
+        self.log(line)
+
+    def log(self, text: str) -> None:
+        with (self.out / "device_check.log").open("a") as handle:
+            handle.write(text.rstrip("\n") + "\n")
+
+    def run(self, command: list[str], timeout: float, extra_env: dict[str, str] | None = None,
+            stdin: str | None = None) -> subprocess.CompletedProcess:
+        """A command in the check's environment; its output goes to the log whatever happens."""
+        self.log(f"\n$ {' '.join(command)}")
+        try:
+            result = subprocess.run(command, cwd=REPO, env={**self.env, **(extra_env or {})}, capture_output=True,
+                                    text=True, timeout=max(1.0, timeout), input=stdin)
+        except subprocess.TimeoutExpired as expired:
+            self.log(_text(expired.stdout) + _text(expired.stderr))
+            raise StepFailed(f"timed out after {timeout:.0f} s: {' '.join(command[:6])} ...") from None
+        self.log(result.stdout + result.stderr + f"[exit {result.returncode}]")
+        return result
+
+    def save(self) -> None:
+        (self.out / "device_check.json").write_text(json.dumps(self.results, indent=2, default=str) + "\n")
+        (self.out / "device_check.md").write_text("\n".join(self.summary) + "\n")
+
+
+class StepFailed(RuntimeError):
+    """A step ran and its command or its check failed; the message says which."""
+
+
+def _text(output: str | bytes | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else (output or "")
+
+
+# 1. environment ---------------------------------------------------------------------------------------------
+
+def install_wheels(check: Check) -> dict[str, Any]:
+    """Install the carried wheels the running Python lacks (or has at another version) into a clean target.
+
+    Where this Python cannot take them (a dry run on another Python than the device's 3.12), they are installed
+    for the device's tags into a scratch target to prove the folder, and the steps use the current environment.
+    """
+    from importlib import metadata
+
+    from packaging.tags import sys_tags
+    from packaging.utils import canonicalize_name, parse_wheel_filename
+
+    wheels = sorted((DEVICE_DIR / "wheels").glob("*.whl"))
+    if not wheels:
+        return {"installed": [], "note": f"no wheels in {DEVICE_DIR / 'wheels'} (scripts/device/prepare.py packs "
+                                          "them); using this environment as it is"}
+    supported = set(sys_tags())
+    wanted, present, foreign = [], [], []
+    for path in wheels:
+        name, version, _, tags = parse_wheel_filename(path.name)
+        if not tags & supported:
+            foreign.append(path.name)
+        try:
+            installed = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            installed = None
+        if installed == str(version):  # e.g. timm, carried at the tested version, may be in the image already
+            present.append(f"{canonicalize_name(name)}=={installed}")
+        else:
+            wanted.append(path)
+    target = check.scratch / "site"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile",
+           "--no-cache-dir", "--disable-pip-version-check", "--target", str(target)]
+    if foreign:
+        result = check.run([*pip, *TARGET_FLAGS, *map(str, wheels)], timeout=min(120, check.remaining()))
+        if result.returncode != 0:
+            raise StepFailed(f"the carried wheels do not install for the device's Python: {result.stderr[-500:]}")
+        return {"installed": [], "verified_for_device": len(wheels),
+                "note": f"this Python ({sys.version.split()[0]}) cannot take {len(foreign)} of the carried wheels; "
+                        f"all {len(wheels)} installed for the device's tags into a scratch target, steps use this "
+                        "environment"}
+    if wanted:
+        result = check.run([*pip, *map(str, wanted)], timeout=min(120, check.remaining()))
+        if result.returncode != 0:
+            raise StepFailed(f"pip could not install the carried wheels: {result.stderr[-500:]}")
+        check.env["PYTHONPATH"] = os.pathsep.join([str(target), check.env["PYTHONPATH"]])
+    return {"installed": [p.name for p in wanted], "already_there": present}
+
+
+def environment(check: Check) -> dict[str, Any]:
+    installed = install_wheels(check)
+    result = check.run([sys.executable, str(Path(__file__).with_name("probe.py"))], timeout=60)
+    if result.returncode != 0:
+        raise StepFailed(f"probe.py failed: {result.stderr[-800:]}")
+    facts = json.loads(result.stdout.strip().splitlines()[-1])
+    check.cuda = bool(facts.get("cuda_available"))
+    smi = facts.get("nvidia_smi") or {}
+    versions = facts["versions"]
+    check.say(f"- GPU: {facts.get('gpu', 'none')} ({smi.get('memory', '-')}, driver {smi.get('driver', '-')}, "
+              f"capability {facts.get('capability', '-')}, bf16 {facts.get('bf16', '-')}); {facts['cores']} cores")
+    check.say(f"- Python {facts['python']}, torch {versions['torch']} (CUDA {facts['cuda_build']}, cuDNN "
+              f"{facts['cudnn']}), lightning {versions['lightning']}, timm {versions['timm']}, onnxruntime "
+              f"{versions['onnxruntime']} {facts['onnxruntime_providers']}")
+    check.say(f"- carried wheels installed: {len(installed['installed'])}"
+              + (f" ({installed['note']})" if "note" in installed else ""))
+    if facts["unmet_requirements"]:
+        check.say(f"- unmet requirements: {'; '.join(facts['unmet_requirements'])}")
+    return {**facts, "wheels": installed}
+
+
+# the commands the GPU steps will run, validated first ---------------------------------------------------------
+
+def configs(check: Check) -> dict[str, Any]:
+    """Compose and validate, here and now, the GPU profile's training configs (gpu_train, compile, bench)."""
+    data, run_dir = photo_source(), check.scratch / "unused"
+    runs = {"gpu_train": train_overrides(GPU, data, run_dir),
+            "compile": train_overrides(GPU, data, run_dir, "trainer.compile=true"),
+            "bench": visiontrain_overrides(data, argparse.Namespace(**bench_arguments(GPU)), run_dir)}
+    result = check.run([sys.executable, str(Path(__file__).with_name("compose.py"))], timeout=90,
+                       stdin=json.dumps(list(runs.values())))
+    if result.returncode != 0:
+        raise StepFailed(f"compose.py failed: {result.stderr[-1500:]}")
+    verdicts = dict(zip(runs, json.loads(result.stdout.strip().splitlines()[-1])))
+    errors = {name: verdict["error"] for name, verdict in verdicts.items() if verdict["error"]}
+    check.say(f"- {len(runs) - len(errors)} of {len(runs)} GPU training configs compose and validate"
+              + ("" if check.cuda else " (accelerator swapped for the CPU while validating: no CUDA here)"))
+    if errors:
+        raise StepFailed(f"config errors in the commands the GPU steps would run: {errors}")
+    return {"validated": list(runs)}
+
+
+# 2. pytest -m gpu --------------------------------------------------------------------------------------------
+
+def gpu_tests(check: Check) -> dict[str, Any]:
+    """The suite's GPU tests, only from the files that hold some (the others need packages the check skips)."""
+    files = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*.py")
+                   if "pytest.mark.gpu" in p.read_text())
+    report = check.scratch / "gpu-tests.xml"
+    photos = DEVICE_DIR / "data" / "hymenoptera"
+    extra = {"VISIONTRAIN_TEST_HYMENOPTERA": str(photos)} if photos.is_dir() else {}
+    result = check.run([sys.executable, "-m", "pytest", "-m", "gpu", "-p", "no:cacheprovider", "-q", "-rA",
+                        f"--junitxml={report}", *files], timeout=min(check.profile.step_seconds["gpu_tests"],
+                                                                     check.remaining()), extra_env=extra)
+    counts = _junit_counts(report)
+    check.say(f"- pytest -m gpu ({', '.join(files)}): {counts['passed']} passed, {counts['skipped']} skipped, "
+              f"{counts['failed']} failed" + "".join(f"\n  - skipped {r}" for r in counts["skip_reasons"]))
+    if result.returncode not in (0, 5) or counts["failed"]:  # 5: no test selected
+        raise StepFailed(f"GPU tests failed:\n{result.stdout[-3000:]}")
+    unexpected = [reason for reason in counts["skip_reasons"] if "needs a CUDA GPU" in reason]
+    if check.cuda and unexpected:  # skips for other reasons (two GPUs for DDP) are expected on one GPU
+        raise StepFailed(f"GPU tests skipped on a machine with a GPU: {unexpected}")
+    return {"files": files, **counts}
+
+
+def _junit_counts(report: Path) -> dict[str, Any]:
+    """Passed, skipped and failed counts from pytest's JUnit XML, with the reason of each skip."""
+    import xml.etree.ElementTree as ElementTree
+
+    counts: dict[str, Any] = {"passed": 0, "skipped": 0, "failed": 0, "skip_reasons": []}
+    if not report.is_file():
+        return counts
+    for case in ElementTree.parse(report).getroot().iter("testcase"):
+        skipped = case.find("skipped")
+        if skipped is not None:
+            counts["skipped"] += 1
+            counts["skip_reasons"].append(f"{case.get('name')}: {skipped.get('message', '')}")
+        elif case.find("failure") is not None or case.find("error") is not None:
+            counts["failed"] += 1
+        else:
+            counts["passed"] += 1
+    return counts
+
+
+# 3 and 4. a real training run, eager and compiled -------------------------------------------------------------
+
+def photo_source() -> Path:
+    """The carried photos, else ../shared's (a dry run here)."""
+    for source in (DEVICE_DIR / "data" / "hymenoptera", REPO.parent / "shared" / "data" / "hymenoptera"):
+        if source.is_dir():
+            return source
+    raise StepFailed("no photos: run scripts/device/prepare.py here and carry .device")
+
+
+def photos(check: Check) -> Path:
+    """The photos replicated by hard links, so that an epoch is long enough to reach a steady state."""
+    folder = check.scratch / "photos"
+    if not folder.is_dir():
+        replicated_folder(photo_source(), folder, check.profile.replicate)
+    return folder
+
+
+def train_overrides(profile: Profile, data: Path, run_dir: Path, *extra: str) -> list[str]:
+    """The `visiontrain train` overrides of the gpu_train and compile steps."""
+    return ["experiment=hymenoptera", f"data.root={data}", f"model.backbone={profile.backbone}",
+            "model.pretrained=false", *FULL_FINETUNE, profile.trainer, f"augment.image_size={profile.image_size}",
+            f"data.batch_size={profile.batch_size}", f"data.num_workers={profile.workers}",
+            f"trainer.max_epochs={profile.epochs}", "logger=csv", "trainer.enable_progress_bar=false",
+            f"hydra.run.dir={run_dir}", *extra]
+
+
+def train(check: Check, name: str, *extra: str) -> dict[str, Any]:
+    """One `visiontrain train` run on the photos; what its history.csv and summary.json say."""
+    profile, run_dir = check.profile, check.scratch / name
+    command = [sys.executable, "-m", "visiontrain", "train", *train_overrides(profile, photos(check), run_dir, *extra)]
+    started = time.monotonic()
+    with UtilisationSampler() as sampler:
+        result = check.run(command, timeout=min(profile.step_seconds[name], check.remaining()),
+                           extra_env={"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"})
+    wall = time.monotonic() - started
+    if result.returncode != 0:
+        raise StepFailed(f"visiontrain train failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+    with (run_dir / "history.csv").open() as handle:
+        epochs = list(csv.DictReader(handle))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    steady = [float(row["time/train_samples_per_second"]) for row in epochs[1:]] or [math.nan]
+    log = result.stdout + result.stderr
+    return {"command": " ".join(command[1:]), "wall_seconds": round(wall, 1), "epochs": epochs,
+            "train_seconds": [float(row["time/train_seconds"]) for row in epochs],
+            "images_per_second_after_first_epoch": statistics.median(steady),
+            "data_wait_fraction": [row.get("time/data_wait_fraction") for row in epochs],
+            "cuda_peak_mib": [row.get("memory/cuda_peak_mib") for row in epochs],
+            "gpu_busy_percent": sampler.busy(), "best": summary["monitor"], "export": summary.get("export"),
+            "bf16": "using bf16 automatic mixed precision" in log.lower(), "timings_seconds": summary.get("timings_seconds")}
+
+
+def _parity(run: dict[str, Any]) -> str:
+    parity = (run.get("export") or {}).get("parity") or {}
+    if not parity:
+        raise StepFailed("the run exported no ONNX file (summary.json has no export.parity)")
+    if not parity.get("passed"):
+        raise StepFailed(f"onnxruntime disagrees with PyTorch: {parity}")
+    detail = ", ".join(f"{k} {v:.2g}" if isinstance(v, float) else f"{k} {v}" for k, v in parity.items()
+                       if k != "passed" and not isinstance(v, (dict, list)))
+    return f"parity passed ({detail})"
+
+
+def gpu_train(check: Check) -> dict[str, Any]:
+    run = train(check, "gpu_train")
+    parity = _parity(run)
+    check.say(f"- {check.profile.trainer} {check.profile.backbone} {check.profile.image_size} px, batch "
+              f"{check.profile.batch_size}: {run['images_per_second_after_first_epoch']:,.0f} images/s after epoch "
+              f"1, GPU busy {run['gpu_busy_percent']:.0f}%, peak {run['cuda_peak_mib'][-1]} MiB, bf16 "
+              f"{run['bf16']}; best {run['best']['metric']} {run['best']['best']:.3f}; {parity}")
+    return run
+
+
+def compile_run(check: Check) -> dict[str, Any]:
+    run = train(check, "compile", "trainer.compile=true")
+    eager = check.results.get("gpu_train", {})
+    if eager.get("status") != "passed":
+        raise StepFailed("the eager run (gpu_train) did not pass, so there is nothing to compare with")
+    speedup = run["images_per_second_after_first_epoch"] / eager["images_per_second_after_first_epoch"]
+    compile_seconds = run["train_seconds"][0] - eager["train_seconds"][0]
+    run.update(speedup_after_warmup=speedup, compile_seconds_first_epoch=compile_seconds,
+               extra_wall_seconds=run["wall_seconds"] - eager["wall_seconds"])
+    check.say(f"- compile: {run['images_per_second_after_first_epoch']:,.0f} images/s after epoch 1 = "
+              f"{speedup:.2f}x eager (goal >= 1.2); first epoch {compile_seconds:+.0f} s, whole run "
+              f"{run['extra_wall_seconds']:+.0f} s against eager; {_parity(run)}")
+    return run
+
+
+# 5. against timm's train.py ------------------------------------------------------------------------------------
+
+def bench_arguments(profile: Profile) -> dict[str, Any]:
+    """bench_gpu.py's settings for a profile: the same model, images, batch and workers on both sides."""
+    workers = str(min(16, os.cpu_count() or 1)) if profile.workers == "auto" else profile.workers
+    return {"model": profile.backbone, "img_size": profile.image_size, "batch_size": profile.batch_size,
+            "workers": workers, "epochs": 3 if profile is GPU else 2, "repeats": 2 if profile is GPU else 1,
+            "replicate": profile.replicate, "device": "cuda" if profile is GPU else "cpu", "compile": False}
+
+
+def bench(check: Check) -> dict[str, Any]:
+    profile, settings = check.profile, bench_arguments(check.profile)
+    peer = DEVICE_DIR / "peers" / "timm" / "train.py"
+    if not peer.is_file():
+        peer = REPO.parent / "shared" / "peers" / "timm" / "train.py"
+    if not peer.is_file():
+        raise StepFailed("timm's train.py is missing: run scripts/device/prepare.py here and carry .device")
+    results = check.out / "bench_gpu.json"
+    timeout = min(profile.step_seconds["bench"], check.remaining())
+    flags = [item for key, value in settings.items() if key != "compile"
+             for item in (f"--{key.replace('_', '-')}", str(value))]
+    command = [sys.executable, str(REPO / "scripts" / "bench_gpu.py"), "--timm-train", str(peer), "--data",
+               str(photo_source()), *flags, "--timeout", str(int(timeout / (2 * settings["repeats"]))), "--logs",
+               str(check.out / "bench_logs"), "--json", str(results)]
+    result = check.run(command, timeout=timeout, extra_env={"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"})
+    if result.returncode != 0:
+        raise StepFailed(f"bench_gpu.py failed (exit {result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
+    figures = json.loads(results.read_text())
+    runs = figures["runs"]
+    ratios = ", ".join(f"{run['ratio']:.3f}" for run in runs)
+    check.say(f"- bench_gpu ({profile.backbone} {profile.image_size} px, bf16 + channels_last, batch "
+              f"{profile.batch_size}, {settings['workers']} workers): visiontrain "
+              f"{statistics.median(r['visiontrain'] for r in runs):,.0f} images/s, timm train.py "
+              f"{statistics.median(r['timm'] for r in runs):,.0f}; ratio per repeat "
+              f"{ratios} (goal >= 1.0); GPU busy "
+              f"{statistics.median(r['visiontrain_gpu_busy'] for r in runs):.0f}% vs "
+              f"{statistics.median(r['timm_gpu_busy'] for r in runs):.0f}% (goal >= 90)")
+    return figures
+
+
+# the run ---------------------------------------------------------------------------------------------------------
+
+STEPS: list[tuple[str, Callable[[Check], dict[str, Any]], bool]] = [
+    ("environment", environment, False), ("configs", configs, False), ("gpu_tests", gpu_tests, False),
+    ("gpu_train", gpu_train, True),
+    ("compile", compile_run, True), ("bench", bench, True)]
+
+
+def run_step(check: Check, name: str, step: Callable[[Check], dict[str, Any]], needs_cuda: bool,
+             rehearse: bool) -> None:
+    check.say(f"\n## {name}")
+    started = time.monotonic()
+    if needs_cuda and not check.cuda and not rehearse:
+        reason = "no CUDA device here (torch.cuda.is_available() is False)"
+    elif needs_cuda and not check.cuda and check.profile.step_seconds[name] == 0:
+        reason = "not rehearsed on CPU (inductor's CPU build would take minutes and prove nothing about CUDA)"
+    elif check.remaining() < MIN_STEP_SECONDS:
+        reason = f"only {check.remaining():.0f} s of the budget left"
+    else:
+        reason = None
+    if reason:
+        check.say(f"SKIP {name}: {reason}")
+        check.results[name] = {"status": "skipped", "reason": reason}
+        check.save()
+        return
+    try:
+        check.results[name] = {"status": "passed", **step(check)}
+    except Exception as error:  # a step's failure is reported and the next step still runs
+        message = str(error) if isinstance(error, StepFailed) else traceback.format_exc()
+        check.say(f"FAIL {name}: {message.strip().splitlines()[0]}")
+        check.log(message)
+        check.results[name] = {"status": "failed", "error": message[-4000:]}
+    check.results[name]["seconds"] = round(time.monotonic() - started, 1)
+    check.save()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or REPO / "outputs" / "device_check"))
+    parser.add_argument("--budget", type=float, default=480, help="seconds for the whole check (default 480)")
+    parser.add_argument("--steps", default=",".join(name for name, _, _ in STEPS),
+                        help="a comma-separated subset, to rerun what failed (environment and configs always run; "
+                             "compile compares with gpu_train, so it needs that step too)")
+    parser.add_argument("--rehearse", action="store_true", help="without CUDA, run the GPU steps on CPU stand-ins")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "device_check.log").unlink(missing_ok=True)
+    check = Check(out=args.out, deadline=time.monotonic() + args.budget, profile=GPU)
+    check.env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"),
+                                                                          os.environ.get("PYTHONPATH")]))}
+    wanted = {"environment", "configs", *args.steps.split(",")}
+    shutil.rmtree(args.out / "bench_logs", ignore_errors=True)
+    check.say(f"# visiontrain device check ({time.strftime('%Y-%m-%d %H:%M')}, budget {args.budget:.0f} s)")
+    started = time.monotonic()
+    for name, step, needs_cuda in STEPS:
+        if name in wanted:
+            run_step(check, name, step, needs_cuda, args.rehearse)
+        if name == "environment" and not check.cuda and args.rehearse:
+            check.profile = REHEARSAL
+    statuses = {name: result["status"] for name, result in check.results.items()}
+    check.say(f"\n{sum(s == 'passed' for s in statuses.values())} passed, "
+              f"{sum(s == 'skipped' for s in statuses.values())} skipped, "
+              f"{sum(s == 'failed' for s in statuses.values())} failed in {time.monotonic() - started:.0f} s; "
+              f"figures in {args.out / 'device_check.json'}")
+    check.results["profile"] = check.profile.name
+    check.save()
+    shutil.rmtree(check.scratch, ignore_errors=True)
+    return 1 if "failed" in statuses.values() else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
