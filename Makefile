@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?= -m "not slow" -n 2
 ARGS ?=
 
-.PHONY: install train test test-all clean
+.PHONY: install train test test-all device-wheels device-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ test: $(STAMP)
 
 test-all: PYTEST_ARGS = -n 2
 test-all: test
+
+# the GPU check (README: "Checking every CUDA path"): pack .device/ here, then a dry run without CUDA
+device-wheels: $(STAMP)
+	PYTHON=$(BIN)/python bash scripts/device_wheels.sh
+
+device-check: $(STAMP)
+	PYTHON=$(BIN)/python bash scripts/device_check.sh $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -104,7 +104,10 @@ class UtilisationSampler:
 def _run(name: str, command: list[str], args: argparse.Namespace) -> tuple[str, float]:
     """Run one trainer with the GPU sampled; its whole log is kept under --logs when given."""
     with UtilisationSampler() as sampler:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            raise SystemExit(f"{name} ran past --timeout {args.timeout:.0f} s") from None
     log = result.stdout + result.stderr
     if args.logs is not None:
         args.logs.mkdir(parents=True, exist_ok=True)
@@ -175,7 +178,8 @@ def main() -> None:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench_gpu.py needs a CUDA GPU; none is visible here (--device cpu rehearses it)")
-    runs = []
+    runs: list[dict[str, float]] = []
+    command = " ".join(["python", *sys.argv])
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
         data = replicated_folder(args.data, scratch / "data", args.replicate)
@@ -185,14 +189,18 @@ def main() -> None:
             runs.append({"visiontrain": ours, "timm": theirs, "ratio": ours / theirs,
                          "visiontrain_gpu_busy": ours_busy, "timm_gpu_busy": theirs_busy})
             print(f"repeat {index + 1}: {runs[-1]}", flush=True)
+            if index + 1 < args.repeats:  # a run cut short still leaves the repeats it finished
+                write_results(args.json, command, {"settings": {k: str(v) for k, v in vars(args).items()},
+                                                   "runs": runs, "ratio": median([r["ratio"] for r in runs]),
+                                                   "complete": False})
     table = [[name, median([r[name] for r in runs]), median([r[f"{name}_gpu_busy"] for r in runs])]
              for name in ("visiontrain", "timm")]
     print(markdown_table(["trainer", "images/s", "GPU busy %"], table))
     ratio = median([r["ratio"] for r in runs])
     where = torch.cuda.get_device_name(0) if args.device == "cuda" else "CPU (a rehearsal: these figures mean nothing)"
     print(f"\nvisiontrain / timm train.py = {ratio:.3f} (goal >= 1.0); on {where}")
-    write_results(args.json, " ".join(["python", *sys.argv]),
-                  {"settings": {k: str(v) for k, v in vars(args).items()}, "runs": runs, "ratio": ratio})
+    write_results(args.json, command, {"settings": {k: str(v) for k, v in vars(args).items()}, "runs": runs,
+                                       "ratio": ratio, "complete": True})
 
 
 if __name__ == "__main__":

@@ -4,7 +4,10 @@
 # Without CUDA it is a dry run: GPU steps are skipped with a line each, exit 0. Options: scripts/device/check.py -h
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PYTHON="${PYTHON:-python3}"
-[ -x .venv/bin/python ] && [ -z "${OUT:-}" ] && PYTHON=.venv/bin/python   # a dry run here uses the project's venv
+# the device's own python3 there; here (no $OUT) the project's venv, for a dry run; $PYTHON wins over both
+if [ -z "${PYTHON:-}" ]; then
+  PYTHON=python3
+  [ -z "${OUT:-}" ] && [ -x .venv/bin/python ] && PYTHON=.venv/bin/python
+fi
 export PYTHONUNBUFFERED=1
 exec "$PYTHON" scripts/device/check.py "$@"

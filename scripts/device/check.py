@@ -24,11 +24,14 @@ device_check.log (every command and its output), bench_gpu.json and bench_logs/ 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
 import os
+import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -43,6 +46,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "scripts"), str(Path(__file__).parent)]
 
 from bench_gpu import FULL_FINETUNE, UtilisationSampler, replicated_folder, visiontrain_overrides  # noqa: E402
+import install  # noqa: E402
 from prepare import DEVICE_DIR, TARGET_FLAGS  # noqa: E402
 
 
@@ -51,7 +55,7 @@ class Profile:
     """The settings of the GPU steps: the real ones, or CPU stand-ins for a rehearsal."""
 
     name: str
-    trainer: str
+    trainer: tuple[str, ...]  # the trainer overrides
     backbone: str
     image_size: int
     batch_size: int
@@ -61,9 +65,10 @@ class Profile:
     step_seconds: dict[str, int]
 
 
-GPU = Profile("gpu", "trainer=gpu", "resnet50", 224, 128, "auto", 4, 40,
+GPU = Profile("gpu", ("trainer=gpu",), "resnet50", 224, 128, "auto", 4, 40,
               {"environment": 90, "configs": 90, "gpu_tests": 200, "gpu_train": 120, "compile": 210, "bench": 300})
-REHEARSAL = Profile("cpu-rehearsal", "trainer=cpu", "test_resnet", 32, 8, "0", 2, 2,
+REHEARSAL = Profile("cpu-rehearsal", ("trainer=cpu", "trainer.precision=bf16-mixed", "trainer.channels_last=true"),
+                    "test_resnet", 32, 8, "0", 2, 2,
                     {"environment": 90, "configs": 90, "gpu_tests": 200, "gpu_train": 120, "compile": 0, "bench": 180})
 MIN_STEP_SECONDS = 20  # a step with less time left is skipped rather than started
 
@@ -95,16 +100,27 @@ class Check:
 
     def run(self, command: list[str], timeout: float, extra_env: dict[str, str] | None = None,
             stdin: str | None = None) -> subprocess.CompletedProcess:
-        """A command in the check's environment; its output goes to the log whatever happens."""
+        """A command in the check's environment; its output goes to the log whatever happens.
+
+        It runs in a process group of its own, killed whole at the timeout: loader workers would otherwise keep
+        its output open and the check waiting.
+        """
         self.log(f"\n$ {' '.join(command)}")
+        process = subprocess.Popen(command, cwd=REPO, env={**self.env, **(extra_env or {})}, text=True,
+                                   stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         try:
-            result = subprocess.run(command, cwd=REPO, env={**self.env, **(extra_env or {})}, capture_output=True,
-                                    text=True, timeout=max(1.0, timeout), input=stdin)
-        except subprocess.TimeoutExpired as expired:
-            self.log(_text(expired.stdout) + _text(expired.stderr))
+            stdout, stderr = process.communicate(stdin, timeout=max(1.0, timeout))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            self.log(stdout + stderr)
             raise StepFailed(f"timed out after {timeout:.0f} s: {' '.join(command[:6])} ...") from None
-        self.log(result.stdout + result.stderr + f"[exit {result.returncode}]")
-        return result
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # anything it left behind
+        self.log(stdout + stderr + f"[exit {process.returncode}]")
+        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
     def save(self) -> None:
         (self.out / "device_check.json").write_text(json.dumps(self.results, indent=2, default=str) + "\n")
@@ -112,61 +128,52 @@ class Check:
 
 
 class StepFailed(RuntimeError):
-    """A step ran and its command or its check failed; the message says which."""
+    """A step ran and its command or its check failed; the message says which, ``figures`` what it measured."""
 
-
-def _text(output: str | bytes | None) -> str:
-    return output.decode(errors="replace") if isinstance(output, bytes) else (output or "")
+    def __init__(self, message: str, figures: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.figures = figures or {}
 
 
 # 1. environment ---------------------------------------------------------------------------------------------
 
 def install_wheels(check: Check) -> dict[str, Any]:
-    """Install the carried wheels the running Python lacks (or has at another version) into a clean target.
+    """Install the carried wheels this Python lacks (or has at another version) into a clean target, then the
+    fallback wheels that a requirement left unmet by the image calls for.
 
-    Where this Python cannot take them (a dry run on another Python than the device's 3.12), they are installed
-    for the device's tags into a scratch target to prove the folder, and the steps use the current environment.
+    Where this Python cannot take them (a dry run on another Python than the device's 3.12), both folders are
+    installed for the device's tags into a scratch target, to prove them, and the steps use this environment.
     """
-    from importlib import metadata
-
-    from packaging.tags import sys_tags
-    from packaging.utils import canonicalize_name, parse_wheel_filename
-
     wheels = sorted((DEVICE_DIR / "wheels").glob("*.whl"))
+    fallback = DEVICE_DIR / "fallback"
     if not wheels:
         return {"installed": [], "note": f"no wheels in {DEVICE_DIR / 'wheels'} (scripts/device/prepare.py packs "
                                           "them); using this environment as it is"}
-    supported = set(sys_tags())
-    wanted, present, foreign = [], [], []
-    for path in wheels:
-        name, version, _, tags = parse_wheel_filename(path.name)
-        if not tags & supported:
-            foreign.append(path.name)
-        try:
-            installed = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            installed = None
-        if installed == str(version):  # e.g. timm, carried at the tested version, may be in the image already
-            present.append(f"{canonicalize_name(name)}=={installed}")
-        else:
-            wanted.append(path)
+    carried = install.plan(wheels)
     target = check.scratch / "site"
-    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps", "--no-compile",
-           "--no-cache-dir", "--disable-pip-version-check", "--target", str(target)]
-    if foreign:
-        result = check.run([*pip, *TARGET_FLAGS, *map(str, wheels)], timeout=min(120, check.remaining()))
+
+    def pip(paths: list[Path], *flags: str) -> None:
+        result = check.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--no-deps",
+                            "--no-compile", "--no-cache-dir", "--disable-pip-version-check", "--target",
+                            str(target), *flags, *map(str, paths)], timeout=min(120, check.remaining()))
         if result.returncode != 0:
-            raise StepFailed(f"the carried wheels do not install for the device's Python: {result.stderr[-500:]}")
+            raise StepFailed(f"pip could not install the carried wheels: {result.stderr[-800:]}")
+
+    if carried.foreign:
+        pip([*wheels, *sorted(fallback.glob("*.whl"))], *TARGET_FLAGS)
         return {"installed": [], "verified_for_device": len(wheels),
-                "note": f"this Python ({sys.version.split()[0]}) cannot take {len(foreign)} of the carried wheels; "
-                        f"all {len(wheels)} installed for the device's tags into a scratch target, steps use this "
-                        "environment"}
-    if wanted:
-        result = check.run([*pip, *map(str, wanted)], timeout=min(120, check.remaining()))
-        if result.returncode != 0:
-            raise StepFailed(f"pip could not install the carried wheels: {result.stderr[-500:]}")
+                "note": f"this Python ({sys.version.split()[0]}) cannot take {len(carried.foreign)} of the carried "
+                        f"wheels; all {len(wheels)} and the fallbacks installed for the device's tags into a "
+                        "scratch target; the steps use this environment"}
+    if carried.wanted:
+        pip(carried.wanted)
+    fallbacks = install.fallbacks_for(install.unmet_requirements(target), fallback)
+    if fallbacks:
+        pip(fallbacks, "--upgrade")
+    if carried.wanted or fallbacks:
         check.env["PYTHONPATH"] = os.pathsep.join([str(target), check.env["PYTHONPATH"]])
-    return {"installed": [p.name for p in wanted], "already_there": present}
+    return {"installed": [p.name for p in carried.wanted], "fallbacks_installed": [p.name for p in fallbacks],
+            "already_there": carried.present, "unmet_after_install": install.unmet_requirements(target)}
 
 
 def environment(check: Check) -> dict[str, Any]:
@@ -183,8 +190,11 @@ def environment(check: Check) -> dict[str, Any]:
     check.say(f"- Python {facts['python']}, torch {versions['torch']} (CUDA {facts['cuda_build']}, cuDNN "
               f"{facts['cudnn']}), lightning {versions['lightning']}, timm {versions['timm']}, onnxruntime "
               f"{versions['onnxruntime']} {facts['onnxruntime_providers']}")
-    check.say(f"- carried wheels installed: {len(installed['installed'])}"
+    check.say(f"- carried wheels installed: {len(installed['installed'])}, fallbacks: "
+              f"{', '.join(installed.get('fallbacks_installed', [])) or 'none'}"
               + (f" ({installed['note']})" if "note" in installed else ""))
+    for problem in installed.get("unmet_after_install", {}).values():
+        check.say(f"- unmet after the install: {problem}")
     if facts["unmet_requirements"]:
         check.say(f"- unmet requirements: {'; '.join(facts['unmet_requirements'])}")
     return {**facts, "wheels": installed}
@@ -198,7 +208,8 @@ def configs(check: Check) -> dict[str, Any]:
     runs = {"gpu_train": train_overrides(GPU, data, run_dir),
             "compile": train_overrides(GPU, data, run_dir, "trainer.compile=true"),
             "bench": visiontrain_overrides(data, argparse.Namespace(**bench_arguments(GPU)), run_dir)}
-    result = check.run([sys.executable, str(Path(__file__).with_name("compose.py"))], timeout=90,
+    result = check.run([sys.executable, str(Path(__file__).with_name("compose.py"))],
+                       timeout=min(check.profile.step_seconds["configs"], check.remaining()),
                        stdin=json.dumps(list(runs.values())))
     if result.returncode != 0:
         raise StepFailed(f"compose.py failed: {result.stderr[-1500:]}")
@@ -274,7 +285,7 @@ def photos(check: Check) -> Path:
 def train_overrides(profile: Profile, data: Path, run_dir: Path, *extra: str) -> list[str]:
     """The `visiontrain train` overrides of the gpu_train and compile steps."""
     return ["experiment=hymenoptera", f"data.root={data}", f"model.backbone={profile.backbone}",
-            "model.pretrained=false", *FULL_FINETUNE, profile.trainer, f"augment.image_size={profile.image_size}",
+            "model.pretrained=false", *FULL_FINETUNE, *profile.trainer, f"augment.image_size={profile.image_size}",
             f"data.batch_size={profile.batch_size}", f"data.num_workers={profile.workers}",
             f"trainer.max_epochs={profile.epochs}", "logger=csv", "trainer.enable_progress_bar=false",
             f"hydra.run.dir={run_dir}", *extra]
@@ -302,7 +313,7 @@ def train(check: Check, name: str, *extra: str) -> dict[str, Any]:
             "data_wait_fraction": [row.get("time/data_wait_fraction") for row in epochs],
             "cuda_peak_mib": [row.get("memory/cuda_peak_mib") for row in epochs],
             "gpu_busy_percent": sampler.busy(), "best": summary["monitor"], "export": summary.get("export"),
-            "bf16": "using bf16 automatic mixed precision" in log.lower(), "timings_seconds": summary.get("timings_seconds")}
+            "bf16": bool(re.search(r"using (bf16|bfloat16) automatic mixed precision", log, re.IGNORECASE)), "timings_seconds": summary.get("timings_seconds")}
 
 
 def _parity(run: dict[str, Any]) -> str:
@@ -319,7 +330,7 @@ def _parity(run: dict[str, Any]) -> str:
 def gpu_train(check: Check) -> dict[str, Any]:
     run = train(check, "gpu_train")
     parity = _parity(run)
-    check.say(f"- {check.profile.trainer} {check.profile.backbone} {check.profile.image_size} px, batch "
+    check.say(f"- {' '.join(check.profile.trainer)} {check.profile.backbone} {check.profile.image_size} px, batch "
               f"{check.profile.batch_size}: {run['images_per_second_after_first_epoch']:,.0f} images/s after epoch "
               f"1, GPU busy {run['gpu_busy_percent']:.0f}%, peak {run['cuda_peak_mib'][-1]} MiB, bf16 "
               f"{run['bf16']}; best {run['best']['metric']} {run['best']['best']:.3f}; {parity}")
@@ -363,21 +374,27 @@ def bench(check: Check) -> dict[str, Any]:
     flags = [item for key, value in settings.items() if key != "compile"
              for item in (f"--{key.replace('_', '-')}", str(value))]
     command = [sys.executable, str(REPO / "scripts" / "bench_gpu.py"), "--timm-train", str(peer), "--data",
-               str(photo_source()), *flags, "--timeout", str(int(timeout / (2 * settings["repeats"]))), "--logs",
-               str(check.out / "bench_logs"), "--json", str(results)]
-    result = check.run(command, timeout=timeout, extra_env={"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"})
-    if result.returncode != 0:
-        raise StepFailed(f"bench_gpu.py failed (exit {result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
-    figures = json.loads(results.read_text())
-    runs = figures["runs"]
-    ratios = ", ".join(f"{run['ratio']:.3f}" for run in runs)
-    check.say(f"- bench_gpu ({profile.backbone} {profile.image_size} px, bf16 + channels_last, batch "
-              f"{profile.batch_size}, {settings['workers']} workers): visiontrain "
-              f"{statistics.median(r['visiontrain'] for r in runs):,.0f} images/s, timm train.py "
-              f"{statistics.median(r['timm'] for r in runs):,.0f}; ratio per repeat "
-              f"{ratios} (goal >= 1.0); GPU busy "
-              f"{statistics.median(r['visiontrain_gpu_busy'] for r in runs):.0f}% vs "
-              f"{statistics.median(r['timm_gpu_busy'] for r in runs):.0f}% (goal >= 90)")
+               str(photo_source()), *flags, "--timeout", str(int(timeout)), "--logs", str(check.out / "bench_logs"),
+               "--json", str(results)]
+    try:
+        result = check.run(command, timeout=timeout, extra_env={"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"})
+        failure = None if result.returncode == 0 else (
+            f"bench_gpu.py failed (exit {result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
+    except StepFailed as timed_out:
+        failure = str(timed_out)
+    figures = json.loads(results.read_text()) if results.is_file() else {}
+    runs = figures.get("runs", [])
+    if runs:
+        ratios = ", ".join(f"{run['ratio']:.3f}" for run in runs)
+        check.say(f"- bench_gpu ({profile.backbone} {profile.image_size} px, bf16 + channels_last, batch "
+                  f"{profile.batch_size}, {settings['workers']} workers): visiontrain "
+                  f"{statistics.median(r['visiontrain'] for r in runs):,.0f} images/s, timm train.py "
+                  f"{statistics.median(r['timm'] for r in runs):,.0f}; ratio per repeat {ratios} (goal >= 1.0); "
+                  f"GPU busy {statistics.median(r['visiontrain_gpu_busy'] for r in runs):.0f}% vs "
+                  f"{statistics.median(r['timm_gpu_busy'] for r in runs):.0f}% (goal >= 90)"
+                  + ("" if figures.get("complete") else f"; {len(runs)} of {settings['repeats']} repeats"))
+    if failure:
+        raise StepFailed(failure, figures)
     return figures
 
 
@@ -385,8 +402,7 @@ def bench(check: Check) -> dict[str, Any]:
 
 STEPS: list[tuple[str, Callable[[Check], dict[str, Any]], bool]] = [
     ("environment", environment, False), ("configs", configs, False), ("gpu_tests", gpu_tests, False),
-    ("gpu_train", gpu_train, True),
-    ("compile", compile_run, True), ("bench", bench, True)]
+    ("gpu_train", gpu_train, True), ("compile", compile_run, True), ("bench", bench, True)]
 
 
 def run_step(check: Check, name: str, step: Callable[[Check], dict[str, Any]], needs_cuda: bool,
@@ -410,9 +426,11 @@ def run_step(check: Check, name: str, step: Callable[[Check], dict[str, Any]], n
         check.results[name] = {"status": "passed", **step(check)}
     except Exception as error:  # a step's failure is reported and the next step still runs
         message = str(error) if isinstance(error, StepFailed) else traceback.format_exc()
-        check.say(f"FAIL {name}: {message.strip().splitlines()[0]}")
+        lines = [line for line in message.strip().splitlines() if line.strip()]
+        check.say(f"FAIL {name}: {lines[0]}" + "".join(f"\n  | {line}" for line in lines[1:][-6:]))
         check.log(message)
-        check.results[name] = {"status": "failed", "error": message[-4000:]}
+        figures = error.figures if isinstance(error, StepFailed) else {}
+        check.results[name] = {"status": "failed", "error": message[-4000:], **figures}
     check.results[name]["seconds"] = round(time.monotonic() - started, 1)
     check.save()
 

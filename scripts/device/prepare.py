@@ -7,7 +7,9 @@ lightning, timm, onnxruntime and most of our stack (`image_packages.txt`), but n
    that machine's Python 3.12 / manylinux x86-64, against the tested `constraints.txt`, and downloads exactly the
    wheels of the resolved set that the image lacks, plus timm at the tested version (the peer script needs
    `timm.task`, and both sides of the benchmark must train with the same timm; installed there only when the
-   image's timm differs);
+   image's timm differs). Where a carried wheel needs a minimum version of a package the image has but whose
+   version was never read there (pydantic needs typing-extensions >= 4.16), the tested version of that package
+   goes to `.device/fallback/` if it is small: the check installs it only when the image's copy falls short;
 2. copies timm's `train.py` (the benchmark's peer) and a small, decodable copy of hymenoptera;
 3. proves the folder: every wheel installs into a clean `--no-index --target`, every requirement of every wheel
    is met by the folder or the image, and everything that travels fits the tool's 64 MiB.
@@ -53,6 +55,8 @@ TARGET_ENVIRONMENT = {**default_environment(), "python_version": TARGET_PYTHON, 
 SWEEP_ONLY = {"hydra-optuna-sweeper", "optuna"}  # command-line sweeps are not part of the GPU check
 SDIST_ONLY = {"antlr4-python3-runtime"}  # hydra-core pins antlr4 4.9.*, published as an sdist: built here
 PINNED_TO_TESTED = {"timm": "the peer train.py needs timm.task; both sides of bench_gpu train with one timm"}
+
+FALLBACK_MAX_MIB = 1.0  # scipy, opencv, scikit-learn are trusted to the image: too large to carry in case
 
 IMAGES_PER_CLASS = {"train": 40, "val": 20}
 IMAGE_SUFFIXES = (".jpg", ".jpeg")  # timm's ImageFolder and ours both read these; the GIF quirk stays behind
@@ -122,6 +126,29 @@ def download(wheels: Path, pins: dict[str, str]) -> None:
         *[f"{name}=={version}" for name, version in sorted(pins.items())])
 
 
+def download_fallbacks(wheels: Path, fallback: Path, image: dict[str, Version | None],
+                       pins: dict[str, str]) -> dict[str, str]:
+    """The tested versions of image packages that carried wheels need at a minimum the image may not reach.
+
+    Returns what was left to the image, and why (too large to carry, or no tested version to carry).
+    """
+    needed: set[str] = set()
+    for path in wheels.glob("*.whl"):
+        for requirement in wheel_requirements(path):
+            name = canonicalize_name(requirement.name)
+            if name in image and str(requirement.specifier) and name not in PINNED_TO_TESTED and (
+                    image[name] is None or not requirement.specifier.contains(image[name], prereleases=True)):
+                needed.add(name)
+    left = {name: "no tested version in constraints.txt" for name in needed if name not in pins}
+    fallback.mkdir(parents=True, exist_ok=True)
+    download(fallback, {name: pins[name] for name in needed if name in pins})
+    for path in fallback.glob("*.whl"):
+        if path.stat().st_size > FALLBACK_MAX_MIB * 2**20:
+            left[canonicalize_name(parse_wheel_filename(path.name)[0])] = f"{path.stat().st_size / 2**20:.0f} MiB"
+            path.unlink()
+    return left
+
+
 def wheel_requirements(path: Path) -> list[Requirement]:
     """A wheel's unconditional requirements on the device's Python (extras left out)."""
     with zipfile.ZipFile(path) as archive:
@@ -136,12 +163,12 @@ def wheel_requirements(path: Path) -> list[Requirement]:
     return requirements
 
 
-def check_closure(wheels: Path, image: dict[str, Version | None]) -> list[str]:
+def check_closure(folders: list[Path], image: dict[str, Version | None]) -> list[str]:
     """Every requirement of every carried wheel is met by another carried wheel or by the image."""
-    carried = {canonicalize_name(parse_wheel_filename(p.name)[0]): parse_wheel_filename(p.name)[1]
-               for p in wheels.glob("*.whl")}
+    paths = sorted(path for folder in folders for path in folder.glob("*.whl"))
+    carried = {canonicalize_name(parse_wheel_filename(p.name)[0]): parse_wheel_filename(p.name)[1] for p in paths}
     problems = []
-    for path in sorted(wheels.glob("*.whl")):
+    for path in paths:
         for requirement in wheel_requirements(path):
             name = canonicalize_name(requirement.name)
             version = carried.get(name, image.get(name))
@@ -223,22 +250,28 @@ def main() -> None:
         missing = {name: version for name, version in resolved.items() if name not in image}
         missing.update({name: pins[name] for name in PINNED_TO_TESTED})
         download(wheels, {name: version for name, version in missing.items() if name not in SDIST_ONLY})
+        trusted = download_fallbacks(wheels, DEVICE_DIR / "fallback", image, pins)
         copy_peer(DEVICE_DIR / "peers" / "timm")
         photos = copy_photos(DEVICE_DIR / "data" / "hymenoptera")
     else:
-        photos = json.loads((DEVICE_DIR / "manifest.json").read_text())["photos"]
-    problems = check_closure(wheels, image)
+        previous = json.loads((DEVICE_DIR / "manifest.json").read_text())
+        photos, trusted = previous["photos"], previous["trusted_to_the_image"]
+    problems = check_closure([wheels, DEVICE_DIR / "fallback"], image)
     with tempfile.TemporaryDirectory() as scratch:
-        check_installs(wheels, Path(scratch))
+        check_installs(wheels, Path(scratch) / "main")
+        check_installs(DEVICE_DIR / "fallback", Path(scratch) / "fallback")
     wheel_files = sorted(wheels.glob("*.whl"))
     manifest = {"python": TARGET_PYTHON, "platforms": list(PLATFORMS),
                 "wheels": {p.name: round(p.stat().st_size / 2**20, 2) for p in wheel_files},
-                "install_only_if_version_differs": PINNED_TO_TESTED, "photos": photos,
-                "closure_problems": problems}
+                "install_only_if_version_differs": PINNED_TO_TESTED,
+                "fallback_if_the_image_falls_short": sorted(p.name for p in (DEVICE_DIR / "fallback").glob("*.whl")),
+                "trusted_to_the_image": trusted, "photos": photos, "closure_problems": problems}
     (DEVICE_DIR / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     size = travelling_mib()
-    print(f"{len(wheel_files)} wheels ({sum(manifest['wheels'].values()):.1f} MiB), {sum(photos.values())} photos, "
+    print(f"{len(wheel_files)} wheels ({sum(manifest['wheels'].values()):.1f} MiB), "
+          f"{len(manifest['fallback_if_the_image_falls_short'])} fallback wheels, {sum(photos.values())} photos, "
           f"timm train.py; everything that travels: {size:.1f} MiB of {TRAVEL_LIMIT_MIB}")
+    print(f"trusted to the image's own version: {', '.join(f'{k} ({v})' for k, v in sorted(trusted.items()))}")
     for problem in problems:
         print(f"  requirement not met on the device: {problem}")
     if size > TRAVEL_BUDGET_MIB:
