@@ -127,6 +127,10 @@ class Check:
         (self.out / "device_check.md").write_text("\n".join(self.summary) + "\n")
 
 
+class StepSkipped(RuntimeError):
+    """A step that cannot run on this machine, found out once it started; the message says why."""
+
+
 class StepFailed(RuntimeError):
     """A step ran and its command or its check failed; the message says which, ``figures`` what it measured."""
 
@@ -204,7 +208,7 @@ def environment(check: Check) -> dict[str, Any]:
 
 def configs(check: Check) -> dict[str, Any]:
     """Compose and validate, here and now, the GPU profile's training configs (gpu_train, compile, bench)."""
-    data, run_dir = photo_source(), check.scratch / "unused"
+    data, run_dir = photo_source(check), check.scratch / "unused"
     runs = {"gpu_train": train_overrides(GPU, data, run_dir),
             "compile": train_overrides(GPU, data, run_dir, "trainer.compile=true"),
             "bench": visiontrain_overrides(data, argparse.Namespace(**bench_arguments(GPU)), run_dir)}
@@ -266,19 +270,21 @@ def _junit_counts(report: Path) -> dict[str, Any]:
 
 # 3 and 4. a real training run, eager and compiled -------------------------------------------------------------
 
-def photo_source() -> Path:
-    """The carried photos, else ../shared's (a dry run here)."""
+def photo_source(check: Check) -> Path:
+    """The carried photos, else ../shared's (a dry run here); a clone with neither skips what needs them."""
     for source in (DEVICE_DIR / "data" / "hymenoptera", REPO.parent / "shared" / "data" / "hymenoptera"):
         if source.is_dir():
             return source
-    raise StepFailed("no photos: run scripts/device/prepare.py here and carry .device")
+    if check.cuda:
+        raise StepFailed("no photos: run scripts/device/prepare.py here and carry .device")
+    raise StepSkipped("no photos here: neither .device/data (scripts/device/prepare.py) nor ../shared/data")
 
 
 def photos(check: Check) -> Path:
     """The photos replicated by hard links, so that an epoch is long enough to reach a steady state."""
     folder = check.scratch / "photos"
     if not folder.is_dir():
-        replicated_folder(photo_source(), folder, check.profile.replicate)
+        replicated_folder(photo_source(check), folder, check.profile.replicate)
     return folder
 
 
@@ -374,7 +380,7 @@ def bench(check: Check) -> dict[str, Any]:
     flags = [item for key, value in settings.items() if key != "compile"
              for item in (f"--{key.replace('_', '-')}", str(value))]
     command = [sys.executable, str(REPO / "scripts" / "bench_gpu.py"), "--timm-train", str(peer), "--data",
-               str(photo_source()), *flags, "--timeout", str(int(timeout)), "--logs", str(check.out / "bench_logs"),
+               str(photo_source(check)), *flags, "--timeout", str(int(timeout)), "--logs", str(check.out / "bench_logs"),
                "--json", str(results)]
     try:
         result = check.run(command, timeout=timeout, extra_env={"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"})
@@ -405,6 +411,29 @@ STEPS: list[tuple[str, Callable[[Check], dict[str, Any]], bool]] = [
     ("gpu_train", gpu_train, True), ("compile", compile_run, True), ("bench", bench, True)]
 
 
+def goals(results: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """Issue 12's goals against what this run measured: (goal, measured, met / not met / not measured)."""
+    bench_runs = results.get("bench", {}).get("runs", [])
+    measured = {
+        "visiontrain >= 1.0x timm train.py images/s": (
+            statistics.median(r["ratio"] for r in bench_runs) if bench_runs else None, 1.0, "{:.3f}x"),
+        "GPU >= 90% busy while visiontrain trains": (
+            statistics.median(r["visiontrain_gpu_busy"] for r in bench_runs) if bench_runs else None, 90, "{:.0f}%"),
+        "compile >= 1.2x eager after warm-up": (results.get("compile", {}).get("speedup_after_warmup"), 1.2, "{:.2f}x"),
+    }
+    rows = []
+    for goal, (value, target, form) in measured.items():
+        if value is None or math.isnan(value):
+            rows.append((goal, "-", "not measured"))
+        else:
+            rows.append((goal, form.format(value), "met" if value >= target else "not met"))
+    parity = [results[step]["export"]["parity"]["passed"] for step in ("gpu_train", "compile")
+              if results.get(step, {}).get("status") == "passed"]
+    rows.append(("ONNX parity of the GPU-trained checkpoints", f"{sum(parity)} of {len(parity)} passed",
+                 ("met" if all(parity) else "not met") if parity else "not measured"))
+    return rows
+
+
 def run_step(check: Check, name: str, step: Callable[[Check], dict[str, Any]], needs_cuda: bool,
              rehearse: bool) -> None:
     check.say(f"\n## {name}")
@@ -424,6 +453,9 @@ def run_step(check: Check, name: str, step: Callable[[Check], dict[str, Any]], n
         return
     try:
         check.results[name] = {"status": "passed", **step(check)}
+    except StepSkipped as skipped:
+        check.say(f"SKIP {name}: {skipped}")
+        check.results[name] = {"status": "skipped", "reason": str(skipped)}
     except Exception as error:  # a step's failure is reported and the next step still runs
         message = str(error) if isinstance(error, StepFailed) else traceback.format_exc()
         lines = [line for line in message.strip().splitlines() if line.strip()]
@@ -464,6 +496,12 @@ def main() -> int:
               f"{sum(s == 'failed' for s in statuses.values())} failed in {time.monotonic() - started:.0f} s; "
               f"figures in {args.out / 'device_check.json'}")
     check.results["profile"] = check.profile.name
+    if any(check.results.get(step, {}).get("status") == "passed" for step in ("gpu_train", "compile", "bench")):
+        check.results["goals"] = goals(check.results)
+        check.say("\n" + ("Goals (issue 12):" if check.cuda else "Goals (a CPU rehearsal: these figures mean nothing):")
+                  + "\n\n| goal | measured | |\n|---|---|---|")
+        for row in check.results["goals"]:
+            check.say("| " + " | ".join(row) + " |")
     check.save()
     shutil.rmtree(check.scratch, ignore_errors=True)
     return 1 if "failed" in statuses.values() else 0
