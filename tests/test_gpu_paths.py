@@ -76,13 +76,16 @@ def test_a_compiled_gpu_run_trains_and_exports_a_matching_onnx(tiny_hymenoptera,
 
 
 @pytest.mark.ddp
-@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
-def test_two_gpu_ddp_runs_the_schedule_and_exports(tiny_hymenoptera, tmp_path):
+@pytest.mark.parametrize("gpus", [1, 2])
+def test_ddp_on_gpus_runs_the_schedule_and_exports(gpus, tiny_hymenoptera, tmp_path):
+    """NCCL, DistributedDataParallel and the frozen stage's unused parameters; on one GPU a world of one."""
+    if torch.cuda.device_count() < gpus:
+        pytest.skip(f"needs {gpus} CUDA GPUs")
     run_dir = tmp_path / "run"
     overrides = [o for o in tiny_overrides(tiny_hymenoptera, run_dir) if not o.startswith("paths.")]
-    result = run_cli("train", *overrides, "trainer=ddp", "trainer.devices=2", "trainer.max_epochs=2",
+    result = run_cli("train", *overrides, "trainer=ddp", f"trainer.devices={gpus}", "trainer.max_epochs=2",
                      "schedule.freeze_epochs=1", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-5000:]
-    assert "MEMBER: 2/2" in output, "two processes must have joined the process group"
+    assert f"MEMBER: {gpus}/{gpus}" in output, "every process must have joined the process group"
     assert json.loads((run_dir / "summary.json").read_text())["export"]["parity"]["passed"]
