@@ -244,8 +244,8 @@ def gpu_tests(check: Check) -> dict[str, Any]:
               f"{counts['failed']} failed" + "".join(f"\n  - skipped {r}" for r in counts["skip_reasons"]))
     if result.returncode not in (0, 5) or counts["failed"]:  # 5: no test selected
         raise StepFailed(f"GPU tests failed:\n{result.stdout[-3000:]}")
-    unexpected = [reason for reason in counts["skip_reasons"] if "needs a CUDA GPU" in reason]
-    if check.cuda and unexpected:  # skips for other reasons (two GPUs for DDP) are expected on one GPU
+    unexpected = [reason for reason in counts["skip_reasons"] if not re.search(r"needs \d+ CUDA GPUs", reason)]
+    if check.cuda and unexpected:  # only a test for more GPUs than this machine has may skip
         raise StepFailed(f"GPU tests skipped on a machine with a GPU: {unexpected}")
     return {"files": files, **counts}
 
@@ -269,7 +269,7 @@ def _junit_counts(report: Path) -> dict[str, Any]:
     return counts
 
 
-# 3 and 4. a real training run, eager and compiled -------------------------------------------------------------
+# 3 and 5. a real training run, eager and compiled -------------------------------------------------------------
 
 def photo_source(check: Check) -> Path:
     """The carried photos, else ../shared's (a dry run here); a clone with neither skips what needs them."""
@@ -320,7 +320,8 @@ def train(check: Check, name: str, *extra: str) -> dict[str, Any]:
             "data_wait_fraction": [row.get("time/data_wait_fraction") for row in epochs],
             "cuda_peak_mib": [row.get("memory/cuda_peak_mib") for row in epochs],
             "gpu_busy_percent": sampler.busy(), "best": summary["monitor"], "export": summary.get("export"),
-            "bf16": bool(re.search(r"using (bf16|bfloat16) automatic mixed precision", log, re.IGNORECASE)), "timings_seconds": summary.get("timings_seconds")}
+            "bf16": bool(re.search(r"using (bf16|bfloat16) automatic mixed precision", log, re.IGNORECASE)),
+            "timings_seconds": summary.get("timings_seconds")}
 
 
 def _parity(run: dict[str, Any]) -> str:
@@ -345,21 +346,24 @@ def gpu_train(check: Check) -> dict[str, Any]:
 
 
 def compile_run(check: Check) -> dict[str, Any]:
+    """The gpu_train run compiled: its speed after the first epoch against eager, and what compiling cost."""
     run = train(check, "compile", "trainer.compile=true")
+    speed = f"{run['images_per_second_after_first_epoch']:,.0f} images/s after epoch 1"
     eager = check.results.get("gpu_train", {})
-    if eager.get("status") != "passed":
-        raise StepFailed("the eager run (gpu_train) did not pass, so there is nothing to compare with")
-    speedup = run["images_per_second_after_first_epoch"] / eager["images_per_second_after_first_epoch"]
-    compile_seconds = run["train_seconds"][0] - eager["train_seconds"][0]
-    run.update(speedup_after_warmup=speedup, compile_seconds_first_epoch=compile_seconds,
-               extra_wall_seconds=run["wall_seconds"] - eager["wall_seconds"])
-    check.say(f"- compile: {run['images_per_second_after_first_epoch']:,.0f} images/s after epoch 1 = "
-              f"{speedup:.2f}x eager (goal >= 1.2); first epoch {compile_seconds:+.0f} s, whole run "
-              f"{run['extra_wall_seconds']:+.0f} s against eager; {_parity(run)}")
+    if eager.get("status") == "passed":
+        speedup = run["images_per_second_after_first_epoch"] / eager["images_per_second_after_first_epoch"]
+        compile_seconds = run["train_seconds"][0] - eager["train_seconds"][0]
+        run.update(speedup_after_warmup=speedup, compile_seconds_first_epoch=compile_seconds,
+                   extra_wall_seconds=run["wall_seconds"] - eager["wall_seconds"])
+        speed += (f" = {speedup:.2f}x eager (goal >= 1.2); first epoch {compile_seconds:+.0f} s, whole run "
+                  f"{run['extra_wall_seconds']:+.0f} s against eager")
+    else:
+        speed += f", first epoch {run['train_seconds'][0]:.0f} s (no passed eager run to compare with)"
+    check.say(f"- compile: {speed}; {_parity(run)}")
     return run
 
 
-# 5. against timm's train.py ------------------------------------------------------------------------------------
+# 4. against timm's train.py ------------------------------------------------------------------------------------
 
 def bench_arguments(profile: Profile) -> dict[str, Any]:
     """bench_gpu.py's settings for a profile: the same model, images, batch and workers on both sides."""
