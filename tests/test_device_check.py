@@ -52,6 +52,8 @@ def test_the_dry_run_skips_each_gpu_step_with_its_reason_and_exits_0(tmp_path):
     assert all("CUDA GPU" in reason for reason in tests["skip_reasons"]), tests["skip_reasons"]
     assert {results[step]["status"] for step in ("gpu_train", "compile", "bench")} == {"skipped"}
     assert (tmp_path / "device_check.md").read_text().count("SKIP") == (3 if PHOTOS else 4)
+    packages = (tmp_path / "image_packages.txt").read_text().splitlines()
+    assert any(line.lower().startswith("torch==") for line in packages), "the facts to refresh the image list with"
 
 
 @pytest.mark.skipif(not (TIMM_TRAIN and PHOTOS), reason="timm's train.py or the photos are in neither .device "

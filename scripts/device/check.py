@@ -19,7 +19,9 @@ command lines and the parsing of every log and file are exercised too; the figur
 Exit status 1 when a step failed.
 
 Writes to --out (default $OUT): device_check.json (all figures), device_check.md (the summary it prints),
-device_check.log (every command and its output), bench_gpu.json and bench_logs/ (both trainers' own logs).
+device_check.log (every command and its output), bench_gpu.json, bench_logs/ (both trainers' own logs) and
+image_packages.txt (every package of the Python that ran it, before the carried wheels: the facts to refresh
+scripts/device/image_packages.txt with).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import importlib.metadata
 import json
 import math
 import os
@@ -190,6 +193,9 @@ def environment(check: Check) -> dict[str, Any]:
     if result.returncode != 0:
         raise StepFailed(f"probe.py failed: {result.stderr[-800:]}")
     facts = json.loads(result.stdout.strip().splitlines()[-1])
+    image = sorted(f"{dist.metadata['Name']}=={dist.version}" for dist in importlib.metadata.distributions())
+    (check.out / "image_packages.txt").write_text(  # this Python's own packages, to refresh image_packages.txt
+        f"# {sys.executable} {sys.version.split()[0]}, {time.strftime('%Y-%m-%d')}\n" + "\n".join(image) + "\n")
     check.cuda = bool(facts.get("cuda_available"))
     smi = facts.get("nvidia_smi") or {}
     versions = facts["versions"]
