@@ -42,6 +42,8 @@ _TIMM_LINE = re.compile(r"Train: (\d+) \[.*?Time: [\d.]+s,\s*[\d.]+/s\s+\(\s*[\d
 
 # Every layer trains from the first step, as in timm's train.py. The experiment's own schedule values (5 frozen
 # epochs, backbone LR x 0.1) outrank the `schedule=` group choice, so they are reset key by key.
+DEFAULT_WORKERS = min(16, os.cpu_count() or 1)  # both trainers' loader workers, as timm's examples use
+
 FULL_FINETUNE = ("schedule=full_finetune", "schedule.freeze_epochs=0", "schedule.backbone_lr_scale=1.0")
 
 
@@ -111,7 +113,8 @@ def _run(name: str, command: list[str], args: argparse.Namespace) -> tuple[str, 
     log = result.stdout + result.stderr
     if args.logs is not None:
         args.logs.mkdir(parents=True, exist_ok=True)
-        (args.logs / f"{name}.log").open("a").write(f"$ {' '.join(command)}\n{log}\n")
+        with (args.logs / f"{name}.log").open("a") as handle:
+            handle.write(f"$ {' '.join(command)}\n{log}\n")
     if result.returncode != 0:
         raise SystemExit(f"{name} failed (exit {result.returncode}):\n{log[-3000:]}")
     return log, sampler.busy()
@@ -166,7 +169,7 @@ def main() -> None:
     parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda", help="cpu: a rehearsal, no figures")
     parser.add_argument("--replicate", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--workers", type=int, default=min(16, os.cpu_count() or 1))
+    parser.add_argument("--workers", type=int, default=DEFAULT_WORKERS)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compile", action="store_true")
@@ -179,7 +182,12 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("bench_gpu.py needs a CUDA GPU; none is visible here (--device cpu rehearses it)")
     runs: list[dict[str, float]] = []
-    command = " ".join(["python", *sys.argv])
+
+    def save(complete: bool) -> None:
+        write_results(args.json, " ".join(["python", *sys.argv]), {
+            "settings": {k: str(v) for k, v in vars(args).items()}, "runs": runs,
+            "ratio": median([r["ratio"] for r in runs]), "complete": complete})
+
     with tempfile.TemporaryDirectory() as scratch_name:
         scratch = Path(scratch_name)
         data = replicated_folder(args.data, scratch / "data", args.replicate)
@@ -190,17 +198,14 @@ def main() -> None:
                          "visiontrain_gpu_busy": ours_busy, "timm_gpu_busy": theirs_busy})
             print(f"repeat {index + 1}: {runs[-1]}", flush=True)
             if index + 1 < args.repeats:  # a run cut short still leaves the repeats it finished
-                write_results(args.json, command, {"settings": {k: str(v) for k, v in vars(args).items()},
-                                                   "runs": runs, "ratio": median([r["ratio"] for r in runs]),
-                                                   "complete": False})
+                save(complete=False)
     table = [[name, median([r[name] for r in runs]), median([r[f"{name}_gpu_busy"] for r in runs])]
              for name in ("visiontrain", "timm")]
     print(markdown_table(["trainer", "images/s", "GPU busy %"], table))
     ratio = median([r["ratio"] for r in runs])
     where = torch.cuda.get_device_name(0) if args.device == "cuda" else "CPU (a rehearsal: these figures mean nothing)"
     print(f"\nvisiontrain / timm train.py = {ratio:.3f} (goal >= 1.0); on {where}")
-    write_results(args.json, command, {"settings": {k: str(v) for k, v in vars(args).items()}, "runs": runs,
-                                       "ratio": ratio, "complete": True})
+    save(complete=True)
 
 
 if __name__ == "__main__":

@@ -16,10 +16,9 @@ from conftest import REPO, copy_hymenoptera
 
 sys.path[:0] = [str(REPO / "scripts"), str(REPO / "scripts" / "device")]
 
-PHOTOS = [p for p in (REPO / ".device" / "data" / "hymenoptera", REPO.parent / "shared" / "data" / "hymenoptera")
-          if p.is_dir()]
-TIMM_TRAIN = [p for p in (REPO / ".device" / "peers" / "timm" / "train.py",
-                          REPO.parent / "shared" / "peers" / "timm" / "train.py") if p.is_file()]
+from prepare import PEER, PHOTOS, first_existing  # noqa: E402
+
+HAS_PHOTOS, HAS_PEER = first_existing(PHOTOS) is not None, first_existing(PEER) is not None
 
 
 def device_check(out: Path, *args: str) -> subprocess.CompletedProcess:
@@ -42,7 +41,7 @@ def test_the_dry_run_skips_each_gpu_step_with_its_reason_and_exits_0(tmp_path):
     assert environment["status"] == "passed"
     assert environment["versions"]["torch"] and environment["cuda_available"] is False
     assert environment["unmet_requirements"] == [], "this venv meets every requirement"
-    if PHOTOS:  # a clone without ../shared skips the config step, saying so
+    if HAS_PHOTOS:  # a clone without ../shared skips the config step, saying so
         assert results["configs"]["validated"] == ["gpu_train", "compile", "bench"]
     else:
         assert results["configs"]["status"] == "skipped" and "no photos" in results["configs"]["reason"]
@@ -51,12 +50,12 @@ def test_the_dry_run_skips_each_gpu_step_with_its_reason_and_exits_0(tmp_path):
     assert "tests/test_gpu_paths.py" in tests["files"] and tests["skipped"] >= 5
     assert all("CUDA GPU" in reason for reason in tests["skip_reasons"]), tests["skip_reasons"]
     assert {results[step]["status"] for step in ("gpu_train", "compile", "bench")} == {"skipped"}
-    assert (tmp_path / "device_check.md").read_text().count("SKIP") == (3 if PHOTOS else 4)
+    assert (tmp_path / "device_check.md").read_text().count("SKIP") == (3 if HAS_PHOTOS else 4)
     packages = (tmp_path / "image_packages.txt").read_text().splitlines()
     assert any(line.lower().startswith("torch==") for line in packages), "the facts to refresh the image list with"
 
 
-@pytest.mark.skipif(not (TIMM_TRAIN and PHOTOS), reason="timm's train.py or the photos are in neither .device "
+@pytest.mark.skipif(not (HAS_PEER and HAS_PHOTOS), reason="timm's train.py or the photos are in neither .device "
                                                           "nor ../shared")
 def test_the_rehearsal_trains_both_sides_of_the_benchmark_and_reads_their_logs(tmp_path):
     result = device_check(tmp_path, "--rehearse", "--steps", "gpu_train,bench", "--budget", "1500")

@@ -49,9 +49,9 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "scripts"), str(Path(__file__).parent)]
 
-from bench_gpu import FULL_FINETUNE, UtilisationSampler, replicated_folder, visiontrain_overrides  # noqa: E402
+from bench_gpu import DEFAULT_WORKERS, FULL_FINETUNE, UtilisationSampler, replicated_folder, visiontrain_overrides  # noqa: E402
 import install  # noqa: E402
-from prepare import DEVICE_DIR, TARGET_FLAGS  # noqa: E402
+from prepare import FALLBACK, PEER, PHOTOS, TARGET_FLAGS, WHEELS, first_existing  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,10 @@ class Check:
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
+
+    def time_for(self, step: str) -> float:
+        """A step's own limit, or what is left of the whole budget if that is less."""
+        return min(self.profile.step_seconds[step], self.remaining())
 
     def say(self, line: str) -> None:
         print(line, flush=True)
@@ -155,11 +159,10 @@ def install_wheels(check: Check) -> dict[str, Any]:
     Where this Python cannot take them (a dry run on another Python than the device's 3.12), both folders are
     installed for the device's tags into a scratch target, to prove them, and the steps use this environment.
     """
-    wheels = sorted((DEVICE_DIR / "wheels").glob("*.whl"))
-    fallback = DEVICE_DIR / "fallback"
+    wheels = sorted(WHEELS.glob("*.whl"))
     if not wheels:
-        return {"installed": [], "note": f"no wheels in {DEVICE_DIR / 'wheels'} (scripts/device/prepare.py packs "
-                                          "them); using this environment as it is"}
+        return {"installed": [], "note": f"no wheels in {WHEELS} (scripts/device/prepare.py packs them); using "
+                                          "this environment as it is"}
     carried = install.plan(wheels)
     target = check.scratch / "site"
 
@@ -171,14 +174,14 @@ def install_wheels(check: Check) -> dict[str, Any]:
             raise StepFailed(f"pip could not install the carried wheels: {result.stderr[-800:]}")
 
     if carried.foreign:
-        pip([*wheels, *sorted(fallback.glob("*.whl"))], *TARGET_FLAGS)
+        pip([*wheels, *sorted(FALLBACK.glob("*.whl"))], *TARGET_FLAGS)
         return {"installed": [], "verified_for_device": len(wheels),
                 "note": f"this Python ({sys.version.split()[0]}) cannot take {len(carried.foreign)} of the carried "
                         f"wheels; all {len(wheels)} and the fallbacks installed for the device's tags into a "
                         "scratch target; the steps use this environment"}
     if carried.wanted:
         pip(carried.wanted)
-    fallbacks = install.fallbacks_for(install.unmet_requirements(target), fallback)
+    fallbacks = install.fallbacks_for(install.unmet_requirements(target), FALLBACK)
     if fallbacks:
         pip(fallbacks, "--upgrade")
     if carried.wanted or fallbacks:
@@ -223,7 +226,7 @@ def configs(check: Check) -> dict[str, Any]:
             "compile": train_overrides(GPU, data, run_dir, "trainer.compile=true"),
             "bench": visiontrain_overrides(data, argparse.Namespace(**bench_arguments(GPU)), run_dir)}
     result = check.run([sys.executable, str(Path(__file__).with_name("compose.py"))],
-                       timeout=min(check.profile.step_seconds["configs"], check.remaining()),
+                       timeout=check.time_for("configs"),
                        stdin=json.dumps(list(runs.values())))
     if result.returncode != 0:
         raise StepFailed(f"compose.py failed: {result.stderr[-1500:]}")
@@ -243,11 +246,10 @@ def gpu_tests(check: Check) -> dict[str, Any]:
     files = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*.py")
                    if "pytest.mark.gpu" in p.read_text())
     report = check.scratch / "gpu-tests.xml"
-    photos = DEVICE_DIR / "data" / "hymenoptera"
-    extra = {"VISIONTRAIN_TEST_HYMENOPTERA": str(photos)} if photos.is_dir() else {}
+    photos = first_existing(PHOTOS)  # the tests' own default is ../shared, which does not travel
+    extra = {"VISIONTRAIN_TEST_HYMENOPTERA": str(photos)} if photos else {}
     result = check.run([sys.executable, "-m", "pytest", "-m", "gpu", "-p", "no:cacheprovider", "-q", "-rA",
-                        f"--junitxml={report}", *files], timeout=min(check.profile.step_seconds["gpu_tests"],
-                                                                     check.remaining()), extra_env=extra)
+                        f"--junitxml={report}", *files], timeout=check.time_for("gpu_tests"), extra_env=extra)
     counts = _junit_counts(report)
     check.say(f"- pytest -m gpu ({', '.join(files)}): {counts['passed']} passed, {counts['skipped']} skipped, "
               f"{counts['failed']} failed" + "".join(f"\n  - skipped {r}" for r in counts["skip_reasons"]))
@@ -282,9 +284,9 @@ def _junit_counts(report: Path) -> dict[str, Any]:
 
 def photo_source(check: Check) -> Path:
     """The carried photos, else ../shared's (a dry run here); a clone with neither skips what needs them."""
-    for source in (DEVICE_DIR / "data" / "hymenoptera", REPO.parent / "shared" / "data" / "hymenoptera"):
-        if source.is_dir():
-            return source
+    source = first_existing(PHOTOS)
+    if source is not None:
+        return source
     if check.cuda:
         raise StepFailed("no photos: run scripts/device/prepare.py here and carry .device")
     raise StepSkipped("no photos here: neither .device/data (scripts/device/prepare.py) nor ../shared/data")
@@ -313,8 +315,7 @@ def train(check: Check, name: str, *extra: str) -> dict[str, Any]:
     command = [sys.executable, "-m", "visiontrain", "train", *train_overrides(profile, photos(check), run_dir, *extra)]
     started = time.monotonic()
     with UtilisationSampler() as sampler:
-        result = check.run(command, timeout=min(profile.step_seconds[name], check.remaining()),
-                           extra_env={"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"})
+        result = check.run(command, timeout=check.time_for(name))
     wall = time.monotonic() - started
     if result.returncode != 0:
         raise StepFailed(f"visiontrain train failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
@@ -376,7 +377,7 @@ def compile_run(check: Check) -> dict[str, Any]:
 
 def bench_arguments(profile: Profile) -> dict[str, Any]:
     """bench_gpu.py's settings for a profile: the same model, images, batch and workers on both sides."""
-    workers = str(min(16, os.cpu_count() or 1)) if profile.workers == "auto" else profile.workers
+    workers = str(DEFAULT_WORKERS) if profile.workers == "auto" else profile.workers
     return {"model": profile.backbone, "img_size": profile.image_size, "batch_size": profile.batch_size,
             "workers": workers, "epochs": 3 if profile is GPU else 2, "repeats": 2 if profile is GPU else 1,
             "replicate": profile.replicate, "device": "cuda" if profile is GPU else "cpu", "compile": False}
@@ -384,20 +385,18 @@ def bench_arguments(profile: Profile) -> dict[str, Any]:
 
 def bench(check: Check) -> dict[str, Any]:
     profile, settings = check.profile, bench_arguments(check.profile)
-    peer = DEVICE_DIR / "peers" / "timm" / "train.py"
-    if not peer.is_file():
-        peer = REPO.parent / "shared" / "peers" / "timm" / "train.py"
-    if not peer.is_file():
+    peer = first_existing(PEER)
+    if peer is None:
         raise StepFailed("timm's train.py is missing: run scripts/device/prepare.py here and carry .device")
     results = check.out / "bench_gpu.json"
-    timeout = min(profile.step_seconds["bench"], check.remaining())
+    timeout = check.time_for("bench")
     flags = [item for key, value in settings.items() if key != "compile"
              for item in (f"--{key.replace('_', '-')}", str(value))]
     command = [sys.executable, str(REPO / "scripts" / "bench_gpu.py"), "--timm-train", str(peer), "--data",
                str(photo_source(check)), *flags, "--timeout", str(int(timeout)), "--logs", str(check.out / "bench_logs"),
                "--json", str(results)]
     try:
-        result = check.run(command, timeout=timeout, extra_env={"PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"})
+        result = check.run(command, timeout=timeout)
         failure = None if result.returncode == 0 else (
             f"bench_gpu.py failed (exit {result.returncode}):\n{(result.stdout + result.stderr)[-3000:]}")
     except StepFailed as timed_out:
@@ -493,8 +492,8 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "device_check.log").unlink(missing_ok=True)
     check = Check(out=args.out, deadline=time.monotonic() + args.budget, profile=GPU)
-    check.env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"),
-                                                                          os.environ.get("PYTHONPATH")]))}
+    check.env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1",  # no hub on the device machine
+                 "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
     wanted = {"environment", "configs", *args.steps.split(",")}
     shutil.rmtree(args.out / "bench_logs", ignore_errors=True)
     check.say(f"# visiontrain device check ({time.strftime('%Y-%m-%d %H:%M')}, budget {args.budget:.0f} s)")

@@ -38,6 +38,10 @@ from packaging.version import Version
 REPO = Path(__file__).resolve().parents[2]
 DEVICE_DIR = REPO / ".device"
 SHARED = REPO.parent / "shared"
+WHEELS, FALLBACK = DEVICE_DIR / "wheels", DEVICE_DIR / "fallback"
+# what the check needs, as carried to the device and as it lies beside a checkout here
+PHOTOS = (DEVICE_DIR / "data" / "hymenoptera", SHARED / "data" / "hymenoptera")
+PEER = (DEVICE_DIR / "peers" / "timm" / "train.py", SHARED / "peers" / "timm" / "train.py")
 IMAGE_PACKAGES = Path(__file__).with_name("image_packages.txt")
 TRAVEL_LIMIT_MIB = 64
 TRAVEL_BUDGET_MIB = 60  # leave room for untracked work in progress
@@ -82,15 +86,21 @@ def tested_versions() -> dict[str, str]:
     return pins
 
 
-def top_level_requirements(image: dict[str, Version | None]) -> list[str]:
-    """The project's base + train requirements the image lacks (their dependencies are resolved below)."""
+def first_existing(candidates: tuple[Path, ...]) -> Path | None:
+    """The carried copy where there is one, else the one in ../shared, else None."""
+    return next((path for path in candidates if path.exists()), None)
+
+
+def project_requirements() -> list[str]:
+    """visiontrain's base + train requirements, as pyproject.toml writes them, sweeper-only packages left out."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    wanted = []
-    for text in [*project["dependencies"], *project["optional-dependencies"]["train"]]:
-        name = canonicalize_name(Requirement(text).name)
-        if name not in image and name not in SWEEP_ONLY:
-            wanted.append(text)
-    return wanted
+    return [text for text in [*project["dependencies"], *project["optional-dependencies"]["train"]]
+            if canonicalize_name(Requirement(text).name) not in SWEEP_ONLY]
+
+
+def top_level_requirements(image: dict[str, Version | None]) -> list[str]:
+    """The project's requirements the image lacks (their dependencies are resolved below)."""
+    return [text for text in project_requirements() if canonicalize_name(Requirement(text).name) not in image]
 
 
 def pip(*args: str) -> None:
@@ -190,7 +200,7 @@ def check_installs(wheels: Path, scratch: Path) -> None:
 
 
 def copy_peer(target: Path) -> None:
-    source = SHARED / "peers" / "timm"
+    source = PEER[1].parent
     if not (source / "train.py").is_file():
         raise SystemExit(f"{source / 'train.py'} is missing: the benchmark's peer comes from ../shared/peers")
     target.mkdir(parents=True, exist_ok=True)
@@ -202,7 +212,7 @@ def copy_photos(target: Path) -> dict[str, int]:
     """An evenly spaced, decodable sample of each class (the device replicates it by hard links)."""
     from PIL import Image
 
-    source = SHARED / "data" / "hymenoptera"
+    source = PHOTOS[1]
     counts = {}
     for split, per_class in IMAGES_PER_CLASS.items():
         for class_dir in sorted(p for p in (source / split).iterdir() if p.is_dir()):
@@ -240,7 +250,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep an existing .device/ and only check it")
     args = parser.parse_args()
     image, pins = image_packages(), tested_versions()
-    wheels = DEVICE_DIR / "wheels"
+    wheels = WHEELS
     if not args.keep:
         shutil.rmtree(DEVICE_DIR, ignore_errors=True)
         wheels.mkdir(parents=True)
@@ -250,21 +260,21 @@ def main() -> None:
         missing = {name: version for name, version in resolved.items() if name not in image}
         missing.update({name: pins[name] for name in PINNED_TO_TESTED})
         download(wheels, {name: version for name, version in missing.items() if name not in SDIST_ONLY})
-        trusted = download_fallbacks(wheels, DEVICE_DIR / "fallback", image, pins)
-        copy_peer(DEVICE_DIR / "peers" / "timm")
-        photos = copy_photos(DEVICE_DIR / "data" / "hymenoptera")
+        trusted = download_fallbacks(wheels, FALLBACK, image, pins)
+        copy_peer(PEER[0].parent)
+        photos = copy_photos(PHOTOS[0])
     else:
         previous = json.loads((DEVICE_DIR / "manifest.json").read_text())
         photos, trusted = previous["photos"], previous["trusted_to_the_image"]
-    problems = check_closure([wheels, DEVICE_DIR / "fallback"], image)
+    problems = check_closure([wheels, FALLBACK], image)
     with tempfile.TemporaryDirectory() as scratch:
         check_installs(wheels, Path(scratch) / "main")
-        check_installs(DEVICE_DIR / "fallback", Path(scratch) / "fallback")
+        check_installs(FALLBACK, Path(scratch) / "fallback")
     wheel_files = sorted(wheels.glob("*.whl"))
     manifest = {"python": TARGET_PYTHON, "platforms": list(PLATFORMS),
                 "wheels": {p.name: round(p.stat().st_size / 2**20, 2) for p in wheel_files},
                 "install_only_if_version_differs": PINNED_TO_TESTED,
-                "fallback_if_the_image_falls_short": sorted(p.name for p in (DEVICE_DIR / "fallback").glob("*.whl")),
+                "fallback_if_the_image_falls_short": sorted(p.name for p in FALLBACK.glob("*.whl")),
                 "trusted_to_the_image": trusted, "photos": photos, "closure_problems": problems}
     (DEVICE_DIR / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     size = travelling_mib()

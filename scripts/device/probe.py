@@ -10,18 +10,16 @@ import json
 import platform
 import subprocess
 import sys
-import tomllib
 from importlib import metadata
-from pathlib import Path
 from typing import Any
 
 from packaging.requirements import Requirement
 
-REPO = Path(__file__).resolve().parents[2]
+from prepare import project_requirements  # beside this file
+
 LIBRARIES = ("torch", "torchvision", "lightning", "torchmetrics", "timm", "onnx", "onnxruntime", "albumentations",
              "hydra-core", "omegaconf", "numpy", "opencv-python-headless", "pillow", "scikit-learn", "wandb",
              "pytest")
-SWEEP_ONLY = {"hydra-optuna-sweeper", "optuna"}
 
 
 def version_of(name: str) -> str | None:
@@ -33,12 +31,9 @@ def version_of(name: str) -> str | None:
 
 def unmet_requirements() -> list[str]:
     """visiontrain's base + train requirements that the running environment does not satisfy."""
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     unmet = []
-    for text in [*project["dependencies"], *project["optional-dependencies"]["train"]]:
+    for text in project_requirements():
         requirement = Requirement(text)
-        if requirement.name in SWEEP_ONLY:
-            continue
         installed = version_of(requirement.name)
         if installed is None or not requirement.specifier.contains(installed, prereleases=True):
             unmet.append(f"{text} (found {installed or 'nothing'})")
