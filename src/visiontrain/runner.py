@@ -186,6 +186,8 @@ def print_report(summary: dict[str, Any], task: Any) -> None:
         lines.append(f"{cv['folds']}-fold cross-validation (mean +- std): " + "   ".join(
             f"{k} = {cv['mean'][k]:.4f} +- {cv['std'][k]:.4f}" for k in cv["mean"] if k != "threshold"))
     lines.append(task.describe_data(summary["data"]))
+    if "weights" in summary and hasattr(task, "describe_weights"):
+        lines.append(task.describe_weights(summary["weights"]))
     if summary.get("export"):
         lines.append(task.describe_export(summary["export"]))
     lines += ["-" * 78, f"run dir            {summary['run_dir']}",

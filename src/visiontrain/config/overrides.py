@@ -16,6 +16,10 @@ from omegaconf import DictConfig
 from visiontrain.errors import ConfigError
 
 
+# keys that lived elsewhere in earlier versions: the error names the new place
+MOVED = {f"augment.{name}": f"model.input.{name}" for name in ("image_size", "mean", "std", "crop_pct", "interpolation")}
+
+
 def _leaf_keys(node: DictConfig, prefix: str = "") -> Iterator[str]:
     for key in node.keys():
         path = f"{prefix}{key}"
@@ -71,6 +75,9 @@ def check_override_keys(config_name: str, overrides: list[str], conf: Path) -> N
         if key == "paths.run_dir":  # an interpolation of Hydra's run dir: setting it would split the run's files
             raise ConfigError(key, "follows Hydra's run dir and is not set directly",
                               "hydra.run.dir=/path/to/run (or paths.output_dir=/path for the parent of all runs)")
+        if key in MOVED and not _exists(cfg, key):
+            raise ConfigError(key, f"has moved to {MOVED[key]}: the input spec describes the model and its weights, "
+                              "not the augmentation", f"{MOVED[key]}=<value>")
         if not _exists(cfg, key):
             raise ConfigError(key, "is not a key of this config", _suggestion(key, sorted(_leaf_keys(cfg))))
 

@@ -13,7 +13,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from visiontrain.errors import ConfigError
+from visiontrain.errors import ConfigError, WeightsError
 
 
 def _value(cfg: DictConfig, key: str) -> Any:
@@ -131,6 +131,7 @@ def _check_schedule(cfg: DictConfig) -> None:
     _number(cfg, "schedule.layer_decay", "0.75", minimum=0, exclusive=True, maximum=1, optional=True)
     _number(cfg, "schedule.warmup_epochs", "1", minimum=0)
     _number(cfg, "schedule.min_lr_ratio", "0.01", minimum=0, maximum=1)
+    _choice(cfg, "schedule.bn_stats", ("frozen", "train"))
 
 
 def _check_trainer(cfg: DictConfig) -> None:
@@ -159,27 +160,34 @@ def _check_trainer(cfg: DictConfig) -> None:
 
 def _check_model(cfg: DictConfig) -> None:
     from visiontrain.models.backbone import check_backbone_name
+    from visiontrain.models.weight_source import weight_source
 
     backbone = _value(cfg, "model.backbone")
-    if not isinstance(backbone, str):
+    if backbone is not None and not isinstance(backbone, str):
         raise ConfigError("model.backbone", f"must be a timm model name, got {backbone!r}", "model.backbone=resnet18")
-    check_backbone_name(backbone)
     _boolean(cfg, "model.pretrained")
+    source = weight_source(cfg.model)  # one weights source, and a backbone that fits it
+    check_backbone_name(source.backbone)
+    if source.packaged:
+        try:
+            source.packaged.path()  # a missing package fails now, before any data is read
+        except WeightsError as error:
+            raise ConfigError("model.weights", str(error), source.packaged.pip_install) from None
     _number(cfg, "model.drop_rate", "0.2", minimum=0, maximum=1)
     _number(cfg, "model.label_smoothing", "0.1", minimum=0, maximum=1)
     weights = _value(cfg, "model.weights_file")
     if weights is not None and not Path(str(weights)).expanduser().is_file():
         raise ConfigError("model.weights_file", f"file {weights} does not exist",
                           "model.weights_file=/path/to/weights.safetensors (or .pth / .ckpt), or null")
-
-
-def _check_augment(cfg: DictConfig) -> None:
-    _number(cfg, "augment.image_size", "224", integer=True, minimum=1, optional=True)
-    _number(cfg, "augment.crop_pct", "0.875", minimum=0, exclusive=True, maximum=1, optional=True)
-    for key in ("augment.mean", "augment.std"):
+    _number(cfg, "model.input.image_size", "224", integer=True, minimum=1, optional=True)
+    _number(cfg, "model.input.crop_pct", "0.875", minimum=0, exclusive=True, maximum=1, optional=True)
+    for key in ("model.input.mean", "model.input.std"):
         value = _value(cfg, key)
         if value is not None and (len(value) != 3 or not all(isinstance(v, (int, float)) for v in value)):
             raise ConfigError(key, f"must be three numbers (R, G, B) or null, got {value!r}", f"{key}=[0.5,0.5,0.5]")
+
+
+def _check_augment(cfg: DictConfig) -> None:
     if not OmegaConf.is_list(_value(cfg, "augment.train")):
         raise ConfigError("augment.train", "must be a list of albumentations transforms",
                           "augment=light (or none / strong), or a list of {_target_: albumentations.X, ...}")

@@ -1,7 +1,7 @@
 """Albumentations pipelines built from config, and the input spec (size, mean, std) they share.
 
-The input spec defaults to the backbone's pretrained config from timm, so a user who only names a backbone
-gets the resolution and normalisation the weights were trained with. The eval pipeline is fixed
+The input spec (``model.input``) defaults to what the weights were trained with: the packaged weights' own
+spec, else the backbone's pretrained config from timm. The eval pipeline is fixed
 (resize shorter side, centre crop, normalise) because it is also recorded in the ONNX file for deployment.
 """
 
@@ -45,12 +45,19 @@ class InputSpec:
 
 def resolve_input_spec(backbone: str, image_size: int | None = None, mean: Sequence[float] | None = None,
                        std: Sequence[float] | None = None, crop_pct: float | None = None,
-                       interpolation: str | None = None) -> InputSpec:
-    """Fill every unset field from the backbone's pretrained config."""
+                       interpolation: str | None = None, weights: dict[str, Any] | None = None) -> InputSpec:
+    """Fill every unset field from the weights' own spec (``weights``), else the backbone's timm pretrained config.
+
+    The spec belongs to the model and its weights: weights trained on [-1, 1] inputs need mean = std = 0.5
+    whatever augmentation is chosen.
+    """
     import timm
 
     pretrained = timm.get_pretrained_cfg(backbone)
     defaults = pretrained.to_dict() if pretrained is not None else {}
+    defaults = {**defaults, **{k: v for k, v in (weights or {}).items() if v is not None}}
+    if "image_size" in defaults:
+        defaults["input_size"] = (3, defaults["image_size"], defaults["image_size"])
     size = image_size or int(defaults.get("input_size", (3, 224, 224))[-1])
     interp = interpolation or defaults.get("interpolation", "bilinear")
     return InputSpec(

@@ -38,7 +38,7 @@ def create_backbone(name: str, num_classes: int, pretrained: bool = False, drop_
     if pretrained:
         use_cache_only_if_hub_unreachable()
     try:
-        return timm.create_model(name, pretrained=pretrained, num_classes=num_classes, drop_rate=drop_rate)
+        model = timm.create_model(name, pretrained=pretrained, num_classes=num_classes, drop_rate=drop_rate)
     except Exception as error:  # noqa: BLE001 - hub failures surface as many exception types
         if not pretrained:
             raise
@@ -48,6 +48,26 @@ def create_backbone(name: str, num_classes: int, pretrained: bool = False, drop_
             f"model.weights_file=/path/to/{name}.safetensors (or .pth / a visiontrain .ckpt) with "
             "model.pretrained=false, or train from scratch with model.pretrained=false."
         ) from error
+    if not (pretrained and num_classes == model.pretrained_cfg.get("num_classes")):  # the hub's head is kept
+        zero_new_head(model)
+    return model
+
+
+def zero_new_head(model: nn.Module) -> None:
+    """Start the new classifier at zero, whatever the backbone family.
+
+    timm initialises an EfficientNet classifier uniformly within +-1/sqrt(num_classes): a 2-class head gets
+    weights of std 0.41, the first logits are huge, and a stage that trains the head on frozen features
+    spends its epochs unlearning them. A zero head predicts uniform probabilities, its gradient is the
+    features themselves, and fitting it on frozen features is the convex problem of a linear probe.
+    """
+    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
+    layers = [m for m in (classifier.modules() if isinstance(classifier, nn.Module) else ())
+              if isinstance(m, (nn.Linear, nn.Conv2d))]
+    if layers:
+        nn.init.zeros_(layers[-1].weight)
+        if layers[-1].bias is not None:
+            nn.init.zeros_(layers[-1].bias)
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:

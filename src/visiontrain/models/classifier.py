@@ -14,6 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from visiontrain.data.transforms import apply_normalisation, normalisation_tensors
 from visiontrain.models.backbone import backbone_layer_ids, create_backbone, find_head_parameters
+from visiontrain.models.packaged_weights import packaged_weights
 from visiontrain.models.weights import load_weights
 from visiontrain.training.schedule import (FineTuneSchedule, StagedLR, build_param_groups, stage_name,
                                            trainable_in_stage_two)
@@ -43,7 +44,8 @@ class ImageClassifier(pl.LightningModule):
     """
 
     def __init__(self, backbone: str, class_names: list[str], input_spec: dict[str, Any],
-                 pretrained: bool = False, weights_file: str | None = None, drop_rate: float = 0.0,
+                 pretrained: bool = False, weights_file: str | None = None, weights: str | None = None,
+                 drop_rate: float = 0.0,
                  label_smoothing: float = 0.0, class_weights: list[float] | None = None,
                  optimizer: dict[str, Any] | None = None, schedule: dict[str, Any] | None = None,
                  run_config: dict[str, Any] | None = None) -> None:
@@ -52,7 +54,7 @@ class ImageClassifier(pl.LightningModule):
         self.class_names = list(class_names)
         self.model = create_backbone(backbone, len(class_names), pretrained, drop_rate)
         self.head_names = find_head_parameters(self.model, int(input_spec["image_size"]))
-        self.weights_report = load_weights(self.model, weights_file, self.head_names).to_dict() if weights_file else None
+        self.weights_report = self._load_starting_weights(weights, weights_file)
         self.schedule = FineTuneSchedule(**(schedule or {}))
         self.layer_ids = backbone_layer_ids(self.model, self.head_names, coarse=False)
         stage_two = trainable_in_stage_two(backbone_layer_ids(self.model, self.head_names, coarse=True),
@@ -62,6 +64,10 @@ class ImageClassifier(pl.LightningModule):
             parameter.requires_grad_(name in self.trainable_names)  # never-trained blocks stay fixed
         self._head_modules = self._modules_owning(self.head_names)
         self._fixed_modules = self._modules_owning(set(self.layer_ids) - stage_two)
+        if self.schedule.bn_stats == "frozen":  # normalisation statistics stay the pretrained ones
+            head = {id(m) for m in self._head_modules}
+            self._fixed_modules += [m for m in self.model.modules() if id(m) not in head
+                                    and isinstance(m, nn.modules.batchnorm._BatchNorm)]
         self.backbone_frozen = False
         weight = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
         self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
@@ -75,6 +81,17 @@ class ImageClassifier(pl.LightningModule):
         self.register_buffer("pixel_scale", scale, persistent=False)    # stay out of checkpoints
         self.channels_last = False
         self._features_fn = self._head_fn = None  # compiled callables when trainer.compile is set
+
+    def _load_starting_weights(self, weights: str | None, weights_file: str | None) -> dict[str, Any] | None:
+        """Packaged weights (by name) or a local file into the backbone; what was loaded, for the run's report."""
+        if weights:
+            packaged = packaged_weights(weights)
+            report = load_weights(self.model, packaged.path(), self.head_names)
+            return {**report.to_dict(), "package": packaged.describe(), "summary": report.describe()}
+        if weights_file:
+            report = load_weights(self.model, weights_file, self.head_names)
+            return {**report.to_dict(), "summary": report.describe()}
+        return None
 
     # ----- freezing -------------------------------------------------------------------------------------
     def _modules_owning(self, names: set[str]) -> list[nn.Module]:

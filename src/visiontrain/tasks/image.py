@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,10 @@ from visiontrain.errors import ConfigError
 from visiontrain.export.onnx_export import export_onnx
 from visiontrain.export.parity import check_parity
 from visiontrain.models.classifier import ImageClassifier
+from visiontrain.models.weight_source import weight_source
 from visiontrain.training.reports import write_confusion
+
+log = logging.getLogger("visiontrain")
 
 
 def data_root(data_cfg: DictConfig | dict) -> Path:
@@ -39,13 +43,16 @@ def scan(data_cfg: DictConfig | dict, seed: int, classes: list[str] | None = Non
 
 
 def input_spec_from(cfg: DictConfig) -> InputSpec:
-    a = cfg.augment
-    return resolve_input_spec(cfg.model.backbone, a.image_size, a.mean, a.std, a.crop_pct, a.interpolation)
+    """``model.input`` with its unset fields filled from the weights (or the backbone's pretrained config)."""
+    source = weight_source(cfg.model)
+    i = cfg.model.input
+    return resolve_input_spec(source.backbone, i.image_size, i.mean, i.std, i.crop_pct, i.interpolation,
+                              weights=source.input_defaults())
 
 
 def train_steps_for(cfg: DictConfig, spec: InputSpec) -> Any:
-    """The configured augmentation list with ``${augment.image_size}`` resolved to the actual input size."""
-    return OmegaConf.merge(cfg, {"augment": {"image_size": spec.image_size}}).augment.train
+    """The configured augmentation list with ``${model.input.image_size}`` resolved to the actual input size."""
+    return OmegaConf.merge(cfg, {"model": {"input": {"image_size": spec.image_size}}}).augment.train
 
 
 def datamodule_for(inventory: Inventory, spec: InputSpec, data_cfg: DictConfig | dict, seed: int,
@@ -61,7 +68,7 @@ def datamodule_for(inventory: Inventory, spec: InputSpec, data_cfg: DictConfig |
 def load_classifier(ckpt_path: str | Path) -> ImageClassifier:
     """A trained classifier from a visiontrain checkpoint, without the hub or the original weights file."""
     return ImageClassifier.load_from_checkpoint(str(ckpt_path), map_location="cpu", weights_only=True,
-                                                pretrained=False, weights_file=None)
+                                                pretrained=False, weights_file=None, weights=None)
 
 
 def evaluation_report(trainer: pl.Trainer, module: ImageClassifier, datamodule: ImageDataModule,
@@ -159,6 +166,7 @@ class ImageTask:
         self.cfg = cfg
         self.inventory: Inventory | None = None
         self.datamodule: ImageDataModule | None = None
+        self._warned_frozen_random = False
 
     curve_metric = "acc"
     report_split = "val"  # whose confusion matrix the report points at
@@ -198,18 +206,37 @@ class ImageTask:
         self.spec = input_spec_from(cfg)
         self.datamodule = datamodule_for(self.inventory, self.spec, cfg.data, int(cfg.seed),
                                          train_steps_for(cfg, self.spec), cfg.trainer)
+        source = weight_source(cfg.model)
+        if not source.pretrained and int(cfg.schedule.freeze_epochs) > 0 and not self._warned_frozen_random:
+            self._warned_frozen_random = True
+            log.warning("schedule.freeze_epochs=%d freezes a backbone that got no pretrained weights: its random "
+                        "features cannot be fitted by the head alone. Use schedule=full_finetune, or give it "
+                        "weights (model.weights=..., model.pretrained=true or model.weights_file=...)",
+                        int(cfg.schedule.freeze_epochs))
         module = ImageClassifier(
-            backbone=cfg.model.backbone, class_names=self.inventory.classes, input_spec=self.spec.to_dict(),
-            pretrained=bool(cfg.model.pretrained), weights_file=cfg.model.weights_file,
+            backbone=source.backbone, class_names=self.inventory.classes, input_spec=self.spec.to_dict(),
+            pretrained=source.kind == "hub", weights_file=source.file,
+            weights=source.packaged.name if source.packaged else None,
             drop_rate=float(cfg.model.drop_rate), label_smoothing=float(cfg.model.label_smoothing),
             class_weights=self.class_weights, optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
             schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
             run_config=OmegaConf.to_container(cfg, resolve=True))
+        if module.weights_report:
+            log.info(module.weights_report["summary"])
         return self.datamodule, module
 
     def info(self, module: ImageClassifier) -> dict[str, Any]:
-        return {"input_spec": self.spec.to_dict(), "parameters": module.parameter_counts(),
-                "weights": module.weights_report}
+        source = weight_source(self.cfg.model)
+        weights = {**source.describe(), **(module.weights_report or {})}
+        if source.kind == "hub":
+            weights["source"] = f"hub: {source.backbone}"
+        return {"input_spec": self.spec.to_dict(), "parameters": module.parameter_counts(), "weights": weights}
+
+    @staticmethod
+    def describe_weights(weights: dict[str, Any]) -> str:
+        if weights.get("summary"):
+            return weights["summary"]
+        return "weights: from the hub" if weights.get("kind") == "hub" else "weights: none, trained from scratch"
 
     def evaluate(self, trainer: pl.Trainer, module: ImageClassifier, ckpt_path: str | None,
                  run_dir: Path) -> dict[str, Any]:

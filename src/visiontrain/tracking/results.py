@@ -28,6 +28,7 @@ def log_run_results(logger: Any, cfg: DictConfig, summary: dict[str, Any], sampl
     parameters = summary.get("parameters") or {}
     run.summary.update({f"parameters/{k}": v for k, v in parameters.items()})
     run.summary.update({"monitor/metric": summary["monitor"]["metric"], "monitor/best": summary["monitor"]["best"]})
+    run.summary.update(weights_summary(summary.get("weights")))
     for split, result in summary["evaluation"].items():
         run.summary.update({key: value for key, value in result["metrics"].items()})
     if summary.get("cross_validation"):
@@ -47,6 +48,19 @@ def log_run_results(logger: Any, cfg: DictConfig, summary: dict[str, Any], sampl
                 for s in samples]
     run.log(payload)
     log_model_artifacts(run, cfg, summary)
+
+
+def weights_summary(weights: dict[str, Any] | None) -> dict[str, Any]:
+    """Where the starting weights came from and how many tensors were loaded, remapped and skipped."""
+    if not weights:
+        return {"weights/source": "none (from scratch)"}
+    flat = {"weights/source": weights.get("source", weights.get("kind"))}
+    if weights.get("loaded") is not None:
+        flat.update({f"weights/{k}": weights[k] for k in ("method", "loaded", "remapped", "skipped", "head", "sha256")
+                     if k in weights})
+    package = weights.get("package") or {}
+    flat.update({f"weights/package_{k}": v for k, v in package.items() if k in ("name", "distribution", "version")})
+    return flat
 
 
 def _data_table(data: dict[str, Any]) -> Any:

@@ -27,6 +27,7 @@ class FineTuneSchedule:
     layer_decay: float | None = None  # each lower backbone layer: LR x this again
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
+    bn_stats: str = "frozen"  # frozen: BatchNorm keeps the pretrained statistics in stage 2 too | train
 
     def is_frozen(self, epoch: int) -> bool:
         return epoch < self.freeze_epochs
@@ -78,8 +79,9 @@ def build_param_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], hea
 class StagedLR:
     """LR multiplier per step for one parameter-group role (a picklable callable for ``LambdaLR``).
 
-    Head: warmup, constant through stage 1, then cosine decay. Backbone: zero in stage 1, warmup from the
-    unfreeze step, then the same cosine decay. Its fields are plain numbers, so it is saved in checkpoints.
+    Head: full rate through stage 1 (a zero-initialised head on frozen features is a linear probe, which
+    needs no warmup), then cosine decay. Backbone: zero in stage 1, warmup from the unfreeze step, then the
+    same cosine decay. Without a frozen stage everything warms up together. Its fields are plain numbers, so it is saved in checkpoints.
     """
 
     role: str
@@ -93,7 +95,7 @@ class StagedLR:
         freeze_steps = int(round(self.freeze_epochs * self.steps_per_epoch))
         warmup_steps = max(1, int(round(self.warmup_epochs * self.steps_per_epoch)))
         if step < freeze_steps:
-            return 0.0 if self.role == "backbone" else min(1.0, (step + 1) / min(warmup_steps, freeze_steps))
+            return 0.0 if self.role == "backbone" else 1.0
         since_unfreeze = step - freeze_steps
         decay_steps = max(1, self.total_steps - freeze_steps)
         progress = min(1.0, since_unfreeze / decay_steps)
