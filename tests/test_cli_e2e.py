@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from conftest import TINY_BACKBONE, run_cli
 
-TINY = [f"model.backbone={TINY_BACKBONE}", "model.pretrained=false", "augment.image_size=32", "data.batch_size=4",
+TINY = [f"model.backbone={TINY_BACKBONE}", "model.weights=null", "model.input.image_size=32", "data.batch_size=4",
         "data.num_workers=0", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
 
 

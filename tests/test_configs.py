@@ -27,7 +27,7 @@ def test_every_experiment_composes_and_builds_a_working_model(experiment, tiny_h
     overrides = [f"experiment={experiment}", f"paths.run_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}"]
     image = compose_train(*overrides).task == "image_classification"
     if image:
-        overrides += ["model.pretrained=false", "data.num_workers=0"]
+        overrides += ["data.num_workers=0"]
         if compose_train(*overrides).data.builtin is None:
             overrides.append(f"data.root={tiny_hymenoptera}")
     cfg = compose_train(*overrides)
@@ -67,7 +67,7 @@ def test_every_group_option_composes_and_validates(group, tiny_hymenoptera, tmp_
         validate_train_config(cfg)
         if group == "augment":
             spec = resolve_input_spec(TINY_BACKBONE, image_size=48)
-            sized = compose_train(f"augment={option}", "augment.image_size=48", f"paths.run_dir={tmp_path}").augment
+            sized = compose_train(f"augment={option}", "model.input.image_size=48", f"paths.run_dir={tmp_path}").augment
             image = torch.randint(0, 255, (70, 90, 3), dtype=torch.uint8).numpy()
             assert build_train_transform(spec, sized.train)(image=image)["image"].shape == (3, 48, 48)
         if group == "optimizer":
