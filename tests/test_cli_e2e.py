@@ -150,4 +150,5 @@ def test_default_job_learns_the_builtin_digits(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["data"]["files_in"] == 1797 and summary["data"]["files_rejected"] == 0
     assert summary["monitor"]["best"] >= 0.95
+    assert summary["weights"]["package"]["name"] == "efficientnet_lite0.in1k"  # fine-tuned, not from scratch
     assert summary["export"]["parity"]["passed"] and (tmp_path / "run" / "model.onnx").is_file()
