@@ -19,7 +19,7 @@ MISTAKES = [
     (["augment.image_size=32"], "augment.image_size", "model.input.image_size=<value>"),  # moved with the weights
     (["experiment=hymenoptera"], "data.root", "data.root=<value>"),
     (["experiment=hymenoptera", "data.root=/no/such/folder"], "data.root", "a folder with train/ and val/"),
-    (["schedule.freeze_epochs=10"], "schedule.freeze_epochs", "schedule.freeze_epochs=9"),
+    (["schedule.freeze_epochs=10"], "schedule.freeze_epochs", "schedule.freeze_epochs=7"),
     (["trainer=tpu"], "trainer", "torch_xla"),
     (["trainer.compile=fast"], "trainer.compile", "trainer.compile=true"),
     (["trainer.channels_last=maybe"], "trainer.channels_last", "trainer.channels_last=true"),

@@ -59,7 +59,7 @@ def test_every_group_option_composes_and_validates(group, tiny_hymenoptera, tmp_
         if option in TABLE_DATA or option in TABULAR_MODELS or group == "features":
             context = [TABLE_DATA.get(option, "experiment=churn")]
         else:
-            context = [f"model.backbone={TINY_BACKBONE}"]
+            context = ["model.weights=null", f"model.backbone={TINY_BACKBONE}"]
         cfg = compose_train(*context, f"{group}={option}", f"paths.run_dir={tmp_path}",
                             f"paths.cache_dir={tmp_path / 'cache'}", "trainer.max_epochs=5")
         if cfg.task == "image_classification" and cfg.data.builtin is None:

@@ -12,8 +12,14 @@ from visiontrain.export.parity import check_parity
 from visiontrain.models.backbone import create_backbone
 
 
+def trained_like(model: torch.nn.Module) -> torch.nn.Module:
+    """A head with weights, as after training (a new head starts at zero: every logit 0, nothing to compare)."""
+    torch.nn.init.normal_(model.get_classifier().weight, std=0.5, generator=torch.Generator().manual_seed(1))
+    return model.eval()
+
+
 def test_export_takes_any_batch_and_matches_pytorch(tmp_path):
-    model = create_backbone(TINY_BACKBONE, num_classes=3).eval()
+    model = trained_like(create_backbone(TINY_BACKBONE, num_classes=3))
     path = export_onnx(model, tmp_path / "m.onnx", 40, {"class_names": ["a", "b", "c"], "backbone": TINY_BACKBONE})
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].shape[0] == "batch"
@@ -28,7 +34,7 @@ def test_export_takes_any_batch_and_matches_pytorch(tmp_path):
 
 
 def test_parity_check_catches_a_model_that_differs(tmp_path):
-    model = create_backbone(TINY_BACKBONE, num_classes=3).eval()
+    model = trained_like(create_backbone(TINY_BACKBONE, num_classes=3))
     path = export_onnx(model, tmp_path / "m.onnx", 32, {})
     images = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     assert check_parity(path, model, images)["passed"]

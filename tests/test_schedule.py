@@ -42,7 +42,7 @@ def changed(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> 
 
 
 def test_stage_one_trains_only_the_head_and_stage_two_trains_the_backbone(tiny_hymenoptera, tmp_path):
-    _, datamodule, module = build(tiny_hymenoptera, tmp_path, "schedule.freeze_epochs=1")
+    _, datamodule, module = build(tiny_hymenoptera, tmp_path, "schedule.freeze_epochs=1", "schedule.bn_stats=train")
     initial = snapshot(module)
     assert any("running_mean" in k for k in initial["backbone"]), "the test backbone must have BatchNorm"
 
@@ -121,7 +121,7 @@ def test_learning_rate_curve_has_the_two_stages():
 
 def test_without_a_frozen_stage_everything_warms_up_together():
     head, backbone = (StagedLR(role, 10, 100, 0, 1, 0.01) for role in ("head", "backbone"))
-    assert head(0) == backbone(0) == pytest.approx(0.1) and head(9) == pytest.approx(1.0, abs=0.01)
+    assert head(0) == backbone(0) == pytest.approx(0.1) and head(9) == pytest.approx(1.0, abs=0.03)
 
 
 def test_batchnorm_keeps_its_pretrained_statistics_while_fine_tuning(tiny_hymenoptera, tmp_path):

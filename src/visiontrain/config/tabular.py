@@ -27,7 +27,7 @@ def _check_tabular_run(cfg: DictConfig) -> None:
 
 
 def _check_tabular_model(cfg: DictConfig) -> None:
-    if OmegaConf.select(cfg, "model.backbone") is not None:
+    if "backbone" in (OmegaConf.select(cfg, "model") or {}):
         raise ConfigError("model", "is an image backbone, but this run trains on a table",
                           "model=mlp, model=logistic_regression or model=gradient_boosting")
     if OmegaConf.select(cfg, "data.kind") != "table":
