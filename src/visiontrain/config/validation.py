@@ -196,6 +196,34 @@ def _check_augment(cfg: DictConfig) -> None:
 
     spec = input_spec_from(cfg)
     build_train_transform(spec, train_steps_for(cfg, spec))  # a bad transform fails here, naming its index
+    if OmegaConf.select(cfg, "augment.mixup") is not None:
+        _check_mixup(cfg)
+
+
+def _check_mixup(cfg: DictConfig) -> None:
+    """``augment.mixup``: ranges and mode; when on, an even batch and one label smoothing, not two."""
+    from visiontrain.data.mixup import MIXUP_MODES
+
+    mixup = _number(cfg, "augment.mixup.mixup_alpha", "0.8", minimum=0)
+    cutmix = _number(cfg, "augment.mixup.cutmix_alpha", "1.0", minimum=0)
+    _number(cfg, "augment.mixup.prob", "1.0", minimum=0, maximum=1)
+    _number(cfg, "augment.mixup.switch_prob", "0.5", minimum=0, maximum=1)
+    _choice(cfg, "augment.mixup.mode", MIXUP_MODES)
+    smoothing = _number(cfg, "augment.mixup.label_smoothing", "0.1", minimum=0, maximum=1)
+    if smoothing == 1:
+        raise ConfigError("augment.mixup.label_smoothing", "must be < 1: at 1 every target is uniform",
+                          "augment.mixup.label_smoothing=0.1")
+    if not (mixup > 0 or cutmix > 0):
+        return
+    batch = _value(cfg, "data.batch_size")
+    if isinstance(batch, int) and not isinstance(batch, bool) and batch % 2:
+        raise ConfigError("data.batch_size", f"is {batch}, but mixup/cutmix mix each image with another of its "
+                          "batch and need an even batch size", f"data.batch_size={batch + 1}")
+    model_smoothing = _value(cfg, "model.label_smoothing")
+    if model_smoothing:
+        raise ConfigError("model.label_smoothing", f"is {model_smoothing}, but with mixup/cutmix on the targets are "
+                          "smoothed by augment.mixup.label_smoothing", "model.label_smoothing=0 and "
+                          f"augment.mixup.label_smoothing={model_smoothing}")
 
 
 def _check_data(cfg: DictConfig) -> None:

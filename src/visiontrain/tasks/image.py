@@ -16,6 +16,7 @@ from visiontrain.data.builtin import materialise_builtin
 from visiontrain.data.datamodule import (ImageDataModule, class_weights, processes_per_node,
                                          resolve_pin_memory)
 from visiontrain.data.inventory import Inventory, build_inventory
+from visiontrain.data.mixup import mixup_enabled
 from visiontrain.data.transforms import (InputSpec, build_eval_transform, build_train_transform, normalise,
                                          resolve_input_spec)
 from visiontrain.errors import ConfigError
@@ -56,13 +57,15 @@ def train_steps_for(cfg: DictConfig, spec: InputSpec) -> Any:
 
 
 def datamodule_for(inventory: Inventory, spec: InputSpec, data_cfg: DictConfig | dict, seed: int,
-                   train_steps: Any = None, trainer_cfg: DictConfig | dict | None = None) -> ImageDataModule:
+                   train_steps: Any = None, trainer_cfg: DictConfig | dict | None = None,
+                   drop_last_train: bool = False) -> ImageDataModule:
     trainer_cfg = trainer_cfg if trainer_cfg is not None else {"accelerator": "cpu"}
     pin_memory = resolve_pin_memory(data_cfg.get("pin_memory", "auto"), str(trainer_cfg.get("accelerator", "cpu")))
     return ImageDataModule(inventory, build_train_transform(spec, train_steps), build_eval_transform(spec),
                            batch_size=int(data_cfg["batch_size"]), num_workers=data_cfg["num_workers"],
                            balance=data_cfg["balance"], pin_memory=pin_memory,
-                           reduce_to=spec.resize_to, seed=seed, processes=processes_per_node(trainer_cfg))
+                           reduce_to=spec.resize_to, seed=seed, processes=processes_per_node(trainer_cfg),
+                           drop_last_train=drop_last_train)
 
 
 def load_classifier(ckpt_path: str | Path) -> ImageClassifier:
@@ -84,6 +87,15 @@ def evaluation_report(trainer: pl.Trainer, module: ImageClassifier, datamodule: 
         report.update(per_class=files.pop("per_class"), files=files,
                       confusion_matrix=module.last_confusion.tolist())
     return report
+
+
+def check_mixup_data(inventory: Inventory, batch_size: int, processes: int = 1) -> None:
+    """Mixup drops each epoch's last, incomplete batch: a training set smaller than one batch would leave none."""
+    per_process = len(inventory.splits["train"]) // max(1, processes)
+    if per_process < batch_size:
+        raise ConfigError("data.batch_size", f"is {batch_size}, but with mixup on the training loader keeps full "
+                          f"batches only and each training process has {per_process} images",
+                          f"data.batch_size={max(2, per_process - per_process % 2)} (even), or augment.mixup off")
 
 
 def export_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: ImageDataModule | None,
@@ -204,8 +216,12 @@ class ImageTask:
     def build(self, split: None = None) -> tuple[ImageDataModule, ImageClassifier]:
         cfg = self.cfg
         self.spec = input_spec_from(cfg)
+        mixup = OmegaConf.to_container(cfg.augment.mixup, resolve=True) if "mixup" in cfg.augment else None
+        mixing = mixup_enabled(mixup)
+        if mixing:
+            check_mixup_data(self.inventory, int(cfg.data.batch_size), processes_per_node(cfg.trainer))
         self.datamodule = datamodule_for(self.inventory, self.spec, cfg.data, int(cfg.seed),
-                                         train_steps_for(cfg, self.spec), cfg.trainer)
+                                         train_steps_for(cfg, self.spec), cfg.trainer, drop_last_train=mixing)
         source = weight_source(cfg.model)
         if not source.pretrained and int(cfg.schedule.freeze_epochs) > 0 and not self._warned_frozen_random:
             self._warned_frozen_random = True
@@ -220,7 +236,7 @@ class ImageTask:
             drop_rate=float(cfg.model.drop_rate), label_smoothing=float(cfg.model.label_smoothing),
             class_weights=self.class_weights, optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
             schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
-            run_config=OmegaConf.to_container(cfg, resolve=True))
+            run_config=OmegaConf.to_container(cfg, resolve=True), mixup=mixup if mixing else None)
         if module.weights_report:
             log.info(module.weights_report["summary"])
         return self.datamodule, module
