@@ -1,4 +1,4 @@
-"""Fine-tuning extras a user turns on: mixup/CutMix.
+"""Fine-tuning extras a user turns on: mixup/CutMix, a weight average (EMA).
 
 Every test runs the real thing on real photos (tiny hymenoptera, test_resnet at 32 px): a config, a model, a
 Trainer or the `visiontrain` command itself.
@@ -11,14 +11,15 @@ import math
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import pytest
 import torch
 from timm.loss import SoftTargetCrossEntropy
 
-from conftest import compose_train, tiny_overrides
+from conftest import compose_train, run_cli, tiny_overrides
 from visiontrain.config.validation import validate_train_config
 from visiontrain.errors import ConfigError
-from visiontrain.tasks.image import ImageTask
+from visiontrain.tasks.image import ImageTask, load_classifier, model_inputs
 
 
 def build(data_root: Path, run_dir: Path, *extra: str):
@@ -28,6 +29,19 @@ def build(data_root: Path, run_dir: Path, *extra: str):
     task.prepare(run_dir, True)
     datamodule, module = task.build()
     return task, datamodule, module
+
+
+def cli_overrides(data_root: Path, run_dir: Path, *extra: str) -> list[str]:
+    """The tiny settings as typed on the command line (the run dir is Hydra's)."""
+    return [o for o in tiny_overrides(data_root, run_dir, *extra) if not o.startswith("paths.run_dir=")] + [
+        f"hydra.run.dir={run_dir}"]
+
+
+def validation_images(task: ImageTask) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every validation image as the model sees it in validation, and its label."""
+    dataset = task.datamodule.dataset("val")
+    images = model_inputs(task.datamodule, "val", range(len(dataset)), task.spec.to_dict())
+    return images, torch.tensor([int(dataset[i][1]) for i in range(len(dataset))])
 
 
 MIXUP = ("augment.mixup.mixup_alpha=0.8", "model.drop_rate=0.0")
@@ -99,6 +113,65 @@ def test_a_tiny_run_with_mixup_and_cutmix_trains_evaluates_and_exports(tiny_hyme
     assert summary["export"]["parity"]["passed"] and (tmp_path / "model.onnx").is_file()
 
 
+# ----- EMA -------------------------------------------------------------------------------------------------------
+EMA = ("model.ema.enabled=true", "model.ema.decay=0.9", "model.ema.warmup=false", "schedule=full_finetune",
+       "optimizer.lr=0.01", "trainer.max_epochs=3", "monitor.metric=val/loss", "monitor.mode=min")
+
+
+@pytest.fixture(scope="module")
+def ema_run(tiny_hymenoptera, tmp_path_factory):
+    """`visiontrain train ... model.ema.enabled=true`: three epochs of 4 steps, the average of the last ~10 steps."""
+    base = tmp_path_factory.mktemp("ema")
+    run_dir = base / "run"
+    result = run_cli("train", *cli_overrides(tiny_hymenoptera, run_dir, *EMA), cwd=base)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    task, _, _ = build(tiny_hymenoptera, base / "data", *EMA)  # the same validation images, read again
+    return {"base": base, "run_dir": run_dir, "summary": summary, "best": summary["checkpoints"]["best"],
+            "task": task}
+
+
+def test_the_checkpoint_holds_both_the_trained_and_the_averaged_weights(ema_run):
+    state = torch.load(ema_run["best"], map_location="cpu", weights_only=True)["state_dict"]
+    trained = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    averaged = {k[len("ema.module."):]: v for k, v in state.items() if k.startswith("ema.module.")}
+    assert trained.keys() == averaged.keys()
+    weights = [k for k, v in trained.items() if v.is_floating_point() and "running" not in k]
+    moved = [k for k in weights if not torch.allclose(trained[k], averaged[k])]
+    assert len(moved) == len(weights), "after a short run every weight's average lags behind the weight"
+
+
+def test_validation_and_the_best_checkpoint_are_judged_on_the_averaged_weights(ema_run):
+    module = load_classifier(ema_run["best"]).eval()
+    images, labels = validation_images(ema_run["task"])
+    with torch.no_grad():
+        ema_loss = torch.nn.functional.cross_entropy(module.ema.module(images), labels).item()
+        raw_loss = torch.nn.functional.cross_entropy(module.model(images), labels).item()
+    metrics = ema_run["summary"]["evaluation"]["val"]["metrics"]
+    assert metrics["val/loss"] == pytest.approx(ema_loss, abs=1e-5)
+    assert abs(raw_loss - ema_loss) > 1e-4, "the trained weights score differently"
+
+
+def test_the_exported_onnx_model_is_the_averaged_one(ema_run):
+    module = load_classifier(ema_run["best"]).eval()
+    images, _ = validation_images(ema_run["task"])
+    session = ort.InferenceSession(str(ema_run["run_dir"] / "model.onnx"), providers=["CPUExecutionProvider"])
+    onnx_logits = session.run(["logits"], {"image": images.numpy()})[0]
+    with torch.no_grad():
+        ema_logits, raw_logits = module.ema.module(images).numpy(), module.model(images).numpy()
+    assert np.abs(onnx_logits - ema_logits).max() < 1e-4
+    assert np.abs(onnx_logits - raw_logits).max() > 1e-2
+
+
+def test_fine_tuning_from_such_a_checkpoint_starts_from_the_averaged_weights(ema_run):
+    from visiontrain.models.weights import read_state_dict
+
+    state = torch.load(ema_run["best"], map_location="cpu", weights_only=True)["state_dict"]
+    loaded = read_state_dict(ema_run["best"])  # what model.weights_file=<best.ckpt> reads
+    assert loaded.keys() == {k[len("ema.module."):] for k in state if k.startswith("ema.module.")}
+    assert all(torch.equal(value, state[f"ema.module.{name}"]) for name, value in loaded.items())
+
+
 # ----- config mistakes --------------------------------------------------------------------------------------------
 TRAIN_MISTAKES = [
     (["augment.mixup.mixup_alpha=-0.2"], "augment.mixup.mixup_alpha", "augment.mixup.mixup_alpha=0.8"),
@@ -108,6 +181,9 @@ TRAIN_MISTAKES = [
     (["augment.mixup.cutmix_alpha=1.0", "data.batch_size=5"], "data.batch_size", "data.batch_size=6"),
     (["augment.mixup.mixup_alpha=0.8", "model.label_smoothing=0.1"], "model.label_smoothing",
      "model.label_smoothing=0"),
+    (["model.ema.decay=1.0"], "model.ema.decay", "model.ema.decay=0.999"),
+    (["model.ema.decay=-0.5"], "model.ema.decay", "model.ema.decay=0.999"),
+    (["model.ema.enabled=maybe"], "model.ema.enabled", "model.ema.enabled=true"),
 ]
 
 

@@ -185,6 +185,18 @@ def _check_model(cfg: DictConfig) -> None:
         value = _value(cfg, key)
         if value is not None and (len(value) != 3 or not all(isinstance(v, (int, float)) for v in value)):
             raise ConfigError(key, f"must be three numbers (R, G, B) or null, got {value!r}", f"{key}=[0.5,0.5,0.5]")
+    if OmegaConf.select(cfg, "model.ema") is not None:
+        _check_ema(cfg)
+
+
+def _check_ema(cfg: DictConfig) -> None:
+    """``model.ema``: a decay in (0, 1); 1 would never move the average away from the starting weights."""
+    _boolean(cfg, "model.ema.enabled")
+    decay = _number(cfg, "model.ema.decay", "0.999", minimum=0, exclusive=True, maximum=1)
+    if decay == 1:
+        raise ConfigError("model.ema.decay", "must be < 1: at 1 the average never leaves the starting weights",
+                          "model.ema.decay=0.999")
+    _boolean(cfg, "model.ema.warmup")
 
 
 def _check_augment(cfg: DictConfig) -> None:

@@ -15,6 +15,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from visiontrain.data.mixup import build_mixup
 from visiontrain.data.transforms import apply_normalisation, normalisation_tensors
 from visiontrain.models.backbone import backbone_layer_ids, create_backbone, find_head_parameters
+from visiontrain.models.ema import build_ema
 from visiontrain.models.packaged_weights import packaged_weights
 from visiontrain.models.weights import load_weights
 from visiontrain.training.schedule import (FineTuneSchedule, StagedLR, build_param_groups, stage_name,
@@ -43,8 +44,9 @@ class ImageClassifier(pl.LightningModule):
     under ``torch.no_grad`` in eval mode instead. DDP therefore registers every trainable parameter from the
     start, and unfreezing needs no optimizer surgery (all groups exist from step 0, at LR 0 while frozen).
 
-    Optional, off by default: ``mixup`` (``augment.mixup``: Mixup/CutMix of training batches, soft-target
-    loss).
+    Optional, all off by default: ``mixup`` (``augment.mixup``: Mixup/CutMix of training batches, soft-target
+    loss) and ``ema`` (``model.ema``: a moving average of the weights, which validation, checkpoint selection
+    and export then use).
     """
 
     def __init__(self, backbone: str, class_names: list[str], input_spec: dict[str, Any],
@@ -52,7 +54,8 @@ class ImageClassifier(pl.LightningModule):
                  drop_rate: float = 0.0,
                  label_smoothing: float = 0.0, class_weights: list[float] | None = None,
                  optimizer: dict[str, Any] | None = None, schedule: dict[str, Any] | None = None,
-                 run_config: dict[str, Any] | None = None, mixup: dict[str, Any] | None = None) -> None:
+                 run_config: dict[str, Any] | None = None, mixup: dict[str, Any] | None = None,
+                 ema: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.class_names = list(class_names)
@@ -81,6 +84,7 @@ class ImageClassifier(pl.LightningModule):
         self.confusion = MulticlassConfusionMatrix(num_classes)
         self.last_confusion: torch.Tensor | None = None
         self.mixup = build_mixup(mixup, num_classes)
+        self.ema = build_ema(self.model, ema)  # after the starting weights: the average starts from them
         offset, scale = normalisation_tensors(input_spec["mean"], input_spec["std"])
         self.register_buffer("pixel_offset", offset, persistent=False)  # follow the model to its device,
         self.register_buffer("pixel_scale", scale, persistent=False)    # stay out of checkpoints
@@ -122,6 +126,8 @@ class ImageClassifier(pl.LightningModule):
         elif mode:
             for module in self._fixed_modules:
                 module.training = False
+        if self.ema is not None:
+            self.ema.module.eval()  # an average of weights is only ever evaluated
         return self
 
     def parameter_counts(self) -> dict[str, int]:
@@ -200,10 +206,26 @@ class ImageClassifier(pl.LightningModule):
         self.log("train/frozen", float(self.backbone_frozen), on_step=False, on_epoch=True)
         return loss
 
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """After each optimizer step (not each batch: gradient accumulation), move the EMA towards the weights."""
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.global_step)
+
+    def evaluation_model(self) -> nn.Module:
+        """The weights that are scored, exported and served: the EMA copy when ``model.ema`` is on, else ``model``."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def predict_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Evaluation logits: of :meth:`evaluation_model`."""
+        if self.ema is None:
+            return self(images)  # the (possibly compiled, channels_last) training forward
+        return self.ema.module(images)
+
     def _evaluation_step(self, batch: tuple[torch.Tensor, torch.Tensor], metrics: MetricCollection,
                          prefix: str) -> None:
         images, labels = batch
-        logits = self(images)
+        logits = self.predict_logits(images)
         self.log(f"{prefix}loss", nn.functional.cross_entropy(logits, labels), prog_bar=prefix == "val/",
                  sync_dist=True)
         metrics.update(logits, labels)

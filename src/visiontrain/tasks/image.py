@@ -105,9 +105,10 @@ def export_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: ImageD
     """Export ``ckpt_path`` to ONNX (metadata inside) and check onnxruntime against PyTorch on real images.
 
     ``quantize="int8"`` also writes ``<name>.int8.onnx``, calibrated on training images and compared with the
-    float file on the validation images.
+    float file on the validation images. With ``model.ema`` on, the EMA weights are exported (and checked).
     """
     module = load_classifier(ckpt_path).eval()
+    model = module.evaluation_model()
     spec = module.hparams.input_spec
     metadata = {
         "task": "image_classification", "class_names": module.class_names, "input_name": "image",
@@ -115,12 +116,13 @@ def export_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: ImageD
         "resize_to": spec["resize_to"], "crop": "center", "interpolation": spec["interpolation"],
         "pixel_scale": "RGB uint8 / 255, then (x - mean) / std, NCHW float32",
         "backbone": module.hparams.backbone, "source_checkpoint": str(Path(ckpt_path).resolve()),
-        "metric": metric or {}, "visiontrain_version": _version(), **(extra_metadata or {}),
+        "metric": metric or {}, "weights_averaged": module.ema is not None, "visiontrain_version": _version(),
+        **(extra_metadata or {}),
     }
     started = time.perf_counter()
-    export_onnx(module.model, onnx_path, int(spec["image_size"]), metadata, opset=opset)
+    export_onnx(model, onnx_path, int(spec["image_size"]), metadata, opset=opset)
     images, paths = _parity_batch(datamodule, parity_images, spec)
-    parity = check_parity(onnx_path, module.model, images, atol=atol, image_paths=paths)
+    parity = check_parity(onnx_path, model, images, atol=atol, image_paths=paths)
     result = {"onnx": str(onnx_path), "parity": parity, "metadata": metadata}
     if quantize == "int8":
         result["int8"] = int8_copy(onnx_path, datamodule, spec, calibration_images)
@@ -236,7 +238,8 @@ class ImageTask:
             drop_rate=float(cfg.model.drop_rate), label_smoothing=float(cfg.model.label_smoothing),
             class_weights=self.class_weights, optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
             schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
-            run_config=OmegaConf.to_container(cfg, resolve=True), mixup=mixup if mixing else None)
+            run_config=OmegaConf.to_container(cfg, resolve=True), mixup=mixup if mixing else None,
+            ema=OmegaConf.to_container(cfg.model.ema, resolve=True) if "ema" in cfg.model else None)
         if module.weights_report:
             log.info(module.weights_report["summary"])
         return self.datamodule, module
@@ -284,7 +287,7 @@ class ImageTask:
         with torch.no_grad():
             for start in range(0, count, 64):
                 batch = model_inputs(self.datamodule, "val", range(start, min(start + 64, count)), spec)
-                probabilities.append(torch.softmax(module.model(batch), dim=-1))  # uncompiled, on the CPU
+                probabilities.append(torch.softmax(module.evaluation_model()(batch), dim=-1))  # uncompiled, CPU
         confidence, predicted = torch.cat(probabilities).max(dim=-1)
         return {"task": self.name, "inputs": inputs, "inputs_from": f"{len(chosen)} training images",
                 "outputs": outputs_reference(module.class_names, predicted.numpy(), confidence.numpy()),
@@ -297,7 +300,7 @@ class ImageTask:
         images = torch.stack([dataset[i][0] for i in indices])  # uint8, as the loader gives them
         labels = [int(dataset[i][1]) for i in indices]
         with torch.no_grad():
-            model = module.eval().to("cpu").model  # uncompiled: a compiled forward would recompile for the CPU
+            model = module.eval().to("cpu").evaluation_model()  # uncompiled: compiled would recompile for the CPU
             probabilities = torch.softmax(model(module.normalise(images)), dim=-1)
         names = module.class_names
         samples = []
