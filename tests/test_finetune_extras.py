@@ -1,4 +1,4 @@
-"""Fine-tuning extras a user turns on: mixup/CutMix, a weight average (EMA).
+"""Fine-tuning extras a user turns on: mixup/CutMix, a weight average (EMA), test-time flips.
 
 Every test runs the real thing on real photos (tiny hymenoptera, test_resnet at 32 px): a config, a model, a
 Trainer or the `visiontrain` command itself.
@@ -17,7 +17,7 @@ import torch
 from timm.loss import SoftTargetCrossEntropy
 
 from conftest import compose_train, run_cli, tiny_overrides
-from visiontrain.config.validation import validate_train_config
+from visiontrain.config.validation import validate_evaluate_config, validate_train_config
 from visiontrain.errors import ConfigError
 from visiontrain.tasks.image import ImageTask, load_classifier, model_inputs
 
@@ -172,6 +172,39 @@ def test_fine_tuning_from_such_a_checkpoint_starts_from_the_averaged_weights(ema
     assert all(torch.equal(value, state[f"ema.module.{name}"]) for name, value in loaded.items())
 
 
+# ----- test-time augmentation -------------------------------------------------------------------------------------
+def test_hflip_tta_averages_the_predictions_on_each_photo_and_its_mirror(ema_run):
+    images, _ = validation_images(ema_run["task"])
+    plain, flipped = load_classifier(ema_run["best"]).eval(), load_classifier(ema_run["best"], tta="hflip").eval()
+    with torch.no_grad():
+        on_image = torch.softmax(plain.evaluation_model()(images), dim=-1)
+        on_mirror = torch.softmax(plain.evaluation_model()(torch.flip(images, dims=[3])), dim=-1)
+        tta = torch.softmax(flipped.predict_logits(images), dim=-1)
+        no_tta = torch.softmax(plain.predict_logits(images), dim=-1)
+    assert torch.allclose(tta, (on_image + on_mirror) / 2, atol=1e-5)
+    assert not torch.allclose(tta, no_tta, atol=1e-4), "a real photo and its mirror are predicted differently"
+
+
+def test_evaluate_with_tta_scores_the_averaged_prediction_and_records_the_mode(ema_run):
+    out = ema_run["base"] / "evaluate_tta"
+    result = run_cli("evaluate", f"ckpt={ema_run['best']}", "tta=hflip", f"hydra.run.dir={out}",
+                     "trainer.enable_progress_bar=false", cwd=ema_run["base"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "tta=hflip" in result.stdout
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["tta"] == "hflip" and evaluation["weights"] == "ema"
+
+    module = load_classifier(ema_run["best"]).eval()
+    images, labels = validation_images(ema_run["task"])
+    with torch.no_grad():
+        model = module.evaluation_model()
+        probabilities = (torch.softmax(model(images), -1) + torch.softmax(model(images.flip(-1)), -1)) / 2
+    assert evaluation["metrics"]["val/loss"] == pytest.approx(
+        torch.nn.functional.nll_loss(probabilities.log(), labels).item(), abs=1e-4)
+    assert evaluation["metrics"]["val/acc"] == pytest.approx(
+        (probabilities.argmax(-1) == labels).float().mean().item())
+
+
 # ----- config mistakes --------------------------------------------------------------------------------------------
 TRAIN_MISTAKES = [
     (["augment.mixup.mixup_alpha=-0.2"], "augment.mixup.mixup_alpha", "augment.mixup.mixup_alpha=0.8"),
@@ -194,3 +227,21 @@ def test_a_mistake_in_the_new_keys_fails_before_training_naming_key_and_fix(over
     with pytest.raises(ConfigError) as raised:
         validate_train_config(cfg)
     assert raised.value.key == key and fix in raised.value.fix
+
+
+def compose(config: str, *overrides: str):
+    from hydra import compose as hydra_compose, initialize_config_dir
+
+    from visiontrain.config import config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+        return hydra_compose(config, overrides=list(overrides))
+
+
+def test_evaluate_checks_tta_and_the_cli_says_so_without_a_traceback(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        validate_evaluate_config(compose("evaluate", "ckpt=x.ckpt", "tta=vflip", f"paths.run_dir={tmp_path}"))
+    assert raised.value.key == "tta" and raised.value.fix == "tta=none"
+
+    result = run_cli("evaluate", "ckpt=model.ckpt", "tta=vflip", cwd=tmp_path, timeout=120)
+    assert result.returncode == 2 and "config key `tta`" in result.stderr and "Traceback" not in result.stderr

@@ -17,7 +17,8 @@ USAGE = """usage: visiontrain <command> [key=value ...] [--help] [--cfg job] [-m
 commands:
   train      fine-tune a backbone, evaluate the best checkpoint, export it to ONNX
              (no overrides: the quickstart on built-in digits, CPU, about a minute)
-  evaluate   ckpt=<file.ckpt> [split=val|test] [data_root=<folder>]: metrics and confusion matrix
+  evaluate   ckpt=<file.ckpt> [split=val|test] [data_root=<folder>] [tta=none|hflip]: metrics and
+             confusion matrix (tta=hflip: averaged over each image and its mirror)
   export     ckpt=<file.ckpt> [output=<file.onnx>]: ONNX with metadata, checked against PyTorch
   predict    model=<file.onnx> input=<image | folder | table> [output=predictions.csv|.json] [top_k=5]:
              onnxruntime only; unreadable inputs listed in a rejects file beside the output

@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from visiontrain.config.validation import validate_evaluate_config
 from visiontrain.data.transforms import InputSpec
 from visiontrain.errors import ConfigError
 from visiontrain.tasks.image import datamodule_for, evaluation_report, export_checkpoint, load_classifier, scan
@@ -88,25 +89,35 @@ def _evaluate_tabular(cfg: DictConfig, ckpt: Path, split: str, run_dir: Path) ->
 
 
 def evaluate(cfg: DictConfig) -> float | None:
-    """Evaluate a checkpoint on its validation split (or ``data_root``); write metrics and confusion matrix."""
+    """Evaluate a checkpoint on its validation split (or ``data_root``); write metrics and confusion matrix.
+
+    ``tta=hflip``: every prediction is the average of the softmax on the image and on its mirror image (see
+    :mod:`visiontrain.models.tta`); evaluation.json records the mode.
+    """
+    validate_evaluate_config(cfg)
     ckpt = _checkpoint(cfg)
-    split = str(cfg.split)
-    if split not in ("val", "test"):
-        raise ConfigError("split", f"must be val or test, got {split!r}", "split=val")
+    split, tta = str(cfg.split), str(cfg.tta)
     run_dir = Path(cfg.paths.run_dir)
     if _is_tabular(ckpt):
+        if tta != "none":
+            raise ConfigError("tta", "test-time augmentation is for image models", "tta=none")
         return _evaluate_tabular(cfg, ckpt, split, run_dir)
-    module = load_classifier(ckpt)
+    module = load_classifier(ckpt, tta=tta)
+    if tta == "hflip" and float((module.hparams.run_config or {}).get("augment", {}).get("hflip_p", 0.5)) == 0:
+        log.warning("tta=hflip on a model trained without horizontal flips (augment.hflip_p=0): if a mirrored "
+                    "image means something else in this data (digits, text), use tta=none")
     datamodule, inventory = _datamodule_for_checkpoint(module, cfg, split)
     if datamodule is None:
         raise ConfigError("data_root", "the checkpoint records no data location", "data_root=/path/to/images")
     inventory.write_rejects(run_dir / "rejects.csv")
     trainer: pl.Trainer = build_trainer(cfg.trainer, logger=False, enable_checkpointing=False)
     report = evaluation_report(trainer, module, datamodule, None, split, run_dir)
-    report.update(checkpoint=str(ckpt), data=inventory.counts(), rejects_csv=str(run_dir / "rejects.csv"))
+    report.update(checkpoint=str(ckpt), tta=tta, weights="ema" if module.ema is not None else "trained",
+                  data=inventory.counts(), rejects_csv=str(run_dir / "rejects.csv"))
     write_json(report, run_dir / "evaluation.json")
     images = sum(row["support"] for row in report["per_class"])
-    print("\n".join([f"evaluated {ckpt} on {images} {split} images:",
+    views = "" if tta == "none" else f" (tta={tta}: softmax averaged over the image and its mirror)"
+    print("\n".join([f"evaluated {ckpt} on {images} {split} images{views}:",
                      *[f"  {k} = {v:.4f}" for k, v in report["metrics"].items()],
                      f"  written to {run_dir} (evaluation.json, confusion_matrix.csv/.png, per_class.csv, rejects.csv)"]))
     return report["metrics"].get(f"{split}/acc")

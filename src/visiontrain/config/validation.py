@@ -75,6 +75,14 @@ def validate_train_config(cfg: DictConfig) -> None:
         check(cfg)
 
 
+def validate_evaluate_config(cfg: DictConfig) -> None:
+    """`visiontrain evaluate`: its own keys (the checkpoint is checked when it is read)."""
+    from visiontrain.models.tta import TTA_MODES
+
+    _choice(cfg, "split", ("val", "test"))
+    _choice(cfg, "tta", TTA_MODES)
+
+
 def _check_image_groups(cfg: DictConfig) -> None:
     """Table data or a tabular model in an image run: point at the tabular experiments."""
     if OmegaConf.select(cfg, "data.kind") == "table":

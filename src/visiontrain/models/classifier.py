@@ -17,6 +17,7 @@ from visiontrain.data.transforms import apply_normalisation, normalisation_tenso
 from visiontrain.models.backbone import backbone_layer_ids, create_backbone, find_head_parameters
 from visiontrain.models.ema import build_ema
 from visiontrain.models.packaged_weights import packaged_weights
+from visiontrain.models.tta import TTA_MODES, tta_logits
 from visiontrain.models.weights import load_weights
 from visiontrain.training.schedule import (FineTuneSchedule, StagedLR, build_param_groups, stage_name,
                                            trainable_in_stage_two)
@@ -45,8 +46,8 @@ class ImageClassifier(pl.LightningModule):
     start, and unfreezing needs no optimizer surgery (all groups exist from step 0, at LR 0 while frozen).
 
     Optional, all off by default: ``mixup`` (``augment.mixup``: Mixup/CutMix of training batches, soft-target
-    loss) and ``ema`` (``model.ema``: a moving average of the weights, which validation, checkpoint selection
-    and export then use).
+    loss), ``ema`` (``model.ema``: a moving average of the weights, which validation, checkpoint selection and
+    export then use) and ``tta`` (test-time augmentation of evaluation batches, set by ``visiontrain evaluate``).
     """
 
     def __init__(self, backbone: str, class_names: list[str], input_spec: dict[str, Any],
@@ -55,7 +56,7 @@ class ImageClassifier(pl.LightningModule):
                  label_smoothing: float = 0.0, class_weights: list[float] | None = None,
                  optimizer: dict[str, Any] | None = None, schedule: dict[str, Any] | None = None,
                  run_config: dict[str, Any] | None = None, mixup: dict[str, Any] | None = None,
-                 ema: dict[str, Any] | None = None) -> None:
+                 ema: dict[str, Any] | None = None, tta: str = "none") -> None:
         super().__init__()
         self.save_hyperparameters()
         self.class_names = list(class_names)
@@ -85,6 +86,9 @@ class ImageClassifier(pl.LightningModule):
         self.last_confusion: torch.Tensor | None = None
         self.mixup = build_mixup(mixup, num_classes)
         self.ema = build_ema(self.model, ema)  # after the starting weights: the average starts from them
+        if tta not in TTA_MODES:
+            raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+        self.tta = tta
         offset, scale = normalisation_tensors(input_spec["mean"], input_spec["std"])
         self.register_buffer("pixel_offset", offset, persistent=False)  # follow the model to its device,
         self.register_buffer("pixel_scale", scale, persistent=False)    # stay out of checkpoints
@@ -217,10 +221,10 @@ class ImageClassifier(pl.LightningModule):
         return self.ema.module if self.ema is not None else self.model
 
     def predict_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """Evaluation logits: of :meth:`evaluation_model`."""
-        if self.ema is None:
+        """Evaluation logits: of :meth:`evaluation_model`, averaged over the ``tta`` views."""
+        if self.ema is None and self.tta == "none":
             return self(images)  # the (possibly compiled, channels_last) training forward
-        return self.ema.module(images)
+        return tta_logits(self.evaluation_model(), images, self.tta)
 
     def _evaluation_step(self, batch: tuple[torch.Tensor, torch.Tensor], metrics: MetricCollection,
                          prefix: str) -> None:

@@ -68,10 +68,13 @@ def datamodule_for(inventory: Inventory, spec: InputSpec, data_cfg: DictConfig |
                            drop_last_train=drop_last_train)
 
 
-def load_classifier(ckpt_path: str | Path) -> ImageClassifier:
-    """A trained classifier from a visiontrain checkpoint, without the hub or the original weights file."""
+def load_classifier(ckpt_path: str | Path, tta: str = "none") -> ImageClassifier:
+    """A trained classifier from a visiontrain checkpoint, without the hub or the original weights file.
+
+    ``tta``: the test-time augmentation its evaluation steps use (see :mod:`visiontrain.models.tta`).
+    """
     return ImageClassifier.load_from_checkpoint(str(ckpt_path), map_location="cpu", weights_only=True,
-                                                pretrained=False, weights_file=None, weights=None)
+                                                pretrained=False, weights_file=None, weights=None, tta=tta)
 
 
 def evaluation_report(trainer: pl.Trainer, module: ImageClassifier, datamodule: ImageDataModule,
