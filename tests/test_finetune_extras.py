@@ -1,4 +1,4 @@
-"""Fine-tuning extras a user turns on: mixup/CutMix, a weight average (EMA), test-time flips.
+"""Fine-tuning extras a user turns on: mixup/CutMix, a weight average (EMA), test-time flips, the LR finder.
 
 Every test runs the real thing on real photos (tiny hymenoptera, test_resnet at 32 px): a config, a model, a
 Trainer or the `visiontrain` command itself.
@@ -17,9 +17,10 @@ import torch
 from timm.loss import SoftTargetCrossEntropy
 
 from conftest import compose_train, run_cli, tiny_overrides
-from visiontrain.config.validation import validate_evaluate_config, validate_train_config
+from visiontrain.config.validation import validate_evaluate_config, validate_lr_find_config, validate_train_config
 from visiontrain.errors import ConfigError
 from visiontrain.tasks.image import ImageTask, load_classifier, model_inputs
+from visiontrain.training.lr_find import group_rates_kept
 
 
 def build(data_root: Path, run_dir: Path, *extra: str):
@@ -205,6 +206,39 @@ def test_evaluate_with_tta_scores_the_averaged_prediction_and_records_the_mode(e
         (probabilities.argmax(-1) == labels).float().mean().item())
 
 
+# ----- learning-rate finder ---------------------------------------------------------------------------------------
+def test_lr_find_writes_the_curve_and_prints_the_override_to_train_with(tiny_hymenoptera, tmp_path):
+    run_dir = tmp_path / "lr_find"
+    result = run_cli("lr_find", *cli_overrides(tiny_hymenoptera, run_dir, "lr_find.num_training=24",
+                                               "lr_find.min_lr=1e-5", "lr_find.max_lr=1.0",
+                                               "lr_find.early_stop_threshold=null"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+
+    found = json.loads((run_dir / "lr_find.json").read_text())
+    assert (run_dir / "lr_find.png").stat().st_size > 10_000
+    assert found["points"] == len(found["lrs"]) == len(found["losses"]) == 24
+    assert found["lrs"][0] == pytest.approx(1e-5) and all(a < b for a, b in zip(found["lrs"], found["lrs"][1:]))
+    assert 1e-5 <= found["suggestion"] <= 1.0 and found["suggestion"] in found["lrs"]
+    assert found["override"] in result.stdout and found["override"].startswith("optimizer.lr=")
+    scales = found["group_scales"]
+    assert scales["head"] == 1.0 and {v for k, v in scales.items() if k.startswith("backbone")} == {0.1}
+    assert not list(run_dir.glob(".lr_find_*.ckpt")), "the finder's temporary checkpoint is removed"
+
+
+def test_while_the_finder_runs_each_group_steps_at_its_share_of_the_probed_rate():
+    head, backbone = torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([{"params": [head], "lr": 0.5, "lr_scale": 1.0},
+                                 {"params": [backbone], "lr": 0.5, "lr_scale": 0.1}])  # as the finder sets them
+    for parameter in (head, backbone):
+        parameter.grad = torch.ones(1)
+    with group_rates_kept():
+        optimizer.step()
+    assert head.item() == pytest.approx(-0.5) and backbone.item() == pytest.approx(-0.05)
+    assert [g["lr"] for g in optimizer.param_groups] == [0.5, 0.5], "the probed rate is put back after the step"
+    optimizer.step()  # outside the finder nothing is scaled
+    assert backbone.item() == pytest.approx(-0.55)
+
+
 # ----- config mistakes --------------------------------------------------------------------------------------------
 TRAIN_MISTAKES = [
     (["augment.mixup.mixup_alpha=-0.2"], "augment.mixup.mixup_alpha", "augment.mixup.mixup_alpha=0.8"),
@@ -236,6 +270,19 @@ def compose(config: str, *overrides: str):
 
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
         return hydra_compose(config, overrides=list(overrides))
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ("lr_find.max_lr=1e-7", "lr_find.max_lr"),
+    ("lr_find.num_training=5", "lr_find.num_training"),
+    ("lr_find.mode=cosine", "lr_find.mode"),
+    ("lr_find.early_stop_threshold=0.5", "lr_find.early_stop_threshold"),
+])
+def test_lr_find_checks_its_keys(override, key, tiny_hymenoptera, tmp_path):
+    cfg = compose("lr_find", *tiny_overrides(tiny_hymenoptera, tmp_path, override))
+    with pytest.raises(ConfigError) as raised:
+        validate_lr_find_config(cfg)
+    assert raised.value.key == key and raised.value.fix.startswith(key)
 
 
 def test_evaluate_checks_tta_and_the_cli_says_so_without_a_traceback(tmp_path):

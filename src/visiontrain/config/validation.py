@@ -83,6 +83,24 @@ def validate_evaluate_config(cfg: DictConfig) -> None:
     _choice(cfg, "tta", TTA_MODES)
 
 
+def validate_lr_find_config(cfg: DictConfig) -> None:
+    """`visiontrain lr_find`: everything `train` checks, then the range test's own keys."""
+    from visiontrain.training.lr_find import LR_FIND_MODES, MIN_POINTS
+
+    if OmegaConf.select(cfg, "task") == "tabular":
+        raise ConfigError("task", "lr_find tunes image classifiers; tabular models train with their own rates",
+                          "visiontrain lr_find experiment=hymenoptera data.root=/path/to/images")
+    validate_train_config(cfg)
+    min_lr = _number(cfg, "lr_find.min_lr", "1e-6", minimum=0, exclusive=True)
+    max_lr = _number(cfg, "lr_find.max_lr", "1.0", minimum=0, exclusive=True)
+    if max_lr <= min_lr:
+        raise ConfigError("lr_find.max_lr", f"is {max_lr}, not above lr_find.min_lr={min_lr}: nothing to probe",
+                          f"lr_find.max_lr={min_lr * 1e6:g}")
+    _number(cfg, "lr_find.num_training", "100", integer=True, minimum=MIN_POINTS)
+    _choice(cfg, "lr_find.mode", LR_FIND_MODES)
+    _number(cfg, "lr_find.early_stop_threshold", "4.0", minimum=1, exclusive=True, optional=True)  # null: no stop
+
+
 def _check_image_groups(cfg: DictConfig) -> None:
     """Table data or a tabular model in an image run: point at the tabular experiments."""
     if OmegaConf.select(cfg, "data.kind") == "table":
