@@ -44,7 +44,7 @@ _TIMM_LINE = re.compile(r"Train: (\d+) \[.*?Time: [\d.]+s,\s*[\d.]+/s\s+\(\s*[\d
 # epochs, backbone LR x 0.1) outrank the `schedule=` group choice, so they are reset key by key.
 DEFAULT_WORKERS = min(16, os.cpu_count() or 1)  # both trainers' loader workers, as timm's examples use
 
-FULL_FINETUNE = ("schedule=full_finetune", "schedule.freeze_epochs=0", "schedule.backbone_lr_scale=1.0")
+FULL_FINETUNE = ("schedule=full_finetune",)  # timm's train.py trains every layer at one rate from the first step
 
 
 def timm_epoch_rates(log: str) -> dict[int, float]:
@@ -123,9 +123,9 @@ def _run(name: str, command: list[str], args: argparse.Namespace) -> tuple[str, 
 def visiontrain_overrides(data: Path, args: argparse.Namespace, run_dir: Path) -> list[str]:
     """visiontrain's side of the comparison, as `visiontrain train` overrides (the device check validates them)."""
     trainer = "trainer=gpu" if args.device == "cuda" else "trainer=cpu"
-    return ["experiment=hymenoptera", f"data.root={data}", f"model.backbone={args.model}", "model.pretrained=false",
+    return ["experiment=hymenoptera", f"data.root={data}", f"model.backbone={args.model}", "model.weights=null",
             *FULL_FINETUNE, trainer, "trainer.precision=bf16-mixed", "trainer.channels_last=true",
-            f"augment.image_size={args.img_size}", f"trainer.compile={str(args.compile).lower()}",
+            f"model.input.image_size={args.img_size}", f"trainer.compile={str(args.compile).lower()}",
             f"data.batch_size={args.batch_size}", f"data.num_workers={args.workers}",
             f"trainer.max_epochs={args.epochs}", "export.onnx=false", "logger=none",
             "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}"]

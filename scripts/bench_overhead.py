@@ -36,8 +36,8 @@ from benchlib import SHARED_DATA, compose_train, markdown_table, median, write_r
 
 def overrides(data: Path, args: argparse.Namespace) -> list[str]:
     return ["experiment=hymenoptera", f"data.root={data}", f"model.backbone={args.backbone}",
-            "model.pretrained=false", "schedule=full_finetune", "schedule.freeze_epochs=0",
-            f"augment.image_size={args.image_size}",
+            "model.weights=null", "schedule=full_finetune", "schedule.freeze_epochs=0",
+            f"model.input.image_size={args.image_size}",
             f"data.batch_size={args.batch_size}", f"data.num_workers={args.workers}",
             f"trainer.max_epochs={args.epochs}"]
 

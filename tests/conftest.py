@@ -115,7 +115,6 @@ def compose_train(*overrides: str):
 def tiny_overrides(data_root: Path, run_dir: Path, *extra: str) -> list[str]:
     """Fast settings for a real run on tiny data: tiny backbone, 32 px, no workers."""
     return ["experiment=hymenoptera", f"data.root={data_root}", f"paths.run_dir={run_dir}",
-            "model.weights=null", f"model.backbone={TINY_BACKBONE}", "model.pretrained=false",
-            "model.input.image_size=32",
+            f"model.backbone={TINY_BACKBONE}", "model.weights=null", "model.input.image_size=32",
             "data.batch_size=4", "data.num_workers=0", "trainer.enable_progress_bar=false",
             "trainer.log_every_n_steps=1", *extra]

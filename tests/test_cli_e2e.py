@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from conftest import TINY_BACKBONE, run_cli
 
-TINY = [f"model.backbone={TINY_BACKBONE}", "model.pretrained=false", "augment.image_size=32", "data.batch_size=4",
+TINY = [f"model.backbone={TINY_BACKBONE}", "model.weights=null", "model.input.image_size=32", "data.batch_size=4",
         "data.num_workers=0", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
 
 
@@ -150,4 +150,5 @@ def test_default_job_learns_the_builtin_digits(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["data"]["files_in"] == 1797 and summary["data"]["files_rejected"] == 0
     assert summary["monitor"]["best"] >= 0.95
+    assert summary["weights"]["package"]["name"] == "efficientnet_lite0.in1k"  # fine-tuned, not from scratch
     assert summary["export"]["parity"]["passed"] and (tmp_path / "run" / "model.onnx").is_file()

@@ -14,7 +14,9 @@ MISTAKES = [
     (["trainer.max_epoch=3"], "trainer.max_epoch", "did you mean trainer.max_epochs?"),
     (["optimizer.lr=-0.1"], "optimizer.lr", "optimizer.lr=1e-3"),
     (["data.batch_size=abc"], "data.batch_size", "data.batch_size=32"),
-    (["model.backbone=resnet999"], "model.backbone", "resnet50"),
+    (["model.weights=null", "model.backbone=resnet999"], "model.backbone", "resnet50"),
+    (["model.backbone=resnet50"], "model.backbone", "model.weights=null to train resnet50 from scratch"),
+    (["augment.image_size=32"], "augment.image_size", "model.input.image_size=<value>"),  # moved with the weights
     (["experiment=hymenoptera"], "data.root", "data.root=<value>"),
     (["experiment=hymenoptera", "data.root=/no/such/folder"], "data.root", "a folder with train/ and val/"),
     (["schedule.freeze_epochs=10"], "schedule.freeze_epochs", "schedule.freeze_epochs=9"),
@@ -39,7 +41,8 @@ def test_a_config_mistake_fails_before_training_naming_key_and_fix(overrides, ke
 
 
 def test_unreachable_hub_fails_naming_the_local_weights_option(tmp_path):
-    result = run_cli("train", "model.pretrained=true", "model.backbone=resnet18", cwd=tmp_path, timeout=300)
+    result = run_cli("train", "model.weights=null", "model.pretrained=true", "model.backbone=resnet18", cwd=tmp_path,
+                     timeout=300)
 
     assert result.returncode == 2
     assert "model hub" in result.stderr and "model.weights_file=" in result.stderr
@@ -80,7 +83,7 @@ def test_cfg_job_prints_the_composed_experiment_without_running(tmp_path):
                      cwd=tmp_path, timeout=60)
 
     assert result.returncode == 0, result.stderr
-    assert "backbone: resnet18" in result.stdout and "root: /data/ants" in result.stdout
+    assert "weights: efficientnet_lite0.in1k" in result.stdout and "root: /data/ants" in result.stdout
     assert "lr: 0.01" in result.stdout
     assert not (tmp_path / "outputs").exists()
 
@@ -93,7 +96,11 @@ def test_cfg_job_prints_the_composed_experiment_without_running(tmp_path):
     ("model.label_smoothing=-0.1", "model.label_smoothing"),
     ("data.val_fraction=1.0", "data.val_fraction"),
     ("data.balance=oversample", "data.balance"),
-    ("augment.image_size=0", "augment.image_size"),
+    ("model.input.image_size=0", "model.input.image_size"),
+    ("schedule.bn_stats=sometimes", "schedule.bn_stats"),
+    ("model.backbone=resnet50", "model.backbone"),            # the default weights are EfficientNet-Lite0's
+    ("model.weights=imagenet", "model.weights"),              # not a packaged weights name
+    ("model.pretrained=true", "model.pretrained"),            # two sources of weights at once
 ])
 def test_validation_names_the_offending_key(override, key, tmp_path):
     cfg = compose_train(override, f"paths.run_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}")

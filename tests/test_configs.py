@@ -27,7 +27,7 @@ def test_every_experiment_composes_and_builds_a_working_model(experiment, tiny_h
     overrides = [f"experiment={experiment}", f"paths.run_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}"]
     image = compose_train(*overrides).task == "image_classification"
     if image:
-        overrides += ["model.pretrained=false", "data.num_workers=0"]
+        overrides += ["data.num_workers=0"]
         if compose_train(*overrides).data.builtin is None:
             overrides.append(f"data.root={tiny_hymenoptera}")
     cfg = compose_train(*overrides)
@@ -67,7 +67,7 @@ def test_every_group_option_composes_and_validates(group, tiny_hymenoptera, tmp_
         validate_train_config(cfg)
         if group == "augment":
             spec = resolve_input_spec(TINY_BACKBONE, image_size=48)
-            sized = compose_train(f"augment={option}", "augment.image_size=48", f"paths.run_dir={tmp_path}").augment
+            sized = compose_train(f"augment={option}", "model.input.image_size=48", f"paths.run_dir={tmp_path}").augment
             image = torch.randint(0, 255, (70, 90, 3), dtype=torch.uint8).numpy()
             assert build_train_transform(spec, sized.train)(image=image)["image"].shape == (3, 48, 48)
         if group == "optimizer":
@@ -139,3 +139,29 @@ def test_hparams_search_configs_are_optuna_sweeps_over_real_keys(search, experim
 def test_slurm_launcher_config_composes():
     cfg = _compose_with_hydra("hydra/launcher=slurm")
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher") and cfg.hydra.launcher.gpus_per_node == 1
+
+
+def test_your_own_folder_does_not_inherit_the_quickstarts_settings(tiny_hymenoptera, tmp_path):
+    """`data=image_folder data.root=DIR`: the model's own input spec, flips, the default rate, a run named after it."""
+    from visiontrain.tasks.image import input_spec_from
+
+    cfg = compose_train("data=image_folder", f"data.root={tiny_hymenoptera}", f"paths.run_dir={tmp_path}")
+    spec = input_spec_from(cfg)
+    assert (spec.image_size, spec.mean, spec.interpolation) == (224, (0.5, 0.5, 0.5), "bicubic")  # Lite0's
+    assert cfg.augment.hflip_p == 0.5 and list(cfg.augment.crop_scale) == [0.5, 1.0]
+    assert cfg.optimizer.lr == 1e-3 and cfg.task_name == "images"
+    quickstart = compose_train(f"paths.run_dir={tmp_path}")
+    assert (input_spec_from(quickstart).image_size, quickstart.augment.hflip_p, quickstart.task_name) == (64, 0.0,
+                                                                                                         "digits")
+
+
+@pytest.mark.parametrize("schedule", options("schedule"))
+@pytest.mark.parametrize("experiment", ["hymenoptera", None])
+def test_the_schedule_on_the_command_line_is_the_schedule_that_runs(experiment, schedule, tmp_path):
+    """`experiment=hymenoptera schedule=full_finetune` trains from the first epoch: no experiment value outranks it."""
+    from omegaconf import OmegaConf
+
+    chosen = [f"experiment={experiment}", "data.root=."] if experiment else []
+    cfg = compose_train(*chosen, f"schedule={schedule}", f"paths.run_dir={tmp_path}")
+    assert OmegaConf.to_container(cfg.schedule) == OmegaConf.to_container(OmegaConf.load(CONF / "schedule" /
+                                                                                          f"{schedule}.yaml"))

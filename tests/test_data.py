@@ -198,7 +198,7 @@ def test_pipelines_produce_uint8_tensors_of_the_input_size_that_normalise_like_d
     spec = resolve_input_spec("resnet18", image_size=48)
     image = read_rgb_array(next((tiny_hymenoptera / "train" / "ants").glob("*.jpg")))
     for preset in ("none", "light", "strong"):
-        steps = compose_train(f"augment={preset}", "augment.image_size=48", "paths.run_dir=.").augment.train
+        steps = compose_train(f"augment={preset}", "model.input.image_size=48", "paths.run_dir=.").augment.train
         tensor = build_train_transform(spec, steps)(image=image)["image"]
         assert tuple(tensor.shape) == (3, 48, 48), preset
     evaluated = build_eval_transform(spec)(image=image)["image"]

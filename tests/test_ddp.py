@@ -21,8 +21,8 @@ def test_schedule_runs_under_two_process_ddp(tiny_hymenoptera, tmp_path):
     result = run_cli("train", "experiment=hymenoptera", f"data.root={tiny_hymenoptera}", "trainer=ddp",
                      "trainer.accelerator=cpu", "trainer.devices=2",
                      "trainer.precision=32-true", f"model.backbone={TINY_BACKBONE}",
-                     "model.pretrained=false", f"model.weights_file={tmp_path / 'init.safetensors'}",
-                     "augment.image_size=32", "data.batch_size=4", "data.num_workers=0",
+                     "model.weights=null", f"model.weights_file={tmp_path / 'init.safetensors'}",
+                     "model.input.image_size=32", "data.batch_size=4", "data.num_workers=0",
                      "schedule.freeze_epochs=1", "trainer.max_epochs=2", "callbacks.model_checkpoint.save_top_k=-1",
                      "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     output = result.stdout + result.stderr

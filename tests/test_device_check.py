@@ -76,10 +76,10 @@ def test_the_rehearsal_trains_both_sides_of_the_benchmark_and_reads_their_logs(t
 
 def test_a_config_mistake_in_a_gpu_command_is_caught_before_any_gpu_time(tmp_path):
     photos = copy_hymenoptera(tmp_path / "photos", per_class=2)
-    good = ["experiment=hymenoptera", f"data.root={photos}", "model.pretrained=false", "schedule=full_finetune",
-            "schedule.freeze_epochs=0", "trainer=gpu", "trainer.max_epochs=3", f"hydra.run.dir={tmp_path}"]
-    # the experiment's own freeze_epochs (5) outranks the schedule= group: three epochs never fine-tune
-    bad = [o for o in good if o != "schedule.freeze_epochs=0"]
+    good = ["experiment=hymenoptera", f"data.root={photos}", "model.weights=null", "model.backbone=resnet50",
+            "schedule=full_finetune", "trainer=gpu", "trainer.max_epochs=3", f"hydra.run.dir={tmp_path}"]
+    # a frozen stage as long as the run: three epochs never fine-tune
+    bad = [o for o in good if o != "schedule=full_finetune"] + ["schedule.freeze_epochs=3"]
     result = subprocess.run([sys.executable, str(REPO / "scripts" / "device" / "compose.py")],
                             input=json.dumps([good, bad]), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

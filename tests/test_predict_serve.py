@@ -28,7 +28,7 @@ import pytest
 
 from conftest import HYMENOPTERA, REPO, TINY_BACKBONE, compose_train, copy_hymenoptera, run_cli
 
-TINY = [f"model.backbone={TINY_BACKBONE}", "model.pretrained=false", "augment.image_size=32",
+TINY = [f"model.backbone={TINY_BACKBONE}", "model.weights=null", "model.input.image_size=32",
         "data.batch_size=4", "data.num_workers=0", "trainer.enable_progress_bar=false",
         "trainer.max_epochs=2", "schedule.freeze_epochs=1"]
 HEAVY = ("torch", "torchvision", "torchmetrics", "lightning", "pytorch_lightning", "timm", "albumentations",

@@ -112,11 +112,28 @@ def test_learning_rate_curve_has_the_two_stages():
     head = StagedLR("head", steps_per_epoch=10, total_steps=100, freeze_epochs=2, warmup_epochs=1, min_lr_ratio=0.01)
     backbone = StagedLR("backbone", 10, 100, 2, 1, 0.01)
     assert [backbone(s) for s in range(20)] == [0.0] * 20  # frozen: no backbone updates
-    assert head(0) == pytest.approx(0.1) and head(9) == 1.0 and head(19) == 1.0  # warmup, then flat
+    assert [head(s) for s in range(20)] == [1.0] * 20  # a zero head on frozen features: a linear probe, no warmup
     assert backbone(20) == pytest.approx(0.1) and backbone(29) == pytest.approx(0.97, abs=0.01)  # warmup
     assert head(20) == pytest.approx(1.0)  # the head does not re-warm
     assert head(99) == pytest.approx(0.01, abs=0.005) and backbone(99) == pytest.approx(0.01, abs=0.005)
     assert all(head(s) >= head(s + 1) for s in range(20, 99))  # cosine decays monotonically
+
+
+def test_without_a_frozen_stage_everything_warms_up_together():
+    head, backbone = (StagedLR(role, 10, 100, 0, 1, 0.01) for role in ("head", "backbone"))
+    assert head(0) == backbone(0) == pytest.approx(0.1) and head(9) == pytest.approx(1.0, abs=0.01)
+
+
+def test_batchnorm_keeps_its_pretrained_statistics_while_fine_tuning(tiny_hymenoptera, tmp_path):
+    """schedule.bn_stats=frozen (freeze_then_finetune's default): stage 2 trains the weights, not the statistics."""
+    for bn_stats, statistics_move in (("frozen", False), ("train", True)):
+        _, datamodule, module = build(tiny_hymenoptera, tmp_path, "schedule.freeze_epochs=1",
+                                      f"schedule.bn_stats={bn_stats}")
+        norms = [m for m in module.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        means, scales = [m.running_mean.clone() for m in norms], [m.weight.detach().clone() for m in norms]
+        trainer(tmp_path / bn_stats, max_epochs=2).fit(module, datamodule=datamodule)
+        assert any(not torch.equal(a, m.running_mean) for a, m in zip(means, norms)) == statistics_move, bn_stats
+        assert any(not torch.equal(a, m.weight) for a, m in zip(scales, norms))  # their scales train either way
 
 
 def test_frozen_stage_is_derived_from_the_epoch():

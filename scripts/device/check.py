@@ -303,7 +303,7 @@ def photos(check: Check) -> Path:
 def train_overrides(profile: Profile, data: Path, run_dir: Path, *extra: str) -> list[str]:
     """The `visiontrain train` overrides of the gpu_train and compile steps."""
     return ["experiment=hymenoptera", f"data.root={data}", f"model.backbone={profile.backbone}",
-            "model.pretrained=false", *FULL_FINETUNE, *profile.trainer, f"augment.image_size={profile.image_size}",
+            "model.weights=null", *FULL_FINETUNE, *profile.trainer, f"model.input.image_size={profile.image_size}",
             f"data.batch_size={profile.batch_size}", f"data.num_workers={profile.workers}",
             f"trainer.max_epochs={profile.epochs}", "logger=csv", "trainer.enable_progress_bar=false",
             f"hydra.run.dir={run_dir}", *extra]

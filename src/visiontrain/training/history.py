@@ -92,7 +92,7 @@ class MetricHistory(pl.Callback):
         loader = trainer.train_dataloader
         workers = getattr(loader, "num_workers", "?")
         log.warning("epoch %d: the model waited for data %.0f%% of the time (%s loader workers); more "
-                    "data.num_workers, faster storage or a smaller augment.image_size would keep it busy",
+                    "data.num_workers, faster storage or a smaller model.input.image_size would keep it busy",
                     trainer.current_epoch, 100 * wait, workers)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
