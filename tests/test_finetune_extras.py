@@ -246,8 +246,6 @@ TRAIN_MISTAKES = [
     (["augment.mixup.mode=row"], "augment.mixup.mode", "augment.mixup.mode=batch"),
     (["augment.mixup.label_smoothing=1.0"], "augment.mixup.label_smoothing", "label_smoothing=0.1"),
     (["augment.mixup.cutmix_alpha=1.0", "data.batch_size=5"], "data.batch_size", "data.batch_size=6"),
-    (["augment.mixup.mixup_alpha=0.8", "model.label_smoothing=0.1"], "model.label_smoothing",
-     "model.label_smoothing=0"),
     (["model.ema.decay=1.0"], "model.ema.decay", "model.ema.decay=0.999"),
     (["model.ema.decay=-0.5"], "model.ema.decay", "model.ema.decay=0.999"),
     (["model.ema.enabled=maybe"], "model.ema.enabled", "model.ema.enabled=true"),

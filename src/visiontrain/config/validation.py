@@ -257,11 +257,7 @@ def _check_mixup(cfg: DictConfig) -> None:
     if isinstance(batch, int) and not isinstance(batch, bool) and batch % 2:
         raise ConfigError("data.batch_size", f"is {batch}, but mixup/cutmix mix each image with another of its "
                           "batch and need an even batch size", f"data.batch_size={batch + 1}")
-    model_smoothing = _value(cfg, "model.label_smoothing")
-    if model_smoothing:
-        raise ConfigError("model.label_smoothing", f"is {model_smoothing}, but with mixup/cutmix on the targets are "
-                          "smoothed by augment.mixup.label_smoothing", "model.label_smoothing=0 and "
-                          f"augment.mixup.label_smoothing={model_smoothing}")
+    # model.label_smoothing (hymenoptera's 0.1) is not applied on top: the mixed targets carry their own smoothing
 
 
 def _check_data(cfg: DictConfig) -> None:
