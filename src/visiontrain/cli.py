@@ -17,7 +17,10 @@ USAGE = """usage: visiontrain <command> [key=value ...] [--help] [--cfg job] [-m
 commands:
   train      fine-tune a backbone, evaluate the best checkpoint, export it to ONNX
              (no overrides: the quickstart on built-in digits, CPU, about a minute)
-  evaluate   ckpt=<file.ckpt> [split=val|test] [data_root=<folder>]: metrics and confusion matrix
+  lr_find    <the overrides of train>: learning-rate range test, writes lr_find.png/.json and prints
+             the optimizer.lr=... to train with
+  evaluate   ckpt=<file.ckpt> [split=val|test] [data_root=<folder>] [tta=none|hflip]: metrics and
+             confusion matrix (tta=hflip: averaged over each image and its mirror)
   export     ckpt=<file.ckpt> [output=<file.onnx>]: ONNX with metadata, checked against PyTorch
   predict    model=<file.onnx> input=<image | folder | table> [output=predictions.csv|.json] [top_k=5]:
              onnxruntime only; unreadable inputs listed in a rejects file beside the output
@@ -32,6 +35,7 @@ commands:
 # command -> (config name in conf/, "module:function" run with the composed config)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "visiontrain.runner:train"),
+    "lr_find": ("lr_find", "visiontrain.commands:lr_find"),
     "evaluate": ("evaluate", "visiontrain.commands:evaluate"),
     "export": ("export", "visiontrain.commands:export"),
     "predict": ("predict", "visiontrain.deploy.predict:predict"),

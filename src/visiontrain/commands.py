@@ -1,4 +1,4 @@
-"""`visiontrain evaluate` and `visiontrain export`: work on a finished checkpoint."""
+"""`visiontrain evaluate` and `visiontrain export` work on a finished checkpoint; `visiontrain lr_find` before one."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import lightning.pytorch as pl
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from visiontrain.config.validation import validate_evaluate_config, validate_lr_find_config
 from visiontrain.data.transforms import InputSpec
 from visiontrain.errors import ConfigError
-from visiontrain.tasks.image import datamodule_for, evaluation_report, export_checkpoint, load_classifier, scan
+from visiontrain.tasks.image import (ImageTask, datamodule_for, evaluation_report, export_checkpoint,
+                                     load_classifier, scan)
 from visiontrain.training.hardware import build_trainer
+from visiontrain.training.lr_find import LRFindSettings, find_learning_rate, write_lr_find
 from visiontrain.training.reports import write_json
 
 log = logging.getLogger("visiontrain")
@@ -88,28 +91,71 @@ def _evaluate_tabular(cfg: DictConfig, ckpt: Path, split: str, run_dir: Path) ->
 
 
 def evaluate(cfg: DictConfig) -> float | None:
-    """Evaluate a checkpoint on its validation split (or ``data_root``); write metrics and confusion matrix."""
+    """Evaluate a checkpoint on its validation split (or ``data_root``); write metrics and confusion matrix.
+
+    ``tta=hflip``: every prediction is the average of the softmax on the image and on its mirror image (see
+    :mod:`visiontrain.models.tta`); evaluation.json records the mode.
+    """
+    validate_evaluate_config(cfg)
     ckpt = _checkpoint(cfg)
-    split = str(cfg.split)
-    if split not in ("val", "test"):
-        raise ConfigError("split", f"must be val or test, got {split!r}", "split=val")
+    split, tta = str(cfg.split), str(cfg.tta)
     run_dir = Path(cfg.paths.run_dir)
     if _is_tabular(ckpt):
+        if tta != "none":
+            raise ConfigError("tta", "test-time augmentation is for image models", "tta=none")
         return _evaluate_tabular(cfg, ckpt, split, run_dir)
-    module = load_classifier(ckpt)
+    module = load_classifier(ckpt, tta=tta)
+    if tta == "hflip" and float((module.hparams.run_config or {}).get("augment", {}).get("hflip_p", 0.5)) == 0:
+        log.warning("tta=hflip on a model trained without horizontal flips (augment.hflip_p=0): if a mirrored "
+                    "image means something else in this data (digits, text), use tta=none")
     datamodule, inventory = _datamodule_for_checkpoint(module, cfg, split)
     if datamodule is None:
         raise ConfigError("data_root", "the checkpoint records no data location", "data_root=/path/to/images")
     inventory.write_rejects(run_dir / "rejects.csv")
     trainer: pl.Trainer = build_trainer(cfg.trainer, logger=False, enable_checkpointing=False)
     report = evaluation_report(trainer, module, datamodule, None, split, run_dir)
-    report.update(checkpoint=str(ckpt), data=inventory.counts(), rejects_csv=str(run_dir / "rejects.csv"))
+    report.update(checkpoint=str(ckpt), tta=tta, weights="ema" if module.ema is not None else "trained",
+                  data=inventory.counts(), rejects_csv=str(run_dir / "rejects.csv"))
     write_json(report, run_dir / "evaluation.json")
     images = sum(row["support"] for row in report["per_class"])
-    print("\n".join([f"evaluated {ckpt} on {images} {split} images:",
+    views = "" if tta == "none" else f" (tta={tta}: softmax averaged over the image and its mirror)"
+    print("\n".join([f"evaluated {ckpt} on {images} {split} images{views}:",
                      *[f"  {k} = {v:.4f}" for k, v in report["metrics"].items()],
                      f"  written to {run_dir} (evaluation.json, confusion_matrix.csv/.png, per_class.csv, rejects.csv)"]))
     return report["metrics"].get(f"{split}/acc")
+
+
+def lr_find(cfg: DictConfig) -> float | None:
+    """The learning-rate range test on the training data that `train` with the same overrides would use.
+
+    The model is built as for training but with no frozen epochs, so the head and the backbone are probed together
+    at their configured shares of the rate; the suggestion is the head's rate, the ``optimizer.lr`` to train with
+    (see :mod:`visiontrain.training.lr_find`). Writes lr_find.json and lr_find.png in the run dir.
+    """
+    validate_lr_find_config(cfg)
+    run_dir = Path(cfg.paths.run_dir)
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    probe = OmegaConf.merge(cfg, {"schedule": {"freeze_epochs": 0}})  # the fine-tune stage: head and backbone
+    task = ImageTask(probe)
+    task.prepare(run_dir, True)
+    datamodule, module = task.build()
+    settings = LRFindSettings(**OmegaConf.to_container(cfg.lr_find, resolve=True))
+    trainer: pl.Trainer = build_trainer(cfg.trainer, logger=False, enable_checkpointing=False, max_epochs=-1,
+                                        max_steps=settings.num_training, num_sanity_val_steps=0,
+                                        default_root_dir=str(run_dir))
+    result = find_learning_rate(trainer, module, datamodule.train_dataloader(), settings)
+    files = write_lr_find(result, run_dir)
+    lines = [f"lr_find: {len(result.lrs)} rates probed from {settings.min_lr:g} to {settings.max_lr:g} "
+             "(the head's rate; the backbone at its share, schedule.backbone_lr_scale)"]
+    if result.suggestion is None:
+        lines.append("  no suggestion: the loss diverged before enough points (lower lr_find.max_lr, or "
+                     "lr_find.early_stop_threshold=null)")
+    else:
+        lines += [f"  suggested learning rate: {result.suggestion:.3g} (steepest fall of the smoothed loss)",
+                  f"  train with: visiontrain train <the same overrides> {result.override}"]
+    lines.append(f"  written to {run_dir} ({files['png'].name}, {files['json'].name})")
+    print("\n".join(lines), flush=True)
+    return result.suggestion
 
 
 def export(cfg: DictConfig) -> dict:

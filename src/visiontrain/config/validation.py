@@ -75,6 +75,32 @@ def validate_train_config(cfg: DictConfig) -> None:
         check(cfg)
 
 
+def validate_evaluate_config(cfg: DictConfig) -> None:
+    """`visiontrain evaluate`: its own keys (the checkpoint is checked when it is read)."""
+    from visiontrain.models.tta import TTA_MODES
+
+    _choice(cfg, "split", ("val", "test"))
+    _choice(cfg, "tta", TTA_MODES)
+
+
+def validate_lr_find_config(cfg: DictConfig) -> None:
+    """`visiontrain lr_find`: everything `train` checks, then the range test's own keys."""
+    from visiontrain.training.lr_find import LR_FIND_MODES, MIN_POINTS
+
+    if OmegaConf.select(cfg, "task") == "tabular":
+        raise ConfigError("task", "lr_find tunes image classifiers; tabular models train with their own rates",
+                          "visiontrain lr_find experiment=hymenoptera data.root=/path/to/images")
+    validate_train_config(cfg)
+    min_lr = _number(cfg, "lr_find.min_lr", "1e-6", minimum=0, exclusive=True)
+    max_lr = _number(cfg, "lr_find.max_lr", "1.0", minimum=0, exclusive=True)
+    if max_lr <= min_lr:
+        raise ConfigError("lr_find.max_lr", f"is {max_lr}, not above lr_find.min_lr={min_lr}: nothing to probe",
+                          f"lr_find.max_lr={min_lr * 1e6:g}")
+    _number(cfg, "lr_find.num_training", "100", integer=True, minimum=MIN_POINTS)
+    _choice(cfg, "lr_find.mode", LR_FIND_MODES)
+    _number(cfg, "lr_find.early_stop_threshold", "4.0", minimum=1, exclusive=True, optional=True)  # null: no stop
+
+
 def _check_image_groups(cfg: DictConfig) -> None:
     """Table data or a tabular model in an image run: point at the tabular experiments."""
     if OmegaConf.select(cfg, "data.kind") == "table":
@@ -185,6 +211,18 @@ def _check_model(cfg: DictConfig) -> None:
         value = _value(cfg, key)
         if value is not None and (len(value) != 3 or not all(isinstance(v, (int, float)) for v in value)):
             raise ConfigError(key, f"must be three numbers (R, G, B) or null, got {value!r}", f"{key}=[0.5,0.5,0.5]")
+    if OmegaConf.select(cfg, "model.ema") is not None:
+        _check_ema(cfg)
+
+
+def _check_ema(cfg: DictConfig) -> None:
+    """``model.ema``: a decay in (0, 1); 1 would never move the average away from the starting weights."""
+    _boolean(cfg, "model.ema.enabled")
+    decay = _number(cfg, "model.ema.decay", "0.999", minimum=0, exclusive=True, maximum=1)
+    if decay == 1:
+        raise ConfigError("model.ema.decay", "must be < 1: at 1 the average never leaves the starting weights",
+                          "model.ema.decay=0.999")
+    _boolean(cfg, "model.ema.warmup")
 
 
 def _check_augment(cfg: DictConfig) -> None:
@@ -196,6 +234,30 @@ def _check_augment(cfg: DictConfig) -> None:
 
     spec = input_spec_from(cfg)
     build_train_transform(spec, train_steps_for(cfg, spec))  # a bad transform fails here, naming its index
+    if OmegaConf.select(cfg, "augment.mixup") is not None:
+        _check_mixup(cfg)
+
+
+def _check_mixup(cfg: DictConfig) -> None:
+    """``augment.mixup``: ranges and mode; when on, an even batch and one label smoothing, not two."""
+    from visiontrain.data.mixup import MIXUP_MODES
+
+    mixup = _number(cfg, "augment.mixup.mixup_alpha", "0.8", minimum=0)
+    cutmix = _number(cfg, "augment.mixup.cutmix_alpha", "1.0", minimum=0)
+    _number(cfg, "augment.mixup.prob", "1.0", minimum=0, maximum=1)
+    _number(cfg, "augment.mixup.switch_prob", "0.5", minimum=0, maximum=1)
+    _choice(cfg, "augment.mixup.mode", MIXUP_MODES)
+    smoothing = _number(cfg, "augment.mixup.label_smoothing", "0.1", minimum=0, maximum=1)
+    if smoothing == 1:
+        raise ConfigError("augment.mixup.label_smoothing", "must be < 1: at 1 every target is uniform",
+                          "augment.mixup.label_smoothing=0.1")
+    if not (mixup > 0 or cutmix > 0):
+        return
+    batch = _value(cfg, "data.batch_size")
+    if isinstance(batch, int) and not isinstance(batch, bool) and batch % 2:
+        raise ConfigError("data.batch_size", f"is {batch}, but mixup/cutmix mix each image with another of its "
+                          "batch and need an even batch size", f"data.batch_size={batch + 1}")
+    # model.label_smoothing (hymenoptera's 0.1) is not applied on top: the mixed targets carry their own smoothing
 
 
 def _check_data(cfg: DictConfig) -> None:

@@ -90,17 +90,22 @@ def class_weights(inventory: Inventory) -> list[float]:
 
 
 class ImageDataModule(pl.LightningDataModule):
-    """Train/val/test loaders over a checked inventory; optional class-balanced sampling."""
+    """Train/val/test loaders over a checked inventory; optional class-balanced sampling.
+
+    ``drop_last_train``: the training loader drops its last, incomplete batch (mixup needs full, even batches).
+    """
 
     def __init__(self, inventory: Inventory, train_transform: A.Compose, eval_transform: A.Compose,
                  batch_size: int = 32, num_workers: int | str = "auto", balance: str = "none",
-                 pin_memory: bool = False, reduce_to: int | None = None, seed: int = 0, processes: int = 1) -> None:
+                 pin_memory: bool = False, reduce_to: int | None = None, seed: int = 0, processes: int = 1,
+                 drop_last_train: bool = False) -> None:
         super().__init__()
         self.inventory = inventory
         self.train_transform, self.eval_transform = train_transform, eval_transform
         self.batch_size, self.balance, self.pin_memory, self.seed = batch_size, balance, pin_memory, seed
         self.num_workers = auto_num_workers(processes) if num_workers == "auto" else int(num_workers)
         self.reduce_to = reduce_to
+        self.drop_last_train = drop_last_train
 
     @property
     def classes(self) -> list[str]:
@@ -112,10 +117,10 @@ class ImageDataModule(pl.LightningDataModule):
             transform.set_random_seed(self.seed)  # the in-process stream; workers reseed their copies
         return ImageDataset(self.inventory.splits[split], transform, self.reduce_to)
 
-    def _loader(self, dataset: ImageDataset, shuffle: bool, sampler=None) -> DataLoader:
+    def _loader(self, dataset: ImageDataset, shuffle: bool, sampler=None, drop_last: bool = False) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle and sampler is None,
                           sampler=sampler, num_workers=self.num_workers, pin_memory=self.pin_memory,
-                          persistent_workers=self.num_workers > 0, drop_last=False,
+                          persistent_workers=self.num_workers > 0, drop_last=drop_last,
                           worker_init_fn=seed_augmentations if self.num_workers > 0 else None)
 
     def train_dataloader(self) -> DataLoader:
@@ -127,7 +132,7 @@ class ImageDataModule(pl.LightningDataModule):
             generator = torch.Generator().manual_seed(self.seed)
             sampler = WeightedRandomSampler(per_sample, num_samples=len(dataset), replacement=True,
                                             generator=generator)
-        return self._loader(dataset, shuffle=True, sampler=sampler)
+        return self._loader(dataset, shuffle=True, sampler=sampler, drop_last=self.drop_last_train)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("val"), shuffle=False)

@@ -12,9 +12,12 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from visiontrain.data.mixup import build_mixup
 from visiontrain.data.transforms import apply_normalisation, normalisation_tensors
 from visiontrain.models.backbone import backbone_layer_ids, create_backbone, find_head_parameters
+from visiontrain.models.ema import build_ema
 from visiontrain.models.packaged_weights import packaged_weights
+from visiontrain.models.tta import TTA_MODES, tta_logits
 from visiontrain.models.weights import load_weights
 from visiontrain.training.schedule import (FineTuneSchedule, StagedLR, build_param_groups, stage_name,
                                            trainable_in_stage_two)
@@ -41,6 +44,10 @@ class ImageClassifier(pl.LightningModule):
     Freezing never toggles ``requires_grad`` of parameters that will train later: a frozen backbone runs
     under ``torch.no_grad`` in eval mode instead. DDP therefore registers every trainable parameter from the
     start, and unfreezing needs no optimizer surgery (all groups exist from step 0, at LR 0 while frozen).
+
+    Optional, all off by default: ``mixup`` (``augment.mixup``: Mixup/CutMix of training batches, soft-target
+    loss), ``ema`` (``model.ema``: a moving average of the weights, which validation, checkpoint selection and
+    export then use) and ``tta`` (test-time augmentation of evaluation batches, set by ``visiontrain evaluate``).
     """
 
     def __init__(self, backbone: str, class_names: list[str], input_spec: dict[str, Any],
@@ -48,7 +55,8 @@ class ImageClassifier(pl.LightningModule):
                  drop_rate: float = 0.0,
                  label_smoothing: float = 0.0, class_weights: list[float] | None = None,
                  optimizer: dict[str, Any] | None = None, schedule: dict[str, Any] | None = None,
-                 run_config: dict[str, Any] | None = None) -> None:
+                 run_config: dict[str, Any] | None = None, mixup: dict[str, Any] | None = None,
+                 ema: dict[str, Any] | None = None, tta: str = "none") -> None:
         super().__init__()
         self.save_hyperparameters()
         self.class_names = list(class_names)
@@ -76,6 +84,11 @@ class ImageClassifier(pl.LightningModule):
         self.val_metrics, self.test_metrics = _metrics(num_classes, "val/"), _metrics(num_classes, "test/")
         self.confusion = MulticlassConfusionMatrix(num_classes)
         self.last_confusion: torch.Tensor | None = None
+        self.mixup = build_mixup(mixup, num_classes)
+        self.ema = build_ema(self.model, ema)  # after the starting weights: the average starts from them
+        if tta not in TTA_MODES:
+            raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+        self.tta = tta
         offset, scale = normalisation_tensors(input_spec["mean"], input_spec["std"])
         self.register_buffer("pixel_offset", offset, persistent=False)  # follow the model to its device,
         self.register_buffer("pixel_scale", scale, persistent=False)    # stay out of checkpoints
@@ -117,6 +130,8 @@ class ImageClassifier(pl.LightningModule):
         elif mode:
             for module in self._fixed_modules:
                 module.training = False
+        if self.ema is not None:
+            self.ema.module.eval()  # an average of weights is only ever evaluated
         return self
 
     def parameter_counts(self) -> dict[str, int]:
@@ -169,20 +184,52 @@ class ImageClassifier(pl.LightningModule):
             self.print(f"epoch {self.current_epoch}: stage {stage_name(self.schedule, self.current_epoch)} "
                        f"({counts['trainable']:,} of {counts['total']:,} parameters train)")
 
+    def mix(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mixup/CutMix of a normalised training batch: the mixed images (in place, as timm mixes) and the soft
+        targets (label smoothing included), one row of class probabilities per image."""
+        if self.mixup is None:
+            raise RuntimeError("mixing needs augment.mixup.mixup_alpha or augment.mixup.cutmix_alpha > 0")
+        if len(images) % 2:
+            raise RuntimeError(f"a training batch of {len(images)} images: mixup pairs images and needs an even "
+                               "batch (data.batch_size even; the training loader drops its last, incomplete batch)")
+        return self.mixup(images, labels)
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, labels = batch
-        logits = self(images)
-        loss = self.criterion(logits, labels)
-        self.train_acc(logits, labels)
+        if self.mixup is not None:
+            images, targets = self.mix(images, labels)
+            logits = self(images)
+            # soft-target cross-entropy (timm's SoftTargetCrossEntropy), keeping data.balance=loss_weights weights
+            loss = nn.functional.cross_entropy(logits, targets, weight=self.criterion.weight)
+        else:
+            logits = self(images)
+            loss = self.criterion(logits, labels)
+        self.train_acc(logits, labels)  # against the original labels, mixed or not
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         self.log("train/frozen", float(self.backbone_frozen), on_step=False, on_epoch=True)
         return loss
 
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """After each optimizer step (not each batch: gradient accumulation), move the EMA towards the weights."""
+        super().optimizer_step(*args, **kwargs)
+        if self.ema is not None:
+            self.ema.update(self.model, step=self.global_step)
+
+    def evaluation_model(self) -> nn.Module:
+        """The weights that are scored, exported and served: the EMA copy when ``model.ema`` is on, else ``model``."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def predict_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Evaluation logits: of :meth:`evaluation_model`, averaged over the ``tta`` views."""
+        if self.ema is None and self.tta == "none":
+            return self(images)  # the (possibly compiled, channels_last) training forward
+        return tta_logits(self.evaluation_model(), images, self.tta)
+
     def _evaluation_step(self, batch: tuple[torch.Tensor, torch.Tensor], metrics: MetricCollection,
                          prefix: str) -> None:
         images, labels = batch
-        logits = self(images)
+        logits = self.predict_logits(images)
         self.log(f"{prefix}loss", nn.functional.cross_entropy(logits, labels), prog_bar=prefix == "val/",
                  sync_dist=True)
         metrics.update(logits, labels)

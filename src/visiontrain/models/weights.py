@@ -23,6 +23,7 @@ from visiontrain.errors import WeightsError
 
 _TORCH_SUFFIXES = {".pth", ".pt", ".bin"}
 _CHECKPOINT_PREFIX = "model."  # ImageClassifier keeps the timm model in `self.model`
+_EMA_PREFIX = "ema.module."  # and, with model.ema on, its weight average in `self.ema.module`
 _COUNTER_SUFFIX = "num_batches_tracked"  # BatchNorm step counters: not weights, absent from many files
 _PAIRS_SHOWN = 3
 
@@ -79,8 +80,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def _unwrap(payload: object, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(payload, dict) and "state_dict" in payload:  # Lightning checkpoint
         state = payload["state_dict"]
-        if any(k.startswith(_CHECKPOINT_PREFIX) for k in state):
-            state = {k[len(_CHECKPOINT_PREFIX):]: v for k, v in state.items() if k.startswith(_CHECKPOINT_PREFIX)}
+        for prefix in (_EMA_PREFIX, _CHECKPOINT_PREFIX):  # the averaged weights are the ones that were exported
+            if any(k.startswith(prefix) for k in state):
+                return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
         return state
     for key in ("model", "state_dict_ema", "model_ema"):
         if isinstance(payload, dict) and isinstance(payload.get(key), dict):

@@ -16,6 +16,7 @@ from visiontrain.data.builtin import materialise_builtin
 from visiontrain.data.datamodule import (ImageDataModule, class_weights, processes_per_node,
                                          resolve_pin_memory)
 from visiontrain.data.inventory import Inventory, build_inventory
+from visiontrain.data.mixup import mixup_enabled
 from visiontrain.data.transforms import (InputSpec, build_eval_transform, build_train_transform, normalise,
                                          resolve_input_spec)
 from visiontrain.errors import ConfigError
@@ -56,19 +57,24 @@ def train_steps_for(cfg: DictConfig, spec: InputSpec) -> Any:
 
 
 def datamodule_for(inventory: Inventory, spec: InputSpec, data_cfg: DictConfig | dict, seed: int,
-                   train_steps: Any = None, trainer_cfg: DictConfig | dict | None = None) -> ImageDataModule:
+                   train_steps: Any = None, trainer_cfg: DictConfig | dict | None = None,
+                   drop_last_train: bool = False) -> ImageDataModule:
     trainer_cfg = trainer_cfg if trainer_cfg is not None else {"accelerator": "cpu"}
     pin_memory = resolve_pin_memory(data_cfg.get("pin_memory", "auto"), str(trainer_cfg.get("accelerator", "cpu")))
     return ImageDataModule(inventory, build_train_transform(spec, train_steps), build_eval_transform(spec),
                            batch_size=int(data_cfg["batch_size"]), num_workers=data_cfg["num_workers"],
                            balance=data_cfg["balance"], pin_memory=pin_memory,
-                           reduce_to=spec.resize_to, seed=seed, processes=processes_per_node(trainer_cfg))
+                           reduce_to=spec.resize_to, seed=seed, processes=processes_per_node(trainer_cfg),
+                           drop_last_train=drop_last_train)
 
 
-def load_classifier(ckpt_path: str | Path) -> ImageClassifier:
-    """A trained classifier from a visiontrain checkpoint, without the hub or the original weights file."""
+def load_classifier(ckpt_path: str | Path, tta: str = "none") -> ImageClassifier:
+    """A trained classifier from a visiontrain checkpoint, without the hub or the original weights file.
+
+    ``tta``: the test-time augmentation its evaluation steps use (see :mod:`visiontrain.models.tta`).
+    """
     return ImageClassifier.load_from_checkpoint(str(ckpt_path), map_location="cpu", weights_only=True,
-                                                pretrained=False, weights_file=None, weights=None)
+                                                pretrained=False, weights_file=None, weights=None, tta=tta)
 
 
 def evaluation_report(trainer: pl.Trainer, module: ImageClassifier, datamodule: ImageDataModule,
@@ -86,6 +92,15 @@ def evaluation_report(trainer: pl.Trainer, module: ImageClassifier, datamodule: 
     return report
 
 
+def check_mixup_data(inventory: Inventory, batch_size: int, processes: int = 1) -> None:
+    """Mixup drops each epoch's last, incomplete batch: a training set smaller than one batch would leave none."""
+    per_process = len(inventory.splits["train"]) // max(1, processes)
+    if per_process < batch_size:
+        raise ConfigError("data.batch_size", f"is {batch_size}, but with mixup on the training loader keeps full "
+                          f"batches only and each training process has {per_process} images",
+                          f"data.batch_size={max(2, per_process - per_process % 2)} (even), or augment.mixup off")
+
+
 def export_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: ImageDataModule | None,
                       parity_images: int, atol: float, opset: int, metric: dict[str, Any] | None,
                       extra_metadata: dict[str, Any] | None = None, quantize: str | None = None,
@@ -93,9 +108,10 @@ def export_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: ImageD
     """Export ``ckpt_path`` to ONNX (metadata inside) and check onnxruntime against PyTorch on real images.
 
     ``quantize="int8"`` also writes ``<name>.int8.onnx``, calibrated on training images and compared with the
-    float file on the validation images.
+    float file on the validation images. With ``model.ema`` on, the EMA weights are exported (and checked).
     """
     module = load_classifier(ckpt_path).eval()
+    model = module.evaluation_model()
     spec = module.hparams.input_spec
     metadata = {
         "task": "image_classification", "class_names": module.class_names, "input_name": "image",
@@ -103,12 +119,13 @@ def export_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: ImageD
         "resize_to": spec["resize_to"], "crop": "center", "interpolation": spec["interpolation"],
         "pixel_scale": "RGB uint8 / 255, then (x - mean) / std, NCHW float32",
         "backbone": module.hparams.backbone, "source_checkpoint": str(Path(ckpt_path).resolve()),
-        "metric": metric or {}, "visiontrain_version": _version(), **(extra_metadata or {}),
+        "metric": metric or {}, "weights_averaged": module.ema is not None, "visiontrain_version": _version(),
+        **(extra_metadata or {}),
     }
     started = time.perf_counter()
-    export_onnx(module.model, onnx_path, int(spec["image_size"]), metadata, opset=opset)
+    export_onnx(model, onnx_path, int(spec["image_size"]), metadata, opset=opset)
     images, paths = _parity_batch(datamodule, parity_images, spec)
-    parity = check_parity(onnx_path, module.model, images, atol=atol, image_paths=paths)
+    parity = check_parity(onnx_path, model, images, atol=atol, image_paths=paths)
     result = {"onnx": str(onnx_path), "parity": parity, "metadata": metadata}
     if quantize == "int8":
         result["int8"] = int8_copy(onnx_path, datamodule, spec, calibration_images)
@@ -204,8 +221,12 @@ class ImageTask:
     def build(self, split: None = None) -> tuple[ImageDataModule, ImageClassifier]:
         cfg = self.cfg
         self.spec = input_spec_from(cfg)
+        mixup = OmegaConf.to_container(cfg.augment.mixup, resolve=True) if "mixup" in cfg.augment else None
+        mixing = mixup_enabled(mixup)
+        if mixing:
+            check_mixup_data(self.inventory, int(cfg.data.batch_size), processes_per_node(cfg.trainer))
         self.datamodule = datamodule_for(self.inventory, self.spec, cfg.data, int(cfg.seed),
-                                         train_steps_for(cfg, self.spec), cfg.trainer)
+                                         train_steps_for(cfg, self.spec), cfg.trainer, drop_last_train=mixing)
         source = weight_source(cfg.model)
         if not source.pretrained and int(cfg.schedule.freeze_epochs) > 0 and not self._warned_frozen_random:
             self._warned_frozen_random = True
@@ -220,7 +241,8 @@ class ImageTask:
             drop_rate=float(cfg.model.drop_rate), label_smoothing=float(cfg.model.label_smoothing),
             class_weights=self.class_weights, optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
             schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
-            run_config=OmegaConf.to_container(cfg, resolve=True))
+            run_config=OmegaConf.to_container(cfg, resolve=True), mixup=mixup if mixing else None,
+            ema=OmegaConf.to_container(cfg.model.ema, resolve=True) if "ema" in cfg.model else None)
         if module.weights_report:
             log.info(module.weights_report["summary"])
         return self.datamodule, module
@@ -268,7 +290,7 @@ class ImageTask:
         with torch.no_grad():
             for start in range(0, count, 64):
                 batch = model_inputs(self.datamodule, "val", range(start, min(start + 64, count)), spec)
-                probabilities.append(torch.softmax(module.model(batch), dim=-1))  # uncompiled, on the CPU
+                probabilities.append(torch.softmax(module.evaluation_model()(batch), dim=-1))  # uncompiled, CPU
         confidence, predicted = torch.cat(probabilities).max(dim=-1)
         return {"task": self.name, "inputs": inputs, "inputs_from": f"{len(chosen)} training images",
                 "outputs": outputs_reference(module.class_names, predicted.numpy(), confidence.numpy()),
@@ -281,7 +303,7 @@ class ImageTask:
         images = torch.stack([dataset[i][0] for i in indices])  # uint8, as the loader gives them
         labels = [int(dataset[i][1]) for i in indices]
         with torch.no_grad():
-            model = module.eval().to("cpu").model  # uncompiled: a compiled forward would recompile for the CPU
+            model = module.eval().to("cpu").evaluation_model()  # uncompiled: compiled would recompile for the CPU
             probabilities = torch.softmax(model(module.normalise(images)), dim=-1)
         names = module.class_names
         samples = []

@@ -54,7 +54,8 @@ def build_param_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], hea
     """Optimizer groups: the head, then one group per backbone layer; no weight decay on biases and norms.
 
     Every group carries ``name``, ``role`` (head/backbone) and its configured ``lr``, so learning-rate
-    monitors show the stages and tests can check the rates.
+    monitors show the stages and tests can check the rates, and ``lr_scale``, that rate as a share of ``lr``
+    (what the learning-rate finder keeps when it sets one rate on every group).
     """
     depth = max(layer_ids.values(), default=0) + 1
     groups: dict[tuple[str, int, bool], dict] = {}
@@ -69,7 +70,7 @@ def build_param_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], hea
             scale = 1.0 if role == "head" else schedule.backbone_lr_scale * (
                 (schedule.layer_decay ** (depth - 1 - layer)) if schedule.layer_decay else 1.0)
             groups[key] = {"params": [], "name": f"{role}" + ("" if role == "head" else f".layer{layer}")
-                           + (".no_decay" if no_decay else ""), "role": role, "lr": lr * scale,
+                           + (".no_decay" if no_decay else ""), "role": role, "lr": lr * scale, "lr_scale": scale,
                            "weight_decay": 0.0 if no_decay else weight_decay}
         groups[key]["params"].append(parameter)
     return [groups[k] for k in sorted(groups, key=lambda k: (k[0] != "head", -k[1], k[2]))]
