@@ -97,14 +97,13 @@ class ImageClassifier(pl.LightningModule):
 
     def _load_starting_weights(self, weights: str | None, weights_file: str | None) -> dict[str, Any] | None:
         """Packaged weights (by name) or a local file into the backbone; what was loaded, for the run's report."""
-        if weights:
-            packaged = packaged_weights(weights)
-            report = load_weights(self.model, packaged.path(), self.head_names)
-            return {**report.to_dict(), "package": packaged.describe(), "summary": report.describe()}
-        if weights_file:
-            report = load_weights(self.model, weights_file, self.head_names)
-            return {**report.to_dict(), "summary": report.describe()}
-        return None
+        packaged = packaged_weights(weights) if weights else None
+        path = packaged.path() if packaged else weights_file
+        if not path:
+            return None
+        report = load_weights(self.model, path, self.head_names)
+        provenance = {"package": packaged.describe()} if packaged else {}
+        return {**report.to_dict(), "summary": report.describe(), **provenance}
 
     # ----- freezing -------------------------------------------------------------------------------------
     def _modules_owning(self, names: set[str]) -> list[nn.Module]:

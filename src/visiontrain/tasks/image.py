@@ -23,7 +23,7 @@ from visiontrain.errors import ConfigError
 from visiontrain.export.onnx_export import export_onnx
 from visiontrain.export.parity import check_parity
 from visiontrain.models.classifier import ImageClassifier
-from visiontrain.models.weight_source import weight_source
+from visiontrain.models.weight_source import WeightSource, weight_source
 from visiontrain.training.reports import write_confusion
 
 log = logging.getLogger("visiontrain")
@@ -183,7 +183,7 @@ class ImageTask:
         self.cfg = cfg
         self.inventory: Inventory | None = None
         self.datamodule: ImageDataModule | None = None
-        self._warned_frozen_random = False
+        self.source: WeightSource | None = None  # where the starting weights came from, set by build()
 
     curve_metric = "acc"
     report_split = "val"  # whose confusion matrix the report points at
@@ -227,9 +227,8 @@ class ImageTask:
             check_mixup_data(self.inventory, int(cfg.data.batch_size), processes_per_node(cfg.trainer))
         self.datamodule = datamodule_for(self.inventory, self.spec, cfg.data, int(cfg.seed),
                                          train_steps_for(cfg, self.spec), cfg.trainer, drop_last_train=mixing)
-        source = weight_source(cfg.model)
-        if not source.pretrained and int(cfg.schedule.freeze_epochs) > 0 and not self._warned_frozen_random:
-            self._warned_frozen_random = True
+        self.source = source = weight_source(cfg.model)
+        if not source.pretrained and int(cfg.schedule.freeze_epochs) > 0:  # an image run builds its model once
             log.warning("schedule.freeze_epochs=%d freezes a backbone that got no pretrained weights: its random "
                         "features cannot be fitted by the head alone. Use schedule=full_finetune, or give it "
                         "weights (model.weights=..., model.pretrained=true or model.weights_file=...)",
@@ -248,7 +247,7 @@ class ImageTask:
         return self.datamodule, module
 
     def info(self, module: ImageClassifier) -> dict[str, Any]:
-        source = weight_source(self.cfg.model)
+        source = self.source  # decided by build()
         weights = {**source.describe(), **(module.weights_report or {})}
         if source.kind == "hub":
             weights["source"] = f"hub: {source.backbone}"
