@@ -79,7 +79,7 @@ def _run_hydra(config_name: str, function: Callable) -> None:
     from omegaconf import DictConfig
 
     from visiontrain.config import config_dir
-    from visiontrain.errors import ConfigError, DataError, WeightsError
+    from visiontrain.errors import CheckpointError, ConfigError, DataError, WeightsError
 
     config_path: str | None = str(config_dir())
     app_config = config_name
@@ -96,9 +96,10 @@ def _run_hydra(config_name: str, function: Callable) -> None:
                 if _sweeper_counts_exceptions():
                     raise  # the Optuna sweeper marks the trial failed and goes on (max_failure_rate)
                 return float("nan")  # Hydra's basic sweeper would stop at an exception
-            if not isinstance(error, (ConfigError, DataError, WeightsError)):
+            if not isinstance(error, (ConfigError, DataError, WeightsError, CheckpointError)):
                 raise
-            kind = {ConfigError: "config error", DataError: "data error", WeightsError: "weights error"}[type(error)]
+            kind = {ConfigError: "config error", DataError: "data error", WeightsError: "weights error",
+                    CheckpointError: "checkpoint error"}[type(error)]
             print(f"visiontrain: {kind}: {error}", file=sys.stderr, flush=True)
             if isinstance(error, ConfigError):
                 _remove_empty_run_dir()
@@ -108,8 +109,9 @@ def _run_hydra(config_name: str, function: Callable) -> None:
         _check_overrides(config_name)
         if config_name == "train":
             _resolve_resume(config_name)
-    except ConfigError as error:
-        print(f"visiontrain: config error: {error}", file=sys.stderr, flush=True)
+    except (ConfigError, CheckpointError) as error:
+        kind = "config error" if isinstance(error, ConfigError) else "checkpoint error"
+        print(f"visiontrain: {kind}: {error}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     entry()
 

@@ -11,23 +11,26 @@ from omegaconf import DictConfig, OmegaConf
 
 from visiontrain.config.validation import validate_evaluate_config, validate_lr_find_config
 from visiontrain.data.transforms import InputSpec
-from visiontrain.errors import ConfigError
+from visiontrain.config.targets import UntrustedTarget, check_plain_data
+from visiontrain.errors import CheckpointError, ConfigError
 from visiontrain.tasks.image import (ImageTask, datamodule_for, evaluation_report, export_checkpoint,
                                      load_classifier, scan)
 from visiontrain.training.hardware import build_trainer
+from visiontrain.training.checkpoints import read_checkpoint
 from visiontrain.training.lr_find import LRFindSettings, find_learning_rate, write_lr_find
 from visiontrain.training.reports import write_json
 
 log = logging.getLogger("visiontrain")
 
 
-def _checkpoint(cfg: DictConfig) -> Path:
+def _checkpoint(cfg: DictConfig) -> tuple[Path, dict]:
+    """The ``ckpt=`` file and its contents, read once as plain data (see :func:`read_checkpoint`)."""
     if OmegaConf.is_missing(cfg, "ckpt"):
         raise ConfigError("ckpt", "is required", "ckpt=outputs/<experiment>/runs/<time>/checkpoints/last.ckpt")
     path = Path(str(cfg.ckpt)).expanduser()
-    if not path.is_file():
+    if "://" not in str(cfg.ckpt) and not path.is_file():
         raise ConfigError("ckpt", f"checkpoint {path} does not exist", "ckpt=/path/to/a/visiontrain.ckpt")
-    return path
+    return path, read_checkpoint(str(cfg.ckpt))
 
 
 def _datamodule_for_checkpoint(module, cfg: DictConfig, split: str):
@@ -50,18 +53,22 @@ def _datamodule_for_checkpoint(module, cfg: DictConfig, split: str):
     return datamodule_for(inventory, spec, data_cfg, seed), inventory
 
 
-def _is_tabular(ckpt: Path) -> bool:
-    import torch
-
-    hparams = torch.load(str(ckpt), map_location="cpu", weights_only=True).get("hyper_parameters", {})
-    return "task_type" in hparams
+def _is_tabular(checkpoint: dict) -> bool:
+    return "task_type" in (checkpoint.get("hyper_parameters") or {})
 
 
-def _tabular_task(ckpt: Path, cfg: DictConfig, run_dir: Path):
-    """The checkpoint's own table and split (same source, cleansing and seed), or ``data_root`` held out whole."""
+def _tabular_task(ckpt: Path, checkpoint: dict, cfg: DictConfig, run_dir: Path):
+    """The checkpoint's own table and split (same source, cleansing and seed), or ``data_root`` held out whole.
+
+    The stored run config is data: an interpolation in it (``${oc.env:...}``) is refused, not resolved.
+    """
     from visiontrain.tasks.tabular import TabularTask, load_tabular_model
 
-    module = load_tabular_model(str(ckpt))
+    module = load_tabular_model(ckpt, checkpoint)
+    try:
+        check_plain_data(module.hparams.run_config.get("data", {}), "run_config.data")
+    except UntrustedTarget as error:
+        raise CheckpointError(f"ckpt={ckpt}: refused, {error}") from None
     run_config = OmegaConf.create(module.hparams.run_config)
     if cfg.get("data_root"):
         run_config.data.source = str(Path(str(cfg.data_root)).expanduser())
@@ -77,8 +84,8 @@ def _tabular_task(ckpt: Path, cfg: DictConfig, run_dir: Path):
     return task, module
 
 
-def _evaluate_tabular(cfg: DictConfig, ckpt: Path, split: str, run_dir: Path) -> float | None:
-    task, module = _tabular_task(ckpt, cfg, run_dir)
+def _evaluate_tabular(cfg: DictConfig, ckpt: Path, checkpoint: dict, split: str, run_dir: Path) -> float | None:
+    task, module = _tabular_task(ckpt, checkpoint, cfg, run_dir)
     trainer: pl.Trainer = build_trainer(cfg.trainer, logger=False, enable_checkpointing=False)
     report = task.evaluate(trainer, module, None, run_dir)
     result = report.get(split) or report["val"]
@@ -97,14 +104,14 @@ def evaluate(cfg: DictConfig) -> float | None:
     :mod:`visiontrain.models.tta`); evaluation.json records the mode.
     """
     validate_evaluate_config(cfg)
-    ckpt = _checkpoint(cfg)
+    ckpt, checkpoint = _checkpoint(cfg)
     split, tta = str(cfg.split), str(cfg.tta)
     run_dir = Path(cfg.paths.run_dir)
-    if _is_tabular(ckpt):
+    if _is_tabular(checkpoint):
         if tta != "none":
             raise ConfigError("tta", "test-time augmentation is for image models", "tta=none")
-        return _evaluate_tabular(cfg, ckpt, split, run_dir)
-    module = load_classifier(ckpt, tta=tta)
+        return _evaluate_tabular(cfg, ckpt, checkpoint, split, run_dir)
+    module = load_classifier(ckpt, tta=tta, checkpoint=checkpoint)
     if tta == "hflip" and float((module.hparams.run_config or {}).get("augment", {}).get("hflip_p", 0.5)) == 0:
         log.warning("tta=hflip on a model trained without horizontal flips (augment.hflip_p=0): if a mirrored "
                     "image means something else in this data (digits, text), use tta=none")
@@ -160,17 +167,17 @@ def lr_find(cfg: DictConfig) -> float | None:
 
 def export(cfg: DictConfig) -> dict:
     """Export a checkpoint to ONNX and check it with onnxruntime on the checkpoint's validation images."""
-    ckpt = _checkpoint(cfg)
+    ckpt, checkpoint = _checkpoint(cfg)
     run_dir = Path(cfg.paths.run_dir)
     output = Path(str(cfg.output)).expanduser() if cfg.get("output") else run_dir / "model.onnx"
     quantize = cfg.get("quantize")
     if quantize not in (None, "int8"):
         raise ConfigError("quantize", f"must be null or int8, got {quantize!r}", "quantize=int8")
-    if _is_tabular(ckpt):
+    if _is_tabular(checkpoint):
         if quantize:
             raise ConfigError("quantize", "int8 quantization is for image models", "quantize=null")
-        return _export_tabular(cfg, ckpt, output, run_dir)
-    module = load_classifier(ckpt)
+        return _export_tabular(cfg, ckpt, checkpoint, output, run_dir)
+    module = load_classifier(ckpt, checkpoint=checkpoint)
     datamodule = None
     try:
         datamodule, _ = _datamodule_for_checkpoint(module, cfg, "val")
@@ -192,11 +199,11 @@ def export(cfg: DictConfig) -> dict:
     return result
 
 
-def _export_tabular(cfg: DictConfig, ckpt: Path, output: Path, run_dir: Path) -> dict:
+def _export_tabular(cfg: DictConfig, ckpt: Path, checkpoint: dict, output: Path, run_dir: Path) -> dict:
     """Export a tabular checkpoint (preprocessing included) and check it on its held-out rows."""
     from visiontrain.tasks.tabular import export_tabular_checkpoint
 
-    task, module = _tabular_task(ckpt, cfg, run_dir)
+    task, module = _tabular_task(ckpt, checkpoint, cfg, run_dir)
     split = task.final_split()
     rows = task.table.iloc[split.test if len(split.test) else split.val]
     atol = float(module.hparams.run_config["export"]["atol"])  # the tolerance the run was trained with

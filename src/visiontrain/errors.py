@@ -18,3 +18,10 @@ class DataError(ValueError):
 
 class WeightsError(RuntimeError):
     """Pretrained or local weights could not be obtained or do not fit the backbone."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used: missing, damaged, not a visiontrain checkpoint, or holding settings we refuse.
+
+    Raised before anything from the file is built, so a damaged or hostile checkpoint ends in one clear message.
+    """

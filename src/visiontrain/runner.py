@@ -23,6 +23,7 @@ from visiontrain.config.validation import validate_train_config
 from visiontrain.tasks import build_task
 from visiontrain.tracking.results import log_run_results, wandb_loggers
 from visiontrain.tracking.wandb_run import finish_active_run
+from visiontrain.training.checkpoints import read_checkpoint
 from visiontrain.training.hardware import build_trainer
 from visiontrain.training.history import MetricHistory
 from visiontrain.training.reports import library_versions, plot_curves, write_json
@@ -60,7 +61,8 @@ def fit_once(cfg: DictConfig, task: Any, split: Any, out_dir: Path) -> dict[str,
     callbacks = instantiate_callbacks(cfg.get("callbacks"), bool(loggers) and has_optimizer) + [history]
     trainer: pl.Trainer = build_trainer(cfg.trainer, callbacks, logger=loggers or False, **overrides)
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path") if split is task.final_split() else None)
+    resume_from = cfg.get("ckpt_path") if split is task.final_split() else None
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)  # data only, never code
     fit_seconds = time.perf_counter() - started
     epochs = list(history.rows)  # before evaluation: restoring the best checkpoint restores its older history
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
@@ -113,6 +115,8 @@ def train(cfg: DictConfig) -> float | None:
 
 def _train(cfg: DictConfig) -> float | None:
     validate_train_config(cfg)
+    if cfg.get("ckpt_path"):  # before the data scan: a damaged or hostile file fails first, and once
+        read_checkpoint(str(cfg.ckpt_path), key="ckpt_path")
     started = time.perf_counter()
     run_dir = Path(cfg.paths.run_dir)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)

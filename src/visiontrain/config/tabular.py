@@ -48,13 +48,12 @@ def _check_tabular_model(cfg: DictConfig) -> None:
     if not target:
         raise ConfigError(f"model.estimator.{task_type}", f"this model has no estimator for {task_type}",
                           "model=logistic_regression or model=gradient_boosting")
-    import importlib
+    from visiontrain.config.targets import UntrustedTarget, check_targets
 
-    module_name, _, class_name = str(target).rpartition(".")
     try:
-        getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError):
-        raise ConfigError(f"model.estimator.{task_type}._target_", f"{target} cannot be imported",
+        check_targets(OmegaConf.select(cfg, f"model.estimator.{task_type}"), "estimator", f"model.estimator.{task_type}")
+    except UntrustedTarget as error:
+        raise ConfigError(f"model.estimator.{task_type}._target_", str(error),
                           "a scikit-learn estimator class, e.g. sklearn.linear_model.LogisticRegression") from None
 
 

@@ -137,6 +137,12 @@ def _check_run(cfg: DictConfig, monitorable: tuple[str, ...] = MONITORABLE) -> N
 def _check_optimizer(cfg: DictConfig) -> None:
     if not OmegaConf.select(cfg, "optimizer._target_"):
         raise ConfigError("optimizer._target_", "no optimizer class is set", "optimizer=adamw (or sgd)")
+    from visiontrain.config.targets import UntrustedTarget, check_targets
+
+    try:
+        check_targets(cfg.optimizer, "optimizer", "optimizer")
+    except UntrustedTarget as error:
+        raise ConfigError("optimizer._target_", str(error), "optimizer=adamw (or sgd), or a torch.optim class") from None
     _number(cfg, "optimizer.lr", "1e-3", minimum=0, exclusive=True)
     if "weight_decay" in cfg.optimizer:
         _number(cfg, "optimizer.weight_decay", "0.05", minimum=0)

@@ -7,11 +7,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from hydra.utils import instantiate
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from visiontrain.config.targets import instantiate_trusted
 from visiontrain.data.mixup import build_mixup
 from visiontrain.data.transforms import apply_normalisation, normalisation_tensors
 from visiontrain.models.backbone import backbone_layer_ids, create_backbone, find_head_parameters
@@ -257,7 +257,7 @@ class ImageClassifier(pl.LightningModule):
         lr, weight_decay = float(settings["lr"]), float(settings.get("weight_decay", 0.0))
         groups = build_param_groups(self.model.named_parameters(), self.head_names, self.layer_ids,
                                     self.trainable_names - self.head_names, lr, weight_decay, self.schedule)
-        optimizer = instantiate(settings, params=groups, _convert_="all")
+        optimizer = instantiate_trusted(settings, "optimizer", "optimizer", params=groups, _convert_="all")
         total_steps = int(self.trainer.estimated_stepping_batches)
         steps_per_epoch = total_steps / max(1, int(self.trainer.max_epochs or 1))
         lambdas = [StagedLR(g["role"], steps_per_epoch, total_steps, self.schedule.freeze_epochs,

@@ -10,16 +10,19 @@ arbitrary unpickling.
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from sklearn.pipeline import Pipeline
 from torch import nn
 
+from visiontrain.config.targets import instantiate_trusted
+from visiontrain.errors import CheckpointError
 from visiontrain.tabular.metrics import binary_metrics, regression_metrics, tune_threshold
+from visiontrain.training.checkpoints import module_from_checkpoint, read_checkpoint
 
 # types skops refuses by default that a fitted pipeline or baseline legitimately holds
 TRUSTED_SKOPS_TYPES = ["numpy.dtype", "sklearn.tree._tree.Tree", "sklearn._loss.loss.HalfBinomialLoss",
@@ -173,7 +176,7 @@ class TabularMLP(TabularModel):
 
     def configure_optimizers(self) -> Any:
         config = dict(self.hparams.optimizer or {"_target_": "torch.optim.AdamW", "lr": 1e-3})
-        optimizer = instantiate(config, params=self.parameters())
+        optimizer = instantiate_trusted(config, "optimizer", "optimizer", params=self.parameters())
         if not self.hparams.cosine:
             return optimizer
         epochs = max(1, int(self.trainer.max_epochs or 1))
@@ -190,7 +193,7 @@ class EstimatorModel(TabularModel):
         super().__init__(**shared)
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.estimator = instantiate(estimator)
+        self.estimator = instantiate_trusted(estimator, "estimator", "model.estimator")
         self.fitted = False
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -234,8 +237,15 @@ class EstimatorModel(TabularModel):
 MODEL_CLASSES: dict[str, type[TabularModel]] = {"mlp": TabularMLP, "estimator": EstimatorModel}
 
 
-def load_tabular_model(ckpt_path: str) -> TabularModel:
-    """A trained tabular model (pipeline, estimator and threshold included) from a visiontrain checkpoint."""
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    kind = "estimator" if "estimator" in checkpoint["hyper_parameters"] else "mlp"
-    return MODEL_CLASSES[kind].load_from_checkpoint(ckpt_path, map_location="cpu", weights_only=True)
+def load_tabular_model(ckpt_path: str | Path, checkpoint: dict[str, Any] | None = None) -> TabularModel:
+    """A trained tabular model (pipeline, estimator and threshold included) from a visiontrain checkpoint.
+
+    Read as plain data (:func:`read_checkpoint`); the estimator settings pass the allow-list before anything is
+    built, and the fitted estimator and pipeline come from skops with trusted types only.
+    """
+    checkpoint = checkpoint if checkpoint is not None else read_checkpoint(ckpt_path)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    if "task_type" not in hparams:
+        raise CheckpointError(f"ckpt={ckpt_path}: not a tabular checkpoint (no task_type)")
+    kind = "estimator" if "estimator" in hparams else "mlp"
+    return module_from_checkpoint(MODEL_CLASSES[kind], checkpoint, ckpt_path)

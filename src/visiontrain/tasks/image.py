@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
+import timm
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,11 +20,12 @@ from visiontrain.data.inventory import Inventory, build_inventory
 from visiontrain.data.mixup import mixup_enabled
 from visiontrain.data.transforms import (InputSpec, build_eval_transform, build_train_transform, normalise,
                                          resolve_input_spec)
-from visiontrain.errors import ConfigError
+from visiontrain.errors import CheckpointError, ConfigError
 from visiontrain.export.onnx_export import export_onnx
 from visiontrain.export.parity import check_parity
 from visiontrain.models.classifier import ImageClassifier
 from visiontrain.models.weight_source import WeightSource, weight_source
+from visiontrain.training.checkpoints import module_from_checkpoint, read_checkpoint
 from visiontrain.training.reports import write_confusion
 
 log = logging.getLogger("visiontrain")
@@ -68,13 +70,22 @@ def datamodule_for(inventory: Inventory, spec: InputSpec, data_cfg: DictConfig |
                            drop_last_train=drop_last_train)
 
 
-def load_classifier(ckpt_path: str | Path, tta: str = "none") -> ImageClassifier:
+def load_classifier(ckpt_path: str | Path, tta: str = "none", checkpoint: dict[str, Any] | None = None
+                    ) -> ImageClassifier:
     """A trained classifier from a visiontrain checkpoint, without the hub or the original weights file.
 
-    ``tta``: the test-time augmentation its evaluation steps use (see :mod:`visiontrain.models.tta`).
+    The file is read as plain data (:func:`read_checkpoint`) and the model rebuilt from our class; a backbone
+    name that would fetch anything (``hf-hub:``, ``local-dir:``) is refused. ``tta``: the test-time augmentation
+    its evaluation steps use (see :mod:`visiontrain.models.tta`).
     """
-    return ImageClassifier.load_from_checkpoint(str(ckpt_path), map_location="cpu", weights_only=True,
-                                                pretrained=False, weights_file=None, weights=None, tta=tta)
+    checkpoint = checkpoint if checkpoint is not None else read_checkpoint(ckpt_path)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    backbone = hparams.get("backbone")
+    if not isinstance(backbone, str) or ":" in backbone or not timm.is_model(backbone):
+        raise CheckpointError(f"ckpt={ckpt_path}: not an image checkpoint of a timm architecture "
+                              f"(backbone {backbone!r})")
+    return module_from_checkpoint(ImageClassifier, checkpoint, ckpt_path, pretrained=False, weights_file=None,
+                                  weights=None, tta=tta)
 
 
 def evaluation_report(trainer: pl.Trainer, module: ImageClassifier, datamodule: ImageDataModule,

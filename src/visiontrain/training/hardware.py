@@ -16,6 +16,8 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from visiontrain.training.checkpoints import AtomicCheckpointIO
+
 log = logging.getLogger("visiontrain")
 
 ACCELERATION_KEYS = ("channels_last", "compile")
@@ -55,4 +57,6 @@ def build_trainer(trainer_cfg: DictConfig | dict, callbacks: list[pl.Callback] |
                   **kwargs: Any) -> pl.Trainer:
     """The configured Trainer with the :class:`Acceleration` callback for the non-Trainer settings."""
     arguments, acceleration = trainer_arguments(trainer_cfg)
+    if str(arguments.get("accelerator", "auto")) != "tpu" and "plugins" not in arguments:
+        kwargs.setdefault("plugins", [AtomicCheckpointIO()])  # XLA keeps its own checkpoint IO
     return instantiate(arguments, callbacks=[*(callbacks or []), Acceleration(**acceleration)], **kwargs)

@@ -1,16 +1,21 @@
 """``resume=latest`` (or a checkpoint): continue a run in its own run dir, with no path or W&B id typed by hand.
 
 Resolved before Hydra starts: the override becomes ``hydra.run.dir=<that run's dir>`` and
-``ckpt_path=<its last.ckpt>``. Lightning then restores epoch, optimizer, LR schedule and callback states (best-k
+``ckpt_path=<its last.ckpt>``; a damaged ``last.ckpt`` (a kill mid-write on an old version, a full disk) falls
+back to the newest intact checkpoint of the run, with a warning. Lightning then restores epoch, optimizer, LR schedule and callback states (best-k
 checkpoints, early stopping, history); the freeze stage follows from the epoch; the W&B run id is read from the
 run dir.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
-from visiontrain.errors import ConfigError
+from visiontrain.errors import CheckpointError, ConfigError
+from visiontrain.training.checkpoints import checkpoint_info, newest_intact
+
+log = logging.getLogger("visiontrain")
 
 LAST = Path("checkpoints") / "last.ckpt"
 
@@ -24,9 +29,29 @@ def _runs_root(config_name: str, overrides: list[str], config_dir: Path) -> Path
 
 
 def latest_checkpoint(runs_root: Path) -> Path | None:
-    """The newest ``last.ckpt`` among the runs of one experiment."""
-    candidates = [run / LAST for run in runs_root.glob("*") if (run / LAST).is_file()]
-    return max(candidates, key=lambda path: path.stat().st_mtime) if candidates else None
+    """The checkpoints folder of the newest run of one experiment (the run whose last checkpoint is newest)."""
+    folders = [run / LAST.parent for run in runs_root.glob("*") if any((run / LAST.parent).glob("*.ckpt"))]
+    if not folders:
+        return None
+    return max(folders, key=lambda folder: max(p.stat().st_mtime for p in folder.glob("*.ckpt"))) / LAST.name
+
+
+def intact_checkpoint(requested: Path) -> Path:
+    """``requested`` if it loads; else the newest intact checkpoint beside it, with a warning saying why."""
+    try:
+        checkpoint_info(requested)
+        return requested
+    except CheckpointError as error:
+        if requested.exists() and requested.name != LAST.name:
+            raise  # a checkpoint named by hand: resume exactly that one, or say why not
+        damaged = str(error)
+    fallback, problems = newest_intact(requested.parent, preferred=requested)
+    if fallback is None:
+        raise CheckpointError(f"no intact checkpoint to resume from in {requested.parent}: " + "; ".join(
+            [damaged, *[p for p in problems if damaged not in p]]))
+    log.warning("resume: %s; resuming from %s (epoch %d) instead, the newest intact checkpoint of the run",
+                damaged, fallback.path.name, fallback.epoch)
+    return fallback.path
 
 
 def resume_overrides(config_name: str, overrides: list[str], config_dir: Path, multirun: bool) -> list[str]:
@@ -43,15 +68,15 @@ def resume_overrides(config_name: str, overrides: list[str], config_dir: Path, m
         root = _runs_root(config_name, others, config_dir)
         checkpoint = latest_checkpoint(root)
         if checkpoint is None:
-            raise ConfigError("resume", f"no run with {LAST} under {root}",
+            raise ConfigError("resume", f"no run with checkpoints under {root}",
                               "train once first, or resume=<path to a run dir or a .ckpt>")
     else:
         checkpoint = Path(value).expanduser()
         if checkpoint.is_dir():
-            checkpoint = checkpoint / LAST
-        if not checkpoint.is_file():
+            checkpoint = checkpoint / LAST if (checkpoint / LAST.parent).is_dir() else checkpoint / LAST.name
+        if not checkpoint.is_file() and not any(checkpoint.parent.glob("*.ckpt")):
             raise ConfigError("resume", f"{checkpoint} does not exist", "resume=latest, or resume=<run dir>/"
                               "checkpoints/last.ckpt")
-    checkpoint = checkpoint.resolve()
+    checkpoint = intact_checkpoint(checkpoint.resolve())
     run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
     return [*others, f"resume={value}", f"hydra.run.dir='{run_dir}'", f"ckpt_path='{checkpoint}'"]

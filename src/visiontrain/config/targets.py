@@ -1,0 +1,96 @@
+"""The classes a ``_target_`` may name in settings that travel inside a checkpoint.
+
+A checkpoint stores its model's settings (optimizer, estimator) as plain data, and rebuilding the model calls
+Hydra's ``instantiate`` on them. Left open, a checkpoint from a colleague or from W&B could then run code without
+any pickle: ``{_target_: torch.load, _args_: [other.pt], weights_only: false}`` or ``builtins.open``. So every
+``_target_`` in such a node, nested ones included, must name a class of the kind its role allows, from the package
+that role allows, and no value may be an interpolation (``${oc.env:...}`` would read the environment).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+_DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
+
+class UntrustedTarget(ValueError):
+    """A ``_target_`` (or an interpolation) outside what its role allows: refused before anything is imported."""
+
+
+@dataclass(frozen=True)
+class Role:
+    """What a node of one role may build: subclasses of ``base`` defined under ``package``."""
+
+    package: str
+    base: str
+
+    def base_class(self) -> type:
+        module, _, name = self.base.rpartition(".")
+        return getattr(importlib.import_module(module), name)
+
+
+ROLES = {
+    "optimizer": Role("torch.optim", "torch.optim.Optimizer"),
+    "estimator": Role("sklearn", "sklearn.base.BaseEstimator"),
+}
+
+
+def check_targets(node: Any, role: str, where: str) -> None:
+    """Raise :class:`UntrustedTarget` unless every ``_target_`` under ``node`` is a class ``role`` allows."""
+    allowed = ROLES[role]
+    for path, key, value in _walk(node, where):
+        if isinstance(value, str) and "${" in value:
+            raise UntrustedTarget(f"{path}: interpolations are not allowed in stored {role} settings ({value!r})")
+        if key == "_target_":
+            _check_one(value, allowed, role, path)
+
+
+def check_plain_data(node: Any, where: str) -> None:
+    """Raise :class:`UntrustedTarget` if stored settings that are only read hold a ``_target_`` or an interpolation."""
+    for path, key, value in _walk(node, where):
+        if key == "_target_" or (isinstance(value, str) and "${" in value):
+            raise UntrustedTarget(f"{path}: stored settings must be plain values, got {value!r}")
+
+
+def instantiate_trusted(node: Any, role: str, where: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` after :func:`check_targets`: the only way stored settings become objects."""
+    check_targets(node, role, where)
+    return instantiate(node, **kwargs)
+
+
+def _check_one(target: Any, allowed: Role, role: str, path: str) -> None:
+    refusal = (f"{path} = {target!r} is not a {role} class (allowed: subclasses of {allowed.base} from "
+               f"{allowed.package}); refusing to build it")
+    if not isinstance(target, str) or not _DOTTED_NAME.fullmatch(target) or \
+            not (target + ".").startswith(allowed.package + "."):
+        raise UntrustedTarget(refusal)
+    module_name, _, attribute = target.rpartition(".")
+    try:  # importing a module of torch.optim or sklearn runs only that library's code
+        found = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError):
+        raise UntrustedTarget(f"{path} = {target!r} cannot be imported") from None
+    if not isinstance(found, type) or not issubclass(found, allowed.base_class()):
+        raise UntrustedTarget(refusal)
+
+
+def _walk(node: Any, path: str):
+    """Every (path, key, value) under nested dicts and lists; OmegaConf containers are read unresolved."""
+    if OmegaConf.is_config(node):
+        node = OmegaConf.to_container(node, resolve=False)
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, (list, tuple)):
+        items = enumerate(node)
+    else:
+        return
+    for key, value in items:
+        child = f"{path}.{key}" if isinstance(key, str) else f"{path}[{key}]"
+        yield child, key, value
+        yield from _walk(value, child)

@@ -1,0 +1,178 @@
+"""Checkpoints that are never lost or half-written, and that are read without trusting their contents.
+
+* :class:`AtomicCheckpointIO` writes each checkpoint to a temporary file beside its target, fsyncs it and renames
+  it into place, so a kill at any moment leaves the old checkpoint or the new one, never a truncated file.
+  (Lightning's own transaction writes the temporary file in ``$TMPDIR``; on another filesystem its final move is
+  a copy, and a kill during that copy leaves a truncated checkpoint in the run dir.)
+* :class:`EveryEpochCheckpoint` rewrites ``last.ckpt`` after every finished epoch. Lightning 2.6 rewrites it
+  only when a top-k checkpoint is saved too, so ``last.ckpt`` could lag epochs behind and a resume repeat them.
+* :func:`read_checkpoint` loads with ``weights_only=True`` (no unpickling of code) from a local file and says
+  clearly what is wrong with a damaged one; :func:`newest_intact` is what a resume falls back to.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from visiontrain.config.targets import UntrustedTarget
+from visiontrain.errors import CheckpointError
+
+log = logging.getLogger("visiontrain")
+
+TEMPORARY_SUFFIX = ".partial"  # a checkpoint being written; never read, removed once replaced
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (read-only or full run dir): training stops once, saying where and why."""
+
+
+def write_atomically(payload: bytes, target: Path) -> None:
+    """``payload`` into ``target`` through a temporary file in the same folder: fsync, rename, fsync the folder."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    folder = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the rename itself survives a power cut
+    finally:
+        os.close(folder)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO with every write atomic inside the run dir itself."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        target = Path(path)
+        try:
+            write_atomically(buffer.getvalue(), target)
+        except OSError as error:
+            raise CheckpointWriteError(
+                f"cannot write the checkpoint {target}: {error.strerror or error}. Training stopped; make "
+                f"{target.parent} writable (and check free space), then continue with "
+                f"`visiontrain train resume={target.parent.parent}`") from None
+
+
+class EveryEpochCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``last.ckpt`` is always the latest finished epoch, whether or not it was best."""
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_behind(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_behind(trainer)
+
+    def _save_last_if_behind(self, trainer: pl.Trainer) -> None:
+        if not self.save_last or self._should_skip_saving_checkpoint(trainer):
+            return
+        if self._last_global_step_saved != trainer.global_step or not self.last_model_path:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """Where a checkpoint is and how far its training got."""
+
+    path: Path
+    epoch: int
+    global_step: int
+
+
+def read_checkpoint(path: str | Path, key: str = "ckpt") -> dict[str, Any]:
+    """The checkpoint's contents, loaded as plain data; a :class:`CheckpointError` naming what is wrong.
+
+    Only local files are read (Lightning would unpickle a URL with ``weights_only=False``), and only with
+    ``weights_only=True``: tensors, numbers, strings, bytes and containers, never objects.
+    """
+    text = str(path)
+    if "://" in text:
+        raise CheckpointError(f"{key}={text}: only local checkpoint files are read; download it first, "
+                              "and only from a source you trust")
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"{key}={path}: no such checkpoint file")
+    try:
+        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises RuntimeError, UnpicklingError, EOFError, ...
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "weights_only" in str(error) or "Unsupported global" in str(error):
+            raise CheckpointError(f"{key}={path}: refused, it holds Python objects that loading would run "
+                                  f"(only tensors and plain data are accepted): {first[:200]}") from None
+        raise CheckpointError(f"{key}={path}: damaged or not a checkpoint ({first[:200]})") from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{key}={path}: not a visiontrain checkpoint (no state_dict)")
+    return checkpoint
+
+
+def checkpoint_info(path: Path) -> CheckpointInfo:
+    """Epoch and step of an intact checkpoint; :class:`CheckpointError` for a damaged one."""
+    checkpoint = read_checkpoint(path)
+    return CheckpointInfo(path, int(checkpoint.get("epoch", -1)), int(checkpoint.get("global_step", -1)))
+
+
+def newest_intact(folder: Path, preferred: Path | None = None) -> tuple[CheckpointInfo | None, list[str]]:
+    """The intact checkpoint of ``folder`` that got furthest (``preferred`` wins ties), and why others were skipped.
+
+    Temporary files of an interrupted write are never candidates.
+    """
+    problems: list[str] = []
+    intact: list[CheckpointInfo] = []
+    for path in sorted(folder.glob("*.ckpt")):
+        try:
+            intact.append(checkpoint_info(path))
+        except CheckpointError as error:
+            problems.append(str(error))
+    if not intact:
+        return None, problems
+    best = max(intact, key=lambda info: (info.epoch, info.global_step, info.path == preferred,
+                                         info.path.stat().st_mtime))
+    return best, problems
+
+
+def module_from_checkpoint(cls: type[pl.LightningModule], checkpoint: dict[str, Any], path: str | Path,
+                           **overrides: Any) -> pl.LightningModule:
+    """Rebuild ``cls`` from a checkpoint read by :func:`read_checkpoint`: our class, its stored arguments as data.
+
+    What Lightning's ``load_from_checkpoint`` does, without its instantiator hook: the class always comes from our
+    code, and stored settings that name anything to build (optimizer, estimator) pass the allow-list of
+    :mod:`visiontrain.config.targets` first.
+    """
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    if "_instantiator" in hparams:
+        raise CheckpointError(f"ckpt={path}: refused, it names an instantiator ({hparams['_instantiator']!r}); "
+                              "visiontrain rebuilds its models from its own classes only")
+    try:
+        module = cls(**{**hparams, **overrides})
+        module.on_load_checkpoint(checkpoint)
+        module.load_state_dict(checkpoint["state_dict"])
+    except UntrustedTarget as error:
+        raise CheckpointError(f"ckpt={path}: refused, {error}") from None
+    except (TypeError, KeyError, RuntimeError, ValueError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"ckpt={path}: does not fit {cls.__name__} ({first[:300]})") from None
+    return module
