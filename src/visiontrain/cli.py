@@ -80,6 +80,7 @@ def _run_hydra(config_name: str, function: Callable) -> None:
 
     from visiontrain.config import config_dir
     from visiontrain.errors import CheckpointError, ConfigError, DataError, WeightsError
+    from visiontrain.training.checkpoints import CheckpointWriteError
 
     config_path: str | None = str(config_dir())
     app_config = config_name
@@ -96,6 +97,9 @@ def _run_hydra(config_name: str, function: Callable) -> None:
                 if _sweeper_counts_exceptions():
                     raise  # the Optuna sweeper marks the trial failed and goes on (max_failure_rate)
                 return float("nan")  # Hydra's basic sweeper would stop at an exception
+            if isinstance(error, CheckpointWriteError):  # the disk, not the config: say so once, exit 1
+                print(f"visiontrain: write error: {error}", file=sys.stderr, flush=True)
+                raise SystemExit(1) from None
             if not isinstance(error, (ConfigError, DataError, WeightsError, CheckpointError)):
                 raise
             kind = {ConfigError: "config error", DataError: "data error", WeightsError: "weights error",

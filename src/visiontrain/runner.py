@@ -67,10 +67,11 @@ def fit_once(cfg: DictConfig, task: Any, split: Any, out_dir: Path) -> dict[str,
     epochs = list(history.rows)  # before evaluation: restoring the best checkpoint restores its older history
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best = (checkpoint.best_model_path or checkpoint.last_model_path) if checkpoint else None
+    last = checkpoint.last_model_path if checkpoint else None  # before evaluation restores the best one's state
     started = time.perf_counter()
     evaluation = task.evaluate(trainer, module, best or None, out_dir)
     return {"trainer": trainer, "module": module, "best": best or None,
-            "last": checkpoint.last_model_path if checkpoint else None, "epochs": epochs,
+            "last": last or None, "epochs": epochs,
             "evaluation": evaluation, "fit_seconds": round(fit_seconds, 3),
             "evaluate_seconds": round(time.perf_counter() - started, 3)}
 

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 from visiontrain.errors import CheckpointError, ConfigError
-from visiontrain.training.checkpoints import checkpoint_info, newest_intact
+from visiontrain.training.checkpoints import TEMPORARY_SUFFIX, checkpoint_info, newest_intact
 
 log = logging.getLogger("visiontrain")
 
@@ -37,7 +37,13 @@ def latest_checkpoint(runs_root: Path) -> Path | None:
 
 
 def intact_checkpoint(requested: Path) -> Path:
-    """``requested`` if it loads; else the newest intact checkpoint beside it, with a warning saying why."""
+    """``requested`` if it loads; else the newest intact checkpoint beside it, with a warning saying why.
+
+    Temporary files left by a write that was killed are removed first; they never held a finished checkpoint.
+    """
+    for leftover in requested.parent.glob(f".*{TEMPORARY_SUFFIX}"):
+        log.warning("resume: removing %s, left by a checkpoint write that was interrupted", leftover.name)
+        leftover.unlink(missing_ok=True)
     try:
         checkpoint_info(requested)
         return requested
@@ -49,8 +55,11 @@ def intact_checkpoint(requested: Path) -> Path:
     if fallback is None:
         raise CheckpointError(f"no intact checkpoint to resume from in {requested.parent}: " + "; ".join(
             [damaged, *[p for p in problems if damaged not in p]]))
-    log.warning("resume: %s; resuming from %s (epoch %d) instead, the newest intact checkpoint of the run",
-                damaged, fallback.path.name, fallback.epoch)
+    aside = requested.with_name(requested.name + ".damaged")
+    if requested.exists():  # kept for a look, out of the way of the next last.ckpt
+        requested.replace(aside)
+    log.warning("resume: %s; resuming from %s (epoch %d) instead, the newest intact checkpoint of the run "
+                "(the damaged file is kept as %s)", damaged, fallback.path.name, fallback.epoch, aside.name)
     return fallback.path
 
 

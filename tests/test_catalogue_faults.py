@@ -1,0 +1,364 @@
+"""Catalogue: faults and hostile checkpoints. A run that is killed, a disk that turns read-only, a damaged or
+malicious checkpoint: each ends resumed with the same final epochs, or in one clear error, and code in a
+checkpoint never runs.
+
+Fault cases here: last.ckpt is the latest epoch, corrupt last.ckpt, kill mid-save with $TMPDIR on another
+filesystem, read-only run dir, malicious checkpoints (below). Two more live with the features they exercise:
+kill mid-epoch (test_tracking_sweeps.py::test_resume_latest_continues_a_killed_run_in_its_own_dir) and a
+failing sweep trial (test_tracking_sweeps.py::test_grid_sweep_goes_on_past_a_crashed_trial_...).
+
+Security cases create a marker file if code runs, and assert it never appears. Each first proves that its
+payload is live (loading it the unsafe way does create the marker), so the check could fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import run_cli, tiny_overrides
+
+EPOCHS = 4
+MLP = ["experiment=churn", "data.batch_size=32", "trainer.enable_progress_bar=false",
+       "callbacks.early_stopping.patience=100",
+       "optimizer.lr=1e-12"]  # nothing changes after epoch 0: the best checkpoint stays there, last moves on
+
+
+def churn_csv(path: Path, rows: int = 600) -> Path:
+    from visiontrain.tabular.builtin import generate_churn_table
+
+    generate_churn_table(rows=rows, seed=3).to_csv(path, index=False)
+    return path
+
+
+def epoch_of(path: Path) -> int:
+    return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+
+
+def history_epochs(run_dir: Path) -> list[int]:
+    return [row["epoch"] for row in json.loads((run_dir / "summary.json").read_text())["history"]]
+
+
+@pytest.fixture(scope="module")
+def mlp_run(tmp_path_factory) -> tuple[Path, list[str]]:
+    """A finished 4-epoch churn MLP run; tests copy it before changing anything."""
+    base = tmp_path_factory.mktemp("faults")
+    args = [*MLP, f"data.source={churn_csv(base / 'churn.csv')}"]
+    result = run_cli("train", *args, f"trainer.max_epochs={EPOCHS}", f"hydra.run.dir={base / 'run'}", cwd=base)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return base / "run", args
+
+
+def copy_run(run_dir: Path, target: Path) -> Path:
+    shutil.copytree(run_dir, target, symlinks=True)
+    (target / "summary.json").unlink()
+    return target
+
+
+def resume(run_dir: Path, args: list[str], epochs: int, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    return run_cli("train", *args, f"trainer.max_epochs={epochs}", f"resume={run_dir}", cwd=cwd, env=env)
+
+
+# ----- checkpoints and resume ------------------------------------------------------------------------------
+def test_last_ckpt_is_always_the_latest_finished_epoch(mlp_run):
+    run_dir, _ = mlp_run
+    summary = json.loads((run_dir / "summary.json").read_text())
+    best, last = Path(summary["checkpoints"]["best"]), run_dir / "checkpoints" / "last.ckpt"
+    assert Path(summary["checkpoints"]["last"]) == last
+    assert epoch_of(last) == EPOCHS - 1
+    assert epoch_of(best) < EPOCHS - 1  # the best epoch was early, yet last.ckpt kept up with every epoch
+    assert not list((run_dir / "checkpoints").glob(".*.partial"))  # no temporary file left behind
+
+
+def test_a_corrupt_last_ckpt_resumes_from_the_newest_intact_checkpoint(mlp_run, tmp_path):
+    run_dir = copy_run(mlp_run[0], tmp_path / "run")
+    last = run_dir / "checkpoints" / "last.ckpt"
+    payload = last.read_bytes()
+    last.write_bytes(payload[: len(payload) // 2])  # what a kill mid-copy left on older versions
+    best = next(p for p in (run_dir / "checkpoints").glob("best-*.ckpt"))
+
+    result = resume(run_dir, mlp_run[1], EPOCHS + 2, tmp_path)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "last.ckpt: damaged or not a checkpoint" in result.stderr
+    assert f"resuming from {best.name} (epoch {epoch_of(best)}) instead" in result.stderr
+    assert history_epochs(run_dir) == list(range(EPOCHS + 2))  # every epoch once, as if never damaged
+    assert epoch_of(last) == EPOCHS + 1
+
+
+def test_only_damaged_checkpoints_fail_once_naming_each(mlp_run, tmp_path):
+    run_dir = copy_run(mlp_run[0], tmp_path / "run")
+    for path in (run_dir / "checkpoints").glob("*.ckpt"):
+        path.write_bytes(b"PK\x03\x04 truncated")
+    result = resume(run_dir, mlp_run[1], EPOCHS + 1, tmp_path)
+    assert result.returncode == 2
+    assert "visiontrain: checkpoint error: no intact checkpoint to resume from" in result.stderr
+    assert "last.ckpt" in result.stderr and "best-epoch" in result.stderr and "Traceback" not in result.stderr
+
+
+REWRITE_FOREVER = """
+import sys, torch
+from visiontrain.training.checkpoints import AtomicCheckpointIO
+checkpoint = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
+checkpoint["padding"] = torch.ones(200_000_000, dtype=torch.uint8)  # a write that takes a moment
+io = AtomicCheckpointIO()
+while True:
+    io.save_checkpoint(checkpoint, sys.argv[1])
+"""
+
+
+def test_a_kill_mid_save_with_tmpdir_on_another_filesystem_loses_no_checkpoint(mlp_run, tmp_path):
+    other_fs = Path("/dev/shm")
+    if not other_fs.is_dir() or other_fs.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on another filesystem than the run dir")
+    tmpdir = Path(os.environ.get("TMPDIR_FOR_TEST", other_fs / f"vt-{os.getpid()}"))
+    tmpdir.mkdir(exist_ok=True)
+    run_dir = copy_run(mlp_run[0], tmp_path / "run")
+    last = run_dir / "checkpoints" / "last.ckpt"
+    try:
+        for attempt in range(5):  # until the kill lands inside a write (the temporary file is left behind)
+            process = subprocess.Popen([sys.executable, "-c", REWRITE_FOREVER, str(last)],
+                                       env={**os.environ, "TMPDIR": str(tmpdir)})
+            deadline = time.time() + 60
+            while time.time() < deadline and not any(p.stat().st_size > 1_000_000 for p in
+                                                     (run_dir / "checkpoints").glob(".last.ckpt.*.partial")):
+                time.sleep(0.002)
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            if list((run_dir / "checkpoints").glob(".last.ckpt.*.partial")):
+                break
+        leftovers = list((run_dir / "checkpoints").glob(".last.ckpt.*.partial"))
+        assert leftovers, "the kill never landed mid-write"
+        assert epoch_of(last) == EPOCHS - 1  # the target is the old checkpoint or the new one, never half of one
+
+        result = resume(run_dir, mlp_run[1], EPOCHS + 1, tmp_path, TMPDIR=str(tmpdir))
+
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"removing {leftovers[0].name}, left by a checkpoint write that was interrupted" in result.stderr
+        assert history_epochs(run_dir) == list(range(EPOCHS + 1))
+        assert not list((run_dir / "checkpoints").glob(".*.partial"))
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _immutable(folder: Path, on: bool) -> bool:
+    return subprocess.run(["chattr", "+i" if on else "-i", str(folder)], capture_output=True).returncode == 0
+
+
+def test_a_read_only_run_dir_fails_once_clearly(tmp_path):
+    """Even root cannot write an immutable folder: the first checkpoint save fails, once, saying what to do."""
+    run_dir = tmp_path / "run"
+    checkpoints = run_dir / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    if shutil.which("chattr") is None or not _immutable(checkpoints, True):
+        pytest.skip("chattr +i is not available on this filesystem")
+    try:
+        result = run_cli("train", *MLP, f"data.source={churn_csv(tmp_path / 'churn.csv')}", "trainer.max_epochs=2",
+                         f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    finally:
+        _immutable(checkpoints, False)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.count("cannot write the checkpoint") == 1
+    assert "Traceback" not in result.stderr
+    assert f"make {checkpoints} writable" in result.stderr and f"resume={run_dir}" in result.stderr
+    assert not list(checkpoints.iterdir()) and not (run_dir / "summary.json").exists()
+
+
+# ----- hostile checkpoints ---------------------------------------------------------------------------------
+class MarkerPayload:
+    """Unpickling this creates ``path``: the proof that code from a file ran."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def live_payload(folder: Path, marker: Path) -> Path:
+    """A pickle that creates ``marker`` when loaded the unsafe way; shown to work, then the marker removed."""
+    payload = folder / "other.pt"
+    torch.save({"x": MarkerPayload(marker)}, payload)
+    torch.load(payload, weights_only=False)
+    assert marker.exists(), "the payload must be live for the test to mean anything"
+    marker.unlink()
+    return payload
+
+
+def rewrite(checkpoint: Path, target: Path, change) -> Path:
+    contents = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    change(contents)
+    torch.save(contents, target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def estimator_ckpt(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("estimator")
+    result = run_cli("train", "experiment=churn", "model=logistic_regression", "trainer.enable_progress_bar=false",
+                     f"data.source={churn_csv(base / 'churn.csv', rows=400)}", f"hydra.run.dir={base / 'run'}",
+                     "export.onnx=false", cwd=base)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return base / "run" / "checkpoints" / "last.ckpt"
+
+
+def _write_images(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 6), ("val", 3)):
+        for label, colour in (("red", (200, 30, 30)), ("blue", (30, 30, 200))):
+            folder = root / split / label
+            folder.mkdir(parents=True)
+            for index in range(count):
+                noise = rng.integers(0, 40, (40, 40, 3))
+                Image.fromarray((np.array(colour) + noise).clip(0, 255).astype(np.uint8)).save(folder / f"{index}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def image_ckpt(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("image")
+    root = _write_images(base / "images")
+    overrides = [o for o in tiny_overrides(root, base / "run", "trainer.max_epochs=1", "export.onnx=false")
+                 if not o.startswith("paths.run_dir=")]
+    result = run_cli("train", *overrides, f"hydra.run.dir={base / 'run'}", cwd=base)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return next((base / "run" / "checkpoints").glob("best-*.ckpt"))
+
+
+def _estimator_target(target: str, *args: str, **kwargs) -> callable:
+    def change(contents: dict) -> None:
+        contents["hyper_parameters"]["estimator"] = {"_target_": target, "_args_": list(args), **kwargs}
+    return change
+
+
+TABULAR_ATTACKS = {
+    "torch.load of a pickle": lambda payload, marker: _estimator_target("torch.load", str(payload), weights_only=False),
+    "builtins.open writes a file": lambda payload, marker: _estimator_target("builtins.open", str(marker), "w"),
+    "shutil.copyfile writes a file": lambda payload, marker: _estimator_target("shutil.copyfile", str(payload),
+                                                                                str(marker)),
+    "a nested target inside an allowed estimator": lambda payload, marker: _estimator_target(
+        "sklearn.preprocessing.FunctionTransformer", func={"_target_": "builtins.open", "_args_": [str(marker), "w"]}),
+    "an interpolation that reads the environment": lambda payload, marker: _estimator_target(
+        "sklearn.linear_model.LogisticRegression", C="${oc.env:HOME}"),
+}
+
+
+@pytest.mark.parametrize("command", ["evaluate", "export"])
+def test_a_checkpoint_whose_estimator_would_unpickle_a_file_is_refused(estimator_ckpt, tmp_path, command):
+    marker = tmp_path / "code-ran"
+    payload = live_payload(tmp_path, marker)
+    evil = rewrite(estimator_ckpt, tmp_path / "evil.ckpt", TABULAR_ATTACKS["torch.load of a pickle"](payload, marker))
+    result = run_cli(command, f"ckpt={evil}", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"visiontrain: checkpoint error: ckpt={evil}: refused, model.estimator._target_ = 'torch.load' is not " \
+           "a estimator class" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not marker.exists()
+    assert not (tmp_path / "out" / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("attack", list(TABULAR_ATTACKS))
+def test_loading_a_tabular_checkpoint_never_builds_what_it_names(estimator_ckpt, tmp_path, attack):
+    from visiontrain.errors import CheckpointError
+    from visiontrain.tabular.models import load_tabular_model
+
+    marker = tmp_path / "code-ran"
+    payload = live_payload(tmp_path, marker)
+    evil = rewrite(estimator_ckpt, tmp_path / "evil.ckpt", TABULAR_ATTACKS[attack](payload, marker))
+    with pytest.raises(CheckpointError, match=f"ckpt={evil}: refused, model.estimator"):
+        load_tabular_model(evil)
+    assert not marker.exists()
+
+
+def test_a_stored_data_config_with_an_interpolation_is_refused(estimator_ckpt, tmp_path):
+    evil = rewrite(estimator_ckpt, tmp_path / "evil.ckpt",
+                   lambda c: c["hyper_parameters"]["run_config"]["data"].update(source="${oc.env:HOME}/x.csv"))
+    result = run_cli("evaluate", f"ckpt={evil}", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "refused, run_config.data.source: stored settings must be plain values" in result.stderr
+
+
+def test_a_checkpoint_naming_an_instantiator_is_refused(image_ckpt, tmp_path):
+    marker = tmp_path / "code-ran"
+    evil = rewrite(image_ckpt, tmp_path / "evil.ckpt",
+                   lambda c: c["hyper_parameters"].update(_instantiator="builtins.open"))
+    result = run_cli("export", f"ckpt={evil}", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
+    assert result.returncode == 2 and "refused, it names an instantiator ('builtins.open')" in result.stderr
+    assert not marker.exists()
+
+
+def test_a_backbone_name_that_would_fetch_from_a_hub_is_refused(image_ckpt, tmp_path):
+    evil = rewrite(image_ckpt, tmp_path / "evil.ckpt",
+                   lambda c: c["hyper_parameters"].update(backbone="hf-hub:attacker/model"))
+    result = run_cli("evaluate", f"ckpt={evil}", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "not an image checkpoint of a timm architecture (backbone 'hf-hub:attacker/model')" in result.stderr
+
+
+def test_an_image_checkpoint_with_a_hostile_optimizer_is_evaluated_without_building_it(image_ckpt, tmp_path):
+    """Evaluation never builds the optimizer; and were the model trained, the allow-list would refuse it."""
+    marker = tmp_path / "code-ran"
+    evil = rewrite(image_ckpt, tmp_path / "evil.ckpt", lambda c: c["hyper_parameters"].update(
+        optimizer={"_target_": "builtins.open", "_args_": [str(marker), "w"], "lr": 0.1}))
+    result = run_cli("evaluate", f"ckpt={evil}", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not marker.exists()
+
+    from visiontrain.config.targets import UntrustedTarget, instantiate_trusted
+
+    with pytest.raises(UntrustedTarget, match="'builtins.open' is not a optimizer class"):
+        instantiate_trusted({"_target_": "builtins.open", "_args_": [str(marker), "w"]}, "optimizer", "optimizer")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("how", ["ckpt_path", "resume", "evaluate", "export"])
+def test_a_checkpoint_that_is_a_code_pickle_is_refused_everywhere(tmp_path, how):
+    marker = tmp_path / "code-ran"
+    run_dir = tmp_path / "victim"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    evil = run_dir / "checkpoints" / "last.ckpt"
+    torch.save({"state_dict": {}, "epoch": 9, "hyper_parameters": {"x": MarkerPayload(marker)}}, evil)
+    source = churn_csv(tmp_path / "churn.csv", rows=200)
+    command = {"ckpt_path": ("train", *MLP, f"data.source={source}", f"ckpt_path={evil}",
+                             f"hydra.run.dir={tmp_path / 'out'}"),
+               "resume": ("train", *MLP, f"data.source={source}", f"resume={run_dir}"),
+               "evaluate": ("evaluate", f"ckpt={evil}", f"hydra.run.dir={tmp_path / 'out'}"),
+               "export": ("export", f"ckpt={evil}", f"hydra.run.dir={tmp_path / 'out'}")}[how]
+    result = run_cli(*command, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "visiontrain: checkpoint error:" in result.stderr and "Traceback" not in result.stderr
+    assert "holds Python objects that loading would run" in result.stderr
+    assert not marker.exists()
+    assert not (tmp_path / "out" / "checkpoints").exists()  # refused before any training
+
+
+def test_a_checkpoint_url_is_never_fetched(tmp_path):
+    result = run_cli("evaluate", "ckpt=http://127.0.0.1:9/model.ckpt", f"hydra.run.dir={tmp_path / 'out'}",
+                     cwd=tmp_path)
+    assert result.returncode == 2
+    assert "only local checkpoint files are read; download it first" in result.stderr
+
+
+def test_skops_bytes_with_an_untrusted_type_are_refused(estimator_ckpt, tmp_path):
+    """The fitted estimator travels as skops bytes; a type outside the trusted list is refused, not loaded."""
+    import skops.io as sio
+
+    from visiontrain.tabular.models import CHECKPOINT_KEY
+
+    hostile = sio.dumps({"callable": shutil.copyfile})  # a function skops would only load if trusted
+    evil = rewrite(estimator_ckpt, tmp_path / "evil.ckpt",
+                   lambda c: c[CHECKPOINT_KEY].update(estimator=hostile))
+    result = run_cli("evaluate", f"ckpt={evil}", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "holds types that are not trusted: shutil.copyfile" in result.stderr
