@@ -76,10 +76,10 @@ def test_hidden_loose_and_stray_files_are_listed_not_trained_on(tmp_path):
 
 def test_class_tree_is_split_stratified_and_reproducibly(tmp_path):
     root = tmp_path / "tree"
-    for class_name, count in (("ants", 20), ("bees", 10)):
+    for class_index, (class_name, count) in enumerate((("ants", 20), ("bees", 10))):
         (root / class_name).mkdir(parents=True)
-        for i in range(count):
-            Image.new("RGB", (16, 12), (i * 10, 0, 0)).save(root / class_name / f"{i:02d}.png")
+        for i in range(count):  # distinct files: identical ones under two labels would be rejected
+            Image.new("RGB", (16, 12), (i * 10, class_index, 0)).save(root / class_name / f"{i:02d}.png")
 
     inventory = build_inventory(root, val_fraction=0.2, seed=3)
 
@@ -102,7 +102,7 @@ def test_csv_manifest_with_and_without_splits(tiny_hymenoptera, tmp_path):
         writer.writerow([str(images[1]), "ants", "holdout"])
         writer.writerow([str(tmp_path / "gone.jpg"), "bees", "train"])
 
-    inventory = build_inventory(manifest)
+    inventory = build_inventory(manifest, allow_outside_root=True)  # the images are not beside the manifest
 
     assert inventory.format == "manifest"
     assert inventory.classes == ["ants", "bees"]
@@ -213,10 +213,10 @@ def test_pipelines_produce_uint8_tensors_of_the_input_size_that_normalise_like_d
 
 def test_weighted_sampler_balances_an_imbalanced_training_set(tmp_path):
     root = tmp_path / "imbalanced"
-    for class_name, count in (("common", 40), ("rare", 5)):
+    for class_index, (class_name, count) in enumerate((("common", 40), ("rare", 5))):
         (root / class_name).mkdir(parents=True)
         for i in range(count):
-            Image.new("RGB", (8, 8), (i, i, i)).save(root / class_name / f"{i}.png")
+            Image.new("RGB", (8, 8), (i, i, class_index)).save(root / class_name / f"{i}.png")
     inventory = build_inventory(root, val_fraction=0.2, seed=0)
     spec = resolve_input_spec("resnet18", image_size=8)
     datamodule = ImageDataModule(inventory, build_eval_transform(spec), build_eval_transform(spec), batch_size=8,

@@ -268,6 +268,7 @@ def _check_mixup(cfg: DictConfig) -> None:
 
 def _check_data(cfg: DictConfig) -> None:
     from visiontrain.data.builtin import BUILTIN_DATASETS, is_materialised
+    from visiontrain.data.duplicates import ACROSS_CLASSES_POLICIES, WITHIN_CLASS_POLICIES
     from visiontrain.data.inventory import FORMATS
 
     _number(cfg, "data.batch_size", "32", integer=True, minimum=1)
@@ -277,6 +278,9 @@ def _check_data(cfg: DictConfig) -> None:
         raise ConfigError("data.num_workers", f"must be 'auto' or an integer >= 0, got {workers!r}", "data.num_workers=auto")
     _choice(cfg, "data.balance", ("none", "loss_weights", "sampler"))
     _choice(cfg, "data.format", FORMATS)
+    _choice(cfg, "data.duplicates.across_classes", ACROSS_CLASSES_POLICIES)
+    _choice(cfg, "data.duplicates.within_class", WITHIN_CLASS_POLICIES)
+    _boolean(cfg, "data.allow_outside_root")
     if OmegaConf.select(cfg, "data.pin_memory") != "auto":
         _boolean(cfg, "data.pin_memory")
     builtin = _value(cfg, "data.builtin")

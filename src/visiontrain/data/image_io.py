@@ -12,7 +12,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from visiontrain.data.file_walk import describe, path_problem
+
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+_SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"),
+               (b"GIF89a", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -56,19 +60,31 @@ def read_rgb_array(path: str | os.PathLike, reduce_to: int | None = None) -> np.
 
 
 def why_unusable(path: Path) -> str | None:
-    """Return the reason ``path`` cannot be trained on, or None when it decodes to a usable image."""
+    """Return the reason ``path`` cannot be trained on, or None when it decodes to a usable image.
+
+    Anything but a regular file (a FIFO would block the open, a device never ends) is refused before opening.
+    """
+    problem = path_problem(path)
+    if problem is not None:
+        return problem
     try:
         size = path.stat().st_size
     except OSError as error:
-        return f"unreadable: {error.strerror or error}"
+        return f"unreadable: {describe(error)}"
     if size == 0:
         return "empty file (0 bytes)"
     try:
         image = open_rgb(path)
     except UnidentifiedImageError:
+        claimed = _claimed_format(path)
+        if claimed:  # e.g. a PNG whose header checksum is wrong: say it is damaged, not that it is no image
+            return f"corrupt or unreadable image: starts like a {claimed} file but cannot be decoded"
         return "not an image (format not recognised)"
-    except Image.DecompressionBombError as error:
-        return f"image too large to decode safely: {error}"
+    except Image.DecompressionBombError:
+        return (f"image too large to decode safely: more than {2 * Image.MAX_IMAGE_PIXELS} pixels "
+                "(a decompression bomb, or a scan too big to train on)")
+    except PermissionError as error:
+        return f"unreadable: {describe(error)}"
     except (OSError, SyntaxError, ValueError) as error:
         message = str(error) or type(error).__name__
         if "truncated" in message.lower():
@@ -78,3 +94,15 @@ def why_unusable(path: Path) -> str | None:
     if width == 0 or height == 0:
         return "image has zero width or height"
     return None
+
+
+def _claimed_format(path: Path) -> str | None:
+    """The image format a file's first bytes announce (its magic number), whatever Pillow made of it."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(12)
+    except OSError:
+        return None
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for signature, name in _SIGNATURES if head.startswith(signature)), None)

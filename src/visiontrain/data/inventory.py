@@ -7,6 +7,7 @@ Its invariant is the project's promise: every file found is either used or liste
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import random
 from collections import Counter
@@ -15,8 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from visiontrain.data.duplicates import DuplicatePolicy, describe_group, resolve_duplicates
+from visiontrain.data.file_walk import describe, walk
 from visiontrain.data.image_io import why_unusable
 from visiontrain.errors import DataError
+
+log = logging.getLogger("visiontrain")
 
 SPLITS = ("train", "val", "test")
 FORMATS = ("auto", "imagefolder", "class_tree", "manifest")
@@ -49,6 +54,7 @@ class Inventory:
     splits: dict[str, list[Sample]]
     rejected: list[Rejected] = field(default_factory=list)
     files_in: int = 0
+    warnings: list[str] = field(default_factory=list)  # usable, but worth a word: empty classes, duplicates
 
     @property
     def files_used(self) -> int:
@@ -68,6 +74,7 @@ class Inventory:
             "rejected_by_reason": dict(rejected_by_reason),
             "per_split": {split: len(samples) for split, samples in self.splits.items()},
             "per_class": {split: self.class_counts(split) for split in self.splits},
+            "warnings": list(self.warnings),
         }
 
     def write_rejects(self, path: Path) -> Path:
@@ -88,6 +95,15 @@ class _Candidate:
     class_name: str
 
 
+@dataclass
+class _Discovery:
+    """What a format's discovery found: files to check, and the class folders seen (and what is in them)."""
+
+    candidates: list[_Candidate] = field(default_factory=list)
+    class_folders: dict[tuple[str | None, str], Path] = field(default_factory=dict)  # (split, class): folder
+    entries: Counter = field(default_factory=Counter)  # (split, class): entries found inside, used or not
+
+
 def build_inventory(
     root: str | os.PathLike,
     data_format: str = "auto",
@@ -96,28 +112,36 @@ def build_inventory(
     classes: list[str] | None = None,
     check_workers: int | None = None,
     required_splits: tuple[str, ...] = ("train", "val"),
+    duplicates: DuplicatePolicy = DuplicatePolicy(),
+    allow_outside_root: bool = False,
 ) -> Inventory:
     """Discover, check and split the images under ``root``.
 
     ``classes`` fixes the class list (e.g. when evaluating a trained model on new data); files of other
-    classes are then rejected rather than silently relabelled.
+    classes are then rejected rather than silently relabelled. ``allow_outside_root`` lets a manifest name
+    files outside its own folder (refused by default: a shared manifest could otherwise read any file).
     """
     root_path = Path(root).expanduser()
     resolved_format = detect_format(root_path) if data_format == "auto" else data_format
     rejected: list[Rejected] = []
     if resolved_format == "imagefolder":
-        candidates = _discover_imagefolder(root_path, rejected)
+        found = _discover_imagefolder(root_path, rejected)
     elif resolved_format == "class_tree":
-        candidates = _discover_class_tree(root_path, rejected)
+        found = _discover_class_folders(root_path, False, rejected)
     elif resolved_format == "manifest":
-        candidates = _discover_manifest(root_path, rejected)
+        found = _Discovery(_discover_manifest(root_path, rejected, allow_outside_root))
     else:
         raise DataError(f"unknown data format {data_format!r}; use one of {', '.join(FORMATS)}")
-    files_in = len(candidates) + len(rejected)
+    files_in = len(found.candidates) + len(rejected)
+    workers = check_workers or min(8, (os.cpu_count() or 1) * 2)
 
-    usable = _check_files(candidates, rejected, check_workers)
-    class_names = list(classes) if classes is not None else _class_names(usable, resolved_format)
-    usable = _keep_known_classes(usable, class_names, rejected)
+    usable = _check_files(found.candidates, rejected, workers)
+    if classes is not None:  # files of unknown classes are rejected as such, not compared
+        usable = _keep_known_classes(usable, list(classes), rejected)
+    resolution = resolve_duplicates(usable, duplicates, workers)
+    rejected += [Rejected(str(c.path), c.split or "unassigned", reason) for c, reason in resolution.rejected]
+    class_names = list(classes) if classes is not None else _class_names(resolution.kept, resolved_format)
+    usable = _keep_known_classes(resolution.kept, class_names, rejected)
     index = {name: i for i, name in enumerate(class_names)}
     assigned = _assign_splits(usable, val_fraction, seed)
 
@@ -127,93 +151,129 @@ def build_inventory(
     if not splits["test"]:
         del splits["test"]
     inventory = Inventory(str(root_path), resolved_format, class_names, splits, rejected, files_in)
-    assert inventory.files_used + len(rejected) == files_in, "an input file was lost"
-    _require_usable(inventory, required_splits)
+    if inventory.files_used + len(rejected) != files_in:
+        raise RuntimeError(f"inventory of {root_path}: {files_in} files in, but {inventory.files_used} used "
+                           f"and {len(rejected)} rejected; an input file was lost (a bug: please report it)")
+    split_of = {id(candidate): split for candidate, split in assigned}
+    dropped = _dropped_classes(found, class_names) if classes is None else {}
+    inventory.warnings = [*_folder_warnings(found, dropped), *_split_warnings(inventory),
+                          *(describe_group(group, lambda c: split_of[id(c)], duplicates)
+                            for group in resolution.warn_groups)]
+    _log_warnings(inventory.warnings)
+    _require_usable(inventory, required_splits, dropped)
     return inventory
 
 
 def detect_format(root: Path) -> str:
     """A .csv file is a manifest; a folder with train/ is an ImageFolder; any other folder is a class tree."""
-    if root.is_file() and root.suffix.lower() == ".csv":
-        return "manifest"
-    if not root.is_dir():
-        raise DataError(f"data root {root} does not exist (or is not a folder or a .csv manifest)")
-    return "imagefolder" if (root / "train").is_dir() else "class_tree"
+    try:
+        if root.is_file() and root.suffix.lower() == ".csv":
+            return "manifest"
+        if not root.is_dir():
+            raise DataError(f"data root {root} does not exist (or is not a folder or a .csv manifest)")
+        return "imagefolder" if (root / "train").is_dir() else "class_tree"
+    except OSError as error:
+        raise DataError(f"data root {root} cannot be read ({describe(error)}); check its permissions "
+                        "(the folder needs read and execute rights)") from None
 
 
-def _files_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file())
-
-
-def _is_hidden(path: Path, base: Path) -> bool:
-    return any(part.startswith(".") for part in path.relative_to(base).parts)
-
-
-def _discover_class_folders(
-    base: Path, split: str | None, rejected: list[Rejected]
-) -> list[_Candidate]:
-    """Files in ``base/<class>/...``; loose files and hidden files are rejected with a reason."""
-    candidates = []
-    split_name = split or "unassigned"
-    for path in _files_under(base):
-        relative = path.relative_to(base)
-        if _is_hidden(path, base):
-            rejected.append(Rejected(str(path), split_name, "hidden file"))
-        elif len(relative.parts) < 2:
-            rejected.append(Rejected(str(path), split_name, "not inside a class folder"))
-        else:
-            candidates.append(_Candidate(path, split, relative.parts[0]))
-    return candidates
-
-
-def _discover_imagefolder(root: Path, rejected: list[Rejected]) -> list[_Candidate]:
-    candidates = []
-    for path in sorted(root.iterdir()):
-        if path.is_dir() and path.name in SPLITS:
-            candidates += _discover_class_folders(path, path.name, rejected)
-        elif path.is_dir():
-            for stray in _files_under(path):
-                rejected.append(Rejected(str(stray), "none", f"folder '{path.name}' is not train/val/test"))
-        elif path.is_file():
-            rejected.append(Rejected(str(path), "none", "not inside a split folder (train/val/test)"))
+def _discover_imagefolder(root: Path, rejected: list[Rejected]) -> _Discovery:
+    found = _discover_class_folders(root, True, rejected)
     if not (root / "val").is_dir():
         raise DataError(f"{root} has train/ but no val/ folder; add val/<class>/ images or use a class tree")
-    return candidates
+    return found
 
 
-def _discover_class_tree(root: Path, rejected: list[Rejected]) -> list[_Candidate]:
-    return _discover_class_folders(root, None, rejected)
+def _discover_class_folders(root: Path, with_splits: bool, rejected: list[Rejected]) -> _Discovery:
+    """Every entry under ``[split/]<class>/...``; anything else is rejected with a reason.
+
+    The walker's own reasons (unreadable folder, FIFO, broken symlink, ...) come first, then hidden files,
+    files outside a split folder (ImageFolder) and files outside a class folder.
+    """
+    found = _Discovery()
+    for entry in walk(root):
+        parts = entry.path.relative_to(root).parts
+        split = parts[0] if with_splits else None
+        below_split = parts[1:] if with_splits else parts  # <class>/...
+        if entry.is_dir:
+            if len(below_split) == 1 and not _hidden(parts) and (split in SPLITS or not with_splits):
+                found.class_folders[(split, below_split[0])] = entry.path
+            continue
+        if below_split:
+            found.entries[(split, below_split[0])] += 1
+        reason = entry.problem or _placement_problem(parts, below_split, with_splits)
+        if reason is not None:
+            split_name = (split if split in SPLITS else "none") if with_splits else "unassigned"
+            rejected.append(Rejected(str(entry.path), split_name, reason))
+        else:
+            found.candidates.append(_Candidate(entry.path, split, below_split[0]))
+    return found
 
 
-def _discover_manifest(manifest: Path, rejected: list[Rejected]) -> list[_Candidate]:
-    """A CSV with columns ``path,label`` and optional ``split``; paths are relative to the CSV's folder."""
-    base = manifest.parent
+def _hidden(parts: tuple[str, ...]) -> bool:
+    return any(part.startswith(".") for part in parts)
+
+
+def _placement_problem(parts: tuple[str, ...], below_split: tuple[str, ...], with_splits: bool) -> str | None:
+    if _hidden(parts):
+        return "hidden file"
+    if with_splits and parts[0] not in SPLITS:
+        return "not inside a split folder (train/val/test)" if len(parts) == 1 else \
+            f"folder '{parts[0]}' is not train/val/test"
+    if len(below_split) < 2:
+        return "not inside a class folder"
+    return None
+
+
+OUTSIDE_MANIFEST_FOLDER = "outside the manifest folder (set data.allow_outside_root=true to allow)"
+
+
+def _discover_manifest(manifest: Path, rejected: list[Rejected],
+                       allow_outside_root: bool) -> list[_Candidate]:
+    """A CSV with columns ``path,label`` and optional ``split``; paths are relative to the CSV's folder.
+
+    A path must resolve (symlinks included) inside that folder unless ``allow_outside_root``.
+    """
     with manifest.open(newline="") as handle:
         reader = csv.DictReader(handle)
-        columns = {name.strip().lower() for name in reader.fieldnames or []}
-        if not {"path", "label"} <= columns:
-            raise DataError(f"manifest {manifest} needs columns 'path,label' (optional 'split'); found {sorted(columns)}")
-        candidates = []
-        for line_number, row in enumerate(reader, start=2):
-            row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-            where = f"{manifest}:{line_number}"
-            split = row.get("split") or None
-            if not row["path"]:
-                rejected.append(Rejected(where, split or "unassigned", "manifest row has no path"))
-            elif not row["label"]:
-                rejected.append(Rejected(str(base / row["path"]), split or "unassigned", "manifest row has no label"))
-            elif split is not None and split not in SPLITS:
-                rejected.append(Rejected(str(base / row["path"]), split, f"unknown split {split!r} (use train/val/test)"))
-            else:
-                candidates.append(_Candidate(base / row["path"], split, row["label"]))
+        try:
+            return _manifest_candidates(manifest, reader, rejected, allow_outside_root)
+        except (csv.Error, UnicodeDecodeError) as error:
+            raise DataError(f"manifest {manifest}, line {reader.line_num + 1}: cannot be read as a UTF-8 CSV "
+                            f"({error}); save it as UTF-8 CSV with columns path,label[,split]") from None
+
+
+def _manifest_candidates(manifest: Path, reader: csv.DictReader, rejected: list[Rejected],
+                         allow_outside_root: bool) -> list[_Candidate]:
+    base = manifest.parent
+    confine_to = Path(os.path.realpath(base))
+    columns = {name.strip().lower() for name in reader.fieldnames or []}
+    if not {"path", "label"} <= columns:
+        raise DataError(f"manifest {manifest} needs columns 'path,label' (optional 'split'); "
+                        f"found {sorted(columns)}")
+    candidates = []
+    for line_number, row in enumerate(reader, start=2):
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+        split = row.get("split") or None
+        path = base / row["path"]  # an absolute path stays absolute
+        if not row["path"] or "\0" in row["path"]:
+            reason = "manifest row has no path" if not row["path"] else "manifest path contains a NUL byte"
+            rejected.append(Rejected(f"{manifest}:{line_number}", split or "unassigned", reason))
+        elif not allow_outside_root and not Path(os.path.realpath(path)).is_relative_to(confine_to):
+            rejected.append(Rejected(str(path), split or "unassigned", OUTSIDE_MANIFEST_FOLDER))
+        elif not row["label"]:
+            rejected.append(Rejected(str(path), split or "unassigned", "manifest row has no label"))
+        elif split is not None and split not in SPLITS:
+            rejected.append(Rejected(str(path), split, f"unknown split {split!r} (use train/val/test)"))
+        else:
+            candidates.append(_Candidate(path, split, row["label"]))
     return candidates
 
 
 def _check_files(
-    candidates: list[_Candidate], rejected: list[Rejected], workers: int | None
+    candidates: list[_Candidate], rejected: list[Rejected], workers: int
 ) -> list[_Candidate]:
     """Decode every file once (in threads: Pillow releases the GIL while decoding)."""
-    workers = workers or min(8, (os.cpu_count() or 1) * 2)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         reasons = list(pool.map(lambda c: why_unusable(c.path), candidates))
     usable = []
@@ -268,11 +328,50 @@ def _assign_splits(
     return assigned
 
 
-def _require_usable(inventory: Inventory, required_splits: tuple[str, ...]) -> None:
+def _dropped_classes(found: _Discovery, classes: list[str]) -> dict[str, str]:
+    """Classes the training data names (a folder, a manifest label) that ended up with no usable image."""
+    in_pool = {name for (split, name) in found.class_folders if split in (None, "train")}
+    in_pool |= {c.class_name for c in found.candidates if c.split in (None, "train")}
+    dropped = {}
+    for name in sorted(in_pool - set(classes)):
+        folders = [key for key in found.class_folders if key[1] == name and key[0] in (None, "train")]
+        empty = bool(folders) and not any(found.entries[key] for key in folders)
+        dropped[name] = ("its training folder is empty" if empty
+                         else "no usable training images (see rejects.csv)")
+    return dropped
+
+
+def _folder_warnings(found: _Discovery, dropped: dict[str, str]) -> list[str]:
+    empty = [f"empty class folder: {folder}" for key, folder in found.class_folders.items()
+             if not found.entries[key]]
+    return empty + [f"class '{name}' dropped: {why}" for name, why in dropped.items()]
+
+
+def _split_warnings(inventory: Inventory) -> list[str]:
+    """A class missing from val (or test) is a score that silently says nothing about it."""
+    return [f"class '{name}' has no {split} images: the {split} scores do not cover it"
+            for split in ("val", "test") if inventory.splits.get(split)
+            for name, count in inventory.class_counts(split).items() if count == 0]
+
+
+MAX_LOGGED_WARNINGS = 20
+
+
+def _log_warnings(warnings: list[str]) -> None:
+    for warning in warnings[:MAX_LOGGED_WARNINGS]:
+        log.warning("data: %s", warning)
+    if len(warnings) > MAX_LOGGED_WARNINGS:
+        log.warning("data: ... and %d more warnings (all in summary.json, data.warnings)",
+                    len(warnings) - MAX_LOGGED_WARNINGS)
+
+
+def _require_usable(inventory: Inventory, required_splits: tuple[str, ...], dropped: dict[str, str]) -> None:
     if len(inventory.classes) < 2:
+        why_dropped = "".join(f"; class '{name}' was dropped: {why}" for name, why in dropped.items())
         raise DataError(
-            f"found {len(inventory.classes)} class(es) with usable training images under {inventory.root}; "
-            "a classifier needs at least 2 class folders (see rejects.csv for files that were skipped)"
+            f"found {len(inventory.classes)} class(es) with usable training images under {inventory.root}"
+            f"{why_dropped}; a classifier needs at least 2 class folders with usable images "
+            "(the rejected files and their reasons are in rejects.csv)"
         )
     for split in required_splits:
         if not inventory.splits.get(split):

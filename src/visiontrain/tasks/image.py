@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from visiontrain.data.builtin import materialise_builtin
 from visiontrain.data.datamodule import (ImageDataModule, class_weights, processes_per_node,
                                          resolve_pin_memory)
+from visiontrain.data.duplicates import DuplicatePolicy
 from visiontrain.data.inventory import Inventory, build_inventory
 from visiontrain.data.mixup import mixup_enabled
 from visiontrain.data.transforms import (InputSpec, build_eval_transform, build_train_transform, normalise,
@@ -42,7 +43,9 @@ def data_root(data_cfg: DictConfig | dict) -> Path:
 def scan(data_cfg: DictConfig | dict, seed: int, classes: list[str] | None = None,
          required_splits: tuple[str, ...] = ("train", "val")) -> Inventory:
     return build_inventory(data_root(data_cfg), data_cfg["format"], float(data_cfg["val_fraction"]), seed,
-                           classes=classes, required_splits=required_splits)
+                           classes=classes, required_splits=required_splits,
+                           duplicates=DuplicatePolicy.from_config(data_cfg.get("duplicates")),
+                           allow_outside_root=bool(data_cfg.get("allow_outside_root", False)))
 
 
 def input_spec_from(cfg: DictConfig) -> InputSpec:
