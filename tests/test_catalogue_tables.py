@@ -97,12 +97,31 @@ def parquet_with(**columns: Any) -> Callable[[Path], Path]:
     return write
 
 
-def sqlite_db(folder: Path) -> Path:
+def sqlite_db(folder: Path, table: pd.DataFrame | None = None) -> Path:
     path = folder / "crm.db"
     engine = sqlalchemy.create_engine(f"sqlite:///{path}")
-    good_rows().to_sql("customers", engine, index=False)
+    (good_rows() if table is None else table).to_sql("customers", engine, index=False)
     engine.dispose()
     return path
+
+
+def sqlite_with_blobs(folder: Path) -> Path:
+    """A real BLOB column, as a database that stores files or hashes has."""
+    path = folder / "crm.db"
+    engine = sqlalchemy.create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE customers (id TEXT, plan BLOB, tenure INTEGER, charges REAL, "
+                                   "churn TEXT)")
+        for row in good_rows().itertuples(index=False):
+            connection.exec_driver_sql("INSERT INTO customers VALUES (?, ?, ?, ?, ?)",
+                                       (row.id, row.plan.encode(), int(row.tenure), row.charges, row.churn))
+    engine.dispose()
+    return path
+
+
+def sqlite_text_with_binary(folder: Path) -> Path:
+    """pandas stores bytes in a TEXT column: not UTF-8 ones make reading the table fail in pandas."""
+    return sqlite_db(folder, good_rows().assign(plan=[b"\x89PNG", b"Pro"] * 6))
 
 
 def gzipped_tsv(folder: Path) -> Path:
@@ -156,6 +175,8 @@ CASES = {
     "json_mixed_types_in_a_numeric_column": Case(text_file("customers.json", json.dumps(
         good_rows().assign(charges=[12, "12.5", "n/a", None] * 3).to_dict("records"))), Rows(
         12, repaired={"numeric_unparseable": 3, "missing_imputed": 6})),
+    "json_nested_values_in_an_ignored_column": Case(text_file("customers.json", json.dumps(
+        good_rows().assign(meta=[{"source": "crm", "tags": ["a"]}] * 12).to_dict("records"))), Rows(12)),
     "parquet_bool_with_gaps_as_numeric_and_boolean": Case(parquet_with(
         charges=pd.array([True, False, None] * 4, dtype=object), plan=[True, False, None] * 4), Rows(
         12, repaired={"yes_no_normalised": 8, "missing_imputed": 4}),
@@ -163,8 +184,11 @@ CASES = {
     # ---- refused: what is wrong, where, and the fix -------------------------------------------------------
     "missing_target_column": Case(csv_with(header="id,plan,tenure,charges,Churned"), Refused(
         DataError, ("'churn' (did you mean 'Churned'?)", "Fix the names in data.columns / data.target"))),
-    "duplicated_header": Case(csv_with(header="id,plan,tenure,plan,churn"), Refused(
+    "duplicated_header": Case(csv_with(header="id,plan,tenure, plan ,churn"), Refused(
         DataError, ("the column name 'plan' appears more than once (columns 2 and 4)",))),
+    "sqlite_query_with_a_column_twice": Case(sqlite_db, Refused(
+        DataError, ("the column name 'plan' appears more than once (columns 2 and 5)",)),
+        data={"query": "SELECT id, plan, tenure, charges, plan, churn FROM customers"}),
     "ragged_row_too_many_fields": Case(csv_with("c12,Basic,3,5,No,extra"), Refused(
         DataError, ("Expected 5 fields in line 14, saw 6", "cannot be read as csv"))),
     "latin1_encoded_file": Case(text_file("customers.csv", csv_text().replace("Basic", "Básico"), "latin-1"),
@@ -199,6 +223,12 @@ CASES = {
     "parquet_bytes_column": Case(parquet_with(plan=[b"\x00\x01", b"Pro"] * 6), Refused(
         ConfigError, ("column 'plan' holds raw bytes", "decode it to text", "remove data.columns.plan"),
         key="data.columns.plan")),
+    "sqlite_blob_column": Case(sqlite_with_blobs, Refused(
+        ConfigError, ("column 'plan' holds raw bytes", "CAST(plan AS TEXT)"), key="data.columns.plan"),
+        data={"table": "customers"}),
+    "sqlite_text_column_with_non_utf8_bytes": Case(sqlite_text_with_binary, Refused(
+        DataError, ("a text column of table 'customers' holds bytes that are not UTF-8 text", "data.query")),
+        data={"table": "customers"}),
     "json_nested_values_in_a_feature": Case(text_file("customers.json", json.dumps(
         good_rows().assign(plan=[{"name": "Basic"}] * 12).to_dict("records"))), Refused(
         ConfigError, ("column 'plan' holds nested JSON values", "flatten them"), key="data.columns.plan")),
@@ -213,6 +243,9 @@ CASES = {
                                                                              '{"id": "c3"}'])),
         Refused(DataError, ("line 3: Expecting property name enclosed in double quotes at column 28",
                             "Fix or remove that line"))),
+    "json_lines_line_that_is_not_an_object": Case(text_file("customers.jsonl", "\n".join(
+        [json.dumps(row) for row in good_rows(3).to_dict("records")] + ['["c3", "Pro", 4, 13.5, "No"]'])),
+        Refused(DataError, ("line 4: a JSON list, not an object of column values",))),
     "zero_kept_rows": Case(parquet_with(plan=["Gold", "Gold", "Silver"] * 4), Refused(
         DataError, ("all 12 rows were rejected (unknown_category 12)",
                     "8 rows: plan: 'Gold' is not an allowed value", "4 rows: plan: 'Silver'"))),

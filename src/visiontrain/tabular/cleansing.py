@@ -266,8 +266,6 @@ def _as_text(values: pd.Series) -> pd.Series:
     """Values as strings (NaN where missing), whatever the source type; 1.0 from a typed source reads "1"."""
     if pd.api.types.is_bool_dtype(values):
         return values.astype(object).map({True: "True", False: "False"}).astype(str)
-    if _only_booleans(values):  # a typed source's True/False (with gaps: object dtype) are 1/0
-        values = values.map({True: 1.0, False: 0.0}).astype("float64")
     if pd.api.types.is_numeric_dtype(values):
         numbers = values.astype("float64")
         text = numbers.astype(str)

@@ -13,7 +13,7 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import fsspec
 import pandas as pd
@@ -110,9 +110,9 @@ def _read_file(path: Path, fmt: str) -> pd.DataFrame:
                         f"{_json_lines_hint(path) if fmt == 'json' else ''}") from None
 
 
-def _open_text(path: Path) -> TextIO:
-    """``path`` as UTF-8 text, decompressed as pandas would (by the suffix)."""
-    return fsspec.open(str(path), "rt", compression="infer", encoding="utf-8", newline="").open()
+def _open_text(path: Path) -> fsspec.core.OpenFile:
+    """``path`` as UTF-8 text (``with _open_text(path) as handle``), decompressed as pandas would."""
+    return fsspec.open(str(path), "rt", compression="infer", encoding="utf-8", newline="")
 
 
 def _sample(path: Path) -> str:
@@ -130,7 +130,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
         log.info("%s: read as %s-separated values (the delimiter found in its first lines)", path,
                  DELIMITERS[delimiter])
     header = next(csv.reader(io.StringIO(sample), delimiter=delimiter), [])
-    _check_unique_columns(header, str(path))  # pandas renames a second "tenure" to "tenure.1"
+    # pandas renames a second "tenure" to "tenure.1"; " tenure" is tenure too, once cleansing strips names
+    _check_unique_columns([name.strip() for name in header], str(path))
     return pd.read_csv(path, sep=delimiter, dtype=str, keep_default_na=False)
 
 
@@ -184,7 +185,7 @@ def _json_lines_hint(path: Path) -> str:
 def _read_json_lines(path: Path) -> pd.DataFrame:
     try:
         return pd.read_json(path, orient="records", lines=True, dtype=False, convert_dates=False)
-    except ValueError as error:
+    except (ValueError, TypeError) as error:  # TypeError: a line that is a JSON list, not an object
         where = _bad_json_line(path) or _first_line(error)
         raise DataError(f"{path}: cannot be read as JSON Lines ({where}); expected one JSON object per line. "
                         "Fix or remove that line.") from None
@@ -258,7 +259,12 @@ def _read_sql_table(connection: sqlalchemy.Connection, table: str, shown: str) -
     if table not in names:
         raise DataError(f"{shown}: no table {table!r}; the tables are: {', '.join(names) or 'none'}. "
                         "Fix data.table, or use data.query.")
-    return pd.read_sql_table(table, connection)
+    try:
+        return pd.read_sql_table(table, connection)
+    except UnicodeDecodeError as error:  # pandas decodes TEXT columns; bytes stored in one may not be UTF-8
+        raise DataError(f"{shown}: a text column of table {table!r} holds bytes that are not UTF-8 text "
+                        f"({error.reason}); read it with data.query, leaving that column out or decoding it "
+                        "in the SELECT.") from None
 
 
 def _check_sqlite_file(url: sqlalchemy.URL, shown: str) -> None:
