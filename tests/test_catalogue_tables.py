@@ -110,8 +110,8 @@ def sqlite_with_blobs(folder: Path) -> Path:
     path = folder / "crm.db"
     engine = sqlalchemy.create_engine(f"sqlite:///{path}")
     with engine.begin() as connection:
-        connection.exec_driver_sql("CREATE TABLE customers (id TEXT, plan BLOB, tenure INTEGER, charges REAL, "
-                                   "churn TEXT)")
+        connection.exec_driver_sql("CREATE TABLE customers (id TEXT, plan BLOB, tenure INTEGER, "
+                                   "charges REAL, churn TEXT)")
         for row in good_rows().itertuples(index=False):
             connection.exec_driver_sql("INSERT INTO customers VALUES (?, ?, ?, ?, ?)",
                                        (row.id, row.plan.encode(), int(row.tenure), row.charges, row.churn))
