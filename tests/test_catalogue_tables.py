@@ -192,7 +192,8 @@ CASES = {
     "ragged_row_too_many_fields": Case(csv_with("c12,Basic,3,5,No,extra"), Refused(
         DataError, ("Expected 5 fields in line 14, saw 6", "cannot be read as csv"))),
     "latin1_encoded_file": Case(text_file("customers.csv", csv_text().replace("Basic", "Básico"), "latin-1"),
-                                Refused(DataError, ("not UTF-8 text", "re-save the file as UTF-8"))),
+                                Refused(DataError, ("not UTF-8 text", "re-save the file as UTF-8",
+                                                    "iconv -f latin1 -t utf-8 customers.csv"))),
     "empty_file": Case(text_file("customers.csv", ""), Refused(DataError, ("the file is empty",))),
     "header_only": Case(text_file("customers.csv", HEADER + "\n"), Refused(
         DataError, ("the table has no rows (columns: id, plan, tenure, charges, churn)",))),
@@ -214,6 +215,10 @@ CASES = {
     "currency_amounts_in_a_numeric_column": Case(parquet_with(charges=["$1,234.50", "$12"] * 6), Refused(
         ConfigError, ("'$1,234.50'", "without a currency sign or thousands separators"),
         key="data.columns.charges")),
+    "semicolon_file_with_decimal_commas": Case(text_file("customers.csv", good_rows().to_csv(
+        index=False, sep=";", decimal=",")), Refused(ConfigError, (
+            "none of the 12 values of column 'charges' is a number (e.g. '10,5', '11,5', '12,5')",
+            "plain numbers (1234.5"), key="data.columns.charges")),
     "yes_no_words_in_a_numeric_column": Case(parquet_with(charges=["yes", "no"] * 6), Refused(
         ConfigError, ("holds yes/no words", "data.columns.charges.type=boolean"),
         key="data.columns.charges")),

@@ -101,7 +101,8 @@ def _read_file(path: Path, fmt: str) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty; a CSV needs a header line and rows.") from None
     except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text ({error.reason}); re-save the file as UTF-8.") from None
+        raise DataError(f"{path}: not UTF-8 text ({error.reason}); re-save the file as UTF-8 (from Latin-1: "
+                        f"iconv -f latin1 -t utf-8 {path.name} > utf8-{path.name}).") from None
     except (ValueError, OSError) as error:  # parser errors, bad JSON, ArrowInvalid: all ValueError/OSError
         hint = {"json": "a JSON array of objects, one per row", "jsonl": "one JSON object per line",
                 "csv": "comma-separated values with a header line", "parquet": "a Parquet file"}[fmt]
