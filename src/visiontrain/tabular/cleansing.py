@@ -8,6 +8,7 @@ no statistic of validation or test rows leaks into training.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import json
 from collections.abc import Mapping
@@ -125,6 +126,7 @@ def cleanse(raw: pd.DataFrame, schema: TableSchema, rules: CleaningRules) -> Cle
     """Check ``raw`` against ``schema`` and apply ``rules``; raises only when the table is unusable."""
     raw = _numbered(raw, rules.strip_whitespace)
     ignored = _check_columns(raw, schema)
+    _check_source_types(raw, schema)
     ledger = _Ledger(raw.index)
     if rules.drop_duplicates:
         _reject_duplicates(raw, ledger)
@@ -137,6 +139,7 @@ def cleanse(raw: pd.DataFrame, schema: TableSchema, rules: CleaningRules) -> Cle
     rejected = ledger.rejected()
     kept = ~raw.index.isin(rejected.index)
     frame = pd.DataFrame({**columns, schema.target: target}, index=raw.index)[kept]
+    _check_usable(raw, frame, rejected, schema)
     rejects = pd.concat([rejected.reset_index()[["row", "reason", "rule"]],
                          raw.loc[rejected.index].reset_index(drop=True)], axis=1)
     report = _report(raw, frame, rejected, ledger, schema, ignored, target_info)
@@ -165,6 +168,81 @@ def _check_columns(raw: pd.DataFrame, schema: TableSchema) -> list[str]:
     return [name for name in found if name not in needed]
 
 
+def _source_kind(values: pd.Series) -> str | None:
+    """"bytes", "nested" or "datetime" for source values no feature can hold as they are; None otherwise."""
+    if pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_timedelta64_dtype(values):
+        return "datetime"
+    if values.dtype != object:
+        return None
+    types = set(map(type, values.dropna()))
+    if any(issubclass(kind, (bytes, bytearray, memoryview)) for kind in types):
+        return "bytes"
+    if any(issubclass(kind, (dict, list)) for kind in types):
+        return "nested"
+    if any(issubclass(kind, (datetime.date, datetime.time, datetime.timedelta)) for kind in types):
+        return "datetime"
+    return None
+
+
+def _check_source_types(raw: pd.DataFrame, schema: TableSchema) -> None:
+    """Typed sources (Parquet, SQL, JSON) can hold values that would train and then fail at export."""
+    used = {**{name: f"data.columns.{name}" for name in schema.columns}, schema.target: "data.target"}
+    for name, key in used.items():
+        kind = _source_kind(raw[name])
+        numeric = name in schema.columns and schema.columns[name].kind == "numeric"
+        if kind == "bytes":
+            raise ConfigError(key, f"column {name!r} holds raw bytes (a binary column), which are not "
+                              "numbers, categories or labels",
+                              f"decode it to text in the source (e.g. CAST({name} AS TEXT)), or remove {key}")
+        if kind == "nested":
+            raise ConfigError(key, f"column {name!r} holds nested JSON values (objects or lists)",
+                              f"flatten them into plain columns in the source, or remove {key}")
+        if kind == "datetime" and numeric:
+            raise ConfigError(key, f"is numeric, but column {name!r} holds dates or times "
+                              f"({raw[name].dtype}), which are not numbers a model can take",
+                              "derive a number in the source (e.g. days since the date) and declare that "
+                              f"column, set {key}.type=category, or remove {key}")
+
+
+def _check_usable(raw: pd.DataFrame, frame: pd.DataFrame, rejected: pd.DataFrame,
+                  schema: TableSchema) -> None:
+    """No kept row, or a feature without a value in any kept row: nothing to learn, and the export fails."""
+    if frame.empty:
+        raise DataError(_nothing_kept(len(raw), rejected))
+    for name, spec in schema.columns.items():
+        if frame[name].isna().all():
+            raise ConfigError(f"data.columns.{name}", *_empty_feature(raw.loc[frame.index, name], spec))
+
+
+def _nothing_kept(rows: int, rejected: pd.DataFrame) -> str:
+    by_rule = ", ".join(f"{rule} {count}" for rule, count in rejected["rule"].value_counts().items())
+    reasons = rejected["reason"].str.split("; ").explode().value_counts().head(3)
+    top = "\n".join(f"  {count} rows: {reason}" for reason, count in reasons.items())
+    return (f"no row is left to learn from: all {rows} rows were rejected ({by_rule}). The most common "
+            f"reasons:\n{top}\nFix the data, or the schema (data.columns, data.target) or data.cleaning "
+            "rules that reject them.")
+
+
+def _empty_feature(values: pd.Series, spec: ColumnSpec) -> tuple[str, str]:
+    """What is wrong with a feature that has no value in any kept row, and the fix."""
+    key = f"data.columns.{spec.name}"
+    text = _as_text(values).str.strip()
+    present = text[text.notna() & (text != "")]
+    if present.empty:
+        return (f"column {spec.name!r} is blank in all {len(values)} kept rows, so there is nothing to learn "
+                f"from it", f"remove {key}, or fill the column in the data")
+    examples = ", ".join(repr(value) for value in present.unique()[:3])
+    if spec.kind == "category":
+        return (f"none of the values of column {spec.name!r} is a declared category (e.g. {examples})",
+                f"list its values in {key}.categories")
+    if present.str.lower().isin(YES_NO_WORDS).all():
+        return (f"is numeric, but column {spec.name!r} holds yes/no words (e.g. {examples})",
+                f"{key}.type=boolean")
+    return (f"is numeric, but none of the {len(present)} values of column {spec.name!r} is a number (e.g. "
+            f"{examples})", f"{key}.type=category if it is a label, or remove {key}; amounts must be plain "
+            "numbers (1234.5, without a currency sign or thousands separators)")
+
+
 def _closest(name: str, found: list[str]) -> list[str]:
     same_case = [other for other in found if other.lower() == name.lower()]
     return same_case or difflib.get_close_matches(name, found, n=1, cutoff=0.6)
@@ -172,6 +250,8 @@ def _closest(name: str, found: list[str]) -> list[str]:
 
 def _reject_duplicates(raw: pd.DataFrame, ledger: _Ledger) -> None:
     """Exact copies of an earlier row, over every column (ids included): the first copy is kept."""
+    nested = [name for name in raw.columns if _source_kind(raw[name]) == "nested"]  # unhashable: compare text
+    raw = raw.astype(dict.fromkeys(nested, str))
     duplicate = raw.duplicated(keep="first")
     if not duplicate.any():
         return
@@ -234,6 +314,8 @@ def _category(values: pd.Series, spec: ColumnSpec, rules: CleaningRules, ledger:
 
 def _numeric(values: pd.Series, spec: ColumnSpec, rules: CleaningRules, ledger: _Ledger) -> pd.Series:
     """A numeric column as float64 (NaN where missing or unparseable), outliers as ``rules.outliers`` says."""
+    if _only_booleans(values):  # a typed source's True/False (with gaps: object dtype) are 1/0
+        values = values.map({True: 1.0, False: 0.0}).astype("float64")
     if pd.api.types.is_numeric_dtype(values):
         numbers = values.astype("float64")
         numbers = numbers.where(np.isfinite(numbers))
@@ -244,6 +326,11 @@ def _numeric(values: pd.Series, spec: ColumnSpec, rules: CleaningRules, ledger: 
         numbers = _parse_numbers(text)
         ledger.repaired("numeric_unparseable", text.notna() & numbers.isna())
     return _outliers(numbers, spec, rules, ledger)
+
+
+def _only_booleans(values: pd.Series) -> bool:
+    present = values.dropna()
+    return values.dtype == object and len(present) > 0 and all(isinstance(value, bool) for value in present)
 
 
 def _parse_numbers(text: pd.Series) -> pd.Series:
@@ -277,6 +364,9 @@ def _bound(value: float | None) -> str:
 def _target(values: pd.Series, schema: TableSchema, rules: CleaningRules,
             ledger: _Ledger) -> tuple[pd.Series, dict[str, Any]]:
     text = _text(values, rules, ledger)
+    if text.isna().all():
+        raise ConfigError("data.target", f"the target column {schema.target!r} is blank in all {len(text)} "
+                          "rows", "point data.target at the column to predict, or fill in its values")
     ledger.reject("target_missing", text.isna(), f"{schema.target}: missing (a row without a label cannot be "
                                                   "learned from)")
     if schema.task_type == "regression":
@@ -305,6 +395,11 @@ def _classification_target(text: pd.Series, schema: TableSchema, rules: Cleaning
         text = _yes_no(text, ledger)
         positive = YES_NO_WORDS[positive.strip().lower()]
     counts = text.value_counts()
+    if positive not in counts.index and len(counts) == 1:
+        raise ConfigError("data.target", f"every labelled row of the target column {name!r} is "
+                          f"{counts.index[0]!r}, and the positive label {positive!r} never occurs: a "
+                          "classifier needs rows of both classes",
+                          f"add rows labelled {positive!r}, or point data.target at the column to predict")
     if positive not in counts.index:
         found = ", ".join(repr(value) for value in counts.index[:8])
         fix = f"data.positive_label={counts.index[0]!r}" if len(counts) else "check data.target"

@@ -64,7 +64,9 @@ def model_inputs(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
 
 def build_feature_pipeline(schema: TableSchema, options: FeatureOptions) -> Pipeline:
     """An unfitted pipeline; ``fit`` it on training rows only."""
-    numeric = Pipeline([("impute", SimpleImputer(strategy=options.impute_numeric))]
+    # keep_empty_features: a column blank in every training row (one blank in every kept row is refused by
+    # cleansing) stays a column of zeros instead of vanishing, which left the ONNX scaler a column short
+    numeric = Pipeline([("impute", SimpleImputer(strategy=options.impute_numeric, keep_empty_features=True))]
                        + ([("scale", StandardScaler())] if options.scale else []))
     fill = {"strategy": "constant", "fill_value": "missing"} if options.impute_category == "constant" else \
         {"strategy": "most_frequent"}

@@ -25,7 +25,7 @@ from visiontrain.tabular.ingest import read_table
 from visiontrain.tabular.metrics import confusion, plot_roc_pr
 from visiontrain.tabular.models import EstimatorModel, TabularMLP, TabularModel, load_tabular_model
 from visiontrain.tabular.schema import TableSchema
-from visiontrain.tabular.splits import Split, holdout_split, kfold_splits
+from visiontrain.tabular.splits import Split, check_class_sizes, holdout_split, kfold_splits
 from visiontrain.training.reports import write_confusion
 
 log = logging.getLogger("visiontrain")
@@ -123,11 +123,10 @@ class TabularTask:
         self.negative_label = cleaned.report["target"].get("negative_label")
         target = self.table[self.schema.target].to_numpy()
         self.labels = target.astype(int) if self.is_classifier else None
-        if self.is_classifier and len(np.unique(self.labels)) < 2:
-            from visiontrain.errors import DataError
-
-            raise DataError(f"the target {self.schema.target} has only one class among the kept rows")
         seed, d = int(cfg.seed), cfg.data
+        if self.is_classifier:
+            check_class_sizes(self.labels, self.class_names, self.schema.target, float(d.val_fraction),
+                              float(d.test_fraction), int(cfg.get("cv", {}).get("folds", 0)))
         self.final = holdout_split(self.labels, len(self.table), float(d.val_fraction), float(d.test_fraction), seed)
         report = cleaned.report
         self.data = {"source": table_source(d) if d.get("source") else f"built-in {d.builtin}",
