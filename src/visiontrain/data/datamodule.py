@@ -132,7 +132,9 @@ class ImageDataModule(pl.LightningDataModule):
             generator = torch.Generator().manual_seed(self.seed)
             sampler = WeightedRandomSampler(per_sample, num_samples=len(dataset), replacement=True,
                                             generator=generator)
-        return self._loader(dataset, shuffle=True, sampler=sampler, drop_last=self.drop_last_train)
+        # a last batch of one image breaks BatchNorm wherever features are 1x1 (small inputs, heads): drop it
+        single_last = len(dataset) % self.batch_size == 1 and len(dataset) > 1
+        return self._loader(dataset, shuffle=True, sampler=sampler, drop_last=self.drop_last_train or single_last)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.dataset("val"), shuffle=False)
