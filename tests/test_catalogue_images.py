@@ -15,6 +15,8 @@ import shutil
 import socket
 import stat
 import struct
+import subprocess
+import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -660,3 +662,15 @@ def test_training_on_a_messy_folder_lists_every_bad_path_in_rejects_csv(tmp_path
     assert data["files_used"] == 9 and data["files_rejected"] == 6
     assert f"empty class folder: {root / 'train/wasps'}" in data["warnings"]
     assert "data: class 'wasps' dropped: its training folder is empty" in result.stderr + result.stdout
+
+
+@pytest.mark.skipif(_modes_are_enforced() or shutil.which("setpriv") is None,
+                    reason="the permission cases already ran in this process")
+def test_permission_cases_also_run_for_root_without_its_override_rights():
+    """As root (CI, containers) the chmod cases above skip; run them again with root's read-override dropped."""
+    command = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all",
+               sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-rs",
+               "-k", "unreadable or listable or cannot_be_entered"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert " passed" in result.stdout and "running as root" not in result.stdout, result.stdout[-3000:]
