@@ -229,8 +229,8 @@ def _write_images(root: Path) -> Path:
 def image_ckpt(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("image")
     root = _write_images(base / "images")
-    overrides = [o for o in tiny_overrides(root, base / "run", "trainer.max_epochs=1", "export.onnx=false")
-                 if not o.startswith("paths.run_dir=")]
+    overrides = [o for o in tiny_overrides(root, base / "run", "trainer.max_epochs=1", "schedule.freeze_epochs=0",
+                                           "export.onnx=false") if not o.startswith("paths.run_dir=")]
     result = run_cli("train", *overrides, f"hydra.run.dir={base / 'run'}", cwd=base)
     assert result.returncode == 0, result.stderr[-3000:]
     return next((base / "run" / "checkpoints").glob("best-*.ckpt"))
