@@ -87,7 +87,6 @@ def create_wandb_logger(project: str, run_dir: str, mode: str = "auto", entity: 
         resolved = "offline"
     if resolved == "offline":
         os.environ["WANDB_MODE"] = "offline"  # also for wandb calls outside the logger (artifacts, finish)
-    log.info("W&B: %s run %s in project %s", resolved, run_id_for(run_dir_path), project)
 
     def build(run_mode: str) -> WandbLogger:
         extra = {"mode": "disabled"} if run_mode == "disabled" else {}
@@ -96,17 +95,18 @@ def create_wandb_logger(project: str, run_dir: str, mode: str = "auto", entity: 
                            tags=list(tags or []), job_type=job_type, log_model=False, **extra)
 
     logger = build(resolved)
-    if resolved != "online":
-        return logger
-    import wandb
+    if resolved == "online":
+        import wandb
 
-    try:
-        logger.experiment  # noqa: B018 - wandb.init now, before training: a rejected key is handled here
-    except wandb.errors.Error as error:
-        _warn_offline(f"W&B refused the online run ({_first_line(error)})")
-        os.environ["WANDB_MODE"] = "offline"
-        wandb.teardown()  # the refused attempt still holds the run id in wandb's service process
-        logger = build("offline")
+        try:
+            logger.experiment  # noqa: B018 - wandb.init now, before training: a rejected key is handled here
+        except wandb.errors.Error as error:
+            reason = _first_line(error).replace(os.environ.get("WANDB_API_KEY") or "\0", "***")
+            _warn_offline(f"W&B refused the online run ({reason})")
+            os.environ["WANDB_MODE"] = resolved = "offline"
+            wandb.teardown()  # the refused attempt still holds the run id in wandb's service process
+            logger = build(resolved)
+    log.info("W&B: %s run %s in project %s", resolved, run_id_for(run_dir_path), project)
     return logger
 
 
