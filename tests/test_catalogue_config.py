@@ -109,6 +109,8 @@ SWEEPER_MISTAKES = [
      "hydra.sweeper.max_failure_rate=1.0"),
     ([*CHURN, "hparams_search=churn_optuna", "hydra.sweeper.n_jobs=0", "optimizer.lr=0.01,0.001"],
      "hydra.sweeper.n_jobs", "hydra.sweeper.n_jobs=1"),
+    ([*CHURN, "hparams_search=churn_optuna", "hydra.sweeper.storage=postgresql://optuna:pw9876@db/studies"],
+     "hydra.sweeper.storage", "hydra.sweeper.storage='${oc.env:DB_URL}'"),
 ]
 
 
@@ -124,8 +126,9 @@ def test_sweeper_settings_are_checked_on_the_composed_hydra_config(overrides, ke
 
 def test_a_sweep_that_matches_its_monitor_passes():
     validate_sweeper(compose_for_sweep("train", [*CHURN, "hparams_search=churn_optuna"], config_dir()))
-    validate_sweeper(compose_for_sweep("train", [*CHURN, "hparams_search=churn_optuna", "monitor.metric=val/loss",
-                                                 "monitor.mode=min", "hydra.sweeper.direction=minimize"], config_dir()))
+    minimising = [*CHURN, "hparams_search=churn_optuna", "monitor.metric=val/loss", "monitor.mode=min",
+                  "hydra.sweeper.direction=minimize"]
+    validate_sweeper(compose_for_sweep("train", minimising, config_dir()))
 
 
 @pytest.mark.parametrize(("overrides", "key", "fix"), [

@@ -54,7 +54,8 @@ def files_holding(root: Path, secret: str) -> list[str]:
 @pytest.mark.parametrize(("url", "shown"), [
     (f"sqlite:///x.db?password={PASSWORD}", "sqlite:///x.db?password=***"),
     (f"postgresql://u:{PASSWORD}@host/db", "postgresql://u:***@host/db"),
-    (f"postgresql+psycopg://u:{PASSWORD}@h:5432/db?sslmode=require", "postgresql+psycopg://u:***@h:5432/db?sslmode=require"),
+    (f"postgresql+psycopg://u:{PASSWORD}@h:5432/db?sslmode=require",
+     "postgresql+psycopg://u:***@h:5432/db?sslmode=require"),
     (f"mysql://u@h/db?access_token={PASSWORD}&charset=utf8", "mysql://u@h/db?access_token=***&charset=utf8"),
     (f"https://h/data.csv?api-key={PASSWORD}", "https://h/data.csv?api-key=***"),
     ("sqlite:///churn.db", "sqlite:///churn.db"),  # nothing to hide: unchanged
@@ -67,7 +68,20 @@ def test_a_url_is_shown_without_its_password_or_token(url, shown):
 
 def test_a_message_loses_every_url_secret_and_a_driver_echo_of_the_password():
     message = f"connect to postgresql://u:{PASSWORD}@db:5432/x: failed (password {PASSWORD!r} rejected)."
-    assert redact_text(message, PASSWORD) == "connect to postgresql://u:***@db:5432/x: failed (password '***' rejected)."
+    assert redact_text(message, PASSWORD) == \
+        "connect to postgresql://u:***@db:5432/x: failed (password '***' rejected)."
+
+
+def test_a_read_error_shows_the_database_without_its_query_password(tmp_path):
+    from visiontrain.errors import DataError
+    from visiontrain.tabular.ingest import read_table
+
+    missing = tmp_path / "missing.db"
+    with pytest.raises(DataError) as raised:
+        read_table(f"sqlite:///{missing}?password={PASSWORD}", table="customers")
+
+    assert str(raised.value) == (f"sqlite:///{missing}?password=***: the SQLite database file {missing} does not "
+                                 "exist; check data.source.")
 
 
 def test_a_resolved_config_keeps_the_interpolation_where_the_secret_came_from(monkeypatch, tmp_path):

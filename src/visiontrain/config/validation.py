@@ -22,8 +22,8 @@ def _value(cfg: DictConfig, key: str) -> Any:
     except MissingMandatoryValue:
         raise ConfigError(key, "is required but not set", f"pass {key}=<value> on the command line") from None
     except InterpolationResolutionError as error:  # ${oc.env:DB_URL} with DB_URL unset, most often
-        raise ConfigError(key, f"cannot be resolved ({str(error).splitlines()[0]})",
-                          "export the environment variable it names before the run, or set the key directly") from None
+        raise ConfigError(key, f"cannot be resolved ({str(error).splitlines()[0]})", "export the environment "
+                          "variable it names before the run, or set the key directly") from None
 
 
 def _number(cfg: DictConfig, key: str, example: str, *, integer: bool = False, minimum: float | None = None,
@@ -87,6 +87,8 @@ def validate_sweeper(cfg: DictConfig) -> None:
     ``monitor.mode`` fails nothing at all, it just searches for the worst model.
     """
     sweeper = OmegaConf.select(cfg, "hydra.sweeper") or {}
+    if OmegaConf.is_config(sweeper):  # an Optuna storage URL with its password written into a file
+        _check_no_literal_secrets(sweeper, "hydra.sweeper")
     if "n_trials" in sweeper:
         _number(cfg, "hydra.sweeper.n_trials", "20", integer=True, minimum=1)
     if "n_jobs" in sweeper:
@@ -338,8 +340,9 @@ def _check_opset(cfg: DictConfig) -> None:
     lowest = max(13, _constants.ONNX_MIN_OPSET)  # int8 quantization and the exported ops need 13
     opset = _value(cfg, "export.opset")
     if isinstance(opset, bool) or not isinstance(opset, int) or not lowest <= opset <= highest:
-        raise ConfigError("export.opset", f"must be an integer from {lowest} to {highest} (what torch "
-                          f"{torch.__version__.split('+')[0]} exports), got {opset!r}", f"export.opset={min(17, highest)}")
+        exporter = f"torch {torch.__version__.split('+')[0]}"
+        raise ConfigError("export.opset", f"must be an integer from {lowest} to {highest} (what {exporter} exports), "
+                          f"got {opset!r}", f"export.opset={min(17, highest)}")
 
 
 def _lightning_precisions() -> tuple[Any, ...]:
@@ -376,7 +379,7 @@ def _check_devices(cfg: DictConfig) -> None:
         valid = text in ("auto", "-1") or (bool(ids) and all(part.isdigit() for part in ids)
                                            and ("," in text or int(ids[0]) >= 1))
     elif OmegaConf.is_list(devices):
-        valid = len(devices) > 0 and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices)
+        valid = len(devices) > 0 and all(type(d) is int and d >= 0 for d in devices)  # bool is not an id
     else:
         valid = False
     if not valid:
@@ -396,7 +399,7 @@ def _check_tracking(cfg: DictConfig) -> None:
         _number(cfg, "callbacks.model_checkpoint.save_top_k", "1", integer=True, minimum=-1)
 
 
-def _check_no_literal_secrets(cfg: DictConfig) -> None:
+def _check_no_literal_secrets(cfg: DictConfig, prefix: str = "") -> None:
     """A password typed into a config file: stop before it is used (the run dir is then removed, with the copy
     Hydra wrote of it). An ``${oc.env:...}`` interpolation is the way to give one."""
     from visiontrain.redaction import has_secret
@@ -413,4 +416,4 @@ def _check_no_literal_secrets(cfg: DictConfig) -> None:
                               f"export DB_URL='...' and set {path}='${{oc.env:DB_URL}}'"
                               + (" (or data.source_env=DB_URL)" if path == "data.source" else ""))
 
-    walk(OmegaConf.to_container(cfg, resolve=False), "")
+    walk(OmegaConf.to_container(cfg, resolve=False), prefix)
