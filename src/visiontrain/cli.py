@@ -81,6 +81,7 @@ def _run_hydra(config_name: str, function: Callable) -> None:
     from visiontrain.config import config_dir
     from visiontrain.errors import CheckpointError, ConfigError, DataError, WeightsError
     from visiontrain.training.checkpoints import CheckpointWriteError
+    from visiontrain.redaction import redact_text
 
     config_path: str | None = str(config_dir())
     app_config = config_name
@@ -104,7 +105,7 @@ def _run_hydra(config_name: str, function: Callable) -> None:
                 raise
             kind = {ConfigError: "config error", DataError: "data error", WeightsError: "weights error",
                     CheckpointError: "checkpoint error"}[type(error)]
-            print(f"visiontrain: {kind}: {error}", file=sys.stderr, flush=True)
+            print(f"visiontrain: {kind}: {redact_text(str(error))}", file=sys.stderr, flush=True)
             if isinstance(error, ConfigError):
                 _remove_empty_run_dir()
             raise SystemExit(2) from None
@@ -113,9 +114,10 @@ def _run_hydra(config_name: str, function: Callable) -> None:
         _check_overrides(config_name)
         if config_name == "train":
             _resolve_resume(config_name)
+            _check_sweep(config_name)
     except (ConfigError, CheckpointError) as error:
         kind = "config error" if isinstance(error, ConfigError) else "checkpoint error"
-        print(f"visiontrain: {kind}: {error}", file=sys.stderr, flush=True)
+        print(f"visiontrain: {kind}: {redact_text(str(error))}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     entry()
 
@@ -141,15 +143,16 @@ def _record_failed_trial(error: Exception) -> None:
 
     from hydra.core.hydra_config import HydraConfig
 
+    from visiontrain.redaction import redact_text
     from visiontrain.sweeps.summary import FAILED_FILE
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    message = redact_text(f"{type(error).__name__}: {error}")
     (run_dir / FAILED_FILE).write_text(json.dumps({
-        "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc(),
+        "error": message, "traceback": redact_text(traceback.format_exc()),
         "overrides": list(HydraConfig.get().overrides.task)}, indent=2))
-    print(f"visiontrain: trial {run_dir.name} failed ({type(error).__name__}: {error}); the sweep goes on",
-          file=sys.stderr, flush=True)
+    print(f"visiontrain: trial {run_dir.name} failed ({message}); the sweep goes on", file=sys.stderr, flush=True)
 
 
 def _check_overrides(config_name: str) -> None:
@@ -157,13 +160,14 @@ def _check_overrides(config_name: str) -> None:
     from hydra._internal.utils import get_args_parser
 
     from visiontrain.config import config_dir
-    from visiontrain.config.overrides import check_override_keys
+    from visiontrain.config.overrides import check_no_secrets, check_override_keys
     from visiontrain.errors import ConfigError
 
     try:
         args = get_args_parser().parse_args(sys.argv[1:])
     except SystemExit:  # malformed flags: let Hydra print its own usage
         return
+    check_no_secrets(args.overrides)  # before anything can store or echo the command line
     if args.config_dir or args.config_path or args.config_name or args.help or args.hydra_help:
         return
     try:
@@ -175,6 +179,27 @@ def _check_overrides(config_name: str) -> None:
         raise
     except Exception:  # noqa: BLE001 - a bad group name or override syntax: Hydra explains it next
         return
+
+
+def _check_sweep(config_name: str) -> None:
+    """A multirun's sweeper settings fail once, here, rather than in every trial (or not at all)."""
+    from hydra._internal.utils import get_args_parser
+
+    from visiontrain.config import config_dir
+    from visiontrain.config.overrides import compose_for_sweep
+    from visiontrain.config.validation import validate_sweeper
+
+    args = get_args_parser().parse_args(sys.argv[1:])
+    sweep_keys = ("hparams_search", "hydra.mode", "hydra/sweeper", "hydra.sweeper.")
+    if args.config_dir or args.config_path or args.config_name or args.help or args.hydra_help or args.cfg:
+        return
+    if not (args.multirun or any(o.lstrip("+").startswith(sweep_keys) for o in args.overrides)):
+        return
+    try:
+        cfg = compose_for_sweep(config_name, args.overrides, config_dir())
+    except Exception:  # noqa: BLE001 - a bad group name or override syntax: Hydra explains it next
+        return
+    validate_sweeper(cfg)
 
 
 def _resolve_resume(config_name: str) -> None:

@@ -14,6 +14,7 @@ from typing import Any, Iterator
 from omegaconf import DictConfig
 
 from visiontrain.errors import ConfigError
+from visiontrain.redaction import URL_PATTERN, has_secret
 
 
 # keys that lived elsewhere in earlier versions: the error names the new place
@@ -43,6 +44,20 @@ def _exists(cfg: DictConfig, key: str) -> bool:
 
 def _is_group(key: str, conf: Path) -> bool:
     return (conf / key.lstrip("/")).is_dir()
+
+
+def compose_for_sweep(config_name: str, overrides: list[str], conf: Path) -> DictConfig:
+    """The config of a multirun's first trial, with its ``hydra`` node (sweeper settings included)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    first = []
+    for text, override in zip(overrides, OverridesParser.create().parse_overrides(overrides)):
+        if override.is_sweep_override():
+            text = f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}"
+        first.append(text)
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf), job_name="visiontrain"):
+        return compose(config_name, overrides=first, return_hydra_config=True)
 
 
 def check_override_keys(config_name: str, overrides: list[str], conf: Path) -> None:
@@ -96,3 +111,24 @@ def _suggestion(key: str, known: list[str]) -> str:
     else:
         hint = ""
     return f"{hint}to add a new key on purpose write +{key}=..."
+
+
+def check_no_secrets(overrides: list[str]) -> None:
+    """Refuse an override whose value is a URL with a password or token in it, before Hydra sees it.
+
+    Refused rather than moved into the environment behind the user's back: the command line has already
+    reached the shell history and ``ps``, Hydra would write it to ``.hydra/overrides.yaml`` and ``hydra.yaml``
+    and echo it in "Error executing job with overrides", and a secret moved into this process's environment
+    would be gone when ``resume=latest`` or a sweep trial re-reads the stored overrides. An environment
+    variable named in the config works the same way in every one of those places.
+    """
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if any(has_secret(url) for url in URL_PATTERN.findall(value)):
+            key = key.lstrip("+~")
+            fix = (f"put the URL in an environment variable (export DB_URL='...') and pass {key}_env=DB_URL, or "
+                   f"{key}='${{oc.env:DB_URL}}'") if key == "data.source" else \
+                f"put the value in an environment variable (export SECRET_URL='...') and pass " \
+                f"{key}='${{oc.env:SECRET_URL}}'"
+            raise ConfigError(key, "holds a URL with a password or token; on the command line it would be stored "
+                              "in the run's .hydra files and logs", fix)

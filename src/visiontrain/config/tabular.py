@@ -77,6 +77,14 @@ def _check_table_data(cfg: DictConfig) -> None:
     CleaningRules.from_config(cfg.data.get("cleaning"))
     FeatureOptions.from_config(cfg.get("features"))
     source = _value(cfg, "data.source")
+    variable = OmegaConf.select(cfg, "data.source_env")
+    if variable and source is not None:
+        raise ConfigError("data.source_env", f"and data.source are both set; the source is read from {variable}",
+                          "data.source=null (or data.source_env=null)")
+    if variable:
+        from visiontrain.tabular.ingest import source_from_environment
+
+        source = source_from_environment(str(variable))
     if source is None:
         _choice(cfg, "data.builtin", BUILTIN_TABLES)
         return

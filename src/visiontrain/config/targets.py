@@ -17,6 +17,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+_ENV_REFERENCE = re.compile(r"\$\{oc\.env:[A-Za-z_][A-Za-z0-9_]*\}")
 _DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 
@@ -53,9 +54,14 @@ def check_targets(node: Any, role: str, where: str) -> None:
 
 
 def check_plain_data(node: Any, where: str) -> None:
-    """Raise :class:`UntrustedTarget` if stored settings that are only read hold a ``_target_`` or an interpolation."""
+    """Raise :class:`UntrustedTarget` if stored settings that are only read hold a ``_target_`` or an interpolation.
+
+    One form is allowed whole: ``${oc.env:NAME}``, how a run stores a data source whose URL holds a password (see
+    :mod:`visiontrain.redaction`), so that ``evaluate`` reads the same variable again; no other resolver, no nesting.
+    """
     for path, key, value in _walk(node, where):
-        if key == "_target_" or (isinstance(value, str) and "${" in value):
+        interpolation = isinstance(value, str) and "${" in value and not _ENV_REFERENCE.fullmatch(value)
+        if key == "_target_" or interpolation:
             raise UntrustedTarget(f"{path}: stored settings must be plain values, got {value!r}")
 
 

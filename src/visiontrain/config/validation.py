@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
 
 from visiontrain.errors import ConfigError, WeightsError
 
@@ -21,6 +21,9 @@ def _value(cfg: DictConfig, key: str) -> Any:
         return OmegaConf.select(cfg, key, throw_on_missing=True)
     except MissingMandatoryValue:
         raise ConfigError(key, "is required but not set", f"pass {key}=<value> on the command line") from None
+    except InterpolationResolutionError as error:  # ${oc.env:DB_URL} with DB_URL unset, most often
+        raise ConfigError(key, f"cannot be resolved ({str(error).splitlines()[0]})", "export the environment "
+                          "variable it names before the run, or set the key directly") from None
 
 
 def _number(cfg: DictConfig, key: str, example: str, *, integer: bool = False, minimum: float | None = None,
@@ -71,8 +74,41 @@ def validate_train_config(cfg: DictConfig) -> None:
         _check_image_groups(cfg)
         checks = (_check_run, _check_optimizer, _check_schedule, _check_trainer, _check_model, _check_augment,
                   _check_data)
-    for check in checks:
+    _check_no_literal_secrets(cfg)
+    for check in (*checks, _check_tracking):
         check(cfg)
+
+
+def validate_sweeper(cfg: DictConfig) -> None:
+    """The sweeper's settings (``hydra.sweeper.*`` of a config composed with its Hydra node), checked once
+    before a multirun launches its first trial.
+
+    Inside a trial they would fail every trial alike and the sweep would go on; and a direction against
+    ``monitor.mode`` fails nothing at all, it just searches for the worst model.
+    """
+    sweeper = OmegaConf.select(cfg, "hydra.sweeper") or {}
+    if OmegaConf.is_config(sweeper):  # an Optuna storage URL with its password written into a file
+        _check_no_literal_secrets(sweeper, "hydra.sweeper")
+    if "n_trials" in sweeper:
+        _number(cfg, "hydra.sweeper.n_trials", "20", integer=True, minimum=1)
+    if "n_jobs" in sweeper:
+        _number(cfg, "hydra.sweeper.n_jobs", "1", integer=True, minimum=1)
+    if "max_failure_rate" in sweeper:
+        _number(cfg, "hydra.sweeper.max_failure_rate", "1.0", minimum=0, maximum=1)
+    if "direction" not in sweeper:
+        return
+    mode = OmegaConf.select(cfg, "monitor.mode")
+    wanted = {"max": "maximize", "min": "minimize"}.get(str(mode))
+    direction = sweeper["direction"]
+    if OmegaConf.is_list(direction):  # a multi-objective study: the monitored metric is not the only objective
+        return
+    if direction not in ("maximize", "minimize"):
+        raise ConfigError("hydra.sweeper.direction", f"must be maximize or minimize, got {direction!r}",
+                          f"hydra.sweeper.direction={wanted or 'maximize'}")
+    if wanted and direction != wanted:
+        metric = OmegaConf.select(cfg, "monitor.metric")
+        raise ConfigError("hydra.sweeper.direction", f"is {direction}, but monitor.mode={mode} ({metric}): the "
+                          "search would look for the worst model", f"hydra.sweeper.direction={wanted}")
 
 
 def validate_evaluate_config(cfg: DictConfig) -> None:
@@ -120,7 +156,7 @@ def _check_run(cfg: DictConfig, monitorable: tuple[str, ...] = MONITORABLE) -> N
         raise ConfigError("monitor.mode", f"{metric} should be {'minimised' if minimised else 'maximised'}",
                           f"monitor.mode={'min' if minimised else 'max'}")
     _boolean(cfg, "export.onnx")
-    _number(cfg, "export.opset", "17", integer=True, minimum=13)
+    _check_opset(cfg)
     _number(cfg, "export.parity_images", "32", integer=True, minimum=0)
     _number(cfg, "export.atol", "1e-3", minimum=0, exclusive=True)
     if OmegaConf.select(cfg, "export.quantize") is not None:
@@ -179,6 +215,9 @@ def _check_trainer(cfg: DictConfig) -> None:
             raise ConfigError("trainer.accelerator", "asks for a GPU but CUDA sees none on this machine",
                               "trainer=cpu (or run on a machine with an NVIDIA GPU and driver)")
     _number(cfg, "trainer.accumulate_grad_batches", "1", integer=True, minimum=1)
+    _check_precision(cfg)
+    _check_devices(cfg)
+    _number(cfg, "trainer.gradient_clip_val", "1.0", minimum=0, optional=True)  # null: no clipping
     if OmegaConf.select(cfg, "trainer.channels_last") is not None:
         _boolean(cfg, "trainer.channels_last")
     from visiontrain.training.hardware import COMPILE_MODES
@@ -302,3 +341,89 @@ def _check_data(cfg: DictConfig) -> None:
         raise ConfigError("data.root", f"{path} is a file but not a .csv manifest", "data.root=/path/to/images")
 
 
+def _check_opset(cfg: DictConfig) -> None:
+    """``export.opset`` within what torch's ONNX exporter writes (both exports use the TorchScript one)."""
+    import torch
+    from torch.onnx import _constants
+
+    highest = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", _constants.ONNX_MAX_OPSET)
+    lowest = max(13, _constants.ONNX_MIN_OPSET)  # int8 quantization and the exported ops need 13
+    opset = _value(cfg, "export.opset")
+    if isinstance(opset, bool) or not isinstance(opset, int) or not lowest <= opset <= highest:
+        exporter = f"torch {torch.__version__.split('+')[0]}"
+        raise ConfigError("export.opset", f"must be an integer from {lowest} to {highest} (what {exporter} exports), "
+                          f"got {opset!r}", f"export.opset={min(17, highest)}")
+
+
+def _lightning_precisions() -> tuple[Any, ...]:
+    """Every ``precision`` value Lightning's Trainer accepts (``32-true``, ``bf16-mixed``, 16, "bf16", ...)."""
+    import typing
+
+    from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT
+
+    def flatten(kind: Any) -> list[Any]:
+        return [v for arg in typing.get_args(kind) for v in (flatten(arg) if typing.get_args(arg) else [arg])]
+
+    return tuple(flatten(_PRECISION_INPUT))
+
+
+def _check_precision(cfg: DictConfig) -> None:
+    precision = _value(cfg, "trainer.precision")
+    allowed = _lightning_precisions()
+    if isinstance(precision, bool) or precision not in allowed:
+        names = ", ".join(str(v) for v in allowed if isinstance(v, str) and "-" in v)
+        raise ConfigError("trainer.precision", f"must be one of {names} (or 16, 32, 64, bf16), got {precision!r}",
+                          "trainer.precision=32-true (bf16-mixed or 16-mixed on a GPU)")
+
+
+def _check_devices(cfg: DictConfig) -> None:
+    """What Lightning takes for ``devices``: a count (-1: all), ``auto``, a list of ids or ``"0,1"``."""
+    devices = _value(cfg, "trainer.devices")
+    text = devices.strip() if isinstance(devices, str) else None
+    if isinstance(devices, bool):
+        valid = False
+    elif isinstance(devices, int):
+        valid = devices >= 1 or devices == -1
+    elif text is not None:
+        ids = [part.strip() for part in text.split(",") if part.strip()]
+        valid = text in ("auto", "-1") or (bool(ids) and all(part.isdigit() for part in ids)
+                                           and ("," in text or int(ids[0]) >= 1))
+    elif OmegaConf.is_list(devices):
+        valid = len(devices) > 0 and all(type(d) is int and d >= 0 for d in devices)  # bool is not an id
+    else:
+        valid = False
+    if not valid:
+        raise ConfigError("trainer.devices", f"must be a number of devices (>= 1, or -1 for all), auto, a list of "
+                          f"device ids or a string like \"0,1\"; got {devices!r}", "trainer.devices=1 (or auto)")
+
+
+def _check_tracking(cfg: DictConfig) -> None:
+    """Logger and callback settings that Lightning and wandb would only reject once training has started."""
+    if OmegaConf.select(cfg, "logger.wandb") is not None:
+        from visiontrain.tracking.wandb_run import WANDB_MODES
+
+        _choice(cfg, "logger.wandb.mode", WANDB_MODES)
+    if OmegaConf.select(cfg, "callbacks.early_stopping") is not None:
+        _number(cfg, "callbacks.early_stopping.patience", "10", integer=True, minimum=0)
+    if OmegaConf.select(cfg, "callbacks.model_checkpoint") is not None:
+        _number(cfg, "callbacks.model_checkpoint.save_top_k", "1", integer=True, minimum=-1)
+
+
+def _check_no_literal_secrets(cfg: DictConfig, prefix: str = "") -> None:
+    """A password typed into a config file: stop before it is used (the run dir is then removed, with the copy
+    Hydra wrote of it). An ``${oc.env:...}`` interpolation is the way to give one."""
+    from visiontrain.redaction import has_secret
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, child in node.items():
+                walk(child, f"{path}.{key}" if path else str(key))
+        elif isinstance(node, list):
+            for index, child in enumerate(node):
+                walk(child, f"{path}[{index}]")
+        elif isinstance(node, str) and "${" not in node and has_secret(node):
+            raise ConfigError(path, "holds a URL with a password or token, which would be stored with the run",
+                              f"export DB_URL='...' and set {path}='${{oc.env:DB_URL}}'"
+                              + (" (or data.source_env=DB_URL)" if path == "data.source" else ""))
+
+    walk(OmegaConf.to_container(cfg, resolve=False), prefix)

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from visiontrain.errors import ConfigError, DataError
+from visiontrain.redaction import redact_text, redact_url, secrets_in_url
 
 FORMATS = ("csv", "json", "jsonl", "parquet", "sql")
 SUFFIXES = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
@@ -216,11 +218,17 @@ def sql_url(source: str) -> str:
 
 
 def masked_url(source: str) -> str:
-    """``source`` fit to print: the password of a database URL replaced by ``***``."""
-    try:
-        return make_url(source).render_as_string(hide_password=True)
-    except ArgumentError:  # not a URL SQLAlchemy understands; still never print what looks like a password
-        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", source)
+    """``source`` fit to print: the password and any token in its query replaced by ``***``."""
+    return redact_url(source)
+
+
+def source_from_environment(variable: str) -> str:
+    """``data.source_env``: the URL (or path) kept in an environment variable, so no secret enters the config."""
+    value = os.environ.get(str(variable), "").strip()
+    if not value:
+        raise ConfigError("data.source_env", f"names the environment variable {variable}, which is not set",
+                          f"export {variable}='postgresql://user:password@host/db' before the run")
+    return value
 
 
 def _read_sql(source: str, table: str | None, query: str | None) -> pd.DataFrame:
@@ -282,6 +290,6 @@ def _first_line(error: BaseException | object) -> str:
 
 
 def _hide(message: str, url: str | sqlalchemy.URL) -> str:
-    """Drivers may echo connection details: make sure the password never reaches a message."""
-    password = make_url(url).password
-    return message.replace(str(password), "***") if password else message
+    """Drivers may echo connection details: make sure no password or token of the URL reaches a message."""
+    text = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+    return redact_text(message, *secrets_in_url(text))

@@ -26,6 +26,7 @@ from visiontrain.export.onnx_export import export_onnx
 from visiontrain.export.parity import check_parity
 from visiontrain.models.classifier import ImageClassifier
 from visiontrain.models.weight_source import WeightSource, weight_source
+from visiontrain.redaction import config_without_secrets
 from visiontrain.training.checkpoints import module_from_checkpoint, read_checkpoint
 from visiontrain.training.reports import write_confusion
 
@@ -254,7 +255,7 @@ class ImageTask:
             drop_rate=float(cfg.model.drop_rate), label_smoothing=float(cfg.model.label_smoothing),
             class_weights=self.class_weights, optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
             schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
-            run_config=OmegaConf.to_container(cfg, resolve=True), mixup=mixup if mixing else None,
+            run_config=config_without_secrets(cfg), mixup=mixup if mixing else None,
             ema=OmegaConf.to_container(cfg.model.ema, resolve=True) if "ema" in cfg.model else None)
         if module.weights_report:
             log.info(module.weights_report["summary"])

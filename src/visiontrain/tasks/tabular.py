@@ -21,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from visiontrain.tabular.cleansing import CleaningResult, CleaningRules, cleanse
 from visiontrain.tabular.datamodule import TabularDataModule
 from visiontrain.tabular.features import FeatureOptions, build_feature_pipeline, feature_names, model_inputs, transform
-from visiontrain.tabular.ingest import read_table
+from visiontrain.redaction import config_without_secrets, redact_url
+from visiontrain.tabular.ingest import read_table, source_from_environment
 from visiontrain.tabular.metrics import confusion, plot_roc_pr
 from visiontrain.tabular.models import EstimatorModel, TabularMLP, TabularModel, load_tabular_model
 from visiontrain.tabular.schema import TableSchema
@@ -35,6 +36,8 @@ def table_source(data_cfg: DictConfig | dict) -> str:
     """The file or URL to read; a built-in table is generated first when no source is given."""
     if data_cfg.get("source"):
         return str(data_cfg["source"])
+    if data_cfg.get("source_env"):  # a URL with a password, kept out of the config
+        return source_from_environment(str(data_cfg["source_env"]))
     from visiontrain.tabular.builtin import materialise_builtin
 
     path = Path(str(data_cfg["builtin_path"])).expanduser()
@@ -129,7 +132,8 @@ class TabularTask:
                               float(d.test_fraction), int(cfg.get("cv", {}).get("folds", 0)))
         self.final = holdout_split(self.labels, len(self.table), float(d.val_fraction), float(d.test_fraction), seed)
         report = cleaned.report
-        self.data = {"source": table_source(d) if d.get("source") else f"built-in {d.builtin}",
+        self.data = {"source": redact_url(table_source(d)) if d.get("source") or d.get("source_env")
+                     else f"built-in {d.builtin}",
                      "rows_in": report["rows_in"], "rows_kept": report["rows_kept"],
                      "rows_rejected": report["rows_rejected"], "report": report,
                      "split_rows": {"train": len(self.final.train), "val": len(self.final.val),
@@ -185,7 +189,7 @@ class TabularTask:
                   "feature_names": feature_names(pipeline),
                   "threshold_metric": str(cfg.decision.threshold_metric),
                   "target_scale": (float(np.mean(train_target)), float(np.std(train_target) or 1.0)),
-                  "run_config": OmegaConf.to_container(cfg, resolve=True)}
+                  "run_config": config_without_secrets(cfg)}
         balanced = str(cfg.data.balance) == "loss_weights"
         m = cfg.model
         if m.kind == "mlp":

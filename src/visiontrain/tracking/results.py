@@ -6,7 +6,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+from visiontrain.redaction import config_without_secrets
 
 log = logging.getLogger("visiontrain")
 PLOTS = {"confusion_png": "eval/confusion_matrix", "roc_png": "eval/roc_curve", "pr_png": "eval/pr_curve",
@@ -24,7 +26,7 @@ def log_run_results(logger: Any, cfg: DictConfig, summary: dict[str, Any], sampl
     import wandb
 
     run = logger.experiment
-    run.config.update({"resolved": OmegaConf.to_container(cfg, resolve=True)}, allow_val_change=True)
+    run.config.update({"resolved": config_without_secrets(cfg)}, allow_val_change=True)
     parameters = summary.get("parameters") or {}
     run.summary.update({f"parameters/{k}": v for k, v in parameters.items()})
     run.summary.update({"monitor/metric": summary["monitor"]["metric"], "monitor/best": summary["monitor"]["best"]})
@@ -90,7 +92,7 @@ def log_model_artifacts(run: Any, cfg: DictConfig, summary: dict[str, Any]) -> l
     import wandb
 
     metadata = {"metric": summary["monitor"], "classes": summary.get("classes"), "task": summary["task"],
-                "experiment": summary["experiment"], "config": OmegaConf.to_container(cfg, resolve=True)}
+                "experiment": summary["experiment"], "config": config_without_secrets(cfg)}
     files = {"checkpoint": summary["checkpoints"].get("best"), "onnx": summary["files"].get("onnx")}
     names = []
     for kind, path in files.items():

@@ -1,5 +1,9 @@
 """Weights & Biases for a visiontrain run: online when the user is logged in, offline otherwise, never hanging.
 
+Before an online run starts, the key's shape is checked (wandb's own check) and the W&B server is probed
+with a short TCP connect; a malformed key, an unreachable server or a key the server rejects turns the run
+offline with one warning, before training, instead of a traceback or wandb's 90 s retry loop.
+
 The run id lives in the run dir (``wandb_run_id``), so ``resume=latest`` continues the same W&B run with no id
 typed by hand. Trials of one Hydra sweep share a W&B group. API keys are read by wandb from its own environment
 or netrc and never pass through our config.
@@ -7,16 +11,22 @@ or netrc and never pass through our config.
 
 from __future__ import annotations
 
+import functools
 import logging
 import netrc
 import os
 import secrets
+import socket
 import string
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 log = logging.getLogger("visiontrain")
 RUN_ID_FILE = "wandb_run_id"
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+DEFAULT_BASE_URL = "https://api.wandb.ai"
+PROBE_SECONDS = 3.0
 
 
 def resolve_mode(mode: str = "auto") -> str:
@@ -72,14 +82,82 @@ def create_wandb_logger(project: str, run_dir: str, mode: str = "auto", entity: 
 
     resolved = resolve_mode(mode)
     os.environ.setdefault("WANDB_SILENT", "true")
+    run_dir_path = Path(run_dir)
+    if resolved == "online" and _offline_because():
+        resolved = "offline"
     if resolved == "offline":
         os.environ["WANDB_MODE"] = "offline"  # also for wandb calls outside the logger (artifacts, finish)
-    run_dir_path = Path(run_dir)
+
+    def build(run_mode: str) -> WandbLogger:
+        extra = {"mode": "disabled"} if run_mode == "disabled" else {}
+        return WandbLogger(project=project, entity=entity, save_dir=str(run_dir_path), id=run_id_for(run_dir_path),
+                           resume="allow", offline=run_mode == "offline", group=group or sweep_group(), name=name,
+                           tags=list(tags or []), job_type=job_type, log_model=False, **extra)
+
+    logger = build(resolved)
+    if resolved == "online":
+        import wandb
+
+        try:
+            logger.experiment  # noqa: B018 - wandb.init now, before training: a rejected key is handled here
+        except wandb.errors.Error as error:
+            reason = _first_line(error).replace(os.environ.get("WANDB_API_KEY") or "\0", "***")
+            _warn_offline(f"W&B refused the online run ({reason})")
+            os.environ["WANDB_MODE"] = resolved = "offline"
+            wandb.teardown()  # the refused attempt still holds the run id in wandb's service process
+            logger = build(resolved)
     log.info("W&B: %s run %s in project %s", resolved, run_id_for(run_dir_path), project)
-    extra = {"mode": "disabled"} if resolved == "disabled" else {}
-    return WandbLogger(project=project, entity=entity, save_dir=str(run_dir_path), id=run_id_for(run_dir_path),
-                       resume="allow", offline=resolved == "offline", group=group or sweep_group(), name=name,
-                       tags=list(tags or []), job_type=job_type, log_model=False, **extra)
+    return logger
+
+
+def online_problem() -> str | None:
+    """Why an online run cannot start from here (a malformed API key, an unreachable server), or None.
+
+    The key is checked for shape only (wandb's own rule), never printed; the server (WANDB_BASE_URL, or the
+    HTTPS proxy when one is set) gets a TCP connect of at most PROBE_SECONDS.
+    """
+    key = os.environ.get("WANDB_API_KEY")
+    if key:
+        try:
+            from wandb.sdk.lib.wbauth.validation import check_api_key
+        except ImportError:  # another wandb layout: leave the key to wandb.init (its errors fall back too)
+            check_api_key = None
+        problem = check_api_key(key) if check_api_key else None
+        if problem:
+            return f"WANDB_API_KEY is not a W&B API key ({problem})"
+    host, port = _probe_address()
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_SECONDS):
+            return None
+    except OSError as error:
+        return f"the W&B server {host}:{port} cannot be reached ({error.strerror or type(error).__name__})"
+
+
+@functools.cache
+def _offline_because() -> str | None:
+    """The reason to go offline, probed and warned about once per process (cross-validation builds a logger
+    per fold)."""
+    problem = online_problem()
+    if problem:
+        _warn_offline(problem)
+    return problem
+
+
+def _warn_offline(problem: str) -> None:
+    log.warning("W&B: %s; logging offline instead. Upload the run later with "
+                "`wandb sync <run dir>/wandb/offline-run-*`", problem)
+
+
+def _probe_address() -> tuple[str, int]:
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    parts = urlsplit(proxy or os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL)
+    default_port = 443 if parts.scheme == "https" else 80
+    return parts.hostname or "api.wandb.ai", parts.port or default_port
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def finish_active_run(exit_code: int) -> None:
