@@ -105,6 +105,10 @@ def _run_hydra(config_name: str, function: Callable) -> None:
             raise SystemExit(2) from None
 
     try:
+        if config_name == "serve":  # before Hydra saves the overrides to the run dir
+            from visiontrain.deploy.access import refuse_command_line_secrets
+
+            refuse_command_line_secrets(sys.argv[1:])
         _check_overrides(config_name)
         if config_name == "train":
             _resolve_resume(config_name)
