@@ -348,6 +348,9 @@ IMAGE_CASES = {
     "four 11000x11000 PNGs": (
         lambda photo: _files(*[(f"bomb{i}.png", _png((11000, 11000))) for i in range(4)]), 413,
         ["bomb0.png: 11000x11000 decodes to 121,000,000 pixels, more than max_image_pixels"]),
+    "a 20000x20000 PNG, beyond what PIL opens": (
+        lambda photo: _files(("huge.png", _png((20000, 20000)))), 413,
+        ["huge.png: image too large to decode safely", "(max_image_pixels is 4,000,000)"]),
     "more files than max_images": (lambda photo: _files(*[(f"{i}.jpg", photo) for i in range(5)]), 413,
                                    ["more than max_images (4) files in one request"]),
     "three images over max_request_pixels": (

@@ -23,9 +23,12 @@ def deadline_protocol(read_timeout_s: float) -> type[H11Protocol]:
     class DeadlineH11Protocol(H11Protocol):
         header_timeout = float(read_timeout_s)
 
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._header_timer: asyncio.TimerHandle | None = None
+
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
-            self._header_timer: asyncio.TimerHandle | None = None
             self._arm_header_deadline()
 
         def on_response_complete(self) -> None:
@@ -41,9 +44,8 @@ def deadline_protocol(read_timeout_s: float) -> type[H11Protocol]:
             self._header_timer = self.loop.call_later(self.header_timeout, self._header_deadline, self.cycle)
 
         def _cancel_header_deadline(self) -> None:
-            timer = getattr(self, "_header_timer", None)
-            if timer is not None:
-                timer.cancel()
+            if self._header_timer is not None:
+                self._header_timer.cancel()
                 self._header_timer = None
 
         def _header_deadline(self, cycle_when_armed: Any) -> None:

@@ -81,10 +81,9 @@ class DecodedImage:
 class ImageTooLarge(ImageRejected):
     """More decoded pixels than a limit allows: found from the header, before anything is decoded."""
 
-    def __init__(self, width: int, height: int, limit: int, option: str) -> None:
-        self.pixels = width * height
-        super().__init__(f"{width}x{height} decodes to {self.pixels:,} pixels, "
-                         f"more than {option} ({limit:,})")
+    @classmethod
+    def over(cls, width: int, height: int, limit: int, option: str) -> ImageTooLarge:
+        return cls(f"{width}x{height} decodes to {width * height:,} pixels, more than {option} ({limit:,})")
 
 
 # PIL refuses to open larger files (DecompressionBombError), whatever limit is configured here
@@ -145,7 +144,7 @@ def _opened(source: str | Path | bytes) -> Iterator[Image.Image]:
     except UnidentifiedImageError:
         raise ImageRejected("not an image (format not recognised)") from None
     except Image.DecompressionBombError as error:
-        raise ImageRejected(f"image too large to decode safely: {error}") from None
+        raise ImageTooLarge(f"image too large to decode safely: {error}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         message = str(error) or type(error).__name__
         kind = "truncated image" if "truncated" in message.lower() else "corrupt or unreadable image"

@@ -231,14 +231,20 @@ def _prepare_images(uploads: list[tuple[str, bytes]], spec: ImageSpec, table: np
 
 def _checked_size(name: str, data: bytes, spec: ImageSpec, settings: ServeSettings) -> tuple[int, int] | str:
     """(width, height) as decoding will produce them, the reason the file is not an image, or 413."""
+    limit = settings.max_image_pixels
     try:
         width, height = decoded_size(data, spec.resize_to)
+    except ImageTooLarge as error:  # beyond what PIL opens at all
+        raise _too_large(name, f"{error} (max_image_pixels is {limit:,})") from None
     except ImageRejected as error:
         return str(error)
-    if width * height > settings.max_image_pixels:
-        reason = str(ImageTooLarge(width, height, settings.max_image_pixels, "max_image_pixels"))
-        raise HttpError(413, f"{name}: {reason}", rejected=[{"file": name, "reason": reason}])
+    if width * height > limit:
+        raise _too_large(name, str(ImageTooLarge.over(width, height, limit, "max_image_pixels")))
     return width, height
+
+
+def _too_large(name: str, reason: str) -> HttpError:
+    return HttpError(413, f"{name}: {reason}", rejected=[{"file": name, "reason": reason}])
 
 
 def _raise_for_rejects(rejected: list[tuple[str, str]]) -> None:
