@@ -319,6 +319,16 @@ def test_token_mistakes_are_config_errors(setting, message, churn_model, tmp_pat
     assert "sh0rt" not in result.stderr and "x" * 20 not in result.stderr and "y" * 20 not in result.stderr
 
 
+@pytest.mark.parametrize("override,message", [
+    ("max_rows=0", "config key `max_rows`: must be a number above 0, got 0\n  fix: max_rows=1000"),
+    ("read_timeout_s=-1", "config key `read_timeout_s`: must be a number above 0, got -1"),
+    ("max_image_pixels=1000000000", "config key `max_image_pixels`: is above 178,956,970, which PIL refuses"),
+])
+def test_impossible_limits_are_config_errors(override, message, churn_model, tmp_path):
+    result = run_cli("serve", f"model={churn_model['onnx']}", override, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+
+
 # --- hostile images: limits checked from the header, before decoding --------------------------------------
 
 

@@ -15,7 +15,7 @@ import datetime as dt
 import json
 import threading
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -58,7 +58,7 @@ class ServeSettings:
     read_timeout_s: float = 30.0
     keep_alive_s: float = 5.0
     docs: bool = False
-    cors_origins: tuple[str, ...] = field(default=())
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def max_request_bytes(self) -> int:
@@ -82,9 +82,15 @@ class ServeSettings:
                               f"max_image_pixels={PIL_PIXEL_CAP}")
         return cls(**values, max_wait_ms=float(cfg.get("max_wait_ms", 5)),
                    log_predictions=str(cfg.log_predictions) if cfg.get("log_predictions") else None,
-                   log_drop_columns=tuple(str(c) for c in cfg.get("log_drop_columns") or ()),
-                   docs=bool(cfg.get("docs", False)),
-                   cors_origins=tuple(str(o) for o in cfg.get("cors_origins") or ()))
+                   log_drop_columns=_names(cfg.get("log_drop_columns")), docs=bool(cfg.get("docs", False)),
+                   cors_origins=_names(cfg.get("cors_origins")))
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    """A list option; one name given alone (``log_drop_columns=email``) is a list of one, not of letters."""
+    if not value:
+        return ()
+    return (str(value),) if isinstance(value, str) else tuple(str(item) for item in value)
 
 
 class PredictionLog:
