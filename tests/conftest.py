@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -118,3 +122,43 @@ def tiny_overrides(data_root: Path, run_dir: Path, *extra: str) -> list[str]:
             f"model.backbone={TINY_BACKBONE}", "model.weights=null", "model.input.image_size=32",
             "data.batch_size=4", "data.num_workers=0", "trainer.enable_progress_bar=false",
             "trainer.log_every_n_steps=1", *extra]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """`visiontrain serve` in a subprocess on loopback; ``code``: run via ``python -c`` instead of ``-m``."""
+
+    def __init__(self, model: Path, cwd: Path, *overrides: str, code: str | None = None,
+                 env: dict | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        launcher = ["-c", code] if code else ["-m", "visiontrain"]
+        command = [sys.executable, *launcher, "serve", f"model={model}", f"port={self.port}", *overrides]
+        self.process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the server exited: {self.process.stdout.read()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        self.stop()
+        raise AssertionError("the server did not answer /health within 90 s")
+
+    def stop(self) -> str:
+        """Stop it as Ctrl-C would and return everything it printed."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self.process.stdout.read()

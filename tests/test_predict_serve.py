@@ -11,13 +11,9 @@ import csv
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -26,7 +22,7 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 
-from conftest import HYMENOPTERA, REPO, TINY_BACKBONE, compose_train, copy_hymenoptera, run_cli
+from conftest import HYMENOPTERA, REPO, TINY_BACKBONE, Server, compose_train, copy_hymenoptera, run_cli
 
 TINY = [f"model.backbone={TINY_BACKBONE}", "model.weights=null", "model.input.image_size=32",
         "data.batch_size=4", "data.num_workers=0", "trainer.enable_progress_bar=false",
@@ -255,45 +251,6 @@ def test_predict_and_serve_mistakes_are_config_errors(image_model, tmp_path):
 
 
 # --- serve --------------------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """`visiontrain serve` in a subprocess on loopback; ``code``: run via ``python -c`` instead of ``-m``."""
-
-    def __init__(self, model: Path, cwd: Path, *overrides: str, code: str | None = None) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        launcher = ["-c", code] if code else ["-m", "visiontrain"]
-        command = [sys.executable, *launcher, "serve", f"model={model}", f"port={self.port}", *overrides]
-        self.process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                        text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the server exited: {self.process.stdout.read()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.2)
-        self.stop()
-        raise AssertionError("the server did not answer /health within 90 s")
-
-    def stop(self) -> str:
-        """Stop it as Ctrl-C would and return everything it printed."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        return self.process.stdout.read()
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,8 @@ commands:
   predict    model=<file.onnx> input=<image | folder | table> [output=predictions.csv|.json] [top_k=5]:
              onnxruntime only; unreadable inputs listed in a rejects file beside the output
   serve      model=<file.onnx> [host=127.0.0.1] [port=8000] [max_batch_size=32] [max_wait_ms=5]:
-             HTTP service: POST /predict, GET /health, GET /metadata (onnxruntime only)
+             HTTP service: POST /predict, GET /health, GET /metadata (onnxruntime only); a bearer
+             token from $VISIONTRAIN_SERVE_TOKEN or token_file=<file>, never token=...
   drift      reference=<run dir | model.onnx> current=<table | image folder | predictions.jsonl>:
              compare new data with the training data, exit 1 on drift
 
@@ -111,6 +112,10 @@ def _run_hydra(config_name: str, function: Callable) -> None:
             raise SystemExit(2) from None
 
     try:
+        if config_name == "serve":  # before Hydra saves the overrides to the run dir
+            from visiontrain.deploy.access import refuse_command_line_secrets
+
+            refuse_command_line_secrets(sys.argv[1:])
         _check_overrides(config_name)
         if config_name == "train":
             _resolve_resume(config_name)

@@ -2,12 +2,15 @@
 
 ``POST /predict`` takes multipart image uploads (image classifiers) or ``{"rows": [...]}`` JSON (table
 models); ``GET /health`` and ``GET /metadata`` describe the service. Concurrent requests are batched into
-one model call (:mod:`visiontrain.deploy.batcher`). Client mistakes get a 4xx naming what was wrong: 413
-too large, 415 wrong content type, 400 a file that is not an image, 422 missing columns or bad values.
+one model call (:mod:`visiontrain.deploy.batcher`). Client mistakes get a 4xx naming what was wrong: 401 no
+or a wrong token, 408 too slow, 413 over a limit (named), 415 wrong content type, 400 a file that is not an
+image or a body that is not JSON, 422 missing columns or bad values (naming row and column). Every limit is
+checked before the costly work it protects (decoding, the model): see :mod:`visiontrain.deploy.request_body`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import threading
@@ -18,50 +21,95 @@ from typing import Any, AsyncIterator
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from visiontrain.deploy.access import BearerAuth, load_token
 from visiontrain.deploy.batcher import Batcher
-from visiontrain.deploy.image_input import ImageRejected, ImageSpec, decode, preprocess, statistics
+from visiontrain.deploy.connection_deadline import deadline_protocol
+from visiontrain.deploy.image_input import (PIL_PIXEL_CAP, ImageRejected, ImageSpec, ImageTooLarge, decode,
+                                            decoded_size, preprocess, statistics)
 from visiontrain.deploy.model import IMAGE, OnnxModel, open_model
-from visiontrain.deploy.table_input import ColumnsError, TableSpec, prepare_rows
+from visiontrain.deploy.request_body import HttpError, parse_json, read_body, rejected_rows, table_rows
+from visiontrain.deploy.table_input import TableSpec, prepare_rows
 from visiontrain.errors import ConfigError
+from visiontrain.machine import available_cores
+
+OPEN_PATHS = ("/health",)  # answered without the token: load balancers and liveness probes call it
+DOCS_PATHS = {"docs_url": "/docs", "redoc_url": "/redoc", "openapi_url": "/openapi.json"}
 
 
 @dataclass(frozen=True)
 class ServeSettings:
+    """Everything in conf/serve.yaml the app uses, checked (the token is not here: it is never printed)."""
+
     max_batch_size: int = 32
     max_wait_ms: float = 5.0
     max_request_mb: float = 10.0
     top_k: int = 5
     log_predictions: str | None = None
+    log_drop_columns: tuple[str, ...] = ()
+    max_rows: int = 1000
+    max_images: int = 64
+    max_image_pixels: int = 50_000_000
+    max_request_pixels: int = 100_000_000
+    read_timeout_s: float = 30.0
+    keep_alive_s: float = 5.0
+    docs: bool = False
+    cors_origins: tuple[str, ...] = ()
 
     @property
     def max_request_bytes(self) -> int:
         return int(self.max_request_mb * 1024 * 1024)
 
+    @classmethod
+    def from_config(cls, cfg: Any) -> ServeSettings:
+        """The settings of ``cfg``; a ConfigError naming the key for a value that cannot work."""
+        positive = {"max_batch_size": int, "max_request_mb": float, "top_k": int, "max_rows": int,
+                    "max_images": int, "max_image_pixels": int, "max_request_pixels": int,
+                    "read_timeout_s": float, "keep_alive_s": float}
+        values: dict[str, Any] = {}
+        for key, kind in positive.items():
+            value = cfg.get(key, getattr(cls, key))
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ConfigError(key, f"must be a number above 0, got {value!r}",
+                                  f"{key}={getattr(cls, key)}")
+            values[key] = kind(value)
+        if PIL_PIXEL_CAP and values["max_image_pixels"] > PIL_PIXEL_CAP:
+            raise ConfigError("max_image_pixels", f"is above {PIL_PIXEL_CAP:,}, which PIL refuses to open",
+                              f"max_image_pixels={PIL_PIXEL_CAP}")
+        return cls(**values, max_wait_ms=float(cfg.get("max_wait_ms", 5)),
+                   log_predictions=str(cfg.log_predictions) if cfg.get("log_predictions") else None,
+                   log_drop_columns=_names(cfg.get("log_drop_columns")), docs=bool(cfg.get("docs", False)),
+                   cors_origins=_names(cfg.get("cors_origins")))
 
-class HttpError(Exception):
-    """A client mistake: the status code and a message that names the file, row or column."""
 
-    def __init__(self, status: int, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.status, self.detail, self.extra = status, detail, extra
+def _names(value: Any) -> tuple[str, ...]:
+    """A list option; one name given alone (``log_drop_columns=email``) is a list of one, not of letters."""
+    if not value:
+        return ()
+    return (str(value),) if isinstance(value, str) else tuple(str(item) for item in value)
 
 
 class PredictionLog:
-    """JSON lines of input summaries and outputs, one per prediction, for `visiontrain drift` later."""
+    """JSON lines of inputs and outputs, one per prediction, for `visiontrain drift` later.
 
-    def __init__(self, path: Path, model_version: str) -> None:
+    Table inputs are written as the client sent them (identifiers and personal data included), less the
+    ``log_drop_columns``; image inputs as file name, size and colour statistics (never the pixels).
+    """
+
+    def __init__(self, path: Path, model_version: str, drop: tuple[str, ...] = ()) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.model_version = model_version
+        self.model_version, self.drop = model_version, frozenset(drop)
         self._file = open(path, "a", buffering=1)  # line-buffered: a crash loses at most one line
         self._lock = threading.Lock()
 
     def write(self, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
-        lines = "".join(json.dumps({"time": now, "model_version": self.model_version, "input": given,
+        lines = "".join(json.dumps({"time": now, "model_version": self.model_version,
+                                    "input": {k: v for k, v in given.items() if k not in self.drop},
                                     "output": output}, default=str) + "\n" for given, output in pairs)
         with self._lock:
             self._file.write(lines)
@@ -70,16 +118,19 @@ class PredictionLog:
         self._file.close()
 
 
-def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
-    """The service for ``model``: routes, the batcher and the optional prediction log."""
+def create_app(model: OnnxModel, settings: ServeSettings, token: str | None = None) -> FastAPI:
+    """The service for ``model``: routes, the batcher, the optional token, CORS and prediction log."""
     is_image = model.kind == IMAGE
     batcher: Batcher = Batcher(_image_runner(model, settings) if is_image else _table_runner(model, settings),
                                settings.max_batch_size, settings.max_wait_ms)
     version = f"sha256:{model.version}"
-    log = PredictionLog(Path(settings.log_predictions), version) if settings.log_predictions else None
+    log = PredictionLog(Path(settings.log_predictions), version, settings.log_drop_columns) \
+        if settings.log_predictions else None
     image_spec = ImageSpec.from_metadata(model.metadata) if is_image else None
     lookup = image_spec.lookup_table() if image_spec else None
     table_spec = None if is_image else TableSpec.from_metadata(model.metadata, model.input_columns())
+    # decoding holds up to max_request_pixels per request in memory: one request per core decodes at a time
+    decoding = asyncio.Semaphore(max(1, available_cores()))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -89,7 +140,14 @@ def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
         if log is not None:
             log.close()
 
-    app = FastAPI(title="visiontrain", summary=f"predictions from {model.path.name}", lifespan=lifespan)
+    docs = DOCS_PATHS if settings.docs else dict.fromkeys(DOCS_PATHS)
+    app = FastAPI(title="visiontrain", summary=f"predictions from {model.path.name}", lifespan=lifespan,
+                  **docs)
+    if token is not None:
+        app.add_middleware(BearerAuth, token=token, open_paths=OPEN_PATHS)
+    if settings.cors_origins:  # added last: outermost, so browsers' preflight requests need no token
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST"], allow_headers=["authorization", "content-type"])
 
     @app.exception_handler(HttpError)
     async def client_error(_: Request, error: HttpError) -> JSONResponse:
@@ -101,9 +159,10 @@ def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
 
     @app.get("/metadata")
     async def metadata() -> dict[str, Any]:
-        return {**model.describe(), "server": {"max_batch_size": settings.max_batch_size,
-                                              "max_wait_ms": settings.max_wait_ms,
-                                              "max_request_mb": settings.max_request_mb}}
+        limits = ("max_batch_size", "max_wait_ms", "max_request_mb", "max_rows", "max_images",
+                  "max_image_pixels", "max_request_pixels", "read_timeout_s")
+        return {**model.describe(), "server": {**{key: getattr(settings, key) for key in limits},
+                                              "authentication": "bearer" if token else "none"}}
 
     @app.post("/predict")
     async def predict(request: Request) -> dict[str, Any]:
@@ -112,12 +171,17 @@ def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
         if given != wanted:
             what = "image files as multipart/form-data (field `files`)" if is_image else \
                 'JSON {"rows": [{column: value, ...}]} as application/json'
-            raise HttpError(415, f"content type {given or '(none)'} is not accepted: this model takes {what}")
-        body = await _read_limited(request, settings.max_request_bytes)
+            raise HttpError(415, f"content type {given[:80] or '(none)'} is not accepted: "
+                            f"this model takes {what}")
+        body = await read_body(request, settings.max_request_bytes, settings.read_timeout_s)
         if is_image:
-            predictions, logged = await _predict_images(request, body, image_spec, lookup, batcher, settings)
+            uploads = await _uploads(request, body, settings)
+            async with decoding:
+                pixels, stats = await run_in_threadpool(_prepare_images, uploads, image_spec, lookup,
+                                                        settings)
+            predictions, logged = await _predict_images(uploads, pixels, stats, batcher)
         else:
-            predictions, logged = await _predict_rows(body, table_spec, batcher)
+            predictions, logged = await _predict_rows(body, table_spec, batcher, settings.max_rows)
         if log is not None:
             log.write(logged)
         return {"model_version": version, "predictions": predictions}
@@ -125,50 +189,39 @@ def create_app(model: OnnxModel, settings: ServeSettings) -> FastAPI:
     return app
 
 
-async def _read_limited(request: Request, limit: int) -> bytes:
-    """The request body, or 413 as soon as it is known to exceed ``limit`` bytes (by header or count)."""
-    declared = request.headers.get("content-length")
-    message = f"request body is larger than max_request_mb ({limit / 1024 / 1024:g} MB)"
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise HttpError(413, message)
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HttpError(413, message)
-    return bytes(body)
-
-
-async def _predict_images(request: Request, body: bytes, spec: ImageSpec, lookup: np.ndarray,
-                          batcher: Batcher, settings: ServeSettings
-                          ) -> tuple[list[dict[str, Any]], list[tuple[dict, dict]]]:
+async def _uploads(request: Request, body: bytes, settings: ServeSettings) -> list[tuple[str, bytes]]:
+    """The uploaded files of a multipart body as (file name, bytes); 413 past ``max_images``."""
     async def replay() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}
 
     try:
-        form = await Request(request.scope, replay).form(max_part_size=settings.max_request_bytes)
+        form = await Request(request.scope, replay).form(max_part_size=settings.max_request_bytes,
+                                                         max_files=settings.max_images)
     except Exception as error:  # noqa: BLE001 - python-multipart's errors: a malformed body
-        raise HttpError(400, f"the multipart body cannot be parsed: {error}") from None
+        message = str(getattr(error, "detail", error))
+        if message.startswith("Too many files"):
+            raise HttpError(413, f"more than max_images ({settings.max_images}) files in one request: "
+                            "send them in several requests") from None
+        raise HttpError(400, f"the multipart body cannot be parsed: {message}") from None
     uploads = [(value.filename or key, await value.read()) for key, value in form.multi_items()
                if isinstance(value, UploadFile)]
     await form.close()
     if not uploads:
         raise HttpError(422, "no image file in the request: send the image(s) as multipart field `files`")
-    pixels, stats, rejected = await run_in_threadpool(_prepare_images, uploads, spec, lookup)
-    if rejected:
-        names = ", ".join(f"{name}: {reason}" for name, reason in rejected)
-        raise HttpError(400, f"not a usable image: {names}",
-                        rejected=[{"file": name, "reason": reason} for name, reason in rejected])
-    results = await batcher.submit(pixels, len(uploads))
-    predictions = [{"file": name, **result} for (name, _), result in zip(uploads, results)]
-    logged = [({"file": name, **stat},
-               {"predicted_class": result["top1"], "confidence": result["top1_probability"]})
-              for (name, _), stat, result in zip(uploads, stats, results)]
-    return predictions, logged
+    return uploads
 
 
-def _prepare_images(uploads: list[tuple[str, bytes]], spec: ImageSpec, table: np.ndarray
-                    ) -> tuple[np.ndarray | None, list[dict[str, float]], list[tuple[str, str]]]:
+def _prepare_images(uploads: list[tuple[str, bytes]], spec: ImageSpec, table: np.ndarray,
+                    settings: ServeSettings) -> tuple[np.ndarray, list[dict[str, float]]]:
+    """Model inputs and drift statistics, or an HttpError naming the files: sizes are checked, from the
+    headers, against both pixel limits before a single image is decoded."""
+    sizes = [_checked_size(name, data, spec, settings) for name, data in uploads]
+    _raise_for_rejects([(name, size) for (name, _), size in zip(uploads, sizes) if isinstance(size, str)])
+    total = sum(width * height for width, height in sizes)
+    if total > settings.max_request_pixels:
+        raise HttpError(413, f"the {len(uploads)} images decode to {total:,} pixels in all, more than "
+                        f"max_request_pixels ({settings.max_request_pixels:,}): send fewer or smaller images "
+                        "per request")
     pixels, stats, rejected = [], [], []
     for name, data in uploads:
         try:
@@ -178,31 +231,53 @@ def _prepare_images(uploads: list[tuple[str, bytes]], spec: ImageSpec, table: np
             continue
         pixels.append(preprocess(decoded.image, spec, table))
         stats.append(statistics(decoded))
-    return (np.stack(pixels) if pixels and not rejected else None), stats, rejected
+    _raise_for_rejects(rejected)
+    return np.stack(pixels), stats
 
 
-async def _predict_rows(body: bytes, spec: TableSpec, batcher: Batcher
-                        ) -> tuple[list[dict[str, Any]], list[tuple[dict, dict]]]:
+def _checked_size(name: str, data: bytes, spec: ImageSpec, settings: ServeSettings) -> tuple[int, int] | str:
+    """(width, height) as decoding will produce them, the reason the file is not an image, or 413."""
+    limit = settings.max_image_pixels
     try:
-        payload = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise HttpError(400, f"the body is not valid JSON: {error}") from None
-    rows = payload.get("rows") if isinstance(payload, dict) else None
-    if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
-        raise HttpError(422, 'expected {"rows": [{column: value, ...}, ...]} with at least one row',
-                        columns=spec.columns)
-    for index, row in enumerate(rows):
-        try:
-            spec.check_columns(row)
-        except ColumnsError as error:
-            raise HttpError(422, f"rows[{index}]: {error}", missing=error.missing,
-                            unexpected=error.unexpected, columns=spec.columns) from None
+        width, height = decoded_size(data, spec.resize_to)
+    except ImageTooLarge as error:  # beyond what PIL opens at all
+        raise _too_large(name, f"{error} (max_image_pixels is {limit:,})") from None
+    except ImageRejected as error:
+        return str(error)
+    if width * height > limit:
+        raise _too_large(name, str(ImageTooLarge.over(width, height, limit, "max_image_pixels")))
+    return width, height
+
+
+def _too_large(name: str, reason: str) -> HttpError:
+    return HttpError(413, f"{name}: {reason}", rejected=[{"file": name, "reason": reason}])
+
+
+def _raise_for_rejects(rejected: list[tuple[str, str]]) -> None:
+    if rejected:
+        names = ", ".join(f"{name}: {reason}" for name, reason in rejected)
+        raise HttpError(400, f"not a usable image: {names}",
+                        rejected=[{"file": name, "reason": reason} for name, reason in rejected])
+
+
+async def _predict_images(uploads: list[tuple[str, bytes]], pixels: np.ndarray, stats: list[dict[str, float]],
+                          batcher: Batcher) -> tuple[list[dict[str, Any]], list[tuple[dict, dict]]]:
+    results = await batcher.submit(pixels, len(uploads))
+    predictions = [{"file": name, **result} for (name, _), result in zip(uploads, results)]
+    logged = [({"file": name, **stat},
+               {"predicted_class": result["top1"], "confidence": result["top1_probability"]})
+              for (name, _), stat, result in zip(uploads, stats, results)]
+    return predictions, logged
+
+
+async def _predict_rows(body: bytes, spec: TableSpec, batcher: Batcher, max_rows: int
+                        ) -> tuple[list[dict[str, Any]], list[tuple[dict, dict]]]:
+    rows, problems = table_rows(parse_json(body), spec, max_rows)
     prepared = prepare_rows(rows, spec)
-    if prepared.rejects:
-        rejected = sorted(prepared.rejects.items())
-        problems = "; ".join(f"rows[{index}]: {reason}" for index, reason in rejected)
-        raise HttpError(422, f"unusable values: {problems}",
-                        rejected=[{"row": index, "reason": reason} for index, reason in rejected])
+    for index, reason in prepared.rejects.items():
+        problems[index] = f"{problems[index]}; {reason}" if index in problems else reason
+    if problems:
+        raise rejected_rows(problems)
     results = await batcher.submit(prepared.feeds, len(rows))
     return results, list(zip(rows, results))
 
@@ -244,14 +319,18 @@ def serve(cfg: Any) -> None:
     """Load the model, then run uvicorn until interrupted (conf/serve.yaml)."""
     import uvicorn
 
+    settings = ServeSettings.from_config(cfg)
+    token, token_source = load_token(str(cfg.token_file) if cfg.get("token_file") else None)
     model = open_model(cfg.get("model"), threads=int(cfg.get("threads") or 0), spin=bool(cfg.get("spin")))
-    if int(cfg.max_batch_size) < 1:
-        raise ConfigError("max_batch_size", f"is {cfg.max_batch_size}", "max_batch_size=1 (no batching)")
-    settings = ServeSettings(int(cfg.max_batch_size), float(cfg.max_wait_ms), float(cfg.max_request_mb),
-                             int(cfg.top_k), str(cfg.log_predictions) if cfg.get("log_predictions") else None)
     kind = "image classifier" if model.kind == IMAGE else "table model"
-    print(f"visiontrain serve: {model.path} ({kind}, sha256:{model.version[:12]}) on http://{cfg.host}:{cfg.port}\n"
-          f"  POST /predict   GET /health   GET /metadata   (max_batch_size={settings.max_batch_size}, "
-          f"max_wait_ms={settings.max_wait_ms:g})", flush=True)
-    uvicorn.run(create_app(model, settings), host=str(cfg.host), port=int(cfg.port),
+    print(f"visiontrain serve: {model.path} ({kind}, sha256:{model.version[:12]}) "
+          f"on http://{cfg.host}:{cfg.port}\n"
+          f"  POST /predict   GET /health   GET /metadata{'   GET /docs' if settings.docs else ''}   "
+          f"(max_batch_size={settings.max_batch_size}, max_wait_ms={settings.max_wait_ms:g})\n"
+          f"  authentication: {'bearer token from ' if token else ''}{token_source}", flush=True)
+    if settings.log_predictions:
+        dropped = f" (without {', '.join(settings.log_drop_columns)})" if settings.log_drop_columns else ""
+        print(f"  log_predictions: raw inputs and outputs to {settings.log_predictions}{dropped}", flush=True)
+    uvicorn.run(create_app(model, settings, token), host=str(cfg.host), port=int(cfg.port),
+                http=deadline_protocol(settings.read_timeout_s), timeout_keep_alive=settings.keep_alive_s,
                 log_level=str(cfg.log_level), access_log=bool(cfg.get("access_log", False)))

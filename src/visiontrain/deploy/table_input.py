@@ -21,6 +21,7 @@ TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json
                   ".ndjson": "jsonl"}
 YES_NO_WORDS = {**dict.fromkeys(("yes", "y", "true", "1", "1.0"), "Yes"),
                 **dict.fromkeys(("no", "n", "false", "0", "0.0"), "No")}  # as training's cleansing maps them
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class ColumnsError(ValueError):
@@ -106,10 +107,9 @@ def _prepare(columns: dict[str, list[Any]], count: int, spec: TableSpec) -> Prep
             continue
         numbers = np.empty(count, dtype=np.float32)
         for position, value in enumerate(columns[name]):
-            number = _number(value)
-            if number is None:
-                reasons.setdefault(position, []).append(f"{name}: {value!r} is not a number")
-                number = math.nan
+            number, problem = _number(value)
+            if problem:
+                reasons.setdefault(position, []).append(f"{name}: {problem}")
             numbers[position] = number
         values[name] = numbers
     kept = np.array([i for i in range(count) if i not in reasons], dtype=np.int64)
@@ -128,25 +128,46 @@ def _category(value: Any, yes_no: bool) -> str:
     return YES_NO_WORDS.get(text.lower(), text) if yes_no else text
 
 
-def _number(value: Any) -> float | None:
-    """A float (NaN when missing or blank), or None when the value is there but not a finite number."""
+def _number(value: Any) -> tuple[float, str | None]:
+    """A float32-safe number (NaN when missing or blank), or NaN and why the value cannot be one.
+
+    The model takes float32: a float64 like ``1e39`` would become ``inf`` there and the prediction NaN.
+    """
     if _missing(value):
-        return math.nan
+        return math.nan, None
     if isinstance(value, (bool, np.bool_)):
-        return float(value)
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        number = float(value)
-    else:
-        text = str(value).strip()
-        if not text:
-            return math.nan
-        try:
+        return float(value), None
+    try:
+        if isinstance(value, (int, float, np.integer, np.floating)):
+            number = float(value)
+        else:
+            text = str(value).strip()
+            if not text:
+                return math.nan, None
             number = float(text)
-        except ValueError:
-            return None
-        if math.isnan(number):  # the text "nan": missing, as pandas reads it
-            return math.nan
-    return number if math.isfinite(number) else None
+            if math.isnan(number):  # the text "nan": missing, as pandas reads it
+                return math.nan, None
+    except OverflowError:  # an integer beyond float64
+        number = math.inf
+    except ValueError:
+        return math.nan, f"{shown(value)} is not a number"
+    overflowed = isinstance(value, int) or (isinstance(value, str) and "inf" not in value.lower())
+    if not math.isfinite(number) and not overflowed:  # inf, -inf, "Infinity"; not "1e400" or 400 digits
+        return math.nan, f"{shown(value)} is not a finite number"
+    if abs(number) > FLOAT32_MAX:
+        return math.nan, f"{shown(value)} is outside the float32 range the model takes " \
+                         f"(|x| <= {FLOAT32_MAX:.3g})"
+    return number, None
+
+
+def shown(value: Any, limit: int = 40) -> str:
+    """A value as an error message quotes it: long ones cut, with their length (messages stay short)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 3 * limit:
+        digits = int(value.bit_length() * math.log10(2)) + 1  # str() of a huge int may raise
+        return f"an integer of about {digits:,} digits"
+    if not isinstance(value, str):
+        return repr(value)[:limit]
+    return repr(value) if len(value) <= limit else f"{value[:limit]!r}... ({len(value):,} characters)"
 
 
 def id_columns(frame: pd.DataFrame, spec: TableSpec, requested: list[str] | None) -> list[str]:

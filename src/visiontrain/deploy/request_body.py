@@ -1,0 +1,123 @@
+"""A request body read under limits, and JSON rows checked value by value, before any model work.
+
+Hostile or broken clients must get a 4xx that names the limit, row or column, never a 500 or a null
+prediction: a body larger than ``max_request_mb`` (413), one that does not arrive within
+``read_timeout_s`` (408), JSON nested past the parser's recursion limit (400), integers longer than
+Python's int-from-text limit, ``NaN``/``Infinity`` (not JSON) or nested values in a row (422 naming
+the row and column), more rows than ``max_rows`` (413).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from starlette.requests import ClientDisconnect, Request
+
+from visiontrain.deploy.table_input import ColumnsError, TableSpec
+
+LONGEST_INTEGER = 40  # digits; longer JSON integers stay text, and the column decides (float32 or category)
+
+
+class HttpError(Exception):
+    """A client mistake: the status code and a message that names the file, row, column or limit."""
+
+    def __init__(self, status: int, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.extra = status, detail, extra
+
+
+class NotJson(str):
+    """``NaN``, ``Infinity`` or ``-Infinity``: Python's parser accepts them, JSON does not."""
+
+
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The whole body; 413 as soon as it is known to exceed ``limit`` bytes (by header or count), 408 when
+    it has not arrived within ``timeout_s`` (a body shorter than its Content-Length, a slow client)."""
+    declared = request.headers.get("content-length")
+    too_large = f"request body is larger than max_request_mb ({limit / 1024 / 1024:g} MB)"
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HttpError(413, too_large)
+
+    async def read() -> bytes:
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > limit:
+                raise HttpError(413, too_large)
+        return bytes(body)
+
+    try:
+        return await asyncio.wait_for(read(), timeout_s)
+    except asyncio.TimeoutError:
+        raise HttpError(408, f"the request body did not arrive within read_timeout_s ({timeout_s:g} s)"
+                        f"{f' (Content-Length: {declared})' if declared else ''}") from None
+    except ClientDisconnect:
+        raise HttpError(400, "the client disconnected before sending the whole body") from None
+
+
+def parse_json(body: bytes) -> Any:
+    """``json.loads`` without its ways to fail with a 500: deep nesting, huge integers, invalid text."""
+    try:
+        return json.loads(body, parse_int=_integer, parse_constant=NotJson)
+    except RecursionError:
+        raise HttpError(400, "the body is JSON nested too deeply to parse: send "
+                        '{"rows": [{column: value, ...}]}, one level of objects per row') from None
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise HttpError(400, f"the body is not valid JSON: {error}") from None
+
+
+def _integer(text: str) -> int | str:
+    """Short integers as ints; longer ones as their text, which ``int()`` would refuse past 4300 digits
+    and ``float()`` turn into inf past 309: the table coercion then rejects them naming row and column."""
+    return int(text) if len(text) <= LONGEST_INTEGER else text
+
+
+def table_rows(payload: Any, spec: TableSpec, max_rows: int) -> tuple[list[dict[str, Any]], dict[int, str]]:
+    """The rows of ``{"rows": [...]}``, with nested or non-JSON values replaced by None and listed.
+
+    Returns the rows and ``{row index: "column: reason; ..."}`` for the values that were replaced.
+    """
+    rows = payload.get("rows") if isinstance(payload, dict) else None
+    if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
+        raise HttpError(422, 'expected {"rows": [{column: value, ...}, ...]} with at least one row',
+                        columns=spec.columns)
+    if len(rows) > max_rows:
+        raise HttpError(413, f"{len(rows):,} rows in one request, more than max_rows ({max_rows:,}): "
+                        "send them in several requests")
+    for index, row in enumerate(rows):
+        try:
+            spec.check_columns(row)
+        except ColumnsError as error:
+            raise HttpError(422, f"rows[{index}]: {error}", missing=error.missing,
+                            unexpected=error.unexpected[:20], columns=spec.columns) from None
+    problems: dict[int, str] = {}
+    flat: list[dict[str, Any]] = []
+    for index, row in enumerate(rows):
+        found = {name: _not_a_value(value) for name, value in row.items()}
+        found = {name: reason for name, reason in found.items() if reason}
+        if found:
+            problems[index] = "; ".join(f"{name}: {reason}" for name, reason in found.items())
+            row = {name: None if name in found else value for name, value in row.items()}
+        flat.append(row)
+    return flat, problems
+
+
+def _not_a_value(value: Any) -> str | None:
+    if isinstance(value, (dict, list)):
+        kind = "an object" if isinstance(value, dict) else "an array"
+        return f"{kind} is not a value (rows are flat: one number, text, true/false or null per column)"
+    if isinstance(value, NotJson):
+        return f"{value} is not JSON (send a number, or null for a missing value)"
+    return None
+
+
+def rejected_rows(reasons: dict[int, str]) -> HttpError:
+    """422 listing every unusable row with its columns and reasons."""
+    listed = sorted(reasons.items())
+    problems = "; ".join(f"rows[{index}]: {reason}" for index, reason in listed[:20])
+    more = f" (and {len(listed) - 20} more rows)" if len(listed) > 20 else ""
+    return HttpError(422, f"unusable values: {problems}{more}",
+                     rejected=[{"row": index, "reason": reason} for index, reason in listed])
+
