@@ -80,8 +80,7 @@ def _run_hydra(config_name: str, function: Callable) -> None:
     from omegaconf import DictConfig
 
     from visiontrain.config import config_dir
-    from visiontrain.errors import CheckpointError, ConfigError, DataError, WeightsError
-    from visiontrain.training.checkpoints import CheckpointWriteError
+    from visiontrain.errors import CheckpointError, CheckpointWriteError, ConfigError, DataError, WeightsError
     from visiontrain.redaction import redact_text
 
     config_path: str | None = str(config_dir())

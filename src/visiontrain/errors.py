@@ -25,3 +25,7 @@ class CheckpointError(ValueError):
 
     Raised before anything from the file is built, so a damaged or hostile checkpoint ends in one clear message.
     """
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (read-only or full run dir): training stops once, saying where and why."""

@@ -25,15 +25,11 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from visiontrain.config.targets import UntrustedTarget
-from visiontrain.errors import CheckpointError
+from visiontrain.errors import CheckpointError, CheckpointWriteError
 
 log = logging.getLogger("visiontrain")
 
 TEMPORARY_SUFFIX = ".partial"  # a checkpoint being written; never read, removed once replaced
-
-
-class CheckpointWriteError(OSError):
-    """A checkpoint could not be written (read-only or full run dir): training stops once, saying where and why."""
 
 
 def write_atomically(payload: bytes, target: Path) -> None:
