@@ -381,3 +381,17 @@ def test_a_numeric_column_blank_in_every_training_row_still_exports(tmp_path):
     expected = transform(pipeline, held_out, schema)
     assert expected.shape == (4, 5)  # plan (2 one-hot), tenure, charges, discount
     np.testing.assert_allclose(session.run(None, feeds)[0], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("query", ["ATTACH DATABASE '{marker}' AS elsewhere", "DELETE FROM customers",
+                                   "CREATE TABLE stolen AS SELECT * FROM customers", "PRAGMA journal_mode=OFF"])
+def test_a_sqlite_query_can_only_read(tmp_path, query):
+    """data.query may come from a checkpoint someone else made: it reads, and writes nothing, anywhere."""
+    path = sqlite_db(tmp_path)
+    marker, before = tmp_path / "created.db", path.read_bytes()
+    with pytest.raises(DataError, match=r"the database could not be read \(not authorized\)"):
+        load_clean_table({**SCHEMA, "source": str(path), "query": query.format(marker=marker)})
+    assert not marker.exists()
+    assert path.read_bytes() == before
+    cleaned, _ = load_clean_table({**SCHEMA, "source": str(path), "query": "SELECT * FROM customers"})
+    assert cleaned.report["rows_kept"] == 12  # reading is untouched

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +250,8 @@ def _read_sql(source: str, table: str | None, query: str | None) -> pd.DataFrame
     except (ArgumentError, ImportError) as error:  # e.g. the database driver is not installed
         reason = _hide(_first_line(error), url)
         raise DataError(f"{shown}: cannot open this database URL ({reason}).") from None
+    if url.get_backend_name() == "sqlite":
+        sqlalchemy.event.listen(engine, "connect", _read_only_sqlite)
     try:
         with engine.connect() as connection:
             if table is not None:
@@ -261,6 +264,23 @@ def _read_sql(source: str, table: str | None, query: str | None) -> pd.DataFrame
                         f"and data.{'table' if table else 'query'}.") from None
     finally:
         engine.dispose()
+
+
+_SQLITE_READING = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE,
+                   sqlite3.SQLITE_TRANSACTION}
+_SQLITE_LOOKUP_PRAGMAS = {"table_info", "table_xinfo", "index_list", "index_info", "index_xinfo", "foreign_key_list",
+                          "table_list"}  # they take a table name and only describe it
+
+
+def _read_only_sqlite(connection: sqlite3.Connection, _record: Any) -> None:
+    """Let SQLite run only what reads: no write, no ``ATTACH`` (which creates files even on a read-only
+    connection), no pragma that sets anything. ``data.query`` may come from a checkpoint someone else made."""
+    def authorise(action: int, argument: str | None, value: str | None, *_: Any) -> int:
+        reading = action in _SQLITE_READING or (action == sqlite3.SQLITE_PRAGMA and (
+            value is None or str(argument).lower() in _SQLITE_LOOKUP_PRAGMAS))
+        return sqlite3.SQLITE_OK if reading else sqlite3.SQLITE_DENY
+
+    connection.set_authorizer(authorise)
 
 
 def _read_sql_table(connection: sqlalchemy.Connection, table: str, shown: str) -> pd.DataFrame:
