@@ -11,6 +11,7 @@ import csv
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import pytest
+from PIL import Image
 
 from conftest import HYMENOPTERA, REPO, TINY_BACKBONE, Server, compose_train, copy_hymenoptera, run_cli
 
@@ -152,6 +154,36 @@ def test_predict_on_a_folder_accounts_for_every_file_and_matches_training(image_
     assert [r["top1"] for r in rows] == [classes[i] for i in probabilities.argmax(axis=1)]
     assert np.allclose([float(r["top1_probability"]) for r in rows], probabilities.max(axis=1), atol=1e-6)
     assert set(rows[0]) == {"path", "top1", "top1_probability", "top2", "top2_probability"}  # 2 classes
+
+
+def test_predict_and_drift_list_every_entry_they_cannot_read(image_model, tmp_path):
+    """A FIFO, broken and looping symlinks, a hidden file: each is in the rejects with its reason, none is lost."""
+    folder = tmp_path / "incoming"
+    folder.mkdir()
+    for index in range(3):
+        Image.new("RGB", (48, 40), (40 * index, 90, 160)).save(folder / f"photo{index}.png")
+    os.mkfifo(folder / "pipe.png")
+    (folder / "gone.png").symlink_to(folder / "nowhere.png")
+    (folder / "self.png").symlink_to(folder / "self.png")
+    (folder / ".hidden.png").write_bytes((folder / "photo0.png").read_bytes())
+    expected = {"pipe.png": "not a regular file: fifo", "gone.png": "broken symlink",
+                "self.png": "symlink loop", ".hidden.png": "hidden file"}
+
+    output = tmp_path / "out" / "predictions.csv"
+    result = run_cli("predict", f"model={image_model['onnx']}", f"input={folder}", f"output={output}",
+                     cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rejects = {Path(r["path"]).name: r["reason"] for r in csv.DictReader(
+        (tmp_path / "out" / "predictions_rejects.csv").open())}
+    assert set(rejects) == set(expected)
+    assert all(rejects[name].startswith(reason) for name, reason in expected.items()), rejects
+    assert len(list(csv.DictReader(output.open()))) == 3
+    assert "7 files in = 3 predicted + 4 rejected" in result.stdout
+
+    drift = run_cli("drift", f"reference={image_model['onnx']}", f"current={folder}",
+                    f"output={tmp_path / 'drift'}", cwd=tmp_path, timeout=300)
+    report = json.loads((tmp_path / "drift" / "drift.json").read_text())  # drifted or not: the exit code varies
+    assert {Path(path).name for path, _ in report["unreadable"]} == set(expected)
 
 
 def test_decoding_threads_change_nothing_but_the_speed(image_model, tmp_path):

@@ -179,7 +179,27 @@ def statistics(decoded: DecodedImage) -> dict[str, float]:
             "mean_g": float(pixels[..., 1].mean()), "mean_b": float(pixels[..., 2].mean())}
 
 
-def list_images(folder: Path) -> list[Path]:
-    """Every file under ``folder`` (hidden ones skipped): non-images are rejected later with a reason."""
-    return sorted(p for p in folder.rglob("*") if p.is_file()
-                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+def list_images(folder: Path, suffixes: Sequence[str] | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Every regular file under ``folder`` to try, and every other entry with the reason it is not tried.
+
+    The same walk as training (:func:`visiontrain.data.file_walk.walk`): unreadable folders, FIFOs, broken or
+    looping symlinks and hidden files are listed, never skipped in silence; non-images are rejected later, when
+    decoding, with their own reason. ``suffixes``: only files with these extensions are tried (others listed).
+    """
+    from visiontrain.data.file_walk import walk
+
+    files: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    for entry in walk(folder):
+        if entry.is_dir and entry.problem is None:
+            continue
+        hidden = any(part.startswith(".") for part in entry.path.relative_to(folder).parts)
+        if entry.problem:
+            skipped.append((entry.path, entry.problem))
+        elif hidden:
+            skipped.append((entry.path, "hidden file"))
+        elif suffixes is not None and entry.path.suffix.lower() not in suffixes:
+            skipped.append((entry.path, f"not an image suffix ({', '.join(sorted(suffixes))})"))
+        else:
+            files.append(entry.path)
+    return sorted(files), sorted(skipped)

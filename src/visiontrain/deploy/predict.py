@@ -104,13 +104,14 @@ def predict_images(model: OnnxModel, source: Path, batch_size: int, top_k: int,
     if source.is_file() and source.suffix.lower() in TABLE_SUFFIXES:
         raise ConfigError("input", f"{source.name} is a table but {model.path.name} is an image classifier",
                           "input=<an image or a folder of images>")
-    files = list_images(source) if source.is_dir() else [source]
+    files, skipped = list_images(source) if source.is_dir() else ([source], [])
     if not files:
-        raise DataError(f"{source}: no files to predict on")
+        raise DataError(f"{source}: no files to predict on" + (f" ({len(skipped)} entries that cannot be read, "
+                                                               f"e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ""))
     spec = ImageSpec.from_metadata(model.metadata)
     table = spec.lookup_table()
     predictions: list[dict[str, Any]] = []
-    rejects: list[dict[str, Any]] = []
+    rejects: list[dict[str, Any]] = [{"path": str(path), "reason": reason} for path, reason in skipped]
 
     def load(path: Path) -> np.ndarray | ImageRejected:
         try:

@@ -96,7 +96,7 @@ def drift(cfg: Any) -> dict[str, Any]:
     elif reference["task"] == "image_classification":
         inputs, files, rejected = image_inputs(current)
         outputs = _image_outputs(model, files) if model else None
-        described = f"{len(files)} images in {current} ({len(rejected)} unreadable)"
+        described = f"{len(files)} images in {current} ({len(rejected)} not used, each listed with its reason)"
     else:
         from visiontrain.tabular.ingest import read_table
 

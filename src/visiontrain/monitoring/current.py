@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from visiontrain.deploy.image_input import list_images
 from visiontrain.monitoring.reference import IMAGE_STATISTICS, image_statistics
 from visiontrain.tabular.cleansing import YES_NO_WORDS
 
@@ -38,9 +39,9 @@ def image_inputs(folder: Path, limit: int | None = None) -> tuple[dict[str, Any]
     """Input statistics of every readable image under ``folder``; unreadable files are listed, not fatal."""
     from visiontrain.data.image_io import open_rgb
 
-    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-    rows, used, rejected = [], [], []
+    files, skipped = list_images(Path(folder), IMAGE_SUFFIXES)
+    rows, used = [], []
+    rejected = [(str(path), reason) for path, reason in skipped]
     for path in files[:limit] if limit else files:
         try:
             rows.append(image_statistics(open_rgb(path)))
