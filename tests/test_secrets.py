@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import json
 import sqlite3
+import socket
 import threading
 from pathlib import Path
 
@@ -196,6 +197,29 @@ class Unauthorized(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture()
+def silent_server():
+    """Accepts every connection and never answers: a proxy or firewall that swallows traffic."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    for connection in held:
+        connection.close()
+    listener.close()
+
+
+@pytest.fixture()
 def rejecting_server():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unauthorized)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -213,14 +237,17 @@ WELL_FORMED_KEY = "0123456789abcdef0123456789abcdef01234567"
      "the W&B server 127.0.0.1:9 cannot be reached"),
     pytest.param({"WANDB_API_KEY": WELL_FORMED_KEY, "WANDB_BASE_URL": "rejecting"}, "W&B refused the online run",
                  marks=pytest.mark.slow),
-], ids=["malformed key", "no network", "key rejected by the server"])
+    pytest.param({"WANDB_API_KEY": WELL_FORMED_KEY, "WANDB_BASE_URL": "silent"}, "W&B refused the online run",
+                 marks=pytest.mark.slow),
+], ids=["malformed key", "no network", "key rejected by the server", "server that never answers"])
 def test_wandb_falls_back_to_offline_with_one_warning(wandb_env, reason, tmp_path, request):
-    if wandb_env.get("WANDB_BASE_URL") == "rejecting":
-        wandb_env = {**wandb_env, "WANDB_BASE_URL": request.getfixturevalue("rejecting_server")}
+    if wandb_env.get("WANDB_BASE_URL") in ("rejecting", "silent"):
+        server = request.getfixturevalue(f"{wandb_env['WANDB_BASE_URL']}_server")
+        wandb_env = {**wandb_env, "WANDB_BASE_URL": server}
     run_dir = tmp_path / "run"
-    # the timeout is a hang guard: wandb's own retry loop would take 90 s before failing
+    # the timeout is a hang guard: wandb's own retry loop would take 90 s before failing (ours: 3 s probe, 20 s init)
     result = run_cli("train", *CHURN, "logger=wandb", f"hydra.run.dir={run_dir}", cwd=tmp_path,
-                     env=quiet_env(tmp_path, **wandb_env), timeout=75)
+                     env=quiet_env(tmp_path, **wandb_env), timeout=100)
 
     output = result.stdout + result.stderr
     assert result.returncode == 0, result.stderr[-3000:]

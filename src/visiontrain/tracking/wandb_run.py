@@ -29,6 +29,9 @@ DEFAULT_BASE_URL = "https://api.wandb.ai"
 PROBE_SECONDS = 3.0
 
 
+INIT_TIMEOUT_SECONDS = 20  # how long wandb.init may wait for the server; WANDB_INIT_TIMEOUT overrides
+
+
 def resolve_mode(mode: str = "auto") -> str:
     """online | offline | disabled. ``auto``: WANDB_MODE if set, online with credentials, else offline."""
     if mode != "auto":
@@ -94,6 +97,8 @@ def create_wandb_logger(project: str, run_dir: str, mode: str = "auto", entity: 
                            resume="allow", offline=run_mode == "offline", group=group or sweep_group(), name=name,
                            tags=list(tags or []), job_type=job_type, log_model=False, **extra)
 
+    if resolved == "online":  # a server that accepts and never answers: wandb would wait 90 s (our default 20 s)
+        os.environ.setdefault("WANDB_INIT_TIMEOUT", str(INIT_TIMEOUT_SECONDS))
     logger = build(resolved)
     if resolved == "online":
         import wandb
