@@ -13,6 +13,7 @@ import asyncio
 import functools
 import io
 import json
+import logging
 import os
 import select
 import socket
@@ -577,3 +578,19 @@ def test_memory_stays_flat_under_a_mixed_good_and_hostile_soak(image_model, chur
               f"RSS median {first:.0f} MB "
               f"(first quarter) -> {last:.0f} MB (last quarter), peak {max(series):.0f} MB")
         assert last <= first * 1.15 + 20, (name, first, last, series)
+
+
+@pytest.mark.parametrize(("mode", "warned"), [(0o600, False), (0o644, True)])
+def test_a_token_file_others_can_read_is_warned_about(tmp_path, caplog, mode, warned):
+    from visiontrain.deploy.access import load_token
+
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret-token-of-32-characters-xx\n")
+    token_file.chmod(mode)
+    with caplog.at_level(logging.WARNING, logger="visiontrain"):
+        token, source = load_token(str(token_file), environ={})
+    assert token == "s3cret-token-of-32-characters-xx" and source == f"token_file {token_file}"
+    lines = [r.getMessage() for r in caplog.records if "can be read by other users" in r.getMessage()]
+    assert lines == ([f"token_file {token_file} can be read by other users (mode 644): chmod 600 {token_file}"]
+                     if warned else [])
+    assert all("s3cret" not in r.getMessage() for r in caplog.records)

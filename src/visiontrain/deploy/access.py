@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable
 
 from visiontrain.errors import ConfigError
+
+log = logging.getLogger("visiontrain")
 
 TOKEN_ENV = "VISIONTRAIN_SERVE_TOKEN"
 SHORTEST_TOKEN = 16  # characters: shorter ones can be guessed
@@ -46,9 +49,12 @@ def load_token(token_file: str | None, environ: dict[str, str] | None = None) ->
         path = Path(token_file).expanduser()
         try:
             token, source = path.read_text().strip(), f"token_file {path}"
+            mode = path.stat().st_mode
         except OSError as error:
             problem = f"{path} cannot be read ({error.strerror or error})"
             raise ConfigError("token_file", problem, TOKEN_FIX) from None
+        if mode & 0o077:
+            log.warning("token_file %s can be read by other users (mode %o): chmod 600 %s", path, mode & 0o777, path)
         key = "token_file"
     elif from_env is not None:
         token, source, key = from_env.strip(), f"${TOKEN_ENV}", TOKEN_ENV
