@@ -14,9 +14,10 @@ from omegaconf import OmegaConf
 
 from visiontrain.config import config_dir
 from visiontrain.errors import ConfigError, DataError
+from visiontrain.redaction import redact_url
 from visiontrain.tabular.builtin import generate_churn_table, materialise_builtin_churn
 from visiontrain.tabular.cleansing import CleaningResult, CleaningRules, cleanse
-from visiontrain.tabular.ingest import detect_format, masked_url, read_table
+from visiontrain.tabular.ingest import detect_format, read_table
 from visiontrain.tabular.schema import TableSchema
 
 TELCO = Path(__file__).parents[1].parent / "shared/data/telco-churn.csv"
@@ -196,7 +197,7 @@ def test_sql_errors_name_the_database_and_never_the_password(tmp_path):
     with pytest.raises(DataError) as error:  # no such driver: fails before any connection is tried
         read_table("postgresql+nodriver://user:secret@db.example/crm", table="customers")
     assert "secret" not in str(error.value) and "user:***@db.example/crm" in str(error.value)
-    assert masked_url("postgresql://user:secret@host/db") == "postgresql://user:***@host/db"
+    assert redact_url("postgresql://user:secret@host/db") == "postgresql://user:***@host/db"
 
 
 # The real Telco export.

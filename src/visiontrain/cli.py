@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Callable
+from typing import Callable, NoReturn
 
 USAGE = """usage: visiontrain <command> [key=value ...] [--help] [--cfg job] [-m]
 
@@ -80,8 +80,7 @@ def _run_hydra(config_name: str, function: Callable) -> None:
     from omegaconf import DictConfig
 
     from visiontrain.config import config_dir
-    from visiontrain.errors import CheckpointError, CheckpointWriteError, ConfigError, DataError, WeightsError
-    from visiontrain.redaction import redact_text
+    from visiontrain.errors import CheckpointError, ConfigError
 
     config_path: str | None = str(config_dir())
     app_config = config_name
@@ -98,17 +97,11 @@ def _run_hydra(config_name: str, function: Callable) -> None:
                 if _sweeper_counts_exceptions():
                     raise  # the Optuna sweeper marks the trial failed and goes on (max_failure_rate)
                 return float("nan")  # Hydra's basic sweeper would stop at an exception
-            if isinstance(error, CheckpointWriteError):  # the disk, not the config: say so once, exit 1
-                print(f"visiontrain: write error: {error}", file=sys.stderr, flush=True)
-                raise SystemExit(1) from None
-            if not isinstance(error, (ConfigError, DataError, WeightsError, CheckpointError)):
+            if _user_error(error) is None:
                 raise
-            kind = {ConfigError: "config error", DataError: "data error", WeightsError: "weights error",
-                    CheckpointError: "checkpoint error"}[type(error)]
-            print(f"visiontrain: {kind}: {redact_text(str(error))}", file=sys.stderr, flush=True)
             if isinstance(error, ConfigError):
                 _remove_empty_run_dir()
-            raise SystemExit(2) from None
+            _exit_with(error)
 
     try:
         if config_name == "serve":  # before Hydra saves the overrides to the run dir
@@ -120,10 +113,27 @@ def _run_hydra(config_name: str, function: Callable) -> None:
             _resolve_resume(config_name)
             _check_sweep(config_name)
     except (ConfigError, CheckpointError) as error:
-        kind = "config error" if isinstance(error, ConfigError) else "checkpoint error"
-        print(f"visiontrain: {kind}: {redact_text(str(error))}", file=sys.stderr, flush=True)
-        raise SystemExit(2) from None
+        _exit_with(error)
     entry()
+
+
+def _user_error(error: BaseException) -> tuple[str, int] | None:
+    """What to call an error meant for the user, and the exit code; None for a bug (its traceback is shown)."""
+    from visiontrain.errors import CheckpointError, CheckpointWriteError, ConfigError, DataError, WeightsError
+
+    kinds = ((CheckpointWriteError, "write error", 1),  # the disk, not the config
+             (ConfigError, "config error", 2), (DataError, "data error", 2), (WeightsError, "weights error", 2),
+             (CheckpointError, "checkpoint error", 2))
+    return next(((kind, code) for cls, kind, code in kinds if isinstance(error, cls)), None)
+
+
+def _exit_with(error: BaseException) -> NoReturn:
+    """One line on stderr, secrets masked, and the exit code of :func:`_user_error`: no traceback."""
+    from visiontrain.redaction import redact_text
+
+    kind, code = _user_error(error)
+    print(f"visiontrain: {kind}: {redact_text(str(error))}", file=sys.stderr, flush=True)
+    raise SystemExit(code) from None
 
 
 def _in_multirun() -> bool:

@@ -116,8 +116,8 @@ def train(cfg: DictConfig) -> float | None:
 
 def _train(cfg: DictConfig) -> float | None:
     validate_train_config(cfg)
-    if cfg.get("ckpt_path"):  # before the data scan: a damaged or hostile file fails first, and once
-        read_checkpoint(str(cfg.ckpt_path), key="ckpt_path")
+    if cfg.get("ckpt_path") and not cfg.get("resume"):  # resume= checked its own file (and its fallbacks)
+        read_checkpoint(str(cfg.ckpt_path), key="ckpt_path")  # before the data scan: a bad file fails first
     started = time.perf_counter()
     run_dir = Path(cfg.paths.run_dir)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)

@@ -65,10 +65,10 @@ def read_table(source: str, fmt: str = "auto", table: str | None = None,
     frame = _read_sql(source, table, query) if fmt == "sql" else _read_file(_existing_file(source), fmt)
     if frame.empty:
         columns = ", ".join(map(str, frame.columns)) or "none"
-        raise DataError(f"{masked_url(source) if fmt == 'sql' else source}: the table has no rows (columns: "
+        raise DataError(f"{redact_url(source) if fmt == 'sql' else source}: the table has no rows (columns: "
                         f"{columns}); point data.source at the data.")
     frame.columns = [str(name) for name in frame.columns]
-    _check_unique_columns(list(frame.columns), masked_url(source) if fmt == "sql" else source)
+    _check_unique_columns(list(frame.columns), redact_url(source) if fmt == "sql" else source)
     return frame
 
 
@@ -218,11 +218,6 @@ def sql_url(source: str) -> str:
     return sqlalchemy.URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
 
 
-def masked_url(source: str) -> str:
-    """``source`` fit to print: the password and any token in its query replaced by ``***``."""
-    return redact_url(source)
-
-
 def source_from_environment(variable: str) -> str:
     """``data.source_env``: the URL (or path) kept in an environment variable, so no secret enters the config."""
     value = os.environ.get(str(variable), "").strip()
@@ -238,7 +233,7 @@ def _read_sql(source: str, table: str | None, query: str | None) -> pd.DataFrame
                           f"data.query (a SELECT), got {'both' if table else 'neither'}",
                           "data.table=customers  or  data.query='SELECT * FROM customers'")
     url_text = sql_url(source)
-    shown = masked_url(url_text)
+    shown = redact_url(url_text)
     try:
         url = make_url(url_text)
     except ArgumentError:
