@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from visiontrain.core.table_values import YES_NO, YES_NO_WORDS, finite_or_nan, number_or_nan, value_text
 from visiontrain.errors import ConfigError, DataError
-from visiontrain.tabular.schema import YES_NO, ColumnSpec, TableSchema, plain_mapping
+from visiontrain.tabular.schema import ColumnSpec, TableSchema, plain_mapping
 
 # Rules that reject, in the order their reason wins when a row breaks several.
 REJECTING_RULES = ("duplicates", "target_missing", "target_unknown", "target_unparseable", "unknown_category",
@@ -28,8 +29,6 @@ REJECTING_RULES = ("duplicates", "target_missing", "target_unknown", "target_unp
 REPAIRING_RULES = ("whitespace_stripped", "yes_no_normalised", "numeric_coerced", "numeric_unparseable",
                    "outliers_clipped", "outliers_flagged", "missing_imputed")
 RULES = REJECTING_RULES + REPAIRING_RULES
-YES_NO_WORDS = {**dict.fromkeys(("yes", "y", "true", "1", "1.0"), "Yes"),
-                **dict.fromkeys(("no", "n", "false", "0", "0.0"), "No")}
 MAX_STRAY_TARGET_FRACTION = 0.01  # more rows than this (and > 10) with a third label: not mess, a mistake
 _CHOICES = {"missing_numeric": ("impute", "reject"), "missing_category": ("impute", "reject"),
             "unknown_category": ("reject", "missing"), "outliers": ("clip", "flag", "reject")}
@@ -263,18 +262,10 @@ def _reject_duplicates(raw: pd.DataFrame, ledger: _Ledger) -> None:
 
 
 def _as_text(values: pd.Series) -> pd.Series:
-    """Values as strings (NaN where missing), whatever the source type; 1.0 from a typed source reads "1"."""
-    if pd.api.types.is_bool_dtype(values):
-        return values.astype(object).map({True: "True", False: "False"}).astype(str)
-    if pd.api.types.is_numeric_dtype(values):
-        numbers = values.astype("float64")
-        text = numbers.astype(str)
-        integral = np.isfinite(numbers) & (numbers % 1 == 0) & (numbers.abs() < 2**53)
-        text[integral] = numbers[integral].astype("int64").astype(str)
-        return text.where(numbers.notna())
+    """Values as strings (missing where missing), whatever the source type: the rule of ``value_text``."""
     if isinstance(values.dtype, pd.StringDtype):
         return values
-    return values.astype(object).astype(str)
+    return values.astype(object).map(value_text)
 
 
 def _text(values: pd.Series, rules: CleaningRules, ledger: _Ledger) -> pd.Series:
@@ -317,8 +308,7 @@ def _numeric(values: pd.Series, spec: ColumnSpec, rules: CleaningRules, ledger: 
     if _only_booleans(values):  # a typed source's True/False (with gaps: object dtype) are 1/0
         values = values.map({True: 1.0, False: 0.0}).astype("float64")
     if pd.api.types.is_numeric_dtype(values):
-        numbers = values.astype("float64")
-        numbers = numbers.where(np.isfinite(numbers))
+        numbers = pd.Series(finite_or_nan(values), index=values.index)
         ledger.repaired("numeric_unparseable", values.notna() & numbers.isna())  # inf: no usable number
     else:
         text = _text(values, rules, ledger)
@@ -334,8 +324,8 @@ def _only_booleans(values: pd.Series) -> bool:
 
 
 def _parse_numbers(text: pd.Series) -> pd.Series:
-    numbers = pd.to_numeric(text, errors="coerce").astype("float64")
-    return numbers.where(np.isfinite(numbers))  # "inf" parses, but is no more usable than "abc"
+    """Each text's number, NaN where it holds none ("inf" parses, but is no more usable than "abc")."""
+    return text.astype(object).map(number_or_nan).astype("float64")
 
 
 def _outliers(numbers: pd.Series, spec: ColumnSpec, rules: CleaningRules, ledger: _Ledger) -> pd.Series:
@@ -377,7 +367,7 @@ def _target(values: pd.Series, schema: TableSchema, rules: CleaningRules,
 def _regression_target(values: pd.Series, text: pd.Series, name: str,
                        ledger: _Ledger) -> tuple[pd.Series, dict[str, Any]]:
     if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        numbers = values.astype("float64").where(lambda v: np.isfinite(v))
+        numbers = pd.Series(finite_or_nan(values), index=values.index)
     else:
         numbers = _parse_numbers(text)
     unparseable = text.notna() & numbers.isna()
@@ -470,9 +460,20 @@ def _report(raw: pd.DataFrame, frame: pd.DataFrame, rejected: pd.DataFrame, ledg
               "missing_by_column": {name: int(frame[name].isna().sum()) for name in schema.columns},
               "ignored_columns": ignored, "target": _target_report(frame[schema.target], schema, target_info),
               "columns": {name: spec.kind for name, spec in schema.columns.items()}}
-    assert report["rows_in"] == report["rows_kept"] + report["rows_rejected"], "cleansing lost a row"
-    assert sum(rule["rejected"] for rule in rules.values()) == report["rows_rejected"]
+    _check_accounted(report)
     return report
+
+
+def _check_accounted(report: dict[str, Any]) -> None:
+    """Every row is kept or rejected, and every rejected row is counted under exactly one rule."""
+    rows_in, kept, rejected = report["rows_in"], report["rows_kept"], report["rows_rejected"]
+    if rows_in != kept + rejected:
+        raise RuntimeError(f"cleansing lost rows: {rows_in} rows in, but {kept} kept + {rejected} rejected "
+                           f"= {kept + rejected}")
+    by_rule = {rule: counts["rejected"] for rule, counts in report["rules"].items() if counts["rejected"]}
+    if sum(by_rule.values()) != rejected:
+        raise RuntimeError(f"cleansing miscounted rejects: {rejected} rows rejected, but the rules count "
+                           f"{sum(by_rule.values())} ({by_rule})")
 
 
 def _target_report(target: pd.Series, schema: TableSchema, info: dict[str, Any]) -> dict[str, Any]:

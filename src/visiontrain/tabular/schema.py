@@ -12,12 +12,12 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from visiontrain.core.table_values import YES_NO
 from visiontrain.errors import ConfigError
 
 NUMERIC_TYPES = ("numeric", "integer", "float")
 CATEGORY_TYPES = ("category", "boolean")
 TASK_TYPES = ("classification", "regression")
-YES_NO = ("No", "Yes")
 _SPEC_KEYS = ("type", "categories", "min", "max")
 SCHEMA_KEYS = ("target", "task_type", "positive_label", "id_columns", "columns")  # what is read of `data`
 
