@@ -81,23 +81,25 @@ class Batcher(Generic[Payload, Result]):
         return await future
 
     async def _consume(self) -> None:
-        assert self._queue is not None
+        queue = self._queue
+        if queue is None:  # start() creates the queue, then this task: anything else is a bug here
+            raise RuntimeError("Batcher._consume() started without a queue: start() creates both")
         loop = asyncio.get_running_loop()
         while True:
-            batch = [await self._queue.get()]
+            batch = [await queue.get()]
             size = batch[0].count
             deadline = loop.time() + self.max_wait
             while size < self.max_batch_size:
-                if self._queue.empty():
+                if queue.empty():
                     remaining = deadline - loop.time()
                     if remaining <= 0:
                         break
                     try:
-                        pending = await asyncio.wait_for(self._queue.get(), remaining)
+                        pending = await asyncio.wait_for(queue.get(), remaining)
                     except asyncio.TimeoutError:
                         break
                 else:
-                    pending = self._queue.get_nowait()
+                    pending = queue.get_nowait()
                 batch.append(pending)
                 size += pending.count
             await self._run(loop, batch, size)

@@ -2,20 +2,35 @@
 
 Works for both kinds `visiontrain train` writes: image classifiers (``image`` in; ``logits``,
 ``probabilities`` out) and tables (one [N, 1] input per raw column; ``probability`` + ``label`` or
-``prediction`` out). The task comes from the ``task`` metadata, or from the inputs for files without it.
+``prediction`` out). What the file is comes from its metadata, read by :class:`ModelMetadata`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import sys
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import onnxruntime as ort
 
+from visiontrain.core.model_metadata import MetadataError, ModelMetadata, json_or_text
+
 IMAGE, TABLE = "image", "table"
+
+if sys.version_info >= (3, 12):
+    from itertools import batched
+else:  # the recipe in the itertools documentation; drop it with Python 3.11
+    from itertools import islice
+
+    def batched(items: Iterable[Any], size: int) -> Iterator[tuple[Any, ...]]:
+        """Consecutive tuples of at most ``size`` items, as ``itertools.batched`` of Python 3.12 yields."""
+        if size < 1:
+            raise ValueError("n must be at least one")
+        iterator = iter(items)
+        while chunk := tuple(islice(iterator, size)):
+            yield chunk
 
 
 class ModelError(ValueError):
@@ -32,14 +47,8 @@ def file_sha256(path: Path) -> str:
 
 
 def decode_metadata(raw: dict[str, str]) -> dict[str, Any]:
-    """Metadata values are JSON strings (lists, dicts, numbers); plain strings stay strings."""
-    decoded: dict[str, Any] = {}
-    for key, value in raw.items():
-        try:
-            decoded[key] = json.loads(value)
-        except json.JSONDecodeError:
-            decoded[key] = value
-    return decoded
+    """Every property as its JSON value, or its text (untyped: :class:`ModelMetadata` is the typed reading)."""
+    return {key: json_or_text(value) for key, value in raw.items()}
 
 
 class OnnxModel:
@@ -59,28 +68,28 @@ class OnnxModel:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # noqa: BLE001 - onnxruntime raises its own error classes
             raise ModelError(f"{self.path} is not a loadable ONNX model: {error}") from None
-        self.metadata = decode_metadata(self.session.get_modelmeta().custom_metadata_map)
+        try:
+            self.metadata = ModelMetadata.read(self.session)
+        except MetadataError as error:
+            raise ModelError(f"{self.path}: {error}") from None
         self.input_names = [node.name for node in self.session.get_inputs()]
         self.output_names = [node.name for node in self.session.get_outputs()]
-        self.kind = self._detect_kind()
+        self.kind = IMAGE if self.metadata.is_image else TABLE
+        self._check_outputs()
         self.version = file_sha256(self.path)
-        self.class_names: list[str] = [str(name) for name in self.metadata.get("class_names") or []]
+        self.class_names: list[str] = self.metadata.class_names
 
-    def _detect_kind(self) -> str:
-        task = str(self.metadata.get("task", ""))
-        if task == "image_classification" or (not task and self.input_names == ["image"]):
-            if "probabilities" not in self.output_names:
-                raise ModelError(f"{self.path}: an image model must output `probabilities`")
-            return IMAGE
-        if task.startswith("tabular") or (not task and "image" not in self.input_names):
-            if not {"probability", "prediction"} & set(self.output_names):
-                raise ModelError(f"{self.path}: a table model must output `probability` or `prediction`")
-            return TABLE
-        raise ModelError(f"{self.path}: unknown task {task!r}: re-export it with `visiontrain export`")
+    def _check_outputs(self) -> None:
+        """The outputs ``classify`` and ``score`` read must be there: a clear error now, not a KeyError later."""
+        needed = "probabilities" if self.kind == IMAGE else "prediction" if self.is_regression else "probability"
+        if needed not in self.output_names:
+            what = "an image model" if self.kind == IMAGE else f"a {self.metadata.task} model"
+            raise ModelError(f"{self.path}: {what} must output `{needed}` (it outputs "
+                             f"{', '.join(self.output_names)}): re-export it with `visiontrain export`")
 
     @property
     def is_regression(self) -> bool:
-        return self.kind == TABLE and "prediction" in self.output_names
+        return self.metadata.is_regression
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One onnxruntime call; outputs by name (onnxruntime releases the GIL, so threads overlap)."""
@@ -88,24 +97,24 @@ class OnnxModel:
 
     def describe(self) -> dict[str, Any]:
         """What `GET /metadata` and the predict report show: task, classes, inputs, version, source metric."""
-        info: dict[str, Any] = {"task": self.metadata.get("task", self.kind), "model_file": self.path.name,
+        info: dict[str, Any] = {"task": self.metadata.task, "model_file": self.path.name,
                                 "model_version": f"sha256:{self.version}",
-                                "metric": self.metadata.get("metric"), "outputs": self.output_names}
+                                "metric": self.metadata.metric, "outputs": self.output_names}
         if self.kind == IMAGE:
             keys = ("class_names", "input_size", "mean", "std", "resize_to", "crop", "interpolation",
                     "backbone")
-            info.update({key: self.metadata.get(key) for key in keys})
+            info.update({key: getattr(self.metadata, key) for key in keys})
             info["input"] = "multipart/form-data image file(s), field `files`"
         else:
             keys = ("target", "positive_label", "class_names", "threshold")
-            info.update({key: self.metadata.get(key) for key in keys})
+            info.update({key: getattr(self.metadata, key) for key in keys})
             info["input_columns"] = self.input_columns()
             info["input"] = 'application/json {"rows": [{column: value, ...}, ...]}'
         return info
 
     def input_columns(self) -> dict[str, str]:
         """Column name -> "float" | "string", from the metadata or else from the graph's input types."""
-        declared = self.metadata.get("input_columns")
+        declared = self.metadata.input_columns
         if isinstance(declared, dict) and declared:
             return {str(k): str(v) for k, v in declared.items()}
         return {node.name: "string" if node.type == "tensor(string)" else "float"
@@ -133,10 +142,10 @@ class OnnxModel:
         """Decode, preprocess and classify ``sources`` (all must be readable images; see ImageRejected)."""
         from visiontrain.deploy.image_input import ImageSpec, decode, preprocess
 
-        spec = ImageSpec.from_metadata(self.metadata)
+        spec = ImageSpec.from_metadata(self.metadata.as_dict())
         table = spec.lookup_table()
         results: list[dict[str, Any]] = []
-        for chunk in batched(sources, batch_size):
+        for chunk in batched(sources, max(1, int(batch_size))):
             pixels = np.stack([preprocess(decode(source, spec.resize_to).image, spec, table)
                                for source in chunk])
             results.extend(self.classify(pixels, top_k))
@@ -149,11 +158,11 @@ class OnnxModel:
         outputs = self.run(feeds)
         if self.is_regression:
             return [{"prediction": float(value)} for value in outputs["prediction"]]
-        positive = str(self.metadata.get("positive_label", "1"))
+        positive = str(self.metadata.positive_label if self.metadata.positive_label is not None else "1")
         negative = next((name for name in self.class_names if name != positive), f"not {positive}")
         labels = outputs.get("label")
         if labels is None:
-            threshold = float(self.metadata.get("threshold", 0.5))
+            threshold = float(self.metadata.threshold if self.metadata.threshold is not None else 0.5)
             labels = (outputs["probability"] >= threshold).astype(np.int64)
         return [{"probability": float(p), "label": positive if int(flag) == 1 else negative}
                 for p, flag in zip(outputs["probability"], labels)]
@@ -169,15 +178,3 @@ def open_model(path: Any, threads: int = 0, spin: bool = True) -> OnnxModel:
         return OnnxModel(str(path), threads=threads, spin=spin)
     except ModelError as error:
         raise ConfigError("model", str(error), "model=<a model.onnx from `visiontrain train`>") from None
-
-
-def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    """Consecutive lists of at most ``size`` items."""
-    chunk: list[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= max(1, int(size)):
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

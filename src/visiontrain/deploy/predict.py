@@ -19,8 +19,8 @@ import numpy as np
 
 from visiontrain.deploy.image_input import ImageRejected, ImageSpec, decode, list_images, preprocess
 from visiontrain.deploy.model import IMAGE, OnnxModel, batched, open_model
-from visiontrain.deploy.table_input import (TABLE_SUFFIXES, ColumnsError, TableSpec, id_columns, prepare,
-                                            read_table)
+from visiontrain.core.table_files import FILE_SUFFIXES
+from visiontrain.deploy.table_input import ColumnsError, TableSpec, id_columns, is_table_file, prepare, read_table
 from visiontrain.errors import ConfigError, DataError
 from visiontrain.machine import available_cores
 
@@ -101,14 +101,14 @@ def predict_images(model: OnnxModel, source: Path, batch_size: int, top_k: int,
     With ``threads``, images are decoded in a thread pool, one batch ahead of the model: the next batch
     decodes while onnxruntime runs the current one.
     """
-    if source.is_file() and source.suffix.lower() in TABLE_SUFFIXES:
+    if source.is_file() and is_table_file(source):
         raise ConfigError("input", f"{source.name} is a table but {model.path.name} is an image classifier",
                           "input=<an image or a folder of images>")
     files, skipped = list_images(source) if source.is_dir() else ([source], [])
     if not files:
         raise DataError(f"{source}: no files to predict on" + (f" ({len(skipped)} entries that cannot be read, "
                                                                f"e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ""))
-    spec = ImageSpec.from_metadata(model.metadata)
+    spec = ImageSpec.from_metadata(model.metadata.as_dict())
     table = spec.lookup_table()
     predictions: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = [{"path": str(path), "reason": reason} for path, reason in skipped]
@@ -120,7 +120,7 @@ def predict_images(model: OnnxModel, source: Path, batch_size: int, top_k: int,
             return error
 
     with Progress(len(files), "images", progress) as bar:
-        for chunk, loaded in decoded_batches(list(batched(files, batch_size)), load, threads):
+        for chunk, loaded in decoded_batches(list(batched(files, max(1, batch_size))), load, threads):
             pixels, used = [], []
             for path, item in zip(chunk, loaded):
                 if isinstance(item, ImageRejected):
@@ -144,11 +144,13 @@ def predict_table(model: OnnxModel, source: Path, batch_size: int, requested_ids
 
     ``row`` is the 1-based data row in the file (the header is not a row).
     """
-    if source.is_dir() or source.suffix.lower() not in TABLE_SUFFIXES:
+    if source.is_dir() or not is_table_file(source):
         raise ConfigError("input", f"{source.name} is not a table file; {model.path.name} takes table rows",
-                          f"input=<a {', '.join(sorted(TABLE_SUFFIXES))} file>")
+                          f"input=<a {', '.join(sorted(FILE_SUFFIXES))} file>")
     try:
         frame = read_table(source)
+    except DataError:
+        raise  # names the file and what is wrong with it
     except Exception as error:  # noqa: BLE001 - pandas/pyarrow raise many kinds for a broken file
         raise DataError(f"{source}: cannot be read as a table: {error}") from None
     spec = TableSpec.from_metadata(model.metadata, model.input_columns())
@@ -159,13 +161,14 @@ def predict_table(model: OnnxModel, source: Path, batch_size: int, requested_ids
     ids = id_columns(frame, spec, requested_ids)
     identity = frame[ids].to_dict("records") if ids else None
     prepared = prepare(frame, spec)  # the whole file at once; then the model in batches
+    all_feeds = prepared.feeds()
     rejects = [{"row": position + 1, **_ids(identity, position), "reason": reason}
                for position, reason in sorted(prepared.rejects.items())]
     predictions: list[dict[str, Any]] = []
     with Progress(len(prepared.kept), "rows", progress) as bar:
         for start in range(0, len(prepared.kept), max(1, batch_size)):
             positions = prepared.kept[start:start + batch_size]
-            feeds = {name: values[start:start + batch_size] for name, values in prepared.feeds.items()}
+            feeds = {name: values[start:start + batch_size] for name, values in all_feeds.items()}
             for position, result in zip(positions, model.score(feeds)):
                 predictions.append({"row": int(position) + 1, **_ids(identity, int(position)), **result})
             bar.update(len(positions))

@@ -13,6 +13,7 @@ import asyncio
 import json
 from typing import Any
 
+from fastapi import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
 from visiontrain.deploy.table_input import ColumnsError, TableSpec
@@ -20,12 +21,15 @@ from visiontrain.deploy.table_input import ColumnsError, TableSpec
 LONGEST_INTEGER = 40  # digits; longer JSON integers stay text, and the column decides (float32 or category)
 
 
-class HttpError(Exception):
-    """A client mistake: the status code and a message that names the file, row, column or limit."""
+class ClientError(HTTPException):
+    """A client mistake whose body also lists what broke (``rejected``, ``missing``...) beside ``detail``.
+
+    Plain mistakes are ``HTTPException``s; serve's handler for this one writes ``{"detail": ..., **extra}``.
+    """
 
     def __init__(self, status: int, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.status, self.detail, self.extra = status, detail, extra
+        super().__init__(status_code=status, detail=detail)
+        self.extra = extra
 
 
 class NotJson(str):
@@ -38,23 +42,23 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     declared = request.headers.get("content-length")
     too_large = f"request body is larger than max_request_mb ({limit / 1024 / 1024:g} MB)"
     if declared and declared.isdigit() and int(declared) > limit:
-        raise HttpError(413, too_large)
+        raise HTTPException(413, too_large)
 
     async def read() -> bytes:
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > limit:
-                raise HttpError(413, too_large)
+                raise HTTPException(413, too_large)
         return bytes(body)
 
     try:
         return await asyncio.wait_for(read(), timeout_s)
     except asyncio.TimeoutError:
-        raise HttpError(408, f"the request body did not arrive within read_timeout_s ({timeout_s:g} s)"
-                        f"{f' (Content-Length: {declared})' if declared else ''}") from None
+        raise HTTPException(408, f"the request body did not arrive within read_timeout_s ({timeout_s:g} s)"
+                            f"{f' (Content-Length: {declared})' if declared else ''}") from None
     except ClientDisconnect:
-        raise HttpError(400, "the client disconnected before sending the whole body") from None
+        raise HTTPException(400, "the client disconnected before sending the whole body") from None
 
 
 def parse_json(body: bytes) -> Any:
@@ -62,10 +66,10 @@ def parse_json(body: bytes) -> Any:
     try:
         return json.loads(body, parse_int=_integer, parse_constant=NotJson)
     except RecursionError:
-        raise HttpError(400, "the body is JSON nested too deeply to parse: send "
-                        '{"rows": [{column: value, ...}]}, one level of objects per row') from None
+        raise HTTPException(400, "the body is JSON nested too deeply to parse: send "
+                            '{"rows": [{column: value, ...}]}, one level of objects per row') from None
     except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise HttpError(400, f"the body is not valid JSON: {error}") from None
+        raise HTTPException(400, f"the body is not valid JSON: {error}") from None
 
 
 def _integer(text: str) -> int | str:
@@ -81,17 +85,17 @@ def table_rows(payload: Any, spec: TableSpec, max_rows: int) -> tuple[list[dict[
     """
     rows = payload.get("rows") if isinstance(payload, dict) else None
     if not isinstance(rows, list) or not rows or not all(isinstance(row, dict) for row in rows):
-        raise HttpError(422, 'expected {"rows": [{column: value, ...}, ...]} with at least one row',
-                        columns=spec.columns)
+        raise ClientError(422, 'expected {"rows": [{column: value, ...}, ...]} with at least one row',
+                          columns=spec.columns)
     if len(rows) > max_rows:
-        raise HttpError(413, f"{len(rows):,} rows in one request, more than max_rows ({max_rows:,}): "
-                        "send them in several requests")
+        raise HTTPException(413, f"{len(rows):,} rows in one request, more than max_rows ({max_rows:,}): "
+                            "send them in several requests")
     for index, row in enumerate(rows):
         try:
             spec.check_columns(row)
         except ColumnsError as error:
-            raise HttpError(422, f"rows[{index}]: {error}", missing=error.missing,
-                            unexpected=error.unexpected[:20], columns=spec.columns) from None
+            raise ClientError(422, f"rows[{index}]: {error}", missing=error.missing,
+                              unexpected=error.unexpected[:20], columns=spec.columns) from None
     problems: dict[int, str] = {}
     flat: list[dict[str, Any]] = []
     for index, row in enumerate(rows):
@@ -113,11 +117,11 @@ def _not_a_value(value: Any) -> str | None:
     return None
 
 
-def rejected_rows(reasons: dict[int, str]) -> HttpError:
+def rejected_rows(reasons: dict[int, str]) -> ClientError:
     """422 listing every unusable row with its columns and reasons."""
     listed = sorted(reasons.items())
     problems = "; ".join(f"rows[{index}]: {reason}" for index, reason in listed[:20])
     more = f" (and {len(listed) - 20} more rows)" if len(listed) > 20 else ""
-    return HttpError(422, f"unusable values: {problems}{more}",
-                     rejected=[{"row": index, "reason": reason} for index, reason in listed])
+    return ClientError(422, f"unusable values: {problems}{more}",
+                       rejected=[{"row": index, "reason": reason} for index, reason in listed])
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -32,7 +32,7 @@ from visiontrain.deploy.connection_deadline import deadline_protocol
 from visiontrain.deploy.image_input import (PIL_PIXEL_CAP, ImageRejected, ImageSpec, ImageTooLarge, decode,
                                             decoded_size, preprocess, statistics)
 from visiontrain.deploy.model import IMAGE, OnnxModel, open_model
-from visiontrain.deploy.request_body import HttpError, parse_json, read_body, rejected_rows, table_rows
+from visiontrain.deploy.request_body import ClientError, parse_json, read_body, rejected_rows, table_rows
 from visiontrain.deploy.table_input import TableSpec, prepare_rows
 from visiontrain.errors import ConfigError
 from visiontrain.machine import available_cores
@@ -126,7 +126,7 @@ def create_app(model: OnnxModel, settings: ServeSettings, token: str | None = No
     version = f"sha256:{model.version}"
     log = PredictionLog(Path(settings.log_predictions), version, settings.log_drop_columns) \
         if settings.log_predictions else None
-    image_spec = ImageSpec.from_metadata(model.metadata) if is_image else None
+    image_spec = ImageSpec.from_metadata(model.metadata.as_dict()) if is_image else None
     lookup = image_spec.lookup_table() if image_spec else None
     table_spec = None if is_image else TableSpec.from_metadata(model.metadata, model.input_columns())
     # decoding holds up to max_request_pixels per request in memory: one request per core decodes at a time
@@ -149,9 +149,9 @@ def create_app(model: OnnxModel, settings: ServeSettings, token: str | None = No
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST"], allow_headers=["authorization", "content-type"])
 
-    @app.exception_handler(HttpError)
-    async def client_error(_: Request, error: HttpError) -> JSONResponse:
-        return JSONResponse({"detail": error.detail, **error.extra}, status_code=error.status)
+    @app.exception_handler(ClientError)
+    async def client_error(_: Request, error: ClientError) -> JSONResponse:
+        return JSONResponse({"detail": error.detail, **error.extra}, status_code=error.status_code)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -171,8 +171,8 @@ def create_app(model: OnnxModel, settings: ServeSettings, token: str | None = No
         if given != wanted:
             what = "image files as multipart/form-data (field `files`)" if is_image else \
                 'JSON {"rows": [{column: value, ...}]} as application/json'
-            raise HttpError(415, f"content type {given[:80] or '(none)'} is not accepted: "
-                            f"this model takes {what}")
+            raise HTTPException(415, f"content type {given[:80] or '(none)'} is not accepted: "
+                                f"this model takes {what}")
         body = await read_body(request, settings.max_request_bytes, settings.read_timeout_s)
         if is_image:
             uploads = await _uploads(request, body, settings)
@@ -200,28 +200,28 @@ async def _uploads(request: Request, body: bytes, settings: ServeSettings) -> li
     except Exception as error:  # noqa: BLE001 - python-multipart's errors: a malformed body
         message = str(getattr(error, "detail", error))
         if message.startswith("Too many files"):
-            raise HttpError(413, f"more than max_images ({settings.max_images}) files in one request: "
-                            "send them in several requests") from None
-        raise HttpError(400, f"the multipart body cannot be parsed: {message}") from None
+            raise HTTPException(413, f"more than max_images ({settings.max_images}) files in one request: "
+                                "send them in several requests") from None
+        raise HTTPException(400, f"the multipart body cannot be parsed: {message}") from None
     uploads = [(value.filename or key, await value.read()) for key, value in form.multi_items()
                if isinstance(value, UploadFile)]
     await form.close()
     if not uploads:
-        raise HttpError(422, "no image file in the request: send the image(s) as multipart field `files`")
+        raise HTTPException(422, "no image file in the request: send the image(s) as multipart field `files`")
     return uploads
 
 
 def _prepare_images(uploads: list[tuple[str, bytes]], spec: ImageSpec, table: np.ndarray,
                     settings: ServeSettings) -> tuple[np.ndarray, list[dict[str, float]]]:
-    """Model inputs and drift statistics, or an HttpError naming the files: sizes are checked, from the
+    """Model inputs and drift statistics, or a ClientError naming the files: sizes are checked, from the
     headers, against both pixel limits before a single image is decoded."""
     sizes = [_checked_size(name, data, spec, settings) for name, data in uploads]
     _raise_for_rejects([(name, size) for (name, _), size in zip(uploads, sizes) if isinstance(size, str)])
     total = sum(width * height for width, height in sizes)
     if total > settings.max_request_pixels:
-        raise HttpError(413, f"the {len(uploads)} images decode to {total:,} pixels in all, more than "
-                        f"max_request_pixels ({settings.max_request_pixels:,}): send fewer or smaller images "
-                        "per request")
+        raise HTTPException(413, f"the {len(uploads)} images decode to {total:,} pixels in all, more than "
+                            f"max_request_pixels ({settings.max_request_pixels:,}): send fewer or smaller images "
+                            "per request")
     pixels, stats, rejected = [], [], []
     for name, data in uploads:
         try:
@@ -249,15 +249,15 @@ def _checked_size(name: str, data: bytes, spec: ImageSpec, settings: ServeSettin
     return width, height
 
 
-def _too_large(name: str, reason: str) -> HttpError:
-    return HttpError(413, f"{name}: {reason}", rejected=[{"file": name, "reason": reason}])
+def _too_large(name: str, reason: str) -> ClientError:
+    return ClientError(413, f"{name}: {reason}", rejected=[{"file": name, "reason": reason}])
 
 
 def _raise_for_rejects(rejected: list[tuple[str, str]]) -> None:
     if rejected:
         names = ", ".join(f"{name}: {reason}" for name, reason in rejected)
-        raise HttpError(400, f"not a usable image: {names}",
-                        rejected=[{"file": name, "reason": reason} for name, reason in rejected])
+        raise ClientError(400, f"not a usable image: {names}",
+                          rejected=[{"file": name, "reason": reason} for name, reason in rejected])
 
 
 async def _predict_images(uploads: list[tuple[str, bytes]], pixels: np.ndarray, stats: list[dict[str, float]],
@@ -278,7 +278,7 @@ async def _predict_rows(body: bytes, spec: TableSpec, batcher: Batcher, max_rows
         problems[index] = f"{problems[index]}; {reason}" if index in problems else reason
     if problems:
         raise rejected_rows(problems)
-    results = await batcher.submit(prepared.feeds, len(rows))
+    results = await batcher.submit(prepared.feeds(), len(rows))
     return results, list(zip(rows, results))
 
 

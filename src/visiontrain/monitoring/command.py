@@ -7,59 +7,50 @@ from typing import Any
 
 import numpy as np
 
+from visiontrain.core.table_files import read_table
+from visiontrain.core.table_values import ModelInputs
+from visiontrain.deploy.model import OnnxModel
 from visiontrain.monitoring.current import image_inputs, prediction_log, table_inputs
 from visiontrain.monitoring.drift import Thresholds, compare, load_reference, write_report
 from visiontrain.monitoring.reference import IMAGE_STATISTICS
 
 
-def _table_outputs(model: Path, reference: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+def _table_outputs(model: OnnxModel, inputs: ModelInputs) -> dict[str, Any] | None:
     """Run the exported table model on the current rows: probability (or prediction) and predicted class."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    feeds = {}
-    for name, spec in reference["inputs"].items():
-        values = inputs[name]
-        feeds[name] = (np.asarray(values, dtype=np.float32) if spec["kind"] == "numeric"
-                       else np.asarray(values, dtype=object)).reshape(-1, 1)
-    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+    if set(model.input_names) - set(inputs.values):
+        return None  # a column the model takes is missing: compare() lists it, and nothing can be scored
+    outputs = model.run(inputs.feeds())
     if "probability" in outputs:
-        labels = _class_names(model)
+        labels = model.class_names
         return {"confidence": outputs["probability"].astype(np.float64),
                 "predicted_class": [labels[int(i)] for i in outputs["label"]]}
     return {"confidence": outputs["prediction"].astype(np.float64)}
 
 
-def _class_names(model: Path) -> list[str]:
-    import json
-
-    import onnxruntime as ort
-
-    meta = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
-    return json.loads(meta.get("class_names", "[]"))
-
-
-def _image_outputs(model: Path, files: list[Path]) -> dict[str, Any] | None:
+def _image_outputs(model: OnnxModel, files: list[Path]) -> dict[str, Any]:
     """Predicted class and confidence of each image, through the deploy side's preprocessing."""
-    try:
-        from visiontrain.deploy.model import OnnxModel  # noqa: PLC0415 - the deploy package does the inference
-    except ImportError:
-        return None
-    model_ = OnnxModel(model)
-    predictions = model_.predict_images(files)
+    predictions = model.predict_images(files)
     return {"predicted_class": [p["top1"] for p in predictions],
             "confidence": np.array([p["top1_probability"] for p in predictions], dtype=np.float64)}
 
 
-def _from_log(rows: list[dict[str, Any]], reference: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A serving prediction log: inputs (raw columns, or image statistics) and outputs per line."""
+def _rejected_rows(inputs: ModelInputs, where: str, unit: str) -> list[tuple[str, str]]:
+    """The rows left out of the comparison (1-based), each with its reason, as drift.json lists them."""
+    return [(f"{where}: {unit} {position + 1}", reason) for position, reason in sorted(inputs.rejects.items())]
+
+
+def _from_log(rows: list[dict[str, Any]], reference: dict[str, Any],
+              where: str) -> tuple[dict[str, Any], dict[str, Any], list[tuple[str, str]]]:
+    """A serving prediction log: inputs (raw columns, or image statistics), outputs, and unusable lines."""
     import pandas as pd
 
     frame = pd.DataFrame([row.get("input", row) for row in rows])
+    rejected: list[tuple[str, str]] = []
     if reference["task"] == "image_classification":
         inputs = {name: frame[name].to_numpy(dtype=np.float64) for name in IMAGE_STATISTICS if name in frame}
     else:
-        inputs = table_inputs(frame, reference["inputs"])
+        table = table_inputs(frame, reference["inputs"])
+        inputs, rejected = table.values, _rejected_rows(table, where, "prediction")
     outputs_frame = pd.DataFrame([row.get("output", row) for row in rows])
     outputs: dict[str, Any] = {}
     for name in ("confidence", "probability", "prediction", "top1_probability"):
@@ -70,7 +61,7 @@ def _from_log(rows: list[dict[str, Any]], reference: dict[str, Any]) -> tuple[di
         if name in outputs_frame:
             outputs["predicted_class"] = outputs_frame[name].astype(str).tolist()
             break
-    return inputs, outputs
+    return inputs, outputs, rejected
 
 
 def drift(cfg: Any) -> dict[str, Any]:
@@ -91,19 +82,21 @@ def drift(cfg: Any) -> dict[str, Any]:
     rejected: list[tuple[str, str]] = []
     if current.suffix.lower() == ".jsonl":
         rows = prediction_log(current)
-        inputs, outputs = _from_log(rows, reference)
+        inputs, outputs, rejected = _from_log(rows, reference, str(current))
         described = f"{len(rows)} logged predictions in {current}"
     elif reference["task"] == "image_classification":
         inputs, files, rejected = image_inputs(current)
         outputs = _image_outputs(model, files) if model else None
         described = f"{len(files)} images in {current} ({len(rejected)} not used, each listed with its reason)"
     else:
-        from visiontrain.tabular.ingest import read_table
-
-        frame = read_table(str(current))
-        inputs = table_inputs(frame, reference["inputs"])
-        outputs = _table_outputs(model, reference, inputs) if model else None
-        described = f"{len(frame)} rows of {current}"
+        frame = read_table(current)
+        if frame.empty:
+            raise ConfigError("current", f"{current} has no rows", "current=<a table file with rows>")
+        table = table_inputs(frame, reference["inputs"])
+        inputs, rejected = table.values, _rejected_rows(table, str(current), "row")
+        outputs = _table_outputs(model, table) if model else None
+        described = f"{len(frame)} rows of {current}" + (
+            f" ({len(rejected)} not used, each listed with its reason)" if rejected else "")
     result = compare(reference, inputs, outputs, thresholds)
     result.update(current=described, unreadable=rejected)
     out_dir = Path(str(cfg.output)).expanduser() if cfg.get("output") else Path(str(cfg.paths.run_dir))

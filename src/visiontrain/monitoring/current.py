@@ -9,30 +9,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from visiontrain.core.table_values import ModelInputs, is_yes_no_column, model_inputs
 from visiontrain.deploy.image_input import list_images
 from visiontrain.monitoring.reference import IMAGE_STATISTICS, image_statistics
-from visiontrain.tabular.cleansing import YES_NO_WORDS
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
-def table_inputs(frame: pd.DataFrame, reference_inputs: dict[str, Any]) -> dict[str, Any]:
-    """Raw columns as the model saw them in training: numbers coerced (blank -> NaN), categories stripped text."""
-    values: dict[str, Any] = {}
-    for name, spec in reference_inputs.items():
-        if name not in frame.columns:
-            continue
-        column = frame[name]
-        if spec["kind"] == "numeric":
-            text = column.astype(str).str.strip()
-            values[name] = pd.to_numeric(text.where(text != "", None), errors="coerce").to_numpy(dtype=np.float64)
-        else:
-            text = [("" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip())
-                    for v in column.tolist()]
-            if set(spec["proportions"]) <= {"No", "Yes", ""}:  # normalised yes/no in training: 0/1, yes, TRUE...
-                text = [YES_NO_WORDS.get(v.lower(), v) for v in text]
-            values[name] = text
-    return values
+def table_inputs(frame: pd.DataFrame, reference_inputs: dict[str, Any]) -> ModelInputs:
+    """The reference's columns of ``frame`` as the model takes them, by the rules predict and serve apply.
+
+    Numbers parsed (blank -> NaN), categories stripped text (yes/no words as Yes/No where training normalised
+    them); a row holding a value that is no usable number (``abc``, ``inf``) is left out of every column and
+    listed in ``rejects``, as ``predict`` would reject it. Columns the frame lacks are left out.
+    """
+    present = {name: spec for name, spec in reference_inputs.items() if name in frame.columns}
+    yes_no = [name for name, spec in present.items()
+              if spec["kind"] != "numeric" and is_yes_no_column(spec.get("proportions", {}))]
+    return model_inputs({name: frame[name].tolist() for name in present}, len(frame),
+                        {name: spec["kind"] for name, spec in present.items()}, yes_no)
 
 
 def image_inputs(folder: Path, limit: int | None = None) -> tuple[dict[str, Any], list[Path], list[tuple[str, str]]]:

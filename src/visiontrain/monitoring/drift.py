@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from visiontrain.deploy.model import OnnxModel
 from visiontrain.monitoring.statistics import categorical_psi, ks_two_sample, numeric_psi
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)
@@ -28,8 +27,9 @@ class Thresholds:
     ks_statistic: float = 0.1
 
 
-def load_reference(reference: str | Path) -> tuple[dict[str, Any], Path | None]:
-    """Reference statistics from a run dir (``reference_stats.json``) or from an exported ONNX file."""
+def load_reference(reference: str | Path) -> tuple[dict[str, Any], OnnxModel | None]:
+    """Reference statistics from a run dir (``reference_stats.json``) or from an exported ONNX file's metadata,
+    and the model beside them (one onnxruntime session: it also scores the current data)."""
     path = Path(reference).expanduser()
     if path.is_dir():
         stats_file = path / "reference_stats.json"
@@ -37,15 +37,12 @@ def load_reference(reference: str | Path) -> tuple[dict[str, Any], Path | None]:
             raise FileNotFoundError(f"{path} has no reference_stats.json: point reference= at a visiontrain run dir "
                                     "or its model.onnx")
         model = path / "model.onnx"
-        return json.loads(stats_file.read_text()), model if model.is_file() else None
+        return json.loads(stats_file.read_text()), OnnxModel(model) if model.is_file() else None
     if path.suffix.lower() == ".onnx" and path.is_file():
-        import onnxruntime as ort
-
-        meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
-        raw = meta.custom_metadata_map.get("reference_stats")
-        if not raw:
+        onnx_model = OnnxModel(path)
+        if not onnx_model.metadata.reference_stats:
             raise ValueError(f"{path} carries no reference statistics (exported by an older visiontrain?)")
-        return json.loads(raw), path
+        return onnx_model.metadata.reference_stats, onnx_model
     raise FileNotFoundError(f"reference={reference}: not a run dir or an .onnx file")
 
 
