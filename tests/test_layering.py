@@ -1,0 +1,19 @@
+"""Layers only look down: the import contracts in pyproject.toml ([tool.importlinter]) hold for the code as it is.
+
+The core (``visiontrain.core``) imports no other visiontrain layer and no torch; ``deploy`` and ``monitoring``
+import no training code (data, models, training, tasks, tabular, export) and no torch, not even lazily inside a
+function: import-linter reads every import statement, so a test of what happens to be imported cannot miss one.
+"""
+
+from __future__ import annotations
+
+from importlinter.cli import lint_imports
+
+from conftest import REPO
+
+
+def test_the_import_contracts_are_kept(capsys):
+    exit_code = lint_imports(config_filename=str(REPO / "pyproject.toml"), no_cache=True, no_logo=True)
+    report = capsys.readouterr().out
+    assert "Contracts: 2 kept, 0 broken." in report, report  # both contracts were found and checked
+    assert exit_code == 0, report
