@@ -85,6 +85,25 @@ def test_shifted_data_is_reported_and_fails_the_command(churn_reference, tmp_pat
     assert (tmp_path / "r" / "drift_tenure.png").is_file() and "**yes**" in (tmp_path / "r" / "drift_report.md").read_text()
 
 
+def test_rows_predict_would_reject_are_left_out_and_listed(churn_reference, tmp_path):
+    """An infinity is no number for predict, and so not for drift either: its row is listed, not compared."""
+    _, run_dir, table = churn_reference
+    week = table.head(400).astype(str)
+    week.loc[[3, 7], "tenure"] = ["inf", "-Infinity"]
+    week.loc[11, "MonthlyCharges"] = "lots"
+    week.to_csv(tmp_path / "week.csv", index=False)
+    result = run_cli("drift", f"reference={run_dir}", f"current={tmp_path / 'week.csv'}", f"output={tmp_path / 'r'}",
+                     cwd=tmp_path)
+    assert result.returncode in (0, 1), result.stderr[-3000:]
+    report = json.loads((tmp_path / "r" / "drift.json").read_text())
+    assert [(where.rsplit(": ", 1)[1], reason) for where, reason in report["unreadable"]] == [
+        ("row 4", "tenure: 'inf' is not a finite number"), ("row 8", "tenure: '-Infinity' is not a finite number"),
+        ("row 12", "MonthlyCharges: 'lots' is not a number")]
+    counts = {row["feature"]: row["current_count"] for row in report["features"]}
+    assert counts["tenure"] == counts["Contract"] == 397 and report["current"].startswith("400 rows of")
+    assert "3 not used" in report["current"] and "Not used (3" in (tmp_path / "r" / "drift_report.md").read_text()
+
+
 def test_raw_telco_values_are_normalised_like_training(churn_reference, tmp_path):
     """SeniorCitizen is 0/1 in the Telco file and No/Yes after training's cleansing: that is not drift."""
     if not TELCO.is_file():

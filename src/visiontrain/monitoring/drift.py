@@ -103,6 +103,11 @@ def write_report(result: dict[str, Any], reference: dict[str, Any], inputs: dict
                                          "**yes**" if row["drifted"] else "no"]) + " |")
     if result["missing_features"]:
         lines += ["", f"Missing from the current data: {', '.join(result['missing_features'])}"]
+    if result.get("unreadable"):
+        unused = result["unreadable"]
+        shown = "; ".join(f"{where}: {reason}" for where, reason in unused[:5])
+        lines += ["", f"Not used ({len(unused)}, all listed in drift.json under `unreadable`): {shown}"
+                  f"{'; ...' if len(unused) > 5 else ''}"]
     lines += ["", *[f"![{name}]({Path(path).name})" for name, path in plotted.items()]]
     (out_dir / "drift_report.md").write_text("\n".join(lines) + "\n")
     return {"report": str(out_dir / "drift_report.md"), "json": str(out_dir / "drift.json"), **plotted}
