@@ -145,8 +145,8 @@ def test_gpu_run_with_bf16_channels_last_and_pinned_memory(tiny_hymenoptera, tmp
 def test_gpu_datamodule_pins_memory(tiny_hymenoptera, tmp_path):
     cfg = compose_train(*tiny_overrides(tiny_hymenoptera, tmp_path, "trainer=gpu"))
     task = ImageTask(cfg)
-    task.prepare(tmp_path, True)
-    datamodule, _ = task.build()
+    built = task.build(task.prepare(tmp_path, True), None)
+    datamodule = built.datamodule
     assert datamodule.pin_memory and next(iter(datamodule.train_dataloader()))[0].is_pinned()
 
 
@@ -209,8 +209,8 @@ def test_the_trainer_config_applies_channels_last_to_the_model_it_fits(tiny_hyme
     cfg = compose_train(*tiny_overrides(tiny_hymenoptera, tmp_path, "trainer.channels_last=true",
                                         "trainer.max_epochs=1", "schedule.freeze_epochs=0"))
     task = ImageTask(cfg)
-    task.prepare(tmp_path, True)
-    datamodule, module = task.build()
+    built = task.build(task.prepare(tmp_path, True), None)
+    datamodule, module = built.datamodule, built.module
     trainer = build_trainer(cfg.trainer, logger=False, enable_checkpointing=False)
     assert [c for c in trainer.callbacks if isinstance(c, Acceleration)][0].channels_last
     trainer.fit(module, datamodule=datamodule)

@@ -99,20 +99,20 @@ def test_feature_pipeline_is_fitted_on_training_rows_only(tmp_path):
 
     cfg = compose_train("experiment=churn", f"paths.run_dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path}")
     task = TabularTask(cfg)
-    task.prepare(tmp_path / "run", True)
-    table = task.table
+    data = task.prepare(tmp_path / "run", True)
+    table = data.table
     # the rows of two-year contracts are never in training: the encoder must not know that category
     two_year = np.flatnonzero(table["Contract"].to_numpy() == "Two year")
     others = np.setdiff1d(np.arange(len(table)), two_year)
     split = Split("manual", train=others[: len(others) // 2], val=others[len(others) // 2:], test=two_year)
-    _, module = task.build(split)
+    module = task.build(data, split).module
     columns = module.feature_pipeline.named_steps["columns"]
     encoder = columns.named_transformers_["category"].named_steps["onehot"]
-    contract = list(encoder.categories_[task.schema.categorical_features.index("Contract")])
+    contract = list(encoder.categories_[data.schema.categorical_features.index("Contract")])
     assert contract == ["Month-to-month", "One year"]
 
     numeric = columns.named_transformers_["numeric"]
-    index = task.schema.numeric_features.index("tenure")
+    index = data.schema.numeric_features.index("tenure")
     train_tenure = table["tenure"].to_numpy(dtype=float)[split.train]
     imputed = np.where(np.isnan(train_tenure), np.nanmedian(train_tenure), train_tenure)
     assert numeric.named_steps["impute"].statistics_[index] == pytest.approx(np.nanmedian(train_tenure))
