@@ -124,11 +124,14 @@ def test_feature_pipeline_is_fitted_on_training_rows_only(tmp_path):
 @pytest.mark.parametrize("model", ["logistic_regression", "gradient_boosting"])
 def test_baselines_share_the_runner_checkpoints_and_export(tmp_path, model):
     from visiontrain.tabular.models import load_tabular_model
+    from visiontrain.tasks import TASK_KEY
+    from visiontrain.training.checkpoints import read_checkpoint
 
     summary = run_in_process(tmp_path, f"model={model}")
     assert summary["epochs_trained"] == 1 and summary["export"]["parity"]["passed"]
     assert summary["export"]["parity"]["labels_identical"]
     restored = load_tabular_model(summary["checkpoints"]["best"])  # skops bytes, trusted types only
+    assert read_checkpoint(summary["checkpoints"]["best"])[TASK_KEY] == "tabular"  # what evaluate/export go by
     assert restored.threshold == pytest.approx(summary["evaluation"]["val"]["metrics"]["val/threshold"])
     assert type(restored.estimator).__name__ == {"logistic_regression": "LogisticRegression",
                                                  "gradient_boosting": "GradientBoostingClassifier"}[model]

@@ -83,8 +83,8 @@ class Task(Protocol):
     def info(self, data: PreparedData, built: BuiltModel) -> dict[str, Any]:
         """Facts about the model for summary.json (parameters, weights, input size)."""
 
-    def describe_data(self, data_summary: dict[str, Any]) -> str:
-        """One line on what the data was: counts in, used and rejected, and where the rejects are listed."""
+    def describe_data(self, data: dict[str, Any]) -> str:
+        """One line on ``PreparedData.summary``: counts in, used and rejected, and where the rejects are listed."""
 
     def report_lines(self, summary: dict[str, Any]) -> list[str]:
         """The task's lines of the end-of-run report: data, weights, held-out scores, export parity."""
