@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from visiontrain.core.files import describe, is_hidden, walk
 from visiontrain.data.duplicates import DuplicatePolicy, describe_group, resolve_duplicates
-from visiontrain.data.file_walk import describe, walk
 from visiontrain.data.image_io import why_unusable
 from visiontrain.errors import DataError
 
@@ -196,7 +196,7 @@ def _discover_class_folders(root: Path, with_splits: bool, rejected: list[Reject
         split = parts[0] if with_splits else None
         below_split = parts[1:] if with_splits else parts  # <class>/...
         if entry.is_dir:
-            if len(below_split) == 1 and not _hidden(parts) and (split in SPLITS or not with_splits):
+            if len(below_split) == 1 and not is_hidden(parts) and (split in SPLITS or not with_splits):
                 found.class_folders[(split, below_split[0])] = entry.path
             continue
         if below_split:
@@ -210,12 +210,8 @@ def _discover_class_folders(root: Path, with_splits: bool, rejected: list[Reject
     return found
 
 
-def _hidden(parts: tuple[str, ...]) -> bool:
-    return any(part.startswith(".") for part in parts)
-
-
 def _placement_problem(parts: tuple[str, ...], below_split: tuple[str, ...], with_splits: bool) -> str | None:
-    if _hidden(parts):
+    if is_hidden(parts):
         return "hidden file"
     if with_splits and parts[0] not in SPLITS:
         return "not inside a split folder (train/val/test)" if len(parts) == 1 else \
