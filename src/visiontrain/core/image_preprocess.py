@@ -8,6 +8,7 @@ albumentations does it; PIL's own resize antialiases and would differ by up to 2
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -20,8 +21,11 @@ INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "b
 
 
 def resize_to_for(image_size: int, crop_pct: float) -> int:
-    """The shorter side before the centre crop (timm's convention: size / crop_pct)."""
-    return max(image_size, int(round(image_size / crop_pct)))
+    """The shorter side before the centre crop: ``floor(image_size / crop_pct)``, as timm's eval transform.
+
+    Never below ``image_size`` (a crop_pct above 1 would otherwise crop outside the image).
+    """
+    return max(image_size, math.floor(image_size / crop_pct))
 
 
 def normalisation_constants(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:

@@ -1,7 +1,7 @@
 """Albumentations pipelines built from config, and the input spec (size, mean, std) they share.
 
 The input spec (``model.input``) defaults to what the weights were trained with: the packaged weights' own
-spec, else the backbone's pretrained config from timm. The eval pipeline is fixed (resize shorter side,
+spec, else the backbone's pretrained config, resolved by timm. The eval pipeline is fixed (resize shorter side,
 centre crop, normalise) because it is also recorded in the ONNX file for deployment; its arithmetic is
 :mod:`visiontrain.core.image_preprocess`, the same function the deploy side calls.
 """
@@ -22,6 +22,8 @@ from visiontrain.core.image_preprocess import (INTERPOLATIONS, normalisation_con
 if TYPE_CHECKING:
     import torch
 
+_FALLBACK_DEFAULTS = {"interpolation": "bilinear"}  # for a backbone timm has no pretrained config for
+
 
 @dataclass(frozen=True)
 class InputSpec:
@@ -35,7 +37,7 @@ class InputSpec:
 
     @property
     def resize_to(self) -> int:
-        """Shorter side before the centre crop (timm's convention: size / crop_pct)."""
+        """Shorter side before the centre crop (timm's convention: floor(size / crop_pct))."""
         return resize_to_for(self.image_size, self.crop_pct)
 
     def to_dict(self) -> dict[str, Any]:
@@ -48,23 +50,26 @@ def resolve_input_spec(backbone: str, image_size: int | None = None, mean: Seque
     """Fill every unset field from the weights' own spec (``weights``), else the backbone's timm pretrained config.
 
     The spec belongs to the model and its weights: weights trained on [-1, 1] inputs need mean = std = 0.5
-    whatever augmentation is chosen.
+    whatever augmentation is chosen. timm's ``resolve_data_config`` does the resolving: set values first,
+    then the pretrained config (here with the weights' spec on top), then timm's ImageNet defaults.
     """
     import timm
+    from timm.data import resolve_data_config
 
     pretrained = timm.get_pretrained_cfg(backbone)
-    defaults = pretrained.to_dict() if pretrained is not None else {}
-    defaults = {**defaults, **{k: v for k, v in (weights or {}).items() if v is not None}}
+    defaults = {**_FALLBACK_DEFAULTS, **(pretrained.to_dict() if pretrained is not None else {})}
+    defaults.update({k: v for k, v in (weights or {}).items() if v is not None})
     if "image_size" in defaults:
-        defaults["input_size"] = (3, defaults["image_size"], defaults["image_size"])
-    size = image_size or int(defaults.get("input_size", (3, 224, 224))[-1])
-    interp = interpolation or defaults.get("interpolation", "bilinear")
+        defaults["input_size"] = (3, int(defaults["image_size"]), int(defaults["image_size"]))
+    chosen = {"img_size": int(image_size) if image_size else None, "mean": mean, "std": std, "crop_pct": crop_pct,
+              "interpolation": interpolation}
+    config = resolve_data_config(args={k: v for k, v in chosen.items() if v is not None}, pretrained_cfg=defaults)
     return InputSpec(
-        image_size=int(size),
-        mean=tuple(float(v) for v in (mean or defaults.get("mean", (0.485, 0.456, 0.406)))),
-        std=tuple(float(v) for v in (std or defaults.get("std", (0.229, 0.224, 0.225)))),
-        crop_pct=float(crop_pct or defaults.get("crop_pct", 0.875)),
-        interpolation=interp if interp in INTERPOLATIONS else "bilinear",
+        image_size=int(config["input_size"][-1]),
+        mean=tuple(float(v) for v in config["mean"]),
+        std=tuple(float(v) for v in config["std"]),
+        crop_pct=float(config["crop_pct"]),
+        interpolation=config["interpolation"] if config["interpolation"] in INTERPOLATIONS else "bilinear",
     )
 
 
