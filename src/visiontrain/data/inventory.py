@@ -20,6 +20,7 @@ from visiontrain.core.files import describe, is_hidden, walk
 from visiontrain.data.duplicates import DuplicatePolicy, describe_group, resolve_duplicates
 from visiontrain.data.image_io import why_unusable
 from visiontrain.errors import DataError
+from visiontrain.machine import available_cores
 
 log = logging.getLogger("visiontrain")
 
@@ -133,7 +134,7 @@ def build_inventory(
     else:
         raise DataError(f"unknown data format {data_format!r}; use one of {', '.join(FORMATS)}")
     files_in = len(found.candidates) + len(rejected)
-    workers = check_workers or min(8, (os.cpu_count() or 1) * 2)
+    workers = check_workers or min(8, available_cores() * 2)  # threads: decoding releases the GIL
 
     usable = _check_files(found.candidates, rejected, workers)
     if classes is not None:  # files of unknown classes are rejected as such, not compared

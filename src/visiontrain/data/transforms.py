@@ -73,7 +73,7 @@ def resolve_input_spec(backbone: str, image_size: int | None = None, mean: Seque
     )
 
 
-def _tensor_tail(spec: InputSpec) -> list[A.BasicTransform]:
+def _tensor_tail() -> list[A.BasicTransform]:
     """uint8 CHW tensors: normalisation happens on the device, after the copy (:func:`normalise`).
 
     Normalising in the loader workers cost them about 15% of their time and made every batch four times
@@ -128,7 +128,7 @@ def eval_geometry(spec: InputSpec) -> list[A.BasicTransform]:
 
 
 def build_eval_transform(spec: InputSpec) -> A.Compose:
-    return A.Compose(eval_geometry(spec) + _tensor_tail(spec))
+    return A.Compose(eval_geometry(spec) + _tensor_tail())
 
 
 def build_train_transform(spec: InputSpec, steps: Sequence[Any] | None) -> A.Compose:
@@ -152,4 +152,4 @@ def build_train_transform(spec: InputSpec, steps: Sequence[Any] | None) -> A.Com
     if built and not any(isinstance(t, (A.RandomResizedCrop, A.CenterCrop, A.RandomCrop, A.Resize,
                                         A.RandomSizedCrop, A.CropNonEmptyMaskIfExists)) for t in built):
         geometry = eval_geometry(spec) + built
-    return A.Compose(list(geometry) + _tensor_tail(spec))
+    return A.Compose(list(geometry) + _tensor_tail())
