@@ -175,14 +175,14 @@ def test_large_jpegs_decode_at_reduced_scale_never_below_the_target(tmp_path):
     photo.save(tmp_path / "large.jpg", quality=90)
     photo.save(tmp_path / "large.png")
     assert read_rgb_array(tmp_path / "large.jpg").shape == (1500, 2000, 3)
-    reduced = read_rgb_array(tmp_path / "large.jpg", reduce_to=236)
-    assert reduced.shape == (375, 500, 3)  # DCT scaling by 1/4; 1/8 would go below 236 px
-    assert read_rgb_array(tmp_path / "large.png", reduce_to=236).shape == (1500, 2000, 3)  # only JPEG can
+    reduced = read_rgb_array(tmp_path / "large.jpg", reduce_to=235)
+    assert reduced.shape == (375, 500, 3)  # DCT scaling by 1/4; 1/8 would go below 235 px
+    assert read_rgb_array(tmp_path / "large.png", reduce_to=235).shape == (1500, 2000, 3)  # only JPEG can
     cfg = compose_train("experiment=hymenoptera", "data.root=.", "model.weights=null", "model.backbone=resnet18",
                         "paths.run_dir=.")
     from visiontrain.tasks.image import input_spec_from
 
-    assert input_spec_from(cfg).resize_to == 236  # what the training datamodule passes as reduce_to
+    assert input_spec_from(cfg).resize_to == 235  # floor(224 / 0.95), as timm; what training passes as reduce_to
 
 
 def test_auto_workers_share_the_cores_between_the_training_processes_of_a_node():

@@ -18,8 +18,6 @@ import numpy as np
 
 from visiontrain.monitoring.statistics import categorical_psi, ks_two_sample, numeric_psi
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-
 
 @dataclass(frozen=True)
 class Thresholds:

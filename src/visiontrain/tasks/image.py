@@ -191,13 +191,13 @@ class ImageTask:
 
     def reference_stats(self, data: ImageData, built: ImageModel) -> dict[str, Any]:
         """Input statistics of (up to 500) training images and the model's outputs on validation images."""
-        from visiontrain.data.image_io import open_rgb
-        from visiontrain.monitoring.reference import (MAX_IMAGES, image_inputs_reference, image_statistics,
-                                                      outputs_reference)
+        from visiontrain.core.image_decode import decode
+        from visiontrain.core.image_statistics import image_statistics
+        from visiontrain.monitoring.reference import MAX_IMAGES, image_inputs_reference, outputs_reference
 
         train = data.inventory.splits["train"]
         chosen = [train[i] for i in np.linspace(0, len(train) - 1, min(MAX_IMAGES, len(train))).astype(int)]
-        inputs = image_inputs_reference(image_statistics(open_rgb(sample.path)) for sample in chosen)
+        inputs = image_inputs_reference(image_statistics(decode(sample.path)) for sample in chosen)
         count = min(MAX_IMAGES, len(data.inventory.splits["val"]))
         probabilities = []
         module = built.module.eval().to("cpu")
