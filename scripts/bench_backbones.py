@@ -39,8 +39,9 @@ import torch
 from PIL import Image
 
 from benchlib import machine, markdown_table, median, timed, write_results
-from visiontrain.deploy.image_input import (INTERPOLATIONS, ImageRejected, ImageSpec, decode, list_images,
-                                            preprocess)
+from visiontrain.core.files import list_images
+from visiontrain.core.image_decode import ImageRejected, decode
+from visiontrain.core.image_preprocess import INTERPOLATIONS, ImageSpec, preprocess, resize_to_for
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BACKBONES = ("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2", "resnet18",
@@ -73,21 +74,19 @@ def image_spec(model: torch.nn.Module, image_size: int | None) -> ImageSpec:
     """The deploy side's eval transform for ``model``: timm's data config, at ``image_size`` if given."""
     import timm
 
-    from visiontrain.data.transforms import InputSpec  # its resize_to: the size training evaluates at
-
     config = timm.data.resolve_model_data_config(model)
     size = image_size or int(config["input_size"][-1])
     interpolation = config["interpolation"] if config["interpolation"] in INTERPOLATIONS else "bilinear"
-    resize_to = InputSpec(size, config["mean"], config["std"], config["crop_pct"], interpolation).resize_to
     return ImageSpec(height=size, width=size, mean=tuple(config["mean"]), std=tuple(config["std"]),
-                     resize_to=resize_to, interpolation=interpolation)
+                     resize_to=resize_to_for(size, config["crop_pct"]), interpolation=interpolation)
 
 
 def calibration_pictures(folder: Path | None) -> list[Image.Image]:
     """Real photos for int8 calibration: up to 16 from ``folder``, else crops of scikit-learn's samples."""
     if folder is not None:
         pictures = []
-        for path in list_images(folder):
+        files, _ = list_images(folder)  # (files to try, entries skipped and why)
+        for path in files:
             try:
                 pictures.append(decode(path).image)
             except ImageRejected:

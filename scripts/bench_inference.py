@@ -51,7 +51,7 @@ def per_call_ms(function, inputs, calls: int) -> float:
 
 def bench_checkpoint(ckpt: Path, repeats: int, calls: int) -> dict:
     from visiontrain.deploy.model import OnnxModel
-    from visiontrain.tasks.image import load_classifier
+    from visiontrain.models.classifier import load_classifier
 
     with tempfile.TemporaryDirectory() as scratch:
         exported = export_with_int8(ckpt, Path(scratch))

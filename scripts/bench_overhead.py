@@ -71,7 +71,7 @@ def hand_loop(data: Path, args: argparse.Namespace) -> dict[str, list[float]]:
     datamodule = datamodule_for(scan(cfg.data, int(cfg.seed)), spec, cfg.data, int(cfg.seed),
                                 train_steps_for(cfg, spec))
     loader = datamodule.train_dataloader()
-    model = timm.create_model(args.backbone, num_classes=len(datamodule.classes), drop_rate=float(cfg.model.drop_rate))
+    model = timm.create_model(args.backbone, num_classes=len(datamodule.inventory.classes), drop_rate=float(cfg.model.drop_rate))
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(cfg.optimizer.lr),
                                   weight_decay=float(cfg.optimizer.weight_decay))
     criterion = torch.nn.CrossEntropyLoss()

@@ -178,10 +178,10 @@ def main() -> None:
     model = OnnxModel(args.model)
     kind = "image" if model.kind == IMAGE else "table"
     inputs = args.inputs or (DEFAULT_IMAGES if kind == "image" else DEFAULT_TABLE)
-    print(f"{args.model} ({kind}, {model.metadata.get('backbone') or model.metadata.get('model')}): "
+    print(f"{args.model} ({kind}, {model.metadata.backbone or model.metadata.model}): "
           f"{args.requests} requests, {args.concurrency} concurrent, one {kind} input each", flush=True)
-    result = {"model": str(args.model), "kind": kind, "backbone": model.metadata.get("backbone"),
-              "input_size": model.metadata.get("input_size"), "inputs": str(inputs),
+    result = {"model": str(args.model), "kind": kind, "backbone": model.metadata.backbone,
+              "input_size": model.metadata.input_size, "inputs": str(inputs),
               "requests": args.requests,
               "concurrency": args.concurrency, "serve_overrides": args.serve_overrides, "machine": machine(),
               "measured": time.strftime("%Y-%m-%d %H:%M"),

@@ -285,7 +285,7 @@ def run_case(case: Case, tmp_path: Path) -> dict[str, Any]:
     with open_dict(cfg):
         cfg.data.update(data_config(path, case))
     task = TabularTask(cfg)
-    data = task.prepare(tmp_path / "run", True)
+    data = task.prepare(tmp_path / "run", True).summary
     return {"report": data["report"], "rejects": pd.read_csv(data["rejects_csv"])}
 
 

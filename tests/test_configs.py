@@ -13,7 +13,7 @@ from visiontrain.data.transforms import build_train_transform, resolve_input_spe
 from visiontrain.errors import ConfigError
 from visiontrain.runner import instantiate_callbacks, instantiate_loggers
 from visiontrain.training.hardware import build_trainer
-from visiontrain.tasks import build_task
+from visiontrain.tasks import task_for_config
 
 CONF = config_dir()
 
@@ -35,14 +35,15 @@ def test_every_experiment_composes_and_builds_a_working_model(experiment, tiny_h
     loggers = instantiate_loggers(cfg.logger)
     trainer = build_trainer(cfg.trainer, instantiate_callbacks(cfg.callbacks, bool(loggers)), logger=loggers or False)
     assert trainer.max_epochs == cfg.trainer.max_epochs
-    task = build_task(cfg)
-    task.prepare(tmp_path, True)
-    datamodule, module = task.build(task.final_split())
+    task = task_for_config(cfg)
+    data = task.prepare(tmp_path, True)
+    built = task.build(data, data.final_split)
+    datamodule, module = built.datamodule, built.module
     inputs, labels = next(iter(datamodule.train_dataloader()))
     if image:
-        size = task.info(module)["input_spec"]["image_size"]
+        size = task.info(data, built)["input_spec"]["image_size"]
         assert inputs.shape[1:] == (3, size, size) and inputs.dtype == torch.uint8  # normalised on the device
-        images, _ = module.on_after_batch_transfer((inputs, labels), 0)
+        images, _ = module.model_batch((inputs, labels))
         assert images.dtype == torch.float32 and module(images).shape == (len(labels), len(module.class_names))
     else:
         assert inputs.shape[1] == len(module.feature_names) and module.scores(inputs).shape == (len(labels),)

@@ -19,7 +19,9 @@ from timm.loss import SoftTargetCrossEntropy
 from conftest import compose_train, run_cli, tiny_overrides
 from visiontrain.config.validation import validate_evaluate_config, validate_lr_find_config, validate_train_config
 from visiontrain.errors import ConfigError
-from visiontrain.tasks.image import ImageTask, load_classifier, model_inputs
+from visiontrain.export.image_export import model_inputs
+from visiontrain.models.classifier import load_classifier
+from visiontrain.tasks.image import ImageModel, ImageTask
 from visiontrain.training.lr_find import group_rates_kept
 
 
@@ -27,9 +29,8 @@ def build(data_root: Path, run_dir: Path, *extra: str):
     cfg = compose_train(*tiny_overrides(data_root, run_dir, *extra))
     validate_train_config(cfg)
     task = ImageTask(cfg)
-    task.prepare(run_dir, True)
-    datamodule, module = task.build()
-    return task, datamodule, module
+    built = task.build(task.prepare(run_dir, True), None)
+    return built, built.datamodule, built.module
 
 
 def cli_overrides(data_root: Path, run_dir: Path, *extra: str) -> list[str]:
@@ -38,10 +39,10 @@ def cli_overrides(data_root: Path, run_dir: Path, *extra: str) -> list[str]:
         f"hydra.run.dir={run_dir}"]
 
 
-def validation_images(task: ImageTask) -> tuple[torch.Tensor, torch.Tensor]:
+def validation_images(built: ImageModel) -> tuple[torch.Tensor, torch.Tensor]:
     """Every validation image as the model sees it in validation, and its label."""
-    dataset = task.datamodule.dataset("val")
-    images = model_inputs(task.datamodule, "val", range(len(dataset)), task.spec.to_dict())
+    dataset = built.datamodule.dataset("val")
+    images = model_inputs(built.datamodule, "val", range(len(dataset)), built.spec.to_dict())
     return images, torch.tensor([int(dataset[i][1]) for i in range(len(dataset))])
 
 
@@ -60,7 +61,7 @@ def two_ants_two_bees(datamodule) -> tuple[torch.Tensor, torch.Tensor]:
 # ----- mixup / cutmix -------------------------------------------------------------------------------------------
 def test_mixup_blends_pairs_of_real_photos_and_their_labels(tiny_hymenoptera, tmp_path):
     _, datamodule, module = build(tiny_hymenoptera, tmp_path, *MIXUP)
-    images, labels = module.on_after_batch_transfer(two_ants_two_bees(datamodule), 0)
+    images, labels = module.model_batch(two_ants_two_bees(datamodule))
     np.random.seed(3)  # timm draws lambda with numpy
     mixed, targets = module.mix(images.clone(), labels)
 
@@ -79,7 +80,7 @@ def test_the_training_step_learns_from_the_mixed_batch_with_soft_target_cross_en
     for name, parameter in module.model.named_parameters():
         if name in module.head_names:  # the new head starts at zero; give it weights, as after a few steps
             torch.nn.init.normal_(parameter, std=0.5)
-    images, labels = module.on_after_batch_transfer(two_ants_two_bees(datamodule), 0)
+    images, labels = module.model_batch(two_ants_two_bees(datamodule))
     np.random.seed(0)
     mixed, targets = module.mix(images.clone(), labels)
     expected = SoftTargetCrossEntropy()(module(mixed), targets)  # timm's loss on what the step should see

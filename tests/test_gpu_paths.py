@@ -47,8 +47,8 @@ def fit_with_probe(data_root, run_dir, *overrides: str) -> tuple[dict[str, Any],
     cfg = compose_train(*tiny_overrides(data_root, run_dir, "trainer.max_epochs=1", "schedule.freeze_epochs=0",
                                         *overrides))
     task = ImageTask(cfg)
-    task.prepare(run_dir, True)
-    datamodule, module = task.build()
+    built = task.build(task.prepare(run_dir, True), None)
+    datamodule, module = built.datamodule, built.module
     probe = FirstConvProbe()
     trainer = build_trainer(cfg.trainer, callbacks=[probe], logger=False, enable_checkpointing=False)
     trainer.fit(module, datamodule=datamodule)

@@ -145,8 +145,8 @@ def test_gpu_run_with_bf16_channels_last_and_pinned_memory(tiny_hymenoptera, tmp
 def test_gpu_datamodule_pins_memory(tiny_hymenoptera, tmp_path):
     cfg = compose_train(*tiny_overrides(tiny_hymenoptera, tmp_path, "trainer=gpu"))
     task = ImageTask(cfg)
-    task.prepare(tmp_path, True)
-    datamodule, _ = task.build()
+    built = task.build(task.prepare(tmp_path, True), None)
+    datamodule = built.datamodule
     assert datamodule.pin_memory and next(iter(datamodule.train_dataloader()))[0].is_pinned()
 
 
@@ -175,14 +175,14 @@ def test_large_jpegs_decode_at_reduced_scale_never_below_the_target(tmp_path):
     photo.save(tmp_path / "large.jpg", quality=90)
     photo.save(tmp_path / "large.png")
     assert read_rgb_array(tmp_path / "large.jpg").shape == (1500, 2000, 3)
-    reduced = read_rgb_array(tmp_path / "large.jpg", reduce_to=236)
-    assert reduced.shape == (375, 500, 3)  # DCT scaling by 1/4; 1/8 would go below 236 px
-    assert read_rgb_array(tmp_path / "large.png", reduce_to=236).shape == (1500, 2000, 3)  # only JPEG can
+    reduced = read_rgb_array(tmp_path / "large.jpg", reduce_to=235)
+    assert reduced.shape == (375, 500, 3)  # DCT scaling by 1/4; 1/8 would go below 235 px
+    assert read_rgb_array(tmp_path / "large.png", reduce_to=235).shape == (1500, 2000, 3)  # only JPEG can
     cfg = compose_train("experiment=hymenoptera", "data.root=.", "model.weights=null", "model.backbone=resnet18",
                         "paths.run_dir=.")
     from visiontrain.tasks.image import input_spec_from
 
-    assert input_spec_from(cfg).resize_to == 236  # what the training datamodule passes as reduce_to
+    assert input_spec_from(cfg).resize_to == 235  # floor(224 / 0.95), as timm; what training passes as reduce_to
 
 
 def test_auto_workers_share_the_cores_between_the_training_processes_of_a_node():
@@ -209,8 +209,8 @@ def test_the_trainer_config_applies_channels_last_to_the_model_it_fits(tiny_hyme
     cfg = compose_train(*tiny_overrides(tiny_hymenoptera, tmp_path, "trainer.channels_last=true",
                                         "trainer.max_epochs=1", "schedule.freeze_epochs=0"))
     task = ImageTask(cfg)
-    task.prepare(tmp_path, True)
-    datamodule, module = task.build()
+    built = task.build(task.prepare(tmp_path, True), None)
+    datamodule, module = built.datamodule, built.module
     trainer = build_trainer(cfg.trainer, logger=False, enable_checkpointing=False)
     assert [c for c in trainer.callbacks if isinstance(c, Acceleration)][0].channels_last
     trainer.fit(module, datamodule=datamodule)

@@ -111,7 +111,8 @@ def _training_pixels(paths: list[Path], meta: dict) -> np.ndarray:
 
 @pytest.mark.parametrize("size,interpolation", [(32, "bilinear"), (224, "bicubic")])
 def test_preprocessing_matches_the_training_eval_transform(size, interpolation, odd_modes_folder):
-    from visiontrain.deploy.image_input import ImageSpec, decode, preprocess
+    from visiontrain.core.image_decode import decode
+    from visiontrain.core.image_preprocess import ImageSpec, preprocess, resize_to_for
 
     if not HYMENOPTERA.is_dir():
         pytest.skip(f"{HYMENOPTERA} is not available")
@@ -119,7 +120,7 @@ def test_preprocessing_matches_the_training_eval_transform(size, interpolation, 
               for p in sorted(class_dir.iterdir())[:25]]
     paths = photos + sorted(odd_modes_folder.rglob("*.*"))  # + palette, gray, RGBA, 16-bit, EXIF-rotated
     meta = {"input_size": [3, size, size], "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-            "resize_to": int(round(size / 0.875)), "interpolation": interpolation}
+            "resize_to": resize_to_for(size, 0.875), "interpolation": interpolation}
     expected = _training_pixels(paths, meta)
     spec = ImageSpec.from_metadata(meta)
     got = np.stack([preprocess(decode(p, spec.resize_to).image, spec) for p in paths])

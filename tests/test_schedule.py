@@ -17,8 +17,8 @@ from visiontrain.training.schedule import FineTuneSchedule, StagedLR, trainable_
 def build(data_root: Path, run_dir: Path, *extra: str):
     cfg = compose_train(*tiny_overrides(data_root, run_dir, *extra))
     task = ImageTask(cfg)
-    task.prepare(run_dir, True)
-    datamodule, module = task.build()
+    built = task.build(task.prepare(run_dir, True), None)
+    datamodule, module = built.datamodule, built.module
     return cfg, datamodule, module
 
 

@@ -99,20 +99,20 @@ def test_feature_pipeline_is_fitted_on_training_rows_only(tmp_path):
 
     cfg = compose_train("experiment=churn", f"paths.run_dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path}")
     task = TabularTask(cfg)
-    task.prepare(tmp_path / "run", True)
-    table = task.table
+    data = task.prepare(tmp_path / "run", True)
+    table = data.table
     # the rows of two-year contracts are never in training: the encoder must not know that category
     two_year = np.flatnonzero(table["Contract"].to_numpy() == "Two year")
     others = np.setdiff1d(np.arange(len(table)), two_year)
     split = Split("manual", train=others[: len(others) // 2], val=others[len(others) // 2:], test=two_year)
-    _, module = task.build(split)
+    module = task.build(data, split).module
     columns = module.feature_pipeline.named_steps["columns"]
     encoder = columns.named_transformers_["category"].named_steps["onehot"]
-    contract = list(encoder.categories_[task.schema.categorical_features.index("Contract")])
+    contract = list(encoder.categories_[data.schema.categorical_features.index("Contract")])
     assert contract == ["Month-to-month", "One year"]
 
     numeric = columns.named_transformers_["numeric"]
-    index = task.schema.numeric_features.index("tenure")
+    index = data.schema.numeric_features.index("tenure")
     train_tenure = table["tenure"].to_numpy(dtype=float)[split.train]
     imputed = np.where(np.isnan(train_tenure), np.nanmedian(train_tenure), train_tenure)
     assert numeric.named_steps["impute"].statistics_[index] == pytest.approx(np.nanmedian(train_tenure))
@@ -124,11 +124,14 @@ def test_feature_pipeline_is_fitted_on_training_rows_only(tmp_path):
 @pytest.mark.parametrize("model", ["logistic_regression", "gradient_boosting"])
 def test_baselines_share_the_runner_checkpoints_and_export(tmp_path, model):
     from visiontrain.tabular.models import load_tabular_model
+    from visiontrain.tasks import TASK_KEY
+    from visiontrain.training.checkpoints import read_checkpoint
 
     summary = run_in_process(tmp_path, f"model={model}")
     assert summary["epochs_trained"] == 1 and summary["export"]["parity"]["passed"]
     assert summary["export"]["parity"]["labels_identical"]
     restored = load_tabular_model(summary["checkpoints"]["best"])  # skops bytes, trusted types only
+    assert read_checkpoint(summary["checkpoints"]["best"])[TASK_KEY] == "tabular"  # what evaluate/export go by
     assert restored.threshold == pytest.approx(summary["evaluation"]["val"]["metrics"]["val/threshold"])
     assert type(restored.estimator).__name__ == {"logistic_regression": "LogisticRegression",
                                                  "gradient_boosting": "GradientBoostingClassifier"}[model]

@@ -22,8 +22,8 @@ def test_class_weighted_loss_weights_the_rare_class_up(tiny_hymenoptera, tmp_pat
     cfg = compose_train(*tiny_overrides(data, tmp_path, "data.balance=loss_weights"))
     task = ImageTask(cfg)
     data = task.prepare(tmp_path, True)
-    _, module = task.build()
-    assert data["per_class"]["train"] == {"ants": 8, "bees": 2}
+    module = task.build(data, None).module
+    assert data.summary["per_class"]["train"] == {"ants": 8, "bees": 2}
     assert torch.allclose(module.criterion.weight, torch.tensor([10 / (2 * 8), 10 / (2 * 2)]))
 
 

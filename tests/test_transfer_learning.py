@@ -134,7 +134,9 @@ def test_the_frozen_stage_fits_the_head_as_well_as_a_linear_probe_on_the_same_fe
     regression on the frozen features of the same model, and summary.json says where the weights came from."""
     from sklearn.linear_model import LogisticRegression
 
-    from visiontrain.tasks.image import datamodule_for, load_classifier, model_inputs, scan
+    from visiontrain.export.image_export import model_inputs
+    from visiontrain.models.classifier import load_classifier
+    from visiontrain.tasks.image import datamodule_for, scan
 
     run_dir = tmp_path / "run"
     result = run_cli("train", "experiment=hymenoptera", f"data.root={HYMENOPTERA}", "schedule=linear_probe",
@@ -171,7 +173,7 @@ def test_the_frozen_stage_fits_the_head_as_well_as_a_linear_probe_on_the_same_fe
 
 
 def test_freezing_a_backbone_without_pretrained_weights_warns_naming_full_finetune(tiny_hymenoptera, tmp_path, caplog):
-    from visiontrain.tasks import build_task
+    from visiontrain.tasks import task_for_config
 
     for weights, expect_warning in (("model.weights=null", True), ("model.weights_file=null", False)):
         overrides = tiny_overrides(tiny_hymenoptera, tmp_path, "schedule.freeze_epochs=1")
@@ -180,10 +182,10 @@ def test_freezing_a_backbone_without_pretrained_weights_warns_naming_full_finetu
 
             save_file(timm.create_model(TINY_BACKBONE).state_dict(), str(tmp_path / "tiny.safetensors"))
             overrides.append(f"model.weights_file={tmp_path / 'tiny.safetensors'}")
-        task = build_task(compose_train(*overrides))
-        task.prepare(tmp_path, True)
+        task = task_for_config(compose_train(*overrides))
+        data = task.prepare(tmp_path, True)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="visiontrain"):
-            task.build()
+            task.build(data, None)
         warned = [r for r in caplog.records if "schedule=full_finetune" in r.getMessage()]
         assert bool(warned) == expect_warning, weights

@@ -20,7 +20,8 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
 from visiontrain.config.validation import validate_train_config
-from visiontrain.tasks import build_task
+from visiontrain.tasks import task_for_config
+from visiontrain.tasks.base import PreparedData, Task
 from visiontrain.tracking.results import log_run_results, wandb_loggers
 from visiontrain.tracking.wandb_run import finish_active_run
 from visiontrain.training.checkpoints import read_checkpoint
@@ -45,7 +46,7 @@ def instantiate_callbacks(callbacks_cfg: DictConfig | None, have_logger: bool) -
     return [c for c in callbacks if have_logger or not isinstance(c, LearningRateMonitor)]
 
 
-def fit_once(cfg: DictConfig, task: Any, split: Any, out_dir: Path) -> dict[str, Any]:
+def fit_once(cfg: DictConfig, task: Task, data: PreparedData, split: Any, out_dir: Path) -> dict[str, Any]:
     """One fit of a fresh model on ``split``: Trainer, callbacks and loggers from config, writing to ``out_dir``.
 
     The final model writes to the run dir itself; each cross-validation fold to ``<run dir>/folds/<fold>``.
@@ -53,36 +54,36 @@ def fit_once(cfg: DictConfig, task: Any, split: Any, out_dir: Path) -> dict[str,
     if out_dir != Path(cfg.paths.run_dir):
         cfg = cfg.copy()
         cfg.paths.run_dir = str(out_dir)  # checkpoints, loggers and history follow through interpolation
-    datamodule, module = task.build(split)
+    built = task.build(data, split)
     loggers = instantiate_loggers(cfg.get("logger"))
     history = MetricHistory(str(out_dir / "history.csv"))
-    overrides = task.trainer_overrides()
-    has_optimizer = "max_epochs" not in overrides  # a one-epoch baseline has no learning rate to monitor
-    callbacks = instantiate_callbacks(cfg.get("callbacks"), bool(loggers) and has_optimizer) + [history]
-    trainer: pl.Trainer = build_trainer(cfg.trainer, callbacks, logger=loggers or False, **overrides)
+    callbacks = instantiate_callbacks(cfg.get("callbacks"), bool(loggers) and built.has_learning_rate) + [history]
+    trainer: pl.Trainer = build_trainer(cfg.trainer, callbacks, logger=loggers or False, **built.trainer_overrides)
     started = time.perf_counter()
-    resume_from = cfg.get("ckpt_path") if split is task.final_split() else None
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)  # data only, never code
+    resume_from = cfg.get("ckpt_path") if split is data.final_split else None
+    trainer.fit(built.module, datamodule=built.datamodule, ckpt_path=resume_from,
+                weights_only=True)  # data only, never code
     fit_seconds = time.perf_counter() - started
     epochs = list(history.rows)  # before evaluation: restoring the best checkpoint restores its older history
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best = (checkpoint.best_model_path or checkpoint.last_model_path) if checkpoint else None
     last = checkpoint.last_model_path if checkpoint else None  # before evaluation restores the best one's state
     started = time.perf_counter()
-    evaluation = task.evaluate(trainer, module, best or None, out_dir)
-    return {"trainer": trainer, "module": module, "best": best or None,
+    evaluation = task.evaluate(trainer, data, built, best or None, out_dir)
+    return {"trainer": trainer, "built": built, "best": best or None,
             "last": last or None, "epochs": epochs,
             "evaluation": evaluation, "fit_seconds": round(fit_seconds, 3),
             "evaluate_seconds": round(time.perf_counter() - started, 3)}
 
 
-def cross_validate(cfg: DictConfig, task: Any, folds: list[Any], run_dir: Path) -> dict[str, Any]:
+def cross_validate(cfg: DictConfig, task: Task, data: PreparedData, run_dir: Path) -> dict[str, Any]:
     """Fit a fresh model per fold and score its held-out part; mean and std of every test metric."""
     per_fold = []
+    folds = data.folds
     for split in folds:
         log.info("cross-validation: %s (%d train, %d val, %d held out)", split.name, len(split.train),
                  len(split.val), len(split.test))
-        result = fit_once(cfg, task, split, run_dir / "folds" / split.name)
+        result = fit_once(cfg, task, data, split, run_dir / "folds" / split.name)
         metrics = {k.removeprefix("test/"): v for k, v in result["evaluation"]["test"]["metrics"].items()
                    if k != "test/loss"}
         per_fold.append({"fold": split.name, "rows": {"train": len(split.train), "val": len(split.val),
@@ -123,42 +124,42 @@ def _train(cfg: DictConfig) -> float | None:
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     is_main = rank_zero_only.rank == 0
 
-    task = build_task(cfg)
+    task: Task = task_for_config(cfg)
     data = task.prepare(run_dir, is_main)
-    log.info(task.describe_data(data))
-    folds = task.folds()
-    cross_validation = cross_validate(cfg, task, folds, run_dir) if folds else None
+    log.info(task.describe_data(data.summary))
+    cross_validation = cross_validate(cfg, task, data, run_dir) if data.folds else None
 
-    final = fit_once(cfg, task, task.final_split(), run_dir)
-    trainer, evaluation, best = final["trainer"], final["evaluation"], final["best"]
+    final = fit_once(cfg, task, data, data.final_split, run_dir)
+    trainer, evaluation, best, built = final["trainer"], final["evaluation"], final["best"], final["built"]
     metric_name = str(cfg.monitor.metric)
     metric_value = evaluation["val"]["metrics"].get(metric_name)
     if not trainer.is_global_zero:
         return metric_value
 
-    reference = task.reference_stats(final["module"])  # for `visiontrain drift`; also inside the ONNX file
+    reference = task.reference_stats(data, built)  # for `visiontrain drift`; also inside the ONNX file
     write_json(reference, run_dir / "reference_stats.json")
     exported = None
     if cfg.export.onnx and best:
-        exported = task.export(best, run_dir, {"name": metric_name, "value": metric_value, "mode": cfg.monitor.mode},
+        exported = task.export(data, built, best, run_dir,
+                               {"name": metric_name, "value": metric_value, "mode": cfg.monitor.mode},
                                {"reference_stats": reference})
     curves = plot_curves(final["epochs"], run_dir / "curves.png", task.curve_metric)
     summary = {
         "task": task.name, "experiment": cfg.task_name, "run_dir": str(run_dir),
         "monitor": {"metric": metric_name, "mode": cfg.monitor.mode, "best": metric_value},
-        "evaluation": evaluation, "cross_validation": cross_validation, "classes": data.get("classes"),
-        "data": data, **task.info(final["module"]),
+        "evaluation": evaluation, "cross_validation": cross_validation, "classes": data.summary.get("classes"),
+        "data": data.summary, **task.info(data, built),
         "checkpoints": {"best": best, "last": final["last"]},
         "epochs_trained": trainer.current_epoch, "history": final["epochs"],
         "export": {k: v for k, v in (exported or {}).items() if k != "metadata"} or None,
-        "timings_seconds": {"data": data["seconds"], "cross_validation": (cross_validation or {}).get(
+        "timings_seconds": {"data": data.summary["seconds"], "cross_validation": (cross_validation or {}).get(
                                 "fit_seconds_total", 0.0),
                             "fit": final["fit_seconds"], "evaluate": final["evaluate_seconds"],
                             "export": exported["seconds"] if exported else 0.0,
                             "total": round(time.perf_counter() - started, 3)},
         "files": {"summary": str(run_dir / "summary.json"), "history_csv": str(run_dir / "history.csv"),
-                  "curves_png": str(curves) if curves else None, "rejects_csv": data.get("rejects_csv"),
-                  "data_report": data.get("data_report"),
+                  "curves_png": str(curves) if curves else None, "rejects_csv": data.summary.get("rejects_csv"),
+                  "data_report": data.summary.get("data_report"),
                   "cross_validation": str(run_dir / "cross_validation.json") if cross_validation else None,
                   "reference_stats": str(run_dir / "reference_stats.json"),
                   "config": str(run_dir / ".hydra" / "config.yaml"),
@@ -168,14 +169,14 @@ def _train(cfg: DictConfig) -> float | None:
     }
     write_json(summary, run_dir / "summary.json")
     for logger in wandb_loggers(trainer.loggers):
-        log_run_results(logger, cfg, summary, task.sample_predictions(final["module"]))
+        log_run_results(logger, cfg, summary, task.sample_predictions(data, built))
     print_report(summary, task)
     if exported and not exported["parity"]["passed"]:
         raise ExportMismatch(f"onnxruntime and the trained model disagree on {exported['onnx']}: {exported['parity']}")
     return metric_value
 
 
-def print_report(summary: dict[str, Any], task: Any) -> None:
+def print_report(summary: dict[str, Any], task: Task) -> None:
     """The end-of-run report: results first, then where every file was written."""
     metrics = summary["evaluation"]["val"]["metrics"]
     monitor = summary["monitor"]
@@ -183,18 +184,7 @@ def print_report(summary: dict[str, Any], task: Any) -> None:
              "-" * 78,
              f"best {monitor['metric']} = {monitor['best']:.4f}   " + "   ".join(
                  f"{k} = {v:.4f}" for k, v in metrics.items() if k != monitor["metric"])]
-    test = summary["evaluation"].get("test")
-    if test and summary["task"] != "image_classification":
-        lines.append("held-out test: " + "   ".join(f"{k} = {v:.4f}" for k, v in test["metrics"].items()))
-    cv = summary.get("cross_validation")
-    if cv:
-        lines.append(f"{cv['folds']}-fold cross-validation (mean +- std): " + "   ".join(
-            f"{k} = {cv['mean'][k]:.4f} +- {cv['std'][k]:.4f}" for k in cv["mean"] if k != "threshold"))
-    lines.append(task.describe_data(summary["data"]))
-    if "weights" in summary and hasattr(task, "describe_weights"):
-        lines.append(task.describe_weights(summary["weights"]))
-    if summary.get("export"):
-        lines.append(task.describe_export(summary["export"]))
+    lines += task.report_lines(summary)
     lines += ["-" * 78, f"run dir            {summary['run_dir']}",
               f"best checkpoint    {summary['checkpoints']['best']}"]
     labels = {"onnx": "onnx model", "summary": "summary", "curves_png": "curves", "confusion_png": "confusion matrix",

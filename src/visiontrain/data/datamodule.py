@@ -107,10 +107,6 @@ class ImageDataModule(pl.LightningDataModule):
         self.reduce_to = reduce_to
         self.drop_last_train = drop_last_train
 
-    @property
-    def classes(self) -> list[str]:
-        return self.inventory.classes
-
     def dataset(self, split: str, train: bool = False) -> ImageDataset:
         transform = self.train_transform if train else self.eval_transform
         if train:

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from visiontrain.core.files import describe, is_hidden, walk
 from visiontrain.data.duplicates import DuplicatePolicy, describe_group, resolve_duplicates
-from visiontrain.data.file_walk import describe, walk
 from visiontrain.data.image_io import why_unusable
 from visiontrain.errors import DataError
+from visiontrain.machine import available_cores
 
 log = logging.getLogger("visiontrain")
 
@@ -133,7 +134,7 @@ def build_inventory(
     else:
         raise DataError(f"unknown data format {data_format!r}; use one of {', '.join(FORMATS)}")
     files_in = len(found.candidates) + len(rejected)
-    workers = check_workers or min(8, (os.cpu_count() or 1) * 2)
+    workers = check_workers or min(8, available_cores() * 2)  # threads: decoding releases the GIL
 
     usable = _check_files(found.candidates, rejected, workers)
     if classes is not None:  # files of unknown classes are rejected as such, not compared
@@ -196,7 +197,7 @@ def _discover_class_folders(root: Path, with_splits: bool, rejected: list[Reject
         split = parts[0] if with_splits else None
         below_split = parts[1:] if with_splits else parts  # <class>/...
         if entry.is_dir:
-            if len(below_split) == 1 and not _hidden(parts) and (split in SPLITS or not with_splits):
+            if len(below_split) == 1 and not is_hidden(parts) and (split in SPLITS or not with_splits):
                 found.class_folders[(split, below_split[0])] = entry.path
             continue
         if below_split:
@@ -210,12 +211,8 @@ def _discover_class_folders(root: Path, with_splits: bool, rejected: list[Reject
     return found
 
 
-def _hidden(parts: tuple[str, ...]) -> bool:
-    return any(part.startswith(".") for part in parts)
-
-
 def _placement_problem(parts: tuple[str, ...], below_split: tuple[str, ...], with_splits: bool) -> str | None:
-    if _hidden(parts):
+    if is_hidden(parts):
         return "hidden file"
     if with_splits and parts[0] not in SPLITS:
         return "not inside a split folder (train/val/test)" if len(parts) == 1 else \

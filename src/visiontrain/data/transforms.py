@@ -1,8 +1,9 @@
 """Albumentations pipelines built from config, and the input spec (size, mean, std) they share.
 
 The input spec (``model.input``) defaults to what the weights were trained with: the packaged weights' own
-spec, else the backbone's pretrained config from timm. The eval pipeline is fixed
-(resize shorter side, centre crop, normalise) because it is also recorded in the ONNX file for deployment.
+spec, else the backbone's pretrained config, resolved by timm. The eval pipeline is fixed (resize shorter side,
+centre crop, normalise) because it is also recorded in the ONNX file for deployment; its arithmetic is
+:mod:`visiontrain.core.image_preprocess`, the same function the deploy side calls.
 """
 
 from __future__ import annotations
@@ -11,17 +12,17 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 import albumentations as A
-import cv2
+import numpy as np
 from albumentations.pytorch import ToTensorV2
 from hydra.utils import instantiate
 
-from visiontrain.deploy.image_input import normalisation_constants
+from visiontrain.core.image_preprocess import (INTERPOLATIONS, normalisation_constants, resize_and_crop,
+                                               resize_to_for)
 
 if TYPE_CHECKING:
     import torch
 
-_INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC,
-                   "area": cv2.INTER_AREA}
+_FALLBACK_DEFAULTS = {"interpolation": "bilinear"}  # for a backbone timm has no pretrained config for
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,8 @@ class InputSpec:
 
     @property
     def resize_to(self) -> int:
-        """Shorter side before the centre crop (timm's convention: size / crop_pct)."""
-        return max(self.image_size, int(round(self.image_size / self.crop_pct)))
+        """Shorter side before the centre crop (timm's convention: floor(size / crop_pct))."""
+        return resize_to_for(self.image_size, self.crop_pct)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "mean": list(self.mean), "std": list(self.std), "resize_to": self.resize_to}
@@ -49,27 +50,30 @@ def resolve_input_spec(backbone: str, image_size: int | None = None, mean: Seque
     """Fill every unset field from the weights' own spec (``weights``), else the backbone's timm pretrained config.
 
     The spec belongs to the model and its weights: weights trained on [-1, 1] inputs need mean = std = 0.5
-    whatever augmentation is chosen.
+    whatever augmentation is chosen. timm's ``resolve_data_config`` does the resolving: set values first,
+    then the pretrained config (here with the weights' spec on top), then timm's ImageNet defaults.
     """
     import timm
+    from timm.data import resolve_data_config
 
     pretrained = timm.get_pretrained_cfg(backbone)
-    defaults = pretrained.to_dict() if pretrained is not None else {}
-    defaults = {**defaults, **{k: v for k, v in (weights or {}).items() if v is not None}}
+    defaults = {**_FALLBACK_DEFAULTS, **(pretrained.to_dict() if pretrained is not None else {})}
+    defaults.update({k: v for k, v in (weights or {}).items() if v is not None})
     if "image_size" in defaults:
-        defaults["input_size"] = (3, defaults["image_size"], defaults["image_size"])
-    size = image_size or int(defaults.get("input_size", (3, 224, 224))[-1])
-    interp = interpolation or defaults.get("interpolation", "bilinear")
+        defaults["input_size"] = (3, int(defaults["image_size"]), int(defaults["image_size"]))
+    chosen = {"img_size": int(image_size) if image_size else None, "mean": mean, "std": std, "crop_pct": crop_pct,
+              "interpolation": interpolation}
+    config = resolve_data_config(args={k: v for k, v in chosen.items() if v is not None}, pretrained_cfg=defaults)
     return InputSpec(
-        image_size=int(size),
-        mean=tuple(float(v) for v in (mean or defaults.get("mean", (0.485, 0.456, 0.406)))),
-        std=tuple(float(v) for v in (std or defaults.get("std", (0.229, 0.224, 0.225)))),
-        crop_pct=float(crop_pct or defaults.get("crop_pct", 0.875)),
-        interpolation=interp if interp in _INTERPOLATIONS else "bilinear",
+        image_size=int(config["input_size"][-1]),
+        mean=tuple(float(v) for v in config["mean"]),
+        std=tuple(float(v) for v in config["std"]),
+        crop_pct=float(config["crop_pct"]),
+        interpolation=config["interpolation"] if config["interpolation"] in INTERPOLATIONS else "bilinear",
     )
 
 
-def _tensor_tail(spec: InputSpec) -> list[A.BasicTransform]:
+def _tensor_tail() -> list[A.BasicTransform]:
     """uint8 CHW tensors: normalisation happens on the device, after the copy (:func:`normalise`).
 
     Normalising in the loader workers cost them about 15% of their time and made every batch four times
@@ -79,7 +83,7 @@ def _tensor_tail(spec: InputSpec) -> list[A.BasicTransform]:
 
 
 def normalisation_tensors(mean: Sequence[float], std: Sequence[float]) -> tuple["torch.Tensor", "torch.Tensor"]:
-    """The deploy side's constants (:func:`normalisation_constants`) as (1, 3, 1, 1) float32 tensors."""
+    """The deploy side's constants (core's :func:`normalisation_constants`) as (1, 3, 1, 1) float32 tensors."""
     import torch
 
     return tuple(torch.from_numpy(v).view(1, 3, 1, 1) for v in normalisation_constants(mean, std))
@@ -101,15 +105,30 @@ def normalise(images: "torch.Tensor", mean: Sequence[float], std: Sequence[float
     return apply_normalisation(images, offset.to(images.device), scale.to(images.device))
 
 
+class EvalGeometry(A.ImageOnlyTransform):
+    """Shorter side to ``resize_to``, centre crop to ``height`` x ``width``: the deploy side's own function
+    (:func:`visiontrain.core.image_preprocess.resize_and_crop`) as an albumentations step."""
+
+    def __init__(self, resize_to: int, height: int, width: int, interpolation: str = "bilinear") -> None:
+        super().__init__(p=1.0)
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation {interpolation!r} is not one of {', '.join(INTERPOLATIONS)}")
+        self.resize_to, self.height, self.width, self.interpolation = resize_to, height, width, interpolation
+
+    def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        return resize_and_crop(img, self.resize_to, self.height, self.width, self.interpolation)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("resize_to", "height", "width", "interpolation")
+
+
 def eval_geometry(spec: InputSpec) -> list[A.BasicTransform]:
     """Resize the shorter side to ``spec.resize_to`` and centre-crop to ``spec.image_size``."""
-    interpolation = _INTERPOLATIONS[spec.interpolation]
-    return [A.SmallestMaxSize(max_size=spec.resize_to, interpolation=interpolation),
-            A.CenterCrop(height=spec.image_size, width=spec.image_size)]
+    return [EvalGeometry(spec.resize_to, spec.image_size, spec.image_size, spec.interpolation)]
 
 
 def build_eval_transform(spec: InputSpec) -> A.Compose:
-    return A.Compose(eval_geometry(spec) + _tensor_tail(spec))
+    return A.Compose(eval_geometry(spec) + _tensor_tail())
 
 
 def build_train_transform(spec: InputSpec, steps: Sequence[Any] | None) -> A.Compose:
@@ -133,4 +152,4 @@ def build_train_transform(spec: InputSpec, steps: Sequence[Any] | None) -> A.Com
     if built and not any(isinstance(t, (A.RandomResizedCrop, A.CenterCrop, A.RandomCrop, A.Resize,
                                         A.RandomSizedCrop, A.CropNonEmptyMaskIfExists)) for t in built):
         geometry = eval_geometry(spec) + built
-    return A.Compose(list(geometry) + _tensor_tail(spec))
+    return A.Compose(list(geometry) + _tensor_tail())

@@ -140,7 +140,8 @@ class OnnxModel:
     def predict_images(self, sources: Sequence[str | Path | bytes], top_k: int = 5,
                        batch_size: int = 32) -> list[dict[str, Any]]:
         """Decode, preprocess and classify ``sources`` (all must be readable images; see ImageRejected)."""
-        from visiontrain.deploy.image_input import ImageSpec, decode, preprocess
+        from visiontrain.core.image_decode import decode
+        from visiontrain.core.image_preprocess import ImageSpec, preprocess
 
         spec = ImageSpec.from_metadata(self.metadata.as_dict())
         table = spec.lookup_table()

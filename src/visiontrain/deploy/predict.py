@@ -17,7 +17,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from visiontrain.deploy.image_input import ImageRejected, ImageSpec, decode, list_images, preprocess
+from visiontrain.core.files import list_images
+from visiontrain.core.image_decode import ImageRejected, decode
+from visiontrain.core.image_preprocess import ImageSpec, preprocess
 from visiontrain.deploy.model import IMAGE, OnnxModel, batched, open_model
 from visiontrain.core.table_files import FILE_SUFFIXES
 from visiontrain.deploy.table_input import ColumnsError, TableSpec, id_columns, is_table_file, prepare, read_table

@@ -26,11 +26,12 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from visiontrain.core.image_decode import PIL_PIXEL_CAP, ImageRejected, ImageTooLarge, decode, decoded_size
+from visiontrain.core.image_preprocess import ImageSpec, preprocess
+from visiontrain.core.image_statistics import image_statistics
 from visiontrain.deploy.access import BearerAuth, load_token
 from visiontrain.deploy.batcher import Batcher
 from visiontrain.deploy.connection_deadline import deadline_protocol
-from visiontrain.deploy.image_input import (PIL_PIXEL_CAP, ImageRejected, ImageSpec, ImageTooLarge, decode,
-                                            decoded_size, preprocess, statistics)
 from visiontrain.deploy.model import IMAGE, OnnxModel, open_model
 from visiontrain.deploy.request_body import ClientError, parse_json, read_body, rejected_rows, table_rows
 from visiontrain.deploy.table_input import TableSpec, prepare_rows
@@ -230,7 +231,7 @@ def _prepare_images(uploads: list[tuple[str, bytes]], spec: ImageSpec, table: np
             rejected.append((name, str(error)))
             continue
         pixels.append(preprocess(decoded.image, spec, table))
-        stats.append(statistics(decoded))
+        stats.append(image_statistics(decoded))
     _raise_for_rejects(rejected)
     return np.stack(pixels), stats
 

@@ -1,4 +1,7 @@
-"""Check an exported ONNX file against the PyTorch model on real images (timm checks ONNX the same way)."""
+"""Check an exported ONNX file against the model it came from: on real images, or on held-out table rows.
+
+timm checks its ONNX files the same way: one batch through both, the largest difference and the decisions compared.
+"""
 
 from __future__ import annotations
 
@@ -39,3 +42,25 @@ def check_parity(onnx_path: str | Path, model: nn.Module, images: torch.Tensor, 
     if image_paths:
         report["mismatched_images"] = [p for p, same in zip(image_paths, same_top1) if not same]
     return report
+
+
+def check_table_parity(onnx_path: str | Path, feeds: dict[str, np.ndarray], expected: np.ndarray,
+                       classifier: bool, threshold: float, atol: float) -> dict[str, Any]:
+    """Run held-out rows (raw columns, ``feeds``) through onnxruntime; compare with the model's ``expected`` scores.
+
+    Classification compares probabilities and the labels at ``threshold``; regression compares predictions
+    relative to the target's scale. ``passed`` needs the difference within ``atol`` (and identical labels).
+    """
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+    got = outputs["probability" if classifier else "prediction"].astype(np.float64)
+    scale = 1.0 if classifier else max(1.0, float(np.abs(expected).max()))  # regression: relative to the target
+    difference = float(np.abs(got - expected).max() / scale) if len(got) else 0.0
+    parity: dict[str, Any] = {"rows": int(len(expected)), "source": "held-out test rows", "max_abs_diff": difference,
+                              "atol": atol}
+    if classifier:
+        parity["labels_identical"] = bool(np.array_equal(outputs["label"], (expected >= threshold)))
+    parity["passed"] = bool(difference <= atol and parity.get("labels_identical", True))
+    return parity

@@ -17,8 +17,6 @@ import onnx
 
 from visiontrain.export.onnx_export import set_metadata
 
-QUANTIZATIONS = (None, "int8")
-
 
 class _Batches:
     """onnxruntime's CalibrationDataReader protocol over preprocessed image batches."""

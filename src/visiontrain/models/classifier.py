@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import timm
 import torch
 from torch import nn
 from torchmetrics import MetricCollection
@@ -14,16 +15,18 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from visiontrain.config.targets import instantiate_trusted
 from visiontrain.data.mixup import build_mixup
 from visiontrain.data.transforms import apply_normalisation, normalisation_tensors
+from visiontrain.errors import CheckpointError
 from visiontrain.models.backbone import backbone_layer_ids, create_backbone, find_head_parameters
 from visiontrain.models.ema import build_ema
 from visiontrain.models.packaged_weights import packaged_weights
 from visiontrain.models.tta import TTA_MODES, tta_logits
 from visiontrain.models.weights import load_weights
+from visiontrain.tasks import TASK_KEY
+from visiontrain.training.checkpoints import module_from_checkpoint, read_checkpoint
 from visiontrain.training.schedule import (FineTuneSchedule, StagedLR, build_param_groups, stage_name,
                                            trainable_in_stage_two)
 
-# By design: the module normalises its own uint8 batches whatever datamodule feeds it (see normalise below).
-warnings.filterwarnings("ignore", message="You have overridden `on_after_batch_transfer` in `LightningModule`")
+TASK_NAME = "image_classification"  # recorded in every checkpoint (see visiontrain.tasks)
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "lr": 1e-3, "weight_decay": 0.05}
 
@@ -158,8 +161,9 @@ class ImageClassifier(pl.LightningModule):
         """uint8 batches from the loader to the normalised float input ``forward`` (and ONNX) take."""
         return apply_normalisation(images, self.pixel_offset, self.pixel_scale)
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Normalise on the device, after the (4x smaller) uint8 batch was copied there."""
+    def model_batch(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A loader's batch as the model takes it: uint8 images normalised on the device, after the (4x smaller)
+        uint8 batch was copied there. Every step calls it, so any loader of uint8 or float images works."""
         images, labels = batch
         return (self.normalise(images) if images.dtype == torch.uint8 else images), labels
 
@@ -194,7 +198,7 @@ class ImageClassifier(pl.LightningModule):
         return self.mixup(images, labels)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        images, labels = batch
+        images, labels = self.model_batch(batch)
         if self.mixup is not None:
             images, targets = self.mix(images, labels)
             logits = self(images)
@@ -227,7 +231,7 @@ class ImageClassifier(pl.LightningModule):
 
     def _evaluation_step(self, batch: tuple[torch.Tensor, torch.Tensor], metrics: MetricCollection,
                          prefix: str) -> None:
-        images, labels = batch
+        images, labels = self.model_batch(batch)
         logits = self.predict_logits(images)
         self.log(f"{prefix}loss", nn.functional.cross_entropy(logits, labels), prog_bar=prefix == "val/",
                  sync_dist=True)
@@ -251,6 +255,9 @@ class ImageClassifier(pl.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._finish_confusion()
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[TASK_KEY] = TASK_NAME
+
     # ----- optimisation ----------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         settings = dict(self.hparams.optimizer or DEFAULT_OPTIMIZER)
@@ -264,3 +271,21 @@ class ImageClassifier(pl.LightningModule):
                             self.schedule.warmup_epochs, self.schedule.min_lr_ratio) for g in groups]
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def load_classifier(ckpt_path: str | Path, tta: str = "none", checkpoint: dict[str, Any] | None = None
+                    ) -> ImageClassifier:
+    """A trained classifier from a visiontrain checkpoint, without the hub or the original weights file.
+
+    The file is read as plain data (:func:`read_checkpoint`) and the model rebuilt from our class; a backbone
+    name that would fetch anything (``hf-hub:``, ``local-dir:``) is refused. ``tta``: the test-time augmentation
+    its evaluation steps use (see :mod:`visiontrain.models.tta`).
+    """
+    checkpoint = checkpoint if checkpoint is not None else read_checkpoint(ckpt_path)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    backbone = hparams.get("backbone")
+    if not isinstance(backbone, str) or ":" in backbone or not timm.is_model(backbone):
+        raise CheckpointError(f"ckpt={ckpt_path}: not an image checkpoint of a timm architecture "
+                              f"(backbone {backbone!r})")
+    return module_from_checkpoint(ImageClassifier, checkpoint, ckpt_path, pretrained=False, weights_file=None,
+                                  weights=None, tta=tta)

@@ -9,11 +9,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from visiontrain.core.files import IMAGE_SUFFIXES, list_images
+from visiontrain.core.image_decode import ImageRejected, decode
+from visiontrain.core.image_statistics import IMAGE_STATISTICS, image_statistics
 from visiontrain.core.table_values import ModelInputs, is_yes_no_column, model_inputs
-from visiontrain.deploy.image_input import list_images
-from visiontrain.monitoring.reference import IMAGE_STATISTICS, image_statistics
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 def table_inputs(frame: pd.DataFrame, reference_inputs: dict[str, Any]) -> ModelInputs:
@@ -31,18 +30,19 @@ def table_inputs(frame: pd.DataFrame, reference_inputs: dict[str, Any]) -> Model
 
 
 def image_inputs(folder: Path, limit: int | None = None) -> tuple[dict[str, Any], list[Path], list[tuple[str, str]]]:
-    """Input statistics of every readable image under ``folder``; unreadable files are listed, not fatal."""
-    from visiontrain.data.image_io import open_rgb
+    """Input statistics of every readable image under ``folder``; unreadable files are listed, not fatal.
 
+    Decoded at full size, as the reference was (:meth:`visiontrain.tasks.image.ImageTask.reference_stats`).
+    """
     files, skipped = list_images(Path(folder), IMAGE_SUFFIXES)
     rows, used = [], []
     rejected = [(str(path), reason) for path, reason in skipped]
     for path in files[:limit] if limit else files:
         try:
-            rows.append(image_statistics(open_rgb(path)))
+            rows.append(image_statistics(decode(path)))
             used.append(path)
-        except Exception as error:  # noqa: BLE001 - any decoding failure is a reason, not a crash
-            rejected.append((str(path), f"{type(error).__name__}: {error}"))
+        except ImageRejected as error:  # the reason, as training's rejects.csv words it
+            rejected.append((str(path), str(error)))
     inputs = {name: np.array([row[name] for row in rows]) for name in IMAGE_STATISTICS}
     return inputs, used, rejected
 

@@ -2,7 +2,7 @@
 
 Stored in the run dir (``reference_stats.json``) and inside the ONNX file's metadata, so ``visiontrain drift``
 works from either. Built from plain numpy / pandas / PIL values: the inference side computes the same summaries
-of incoming data with the same functions.
+of incoming data with the same functions (one image's statistics: :mod:`visiontrain.core.image_statistics`).
 """
 
 from __future__ import annotations
@@ -12,18 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from visiontrain.core.image_statistics import IMAGE_STATISTICS
 from visiontrain.monitoring.statistics import categorical_reference, numeric_reference
 
-IMAGE_STATISTICS = ("width", "height", "brightness", "mean_r", "mean_g", "mean_b")
 MAX_IMAGES = 500  # images decoded for the input statistics: enough for stable deciles, cheap on any dataset
-
-
-def image_statistics(image: Any) -> dict[str, float]:
-    """Size, brightness and colour of one RGB PIL image (values in 0-1)."""
-    pixels = np.asarray(image, dtype=np.float32) / 255.0
-    return {"width": float(image.width), "height": float(image.height), "brightness": float(pixels.mean()),
-            "mean_r": float(pixels[..., 0].mean()), "mean_g": float(pixels[..., 1].mean()),
-            "mean_b": float(pixels[..., 2].mean())}
 
 
 def image_inputs_reference(rows: Iterable[dict[str, float]]) -> dict[str, Any]:

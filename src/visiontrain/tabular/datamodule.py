@@ -12,14 +12,13 @@ class TabularDataModule(pl.LightningDataModule):
     """Train, val and test arrays in memory; tabular batches are cheap, so no worker processes."""
 
     def __init__(self, splits: dict[str, tuple[np.ndarray, np.ndarray]], batch_size: int = 256,
-                 seed: int = 0) -> None:
+                 seed: int = 0, shuffle_train: bool = True) -> None:
+        """``shuffle_train=False``: training rows in table order, none dropped (a scikit-learn fit sees them all)."""
         super().__init__()
         self.splits = splits
         self.batch_size = batch_size
         self.seed = seed
-
-    def arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        return self.splits[split]
+        self.shuffle_train = shuffle_train
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         features, target = self.splits[split]
@@ -31,7 +30,7 @@ class TabularDataModule(pl.LightningDataModule):
                           drop_last=drop_last)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self._loader("train", shuffle=self.shuffle_train)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)

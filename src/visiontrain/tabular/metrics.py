@@ -8,8 +8,6 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-CLASSIFICATION_METRICS = ("acc", "precision", "recall", "f1", "roc_auc", "pr_auc")
-REGRESSION_METRICS = ("mse", "rmse", "mae", "r2")
 THRESHOLD_METRICS = ("f1", "acc", "precision", "recall", "balanced_acc")
 
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from visiontrain.config.targets import instantiate_trusted
 from visiontrain.errors import CheckpointError
+from visiontrain.tasks import TASK_KEY
 from visiontrain.tabular.metrics import binary_metrics, regression_metrics, tune_threshold
 from visiontrain.training.checkpoints import module_from_checkpoint, read_checkpoint
 
@@ -29,6 +30,7 @@ TRUSTED_SKOPS_TYPES = ["numpy.dtype", "sklearn.tree._tree.Tree", "sklearn._loss.
                        "sklearn._loss.link.LogitLink", "sklearn._loss.link.Interval",
                        "sklearn.ensemble._gb.VerboseReporter"]
 CHECKPOINT_KEY = "visiontrain_tabular"
+TASK_NAME = "tabular"  # recorded in every checkpoint (see visiontrain.tasks)
 
 
 def dump_sklearn(obj: Any) -> bytes:
@@ -52,7 +54,8 @@ class TabularModel(pl.LightningModule):
 
     def __init__(self, task_type: str, class_names: list[str] | None, feature_names: list[str],
                  threshold_metric: str = "f1", target_scale: tuple[float, float] = (0.0, 1.0),
-                 run_config: dict[str, Any] | None = None) -> None:
+                 run_config: dict[str, Any] | None = None, feature_pipeline: Pipeline | None = None) -> None:
+        """``feature_pipeline``: the fitted preprocessing, saved with the model (skops) and exported with it."""
         super().__init__()
         self.task_type = task_type
         self.class_names = list(class_names or [])
@@ -60,7 +63,7 @@ class TabularModel(pl.LightningModule):
         self.threshold_metric = threshold_metric
         self.threshold = 0.5
         self.target_mean, self.target_std = map(float, target_scale)
-        self.feature_pipeline: Pipeline | None = None
+        self.feature_pipeline = feature_pipeline
         self._outputs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {"val": [], "test": []}
         self.last_scores: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -113,6 +116,7 @@ class TabularModel(pl.LightningModule):
 
     # ----- what the checkpoint carries besides weights -----------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[TASK_KEY] = TASK_NAME
         checkpoint[CHECKPOINT_KEY] = {"threshold": self.threshold, "pipeline": dump_sklearn(self.feature_pipeline),
                                       **self._extra_state()}
 
@@ -144,7 +148,7 @@ class TabularMLP(TabularModel):
                  positive_weight: float | None = None, optimizer: dict[str, Any] | None = None,
                  cosine: bool = True, **shared: Any) -> None:
         super().__init__(**shared)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["feature_pipeline"])
         layers: list[nn.Module] = []
         width = in_features
         for size in hidden:
@@ -185,21 +189,45 @@ class TabularMLP(TabularModel):
 
 
 class EstimatorModel(TabularModel):
-    """A scikit-learn estimator fitted in one training epoch on all training rows."""
+    """A scikit-learn estimator fitted in one training epoch on all training rows.
+
+    The rows come as the training loader's batches, like any model's (an unshuffled loader that drops nothing:
+    see ``TabularDataModule(shuffle_train=False)``); they are gathered over the epoch and the estimator is fitted
+    once, on every row, before the epoch's validation scores it.
+    """
 
     kind = "estimator"
 
     def __init__(self, estimator: dict[str, Any], balanced: bool = False, **shared: Any) -> None:
         super().__init__(**shared)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["feature_pipeline"])
         self.automatic_optimization = False
         self.estimator = instantiate_trusted(estimator, "estimator", "model.estimator")
         self.fitted = False
+        self._training_rows: list[tuple[np.ndarray, np.ndarray]] = []
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        if self.fitted:
-            return None
-        features, target = self.trainer.datamodule.arrays("train")
+        if not self.fitted:
+            features, target = batch
+            self._training_rows.append((features.detach().cpu().numpy(), target.detach().cpu().numpy()))
+        return None
+
+    def on_validation_epoch_start(self) -> None:
+        self._fit_gathered_rows()  # Lightning validates inside the training epoch, before its end hook
+
+    def on_test_epoch_start(self) -> None:
+        self._fit_gathered_rows()
+
+    def on_train_epoch_end(self) -> None:
+        self._fit_gathered_rows()
+
+    def _fit_gathered_rows(self) -> None:
+        """Fit once, on all the rows the first training epoch gave."""
+        if self.fitted or not self._training_rows:
+            return
+        features = np.concatenate([f for f, _ in self._training_rows])
+        target = np.concatenate([t for _, t in self._training_rows])
+        self._training_rows = []
         weights = None
         if self.hparams.balanced and self.is_classifier:
             from sklearn.utils.class_weight import compute_sample_weight
@@ -209,7 +237,6 @@ class EstimatorModel(TabularModel):
             warnings.simplefilter("ignore")  # convergence chatter: the metrics tell whether it fitted
             self.estimator.fit(features, target, sample_weight=weights)
         self.fitted = True
-        return None
 
     def configure_optimizers(self) -> None:
         return None
@@ -248,4 +275,4 @@ def load_tabular_model(ckpt_path: str | Path, checkpoint: dict[str, Any] | None 
     if "task_type" not in hparams:
         raise CheckpointError(f"ckpt={ckpt_path}: not a tabular checkpoint (no task_type)")
     kind = "estimator" if "estimator" in hparams else "mlp"
-    return module_from_checkpoint(MODEL_CLASSES[kind], checkpoint, ckpt_path)
+    return module_from_checkpoint(MODEL_CLASSES[kind], checkpoint, ckpt_path, feature_pipeline=None)

@@ -1,18 +1,40 @@
-"""Tasks plug into the one runner: each says how to prepare its data, build a model, evaluate and export."""
+"""Tasks plug into the one runner through the contract in :mod:`visiontrain.tasks.base`.
+
+The task type is decided here and nowhere else: from ``task`` in a config when training, and from the name a
+checkpoint records (``visiontrain_task``) when evaluating or exporting it.
+"""
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+import importlib
+from typing import Any
 
-TASKS = ("image_classification", "tabular")
+from visiontrain.errors import CheckpointError
+
+# task name -> "module:class"; a task's module (and its training libraries) is imported only when it runs
+TASKS = {"image_classification": "visiontrain.tasks.image:ImageTask",
+         "tabular": "visiontrain.tasks.tabular:TabularTask"}
+TASK_KEY = "visiontrain_task"  # where a checkpoint records its task's name
 
 
-def build_task(cfg: DictConfig):
-    """The task a config describes: ``task: image_classification`` (default) or ``task: tabular``."""
-    if cfg.get("task", "image_classification") == "tabular":
-        from visiontrain.tasks.tabular import TabularTask
+def task_class(name: str) -> type:
+    """The task class registered under ``name``."""
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}: one of {', '.join(TASKS)}")
+    module, cls = TASKS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
 
-        return TabularTask(cfg)
-    from visiontrain.tasks.image import ImageTask
 
-    return ImageTask(cfg)
+def task_for_config(cfg: Any) -> Any:
+    """The task a training config describes: ``task: image_classification`` (default) or ``task: tabular``."""
+    return task_class(str(cfg.get("task", "image_classification")))(cfg)
+
+
+def task_name_of(checkpoint: dict[str, Any], path: Any = "") -> str:
+    """The task a checkpoint was trained by, as it records it (checkpoints written before it did: by their hparams)."""
+    name = checkpoint.get(TASK_KEY)
+    if name is None:
+        name = "tabular" if "task_type" in (checkpoint.get("hyper_parameters") or {}) else "image_classification"
+    if name not in TASKS:
+        raise CheckpointError(f"ckpt={path}: records an unknown task {name!r}")
+    return str(name)

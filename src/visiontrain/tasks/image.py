@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
-import timm
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,16 +19,15 @@ from visiontrain.data.datamodule import (ImageDataModule, class_weights, process
 from visiontrain.data.duplicates import DuplicatePolicy
 from visiontrain.data.inventory import Inventory, build_inventory
 from visiontrain.data.mixup import mixup_enabled
-from visiontrain.data.transforms import (InputSpec, build_eval_transform, build_train_transform, normalise,
-                                         resolve_input_spec)
-from visiontrain.errors import CheckpointError, ConfigError
-from visiontrain.export.onnx_export import export_onnx
-from visiontrain.export.parity import check_parity
-from visiontrain.models.classifier import ImageClassifier
+from visiontrain.data.transforms import InputSpec, build_eval_transform, build_train_transform, resolve_input_spec
+from visiontrain.errors import ConfigError
+from visiontrain.export.image_export import export_image_checkpoint, model_inputs
+from visiontrain.models.classifier import ImageClassifier, load_classifier
 from visiontrain.models.weight_source import WeightSource, weight_source
 from visiontrain.redaction import config_without_secrets
-from visiontrain.training.checkpoints import module_from_checkpoint, read_checkpoint
-from visiontrain.training.reports import write_confusion
+from visiontrain.tasks.base import BuiltModel, PreparedData
+from visiontrain.training.hardware import build_trainer
+from visiontrain.training.reports import write_confusion, write_json
 
 log = logging.getLogger("visiontrain")
 
@@ -74,24 +73,6 @@ def datamodule_for(inventory: Inventory, spec: InputSpec, data_cfg: DictConfig |
                            drop_last_train=drop_last_train)
 
 
-def load_classifier(ckpt_path: str | Path, tta: str = "none", checkpoint: dict[str, Any] | None = None
-                    ) -> ImageClassifier:
-    """A trained classifier from a visiontrain checkpoint, without the hub or the original weights file.
-
-    The file is read as plain data (:func:`read_checkpoint`) and the model rebuilt from our class; a backbone
-    name that would fetch anything (``hf-hub:``, ``local-dir:``) is refused. ``tta``: the test-time augmentation
-    its evaluation steps use (see :mod:`visiontrain.models.tta`).
-    """
-    checkpoint = checkpoint if checkpoint is not None else read_checkpoint(ckpt_path)
-    hparams = checkpoint.get("hyper_parameters") or {}
-    backbone = hparams.get("backbone")
-    if not isinstance(backbone, str) or ":" in backbone or not timm.is_model(backbone):
-        raise CheckpointError(f"ckpt={ckpt_path}: not an image checkpoint of a timm architecture "
-                              f"(backbone {backbone!r})")
-    return module_from_checkpoint(ImageClassifier, checkpoint, ckpt_path, pretrained=False, weights_file=None,
-                                  weights=None, tta=tta)
-
-
 def evaluation_report(trainer: pl.Trainer, module: ImageClassifier, datamodule: ImageDataModule,
                       ckpt_path: str | None, split: str, out_dir: Path) -> dict[str, Any]:
     """Validate (or test) ``ckpt_path`` and write the confusion matrix and per-class metrics."""
@@ -116,206 +97,127 @@ def check_mixup_data(inventory: Inventory, batch_size: int, processes: int = 1) 
                           f"data.batch_size={max(2, per_process - per_process % 2)} (even), or augment.mixup off")
 
 
-def export_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: ImageDataModule | None,
-                      parity_images: int, atol: float, opset: int, metric: dict[str, Any] | None,
-                      extra_metadata: dict[str, Any] | None = None, quantize: str | None = None,
-                      calibration_images: int = 128) -> dict[str, Any]:
-    """Export ``ckpt_path`` to ONNX (metadata inside) and check onnxruntime against PyTorch on real images.
+@dataclass(frozen=True, kw_only=True)
+class ImageData(PreparedData):
+    """The checked inventory of image files and, with ``data.balance=loss_weights``, the class weights."""
 
-    ``quantize="int8"`` also writes ``<name>.int8.onnx``, calibrated on training images and compared with the
-    float file on the validation images. With ``model.ema`` on, the EMA weights are exported (and checked).
-    """
-    module = load_classifier(ckpt_path).eval()
-    model = module.evaluation_model()
-    spec = module.hparams.input_spec
-    metadata = {
-        "task": "image_classification", "class_names": module.class_names, "input_name": "image",
-        "input_size": [3, spec["image_size"], spec["image_size"]], "mean": spec["mean"], "std": spec["std"],
-        "resize_to": spec["resize_to"], "crop": "center", "interpolation": spec["interpolation"],
-        "pixel_scale": "RGB uint8 / 255, then (x - mean) / std, NCHW float32",
-        "backbone": module.hparams.backbone, "source_checkpoint": str(Path(ckpt_path).resolve()),
-        "metric": metric or {}, "weights_averaged": module.ema is not None, "visiontrain_version": _version(),
-        **(extra_metadata or {}),
-    }
-    started = time.perf_counter()
-    export_onnx(model, onnx_path, int(spec["image_size"]), metadata, opset=opset)
-    images, paths = _parity_batch(datamodule, parity_images, spec)
-    parity = check_parity(onnx_path, model, images, atol=atol, image_paths=paths)
-    result = {"onnx": str(onnx_path), "parity": parity, "metadata": metadata}
-    if quantize == "int8":
-        result["int8"] = int8_copy(onnx_path, datamodule, spec, calibration_images)
-    return {**result, "seconds": round(time.perf_counter() - started, 3)}
+    inventory: Inventory
+    class_weights: list[float] | None = None
 
 
-def model_inputs(datamodule: ImageDataModule, split: str, indices: Any, spec: dict[str, Any]) -> torch.Tensor:
-    """Images of ``split`` through the eval transform, normalised: exactly what the model sees in validation."""
-    dataset = datamodule.dataset(split)
-    return normalise(torch.stack([dataset[int(i)][0] for i in indices]), spec["mean"], spec["std"])
+@dataclass(frozen=True, kw_only=True)
+class ImageModel(BuiltModel):
+    """A classifier and its datamodule, with the input size and the weight source ``build`` decided."""
 
-
-def int8_copy(onnx_path: Path, datamodule: ImageDataModule | None, spec: dict[str, Any], calibration_images: int,
-              evaluation_images: int = 1000) -> dict[str, Any]:
-    """``model.int8.onnx`` next to ``onnx_path``: calibrated on training images, scored on validation images."""
-    from visiontrain.export.quantize import compare_outputs, quantize_int8
-
-    if datamodule is None or not datamodule.inventory.splits.get("train"):
-        raise ConfigError("export.quantize", "int8 calibration needs the training images, which are not available",
-                          "export.quantize=null, or export from a run whose data is still in place")
-    train, val = datamodule.inventory.splits["train"], datamodule.inventory.splits["val"]
-    pick = np.linspace(0, len(train) - 1, min(calibration_images, len(train))).astype(int)
-    calibration = model_inputs(datamodule, "train", pick, spec).numpy()  # eval transform: no augmentation
-    count = min(evaluation_images, len(val))
-    images = model_inputs(datamodule, "val", range(count), spec).numpy()
-    labels = np.array([val[i].label for i in range(count)])
-    int8_path = onnx_path.with_suffix(".int8.onnx")
-    started = time.perf_counter()
-    quantize_int8(onnx_path, int8_path, calibration)
-    seconds = round(time.perf_counter() - started, 3)
-    return {"onnx": str(int8_path), "calibration_images": len(calibration), "quantize_seconds": seconds,
-            **compare_outputs(onnx_path, int8_path, images, labels)}
-
-
-def _parity_batch(datamodule: ImageDataModule | None, count: int, spec: dict[str, Any]) -> tuple[torch.Tensor, list[str]]:
-    size = int(spec["image_size"])
-    if datamodule is None or count <= 0:
-        return torch.randn(max(count, 2), 3, size, size, generator=torch.Generator().manual_seed(0)), []
-    samples = datamodule.inventory.splits["val"][:count]
-    return model_inputs(datamodule, "val", range(len(samples)), spec), [s.path for s in samples]
-
-
-def _version() -> str:
-    from visiontrain import __version__
-
-    return __version__
+    spec: InputSpec
+    source: WeightSource
 
 
 class ImageTask:
-    """How the runner builds, evaluates and exports an image classifier."""
+    """How the runner builds, evaluates and exports an image classifier (see :class:`~visiontrain.tasks.base.Task`)."""
 
     name = "image_classification"
-
-    def __init__(self, cfg: DictConfig) -> None:
-        self.cfg = cfg
-        self.inventory: Inventory | None = None
-        self.datamodule: ImageDataModule | None = None
-        self.source: WeightSource | None = None  # where the starting weights came from, set by build()
-
     curve_metric = "acc"
     report_split = "val"  # whose confusion matrix the report points at
 
-    def prepare(self, run_dir: Path, is_main_process: bool) -> dict[str, Any]:
+    def __init__(self, cfg: DictConfig) -> None:
+        self.cfg = cfg
+
+    def prepare(self, run_dir: Path, is_main_process: bool) -> ImageData:
         """Check every file once: the inventory, its counts and the rejects report."""
         cfg = self.cfg
         started = time.perf_counter()
-        self.inventory = scan(cfg.data, int(cfg.seed))
+        inventory = scan(cfg.data, int(cfg.seed))
         if is_main_process:
-            self.inventory.write_rejects(run_dir / "rejects.csv")
-        if cfg.monitor.metric == "val/acc_top5" and len(self.inventory.classes) <= 5:
+            inventory.write_rejects(run_dir / "rejects.csv")
+        if cfg.monitor.metric == "val/acc_top5" and len(inventory.classes) <= 5:
             raise ConfigError("monitor.metric", f"top-5 accuracy needs more than 5 classes; the data has "
-                              f"{len(self.inventory.classes)}", "monitor.metric=val/acc")
-        self.class_weights = class_weights(self.inventory) if cfg.data.balance == "loss_weights" else None
-        return {"root": self.inventory.root, "format": self.inventory.format, "classes": self.inventory.classes,
-                **self.inventory.counts(), "class_weights": self.class_weights,
-                "rejects_csv": str(run_dir / "rejects.csv"), "seconds": round(time.perf_counter() - started, 3)}
+                              f"{len(inventory.classes)}", "monitor.metric=val/acc")
+        weights = class_weights(inventory) if cfg.data.balance == "loss_weights" else None
+        summary = {"root": inventory.root, "format": inventory.format, "classes": inventory.classes,
+                   **inventory.counts(), "class_weights": weights, "rejects_csv": str(run_dir / "rejects.csv"),
+                   "seconds": round(time.perf_counter() - started, 3)}
+        return ImageData(summary=summary, inventory=inventory, class_weights=weights)
 
-    @staticmethod
-    def describe_data(data: dict[str, Any]) -> str:
-        classes = ", ".join(f"{name} ({count})" for name, count in data["per_class"]["train"].items())
-        return (f"data: {data['files_in']} files in, {data['files_used']} used, {data['files_rejected']} rejected "
-                f"({data['rejects_csv']}); classes: {classes}")
-
-    def folds(self) -> list:
-        return []  # one split: the folders' own (or a seeded stratified) train/val
-
-    def final_split(self) -> None:
-        return None
-
-    def trainer_overrides(self) -> dict[str, Any]:
-        return {}
-
-    def build(self, split: None = None) -> tuple[ImageDataModule, ImageClassifier]:
+    def build(self, data: ImageData, split: None = None) -> ImageModel:
+        """The classifier on its starting weights and the datamodule of the inventory's own split."""
         cfg = self.cfg
-        self.spec = input_spec_from(cfg)
+        spec = input_spec_from(cfg)
         mixup = OmegaConf.to_container(cfg.augment.mixup, resolve=True) if "mixup" in cfg.augment else None
         mixing = mixup_enabled(mixup)
         if mixing:
-            check_mixup_data(self.inventory, int(cfg.data.batch_size), processes_per_node(cfg.trainer))
-        self.datamodule = datamodule_for(self.inventory, self.spec, cfg.data, int(cfg.seed),
-                                         train_steps_for(cfg, self.spec), cfg.trainer, drop_last_train=mixing)
-        self.source = source = weight_source(cfg.model)
+            check_mixup_data(data.inventory, int(cfg.data.batch_size), processes_per_node(cfg.trainer))
+        datamodule = datamodule_for(data.inventory, spec, cfg.data, int(cfg.seed), train_steps_for(cfg, spec),
+                                    cfg.trainer, drop_last_train=mixing)
+        source = weight_source(cfg.model)
         if not source.pretrained and int(cfg.schedule.freeze_epochs) > 0:  # an image run builds its model once
             log.warning("schedule.freeze_epochs=%d freezes a backbone that got no pretrained weights: its random "
                         "features cannot be fitted by the head alone. Use schedule=full_finetune, or give it "
                         "weights (model.weights=..., model.pretrained=true or model.weights_file=...)",
                         int(cfg.schedule.freeze_epochs))
         module = ImageClassifier(
-            backbone=source.backbone, class_names=self.inventory.classes, input_spec=self.spec.to_dict(),
+            backbone=source.backbone, class_names=data.inventory.classes, input_spec=spec.to_dict(),
             pretrained=source.kind == "hub", weights_file=source.file,
             weights=source.packaged.name if source.packaged else None,
             drop_rate=float(cfg.model.drop_rate), label_smoothing=float(cfg.model.label_smoothing),
-            class_weights=self.class_weights, optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
+            class_weights=data.class_weights, optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
             schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
             run_config=config_without_secrets(cfg), mixup=mixup if mixing else None,
             ema=OmegaConf.to_container(cfg.model.ema, resolve=True) if "ema" in cfg.model else None)
         if module.weights_report:
             log.info(module.weights_report["summary"])
-        return self.datamodule, module
+        return ImageModel(datamodule=datamodule, module=module, spec=spec, source=source)
 
-    def info(self, module: ImageClassifier) -> dict[str, Any]:
-        source = self.source  # decided by build()
+    def info(self, data: ImageData, built: ImageModel) -> dict[str, Any]:
+        source, module = built.source, built.module
         weights = {**source.describe(), **(module.weights_report or {})}
         if source.kind == "hub":
             weights["source"] = f"hub: {source.backbone}"
-        return {"input_spec": self.spec.to_dict(), "parameters": module.parameter_counts(), "weights": weights}
+        return {"input_spec": built.spec.to_dict(), "parameters": module.parameter_counts(), "weights": weights}
 
-    @staticmethod
-    def describe_weights(weights: dict[str, Any]) -> str:
-        if weights.get("summary"):
-            return weights["summary"]
-        return "weights: from the hub" if weights.get("kind") == "hub" else "weights: none, trained from scratch"
-
-    def evaluate(self, trainer: pl.Trainer, module: ImageClassifier, ckpt_path: str | None,
-                 run_dir: Path) -> dict[str, Any]:
-        report = {"val": evaluation_report(trainer, module, self.datamodule, ckpt_path, "val", run_dir)}
-        if "test" in self.inventory.splits:
-            report["test"] = evaluation_report(trainer, module, self.datamodule, ckpt_path, "test", run_dir)
+    def evaluate(self, trainer: pl.Trainer, data: ImageData, built: ImageModel, ckpt_path: str | None,
+                 out_dir: Path) -> dict[str, Any]:
+        report = {"val": evaluation_report(trainer, built.module, built.datamodule, ckpt_path, "val", out_dir)}
+        if "test" in data.inventory.splits:
+            report["test"] = evaluation_report(trainer, built.module, built.datamodule, ckpt_path, "test", out_dir)
         return report
 
-    def export(self, ckpt_path: str, run_dir: Path, metric: dict[str, Any],
-               extra_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    def export(self, data: ImageData, built: ImageModel, ckpt_path: str, run_dir: Path, metric: dict[str, Any],
+               extra_metadata: dict[str, Any]) -> dict[str, Any]:
         e = self.cfg.export
-        return export_checkpoint(ckpt_path, run_dir / "model.onnx", self.datamodule, int(e.parity_images),
-                                 float(e.atol), int(e.opset), metric, extra_metadata, e.get("quantize"),
-                                 int(e.get("calibration_images", 128)))
+        return export_image_checkpoint(ckpt_path, run_dir / "model.onnx", built.datamodule, int(e.parity_images),
+                                       float(e.atol), int(e.opset), metric, extra_metadata, e.get("quantize"),
+                                       int(e.get("calibration_images", 128)))
 
-    def reference_stats(self, module: ImageClassifier) -> dict[str, Any]:
+    def reference_stats(self, data: ImageData, built: ImageModel) -> dict[str, Any]:
         """Input statistics of (up to 500) training images and the model's outputs on validation images."""
-        from visiontrain.data.image_io import open_rgb
-        from visiontrain.monitoring.reference import (MAX_IMAGES, image_inputs_reference, image_statistics,
-                                                      outputs_reference)
+        from visiontrain.core.image_decode import decode
+        from visiontrain.core.image_statistics import image_statistics
+        from visiontrain.monitoring.reference import MAX_IMAGES, image_inputs_reference, outputs_reference
 
-        train = self.inventory.splits["train"]
+        train = data.inventory.splits["train"]
         chosen = [train[i] for i in np.linspace(0, len(train) - 1, min(MAX_IMAGES, len(train))).astype(int)]
-        inputs = image_inputs_reference(image_statistics(open_rgb(sample.path)) for sample in chosen)
-        count = min(MAX_IMAGES, len(self.inventory.splits["val"]))
+        inputs = image_inputs_reference(image_statistics(decode(sample.path)) for sample in chosen)
+        count = min(MAX_IMAGES, len(data.inventory.splits["val"]))
         probabilities = []
-        module = module.eval().to("cpu")
-        spec = self.spec.to_dict()
+        module = built.module.eval().to("cpu")
+        spec = built.spec.to_dict()
         with torch.no_grad():
             for start in range(0, count, 64):
-                batch = model_inputs(self.datamodule, "val", range(start, min(start + 64, count)), spec)
+                batch = model_inputs(built.datamodule, "val", range(start, min(start + 64, count)), spec)
                 probabilities.append(torch.softmax(module.evaluation_model()(batch), dim=-1))  # uncompiled, CPU
         confidence, predicted = torch.cat(probabilities).max(dim=-1)
         return {"task": self.name, "inputs": inputs, "inputs_from": f"{len(chosen)} training images",
                 "outputs": outputs_reference(module.class_names, predicted.numpy(), confidence.numpy()),
                 "outputs_from": f"{count} validation images"}
 
-    def sample_predictions(self, module: ImageClassifier, count: int = 16) -> list[dict[str, Any]]:
+    def sample_predictions(self, data: ImageData, built: ImageModel, count: int = 16) -> list[dict[str, Any]]:
         """The first ``count`` validation images with true and predicted class, for the tracker."""
-        dataset = self.datamodule.dataset("val")
+        dataset = built.datamodule.dataset("val")
         indices = range(min(count, len(dataset)))
         images = torch.stack([dataset[i][0] for i in indices])  # uint8, as the loader gives them
         labels = [int(dataset[i][1]) for i in indices]
+        module = built.module
         with torch.no_grad():
             model = module.eval().to("cpu").evaluation_model()  # uncompiled: compiled would recompile for the CPU
             probabilities = torch.softmax(model(module.normalise(images)), dim=-1)
@@ -329,6 +231,19 @@ class ImageTask:
                             "confidence": round(float(confidence), 4)})
         return samples
 
+    # ----- the report ------------------------------------------------------------------------------------
+    @staticmethod
+    def describe_data(data: dict[str, Any]) -> str:
+        classes = ", ".join(f"{name} ({count})" for name, count in data["per_class"]["train"].items())
+        return (f"data: {data['files_in']} files in, {data['files_used']} used, {data['files_rejected']} rejected "
+                f"({data['rejects_csv']}); classes: {classes}")
+
+    @staticmethod
+    def describe_weights(weights: dict[str, Any]) -> str:
+        if weights.get("summary"):
+            return weights["summary"]
+        return "weights: from the hub" if weights.get("kind") == "hub" else "weights: none, trained from scratch"
+
     @staticmethod
     def describe_export(export: dict[str, Any]) -> str:
         parity = export["parity"]
@@ -340,3 +255,82 @@ class ImageTask:
                      f"with float on {int8['top1_agreement']:.1%} of {int8['images']} validation images, accuracy "
                      f"{int8['float_accuracy']:.4f} -> {int8['int8_accuracy']:.4f}")
         return line
+
+    def report_lines(self, summary: dict[str, Any]) -> list[str]:
+        lines = [self.describe_data(summary["data"]), self.describe_weights(summary["weights"])]
+        if summary.get("export"):
+            lines.append(self.describe_export(summary["export"]))
+        return lines
+
+    # ----- a finished checkpoint ---------------------------------------------------------------------------
+    @staticmethod
+    def _checkpoint_data(module: ImageClassifier, cfg: DictConfig, split: str
+                         ) -> tuple[ImageDataModule | None, Inventory | None]:
+        """The checkpoint's own data (same split and seed), or ``data_root`` evaluated in full."""
+        run_config = module.hparams.run_config or {}
+        data_cfg = dict(run_config.get("data", {}))
+        seed = int(run_config.get("seed", 0))
+        if cfg.get("data_root"):
+            root = Path(str(cfg.data_root)).expanduser()
+            if not root.exists():
+                raise ConfigError("data_root", f"{root} does not exist", "data_root=/path/to/images")
+            data_cfg.update(root=str(root), builtin=None, format="auto", val_fraction=1.0)
+        if not data_cfg.get("root"):
+            return None, None
+        data_cfg.update(batch_size=int(cfg.get("batch_size", data_cfg.get("batch_size", 32))), balance="none",
+                        num_workers=data_cfg.get("num_workers", "auto"))
+        inventory = scan(data_cfg, seed, classes=module.class_names, required_splits=(split,))
+        spec_fields = {k: v for k, v in module.hparams.input_spec.items() if k != "resize_to"}
+        spec = InputSpec(**{**spec_fields, "mean": tuple(spec_fields["mean"]), "std": tuple(spec_fields["std"])})
+        return datamodule_for(inventory, spec, data_cfg, seed), inventory
+
+    @classmethod
+    def evaluate_checkpoint(cls, cfg: DictConfig, ckpt: Path, checkpoint: dict[str, Any],
+                            run_dir: Path) -> float | None:
+        split, tta = str(cfg.split), str(cfg.tta)
+        module = load_classifier(ckpt, tta=tta, checkpoint=checkpoint)
+        if tta == "hflip" and float((module.hparams.run_config or {}).get("augment", {}).get("hflip_p", 0.5)) == 0:
+            log.warning("tta=hflip on a model trained without horizontal flips (augment.hflip_p=0): if a mirrored "
+                        "image means something else in this data (digits, text), use tta=none")
+        datamodule, inventory = cls._checkpoint_data(module, cfg, split)
+        if datamodule is None:
+            raise ConfigError("data_root", "the checkpoint records no data location", "data_root=/path/to/images")
+        inventory.write_rejects(run_dir / "rejects.csv")
+        trainer: pl.Trainer = build_trainer(cfg.trainer, logger=False, enable_checkpointing=False)
+        report = evaluation_report(trainer, module, datamodule, None, split, run_dir)
+        report.update(checkpoint=str(ckpt), tta=tta, weights="ema" if module.ema is not None else "trained",
+                      data=inventory.counts(), rejects_csv=str(run_dir / "rejects.csv"))
+        write_json(report, run_dir / "evaluation.json")
+        images = sum(row["support"] for row in report["per_class"])
+        views = "" if tta == "none" else f" (tta={tta}: softmax averaged over the image and its mirror)"
+        print("\n".join([f"evaluated {ckpt} on {images} {split} images{views}:",
+                         *[f"  {k} = {v:.4f}" for k, v in report["metrics"].items()],
+                         f"  written to {run_dir} (evaluation.json, confusion_matrix.csv/.png, per_class.csv, "
+                         "rejects.csv)"]))
+        return report["metrics"].get(f"{split}/acc")
+
+    @classmethod
+    def export_checkpoint(cls, cfg: DictConfig, ckpt: Path, checkpoint: dict[str, Any], output: Path,
+                          run_dir: Path) -> dict[str, Any]:
+        """Export to ONNX and check it with onnxruntime on the checkpoint's validation images."""
+        module = load_classifier(ckpt, checkpoint=checkpoint)
+        datamodule = None
+        try:
+            datamodule, _ = cls._checkpoint_data(module, cfg, "val")
+        except Exception as error:  # noqa: BLE001 - parity then falls back to random inputs, and says so
+            log.warning("no validation images for the parity check (%s); using random inputs", error)
+        quantize = cfg.get("quantize")
+        result = export_image_checkpoint(ckpt, output, datamodule, int(cfg.parity_images), float(cfg.atol),
+                                         int(cfg.opset), None, quantize=quantize,
+                                         calibration_images=int(cfg.get("calibration_images", 128)))
+        write_json(result, run_dir / "export.json")
+        parity = result["parity"]
+        print(f"exported {ckpt} -> {output}\n  parity on {parity['images']} {parity['source']}: max |logit diff| = "
+              f"{parity['max_abs_logit_diff']:.2e}, top-1 identical: {parity['top1_identical']}, "
+              f"passed: {parity['passed']}")
+        if result.get("int8"):
+            int8 = result["int8"]
+            print(f"  int8 -> {int8['onnx']}: top-1 agreement with float {int8['top1_agreement']:.1%} on "
+                  f"{int8['images']} validation images, accuracy {int8.get('float_accuracy', float('nan')):.4f} -> "
+                  f"{int8.get('int8_accuracy', float('nan')):.4f}")
+        return result

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +18,21 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from visiontrain.config.targets import UntrustedTarget, check_plain_data
+from visiontrain.errors import CheckpointError, ConfigError
+from visiontrain.export.tabular_export import export_tabular_checkpoint
+from visiontrain.redaction import config_without_secrets, redact_url
 from visiontrain.tabular.cleansing import CleaningResult, CleaningRules, cleanse
 from visiontrain.tabular.datamodule import TabularDataModule
 from visiontrain.tabular.features import FeatureOptions, build_feature_pipeline, feature_names, model_inputs, transform
-from visiontrain.redaction import config_without_secrets, redact_url
 from visiontrain.tabular.ingest import read_table, source_from_environment
 from visiontrain.tabular.metrics import confusion, plot_roc_pr
 from visiontrain.tabular.models import EstimatorModel, TabularMLP, TabularModel, load_tabular_model
 from visiontrain.tabular.schema import TableSchema
 from visiontrain.tabular.splits import Split, check_class_sizes, holdout_split, kfold_splits
-from visiontrain.training.reports import write_confusion
+from visiontrain.tasks.base import BuiltModel, PreparedData
+from visiontrain.training.hardware import build_trainer
+from visiontrain.training.reports import write_confusion, write_json
 
 log = logging.getLogger("visiontrain")
 
@@ -52,249 +57,189 @@ def load_clean_table(data_cfg: DictConfig | dict) -> tuple[CleaningResult, Table
     return cleanse(raw, schema, CleaningRules.from_config(data_cfg.get("cleaning"))), schema
 
 
-def export_tabular_checkpoint(ckpt_path: str | Path, onnx_path: Path, schema: TableSchema, rows: pd.DataFrame,
-                              atol: float, opset: int, metric: dict[str, Any] | None,
-                              extra_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Export ``ckpt_path`` (pipeline + model + threshold) to one ONNX file and check it on ``rows``."""
-    import onnxruntime as ort
-    import torch
+@dataclass(frozen=True, kw_only=True)
+class TableData(PreparedData):
+    """The cleaned table (with its original ``row`` numbers), its schema and class names."""
 
-    from visiontrain.export.tabular_onnx import (decision_graph, estimator_graph, join, onnx_feeds, pipeline_graph,
-                                                 torch_graph)
+    table: pd.DataFrame
+    schema: TableSchema
+    class_names: list[str]
 
-    started = time.perf_counter()
-    module = load_tabular_model(str(ckpt_path)).eval()
-    classifier, numeric, categorical = module.is_classifier, schema.numeric_features, schema.categorical_features
-    width = len(module.feature_names)
-    scorer = estimator_graph(module.estimator, width, classifier, opset) if isinstance(module, EstimatorModel) \
-        else torch_graph(module, width, opset)
-    hp = module.hparams
-    metadata = {"task": f"tabular_{module.task_type}", "input_columns": {**{n: "float" for n in numeric},
-                                                                        **{n: "string" for n in categorical}},
-                "column_order": list(schema.columns), "target": schema.target,
-                "positive_label": schema.positive_label, "class_names": module.class_names,
-                "threshold": module.threshold, "threshold_metric": module.threshold_metric,
-                "outputs": ["probability", "label"] if classifier else ["prediction"],
-                "missing_values": "numbers: NaN; categories: empty string",
-                "model": "estimator" if isinstance(module, EstimatorModel) else "mlp",
-                "estimator": hp.get("estimator", {}).get("_target_") if isinstance(module, EstimatorModel) else None,
-                "source_checkpoint": str(Path(ckpt_path).resolve()), "metric": metric or {},
-                **(extra_metadata or {})}
-    join(pipeline_graph(module.feature_pipeline, numeric, categorical, opset), scorer,
-         decision_graph(classifier, module.threshold, opset), metadata, onnx_path)
-
-    inputs = model_inputs(rows, schema)
-    with torch.no_grad():
-        expected = module.scores(torch.as_tensor(transform(module.feature_pipeline, rows, schema))).double().numpy()
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, onnx_feeds(inputs, numeric,
-                                                                                             categorical))))
-    got = outputs["probability" if classifier else "prediction"].astype(np.float64)
-    scale = 1.0 if classifier else max(1.0, float(np.abs(expected).max()))  # regression: relative to the target
-    difference = float(np.abs(got - expected).max() / scale) if len(got) else 0.0
-    parity: dict[str, Any] = {"rows": int(len(rows)), "source": "held-out test rows", "max_abs_diff": difference,
-                              "atol": atol}
-    if classifier:
-        parity["labels_identical"] = bool(np.array_equal(outputs["label"], (expected >= module.threshold)))
-    parity["passed"] = bool(difference <= atol and parity.get("labels_identical", True))
-    return {"onnx": str(onnx_path), "seconds": round(time.perf_counter() - started, 3), "parity": parity,
-            "metadata": metadata}
+    @property
+    def held_out(self) -> pd.DataFrame:
+        """The rows scored once and never fitted on: the final split's test part (or its val part)."""
+        split = self.final_split
+        return self.table.iloc[split.test if len(split.test) else split.val]
 
 
 class TabularTask:
-    """How the runner prepares, fits, evaluates and exports a tabular model."""
+    """How the runner prepares, fits, evaluates and exports a tabular model (see :class:`~visiontrain.tasks.base.Task`)."""
 
     name = "tabular"
     report_split = "test"  # the held-out rows: never seen while fitting, tuning or picking the checkpoint
 
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
-        self.schema: TableSchema | None = None
-        self.table: pd.DataFrame | None = None
-        self.labels: np.ndarray | None = None
-        self.final: Split | None = None
-        self.datamodule: TabularDataModule | None = None
-        self.split: Split | None = None
+        self.is_classifier = str(cfg.data.task_type) == "classification"
+        self.curve_metric = "roc_auc" if self.is_classifier else "rmse"
 
     # ----- data ------------------------------------------------------------------------------------------
-    def prepare(self, run_dir: Path, is_main_process: bool) -> dict[str, Any]:
+    def prepare(self, run_dir: Path, is_main_process: bool) -> TableData:
+        """Read and cleanse the table (rejects and data report into ``run_dir``), then split it, stratified."""
         cfg = self.cfg
         started = time.perf_counter()
-        cleaned, self.schema = load_clean_table(cfg.data)
+        cleaned, schema = load_clean_table(cfg.data)
         files = cleaned.write(run_dir) if is_main_process else {}
-        self.table = cleaned.frame.reset_index(drop=False).rename(columns={"index": "row"})
-        self.negative_label = cleaned.report["target"].get("negative_label")
-        target = self.table[self.schema.target].to_numpy()
-        self.labels = target.astype(int) if self.is_classifier else None
+        table = cleaned.frame.reset_index(drop=False).rename(columns={"index": "row"})
+        report = cleaned.report
+        class_names = self._class_names(report["target"].get("negative_label"))
+        labels = table[schema.target].to_numpy().astype(int) if self.is_classifier else None
         seed, d = int(cfg.seed), cfg.data
         if self.is_classifier:
-            check_class_sizes(self.labels, self.class_names, self.schema.target, float(d.val_fraction),
-                              float(d.test_fraction), int(cfg.get("cv", {}).get("folds", 0)))
-        self.final = holdout_split(self.labels, len(self.table), float(d.val_fraction), float(d.test_fraction), seed)
-        report = cleaned.report
-        self.data = {"source": redact_url(table_source(d)) if d.get("source") or d.get("source_env")
-                     else f"built-in {d.builtin}",
-                     "rows_in": report["rows_in"], "rows_kept": report["rows_kept"],
-                     "rows_rejected": report["rows_rejected"], "report": report,
-                     "split_rows": {"train": len(self.final.train), "val": len(self.final.val),
-                                    "test": len(self.final.test)},
-                     "classes": self.class_names, "rejects_csv": files.get("rejects"),
-                     "data_report": files.get("report_md"),
-                     "seconds": round(time.perf_counter() - started, 3)}
-        return self.data
+            check_class_sizes(labels, class_names, schema.target, float(d.val_fraction), float(d.test_fraction),
+                              int(cfg.get("cv", {}).get("folds", 0)))
+        final = holdout_split(labels, len(table), float(d.val_fraction), float(d.test_fraction), seed)
+        k = int(cfg.get("cv", {}).get("folds", 0))
+        folds = kfold_splits(labels, len(table), k, float(d.val_fraction), seed) if k >= 2 else []
+        summary = {"source": redact_url(table_source(d)) if d.get("source") or d.get("source_env")
+                   else f"built-in {d.builtin}",
+                   "rows_in": report["rows_in"], "rows_kept": report["rows_kept"],
+                   "rows_rejected": report["rows_rejected"], "report": report,
+                   "split_rows": {"train": len(final.train), "val": len(final.val), "test": len(final.test)},
+                   "classes": class_names, "rejects_csv": files.get("rejects"),
+                   "data_report": files.get("report_md"), "seconds": round(time.perf_counter() - started, 3)}
+        return TableData(summary=summary, final_split=final, folds=folds, table=table, schema=schema,
+                         class_names=class_names)
 
-    def describe_data(self, data: dict[str, Any]) -> str:
-        target = data["report"]["target"]
-        balance = f"{target['positive_rate']:.1%} positive" if self.is_classifier else \
-            f"target mean {target['mean']:.3g}"
-        return (f"data: {data['rows_in']} rows in = {data['rows_kept']} kept + {data['rows_rejected']} rejected "
-                f"({data['rejects_csv']}); {balance}; split {data['split_rows']}")
-
-    @property
-    def is_classifier(self) -> bool:
-        return str(self.cfg.data.task_type) == "classification"
-
-    @property
-    def curve_metric(self) -> str:
-        return "roc_auc" if self.is_classifier else "rmse"
-
-    @property
-    def class_names(self) -> list[str]:
+    def _class_names(self, negative_label: str | None) -> list[str]:
         if not self.is_classifier:
             return []
-        negative = getattr(self, "negative_label", None) or f"not {self.cfg.data.positive_label}"
+        negative = negative_label or f"not {self.cfg.data.positive_label}"
         return [str(negative), str(self.cfg.data.positive_label)]
 
-    def folds(self) -> list[Split]:
-        k = int(self.cfg.cv.folds)
-        if k < 2:
-            return []
-        return kfold_splits(self.labels, len(self.table), k, float(self.cfg.data.val_fraction), int(self.cfg.seed))
-
-    def final_split(self) -> Split:
-        return self.final
-
     # ----- model -----------------------------------------------------------------------------------------
-    def build(self, split: Split) -> tuple[TabularDataModule, TabularModel]:
+    def build(self, data: TableData, split: Split | None) -> BuiltModel:
         """Fit the feature pipeline on ``split.train`` only, encode every part, and build a fresh model."""
-        cfg, schema = self.cfg, self.schema
+        cfg, schema, split = self.cfg, data.schema, split or data.final_split
         options = FeatureOptions.from_config(cfg.get("features"))
         if not cfg.model.get("scale_features", True):
             options = replace(options, scale=False)
         pipeline = build_feature_pipeline(schema, options)
-        pipeline.fit(model_inputs(self.table.iloc[split.train], schema))
-        arrays = self.encode(split, pipeline).splits
-        train_target = arrays["train"][1]
-        shared = {"task_type": str(cfg.data.task_type), "class_names": self.class_names,
+        pipeline.fit(model_inputs(data.table.iloc[split.train], schema))
+        is_estimator = cfg.model.kind == "estimator"
+        datamodule = self.encode(data, split, pipeline, shuffle_train=not is_estimator)
+        train_target = datamodule.splits["train"][1]
+        shared = {"task_type": str(cfg.data.task_type), "class_names": data.class_names,
                   "feature_names": feature_names(pipeline),
                   "threshold_metric": str(cfg.decision.threshold_metric),
                   "target_scale": (float(np.mean(train_target)), float(np.std(train_target) or 1.0)),
-                  "run_config": config_without_secrets(cfg)}
+                  "run_config": config_without_secrets(cfg), "feature_pipeline": pipeline}
         balanced = str(cfg.data.balance) == "loss_weights"
         m = cfg.model
-        if m.kind == "mlp":
+        if not is_estimator:
             positives = float(np.sum(train_target == 1)) if self.is_classifier else 0.0
             weight = (len(train_target) - positives) / positives if balanced and positives else None
-            module: TabularModel = TabularMLP(in_features=arrays["train"][0].shape[1], hidden=list(m.hidden),
-                                              dropout=float(m.dropout), positive_weight=weight,
+            module: TabularModel = TabularMLP(in_features=datamodule.splits["train"][0].shape[1],
+                                              hidden=list(m.hidden), dropout=float(m.dropout),
+                                              positive_weight=weight,
                                               optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
                                               cosine=bool(m.cosine), **shared)
-        else:
-            estimator = OmegaConf.to_container(m.estimator[str(cfg.data.task_type)], resolve=True)
-            module = EstimatorModel(estimator=estimator, balanced=balanced, **shared)
-        module.feature_pipeline = pipeline
-        return self.datamodule, module
+            return BuiltModel(datamodule=datamodule, module=module)
+        estimator = OmegaConf.to_container(m.estimator[str(cfg.data.task_type)], resolve=True)
+        module = EstimatorModel(estimator=estimator, balanced=balanced, **shared)
+        # a baseline fits in one epoch; it has no learning rate to monitor
+        return BuiltModel(datamodule=datamodule, module=module, trainer_overrides={"max_epochs": 1},
+                          has_learning_rate=False)
 
-    def encode(self, split: Split, pipeline: Any) -> TabularDataModule:
-        """Every non-empty part of ``split`` through a fitted ``pipeline``, as this task's datamodule."""
-        self.split = split
-        target = self.table[self.schema.target].to_numpy()
-        arrays = {name: (transform(pipeline, self.table.iloc[index], self.schema),
+    def encode(self, data: TableData, split: Split, pipeline: Any, shuffle_train: bool = True) -> TabularDataModule:
+        """Every non-empty part of ``split`` through a fitted ``pipeline``, as a datamodule."""
+        target = data.table[data.schema.target].to_numpy()
+        arrays = {name: (transform(pipeline, data.table.iloc[index], data.schema),
                          target[index].astype(np.int64 if self.is_classifier else np.float32))
                   for name, index in (("train", split.train), ("val", split.val), ("test", split.test)) if len(index)}
-        self.datamodule = TabularDataModule(arrays, batch_size=int(self.cfg.data.batch_size), seed=int(self.cfg.seed))
-        return self.datamodule
+        return TabularDataModule(arrays, batch_size=int(self.cfg.data.batch_size), seed=int(self.cfg.seed),
+                                 shuffle_train=shuffle_train)
 
-    def trainer_overrides(self) -> dict[str, Any]:
-        """A baseline fits in one epoch; it has no learning rate to monitor."""
-        return {"max_epochs": 1} if self.cfg.model.kind == "estimator" else {}
-
-    def info(self, module: TabularModel) -> dict[str, Any]:
+    def info(self, data: TableData, built: BuiltModel) -> dict[str, Any]:
+        module = built.module
         return {"model": {"kind": str(self.cfg.model.kind), "name": str(self.cfg.model.name),
-                          "features_in": len(self.schema.columns), "features_encoded": len(module.feature_names)},
+                          "features_in": len(data.schema.columns), "features_encoded": len(module.feature_names)},
                 "parameters": module.parameter_counts()}
 
     # ----- results ---------------------------------------------------------------------------------------
-    def evaluate(self, trainer: pl.Trainer, module: TabularModel, ckpt_path: str | None,
-                 out_dir: Path, write_files: bool = True) -> dict[str, Any]:
-        """Score ``ckpt_path`` on val and test; write confusion matrix, ROC and PR curves of the test split."""
+    def evaluate(self, trainer: pl.Trainer, data: TableData, built: BuiltModel, ckpt_path: str | None,
+                 out_dir: Path) -> dict[str, Any]:
+        """Score ``ckpt_path`` on val and test; write confusion matrix, ROC and PR curves of each."""
         report: dict[str, Any] = {}
+        module, datamodule = built.module, built.datamodule
         for split, run in (("val", trainer.validate), ("test", trainer.test)):
-            if split not in self.datamodule.splits:
+            if split not in datamodule.splits:
                 continue
-            results = run(module, datamodule=self.datamodule, ckpt_path=ckpt_path, verbose=False)
-            entry: dict[str, Any] = {"split": split, "rows": len(self.datamodule.splits[split][1]),
+            results = run(module, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+            entry: dict[str, Any] = {"split": split, "rows": len(datamodule.splits[split][1]),
                                      "metrics": {k: float(v) for k, v in (results[0] if results else {}).items()}}
-            if self.is_classifier and trainer.is_global_zero and write_files:
+            if self.is_classifier and trainer.is_global_zero:
                 target, scores = module.last_scores[split]
                 prefix = "" if split == "test" else "val_"
                 matrix = confusion(target, scores, module.threshold)
-                files = write_confusion(matrix, self.class_names, out_dir, prefix=prefix, unit=f"{split} rows")
+                files = write_confusion(matrix, data.class_names, out_dir, prefix=prefix, unit=f"{split} rows")
                 files.update(plot_roc_pr(target, scores, out_dir, prefix=prefix))
                 entry.update(per_class=files.pop("per_class"), files=files, confusion_matrix=matrix.tolist(),
                              threshold=module.threshold)
             report[split] = entry
         return report
 
-    def export(self, ckpt_path: str, run_dir: Path, metric: dict[str, Any],
-               extra_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    def export(self, data: TableData, built: BuiltModel, ckpt_path: str, run_dir: Path, metric: dict[str, Any],
+               extra_metadata: dict[str, Any]) -> dict[str, Any]:
         e = self.cfg.export
-        return export_tabular_checkpoint(ckpt_path, run_dir / "model.onnx", self.schema, self._held_out_rows(),
+        return export_tabular_checkpoint(ckpt_path, run_dir / "model.onnx", data.schema, data.held_out,
                                          float(e.atol), int(e.opset), metric, extra_metadata)
 
-    def _held_out_rows(self) -> pd.DataFrame:
-        return self.table.iloc[self.final.test if len(self.final.test) else self.final.val]
-
-    def reference_stats(self, module: TabularModel) -> dict[str, Any]:
-        """Raw feature distributions of the training rows and the model's outputs on the held-out rows."""
+    def _scores(self, module: TabularModel, rows: pd.DataFrame, schema: TableSchema) -> np.ndarray:
         import torch
 
+        with torch.no_grad():
+            features = torch.as_tensor(transform(module.feature_pipeline, rows, schema))
+            return module.eval().scores(features).double().numpy()
+
+    def reference_stats(self, data: TableData, built: BuiltModel) -> dict[str, Any]:
+        """Raw feature distributions of the training rows and the model's outputs on the held-out rows."""
         from visiontrain.monitoring.reference import outputs_reference, table_inputs_reference
 
-        schema = self.schema
-        train = model_inputs(self.table.iloc[self.final.train], schema)
+        schema, module = data.schema, built.module
+        train = model_inputs(data.table.iloc[data.final_split.train], schema)
         inputs = table_inputs_reference(train, schema.numeric_features, schema.categorical_features)
-        held_out = self._held_out_rows()
-        with torch.no_grad():
-            scores = module.eval().scores(torch.as_tensor(transform(module.feature_pipeline, held_out, schema)))
-        scores = scores.double().numpy()
+        held_out = data.held_out
+        scores = self._scores(module, held_out, schema)
         predicted = (scores >= module.threshold).astype(int) if self.is_classifier else None
-        outputs = outputs_reference(self.class_names if self.is_classifier else [],
+        outputs = outputs_reference(data.class_names if self.is_classifier else [],
                                     predicted if predicted is not None else np.zeros(0), scores)
         return {"task": f"tabular_{self.cfg.data.task_type}", "inputs": inputs,
                 "inputs_from": f"{len(train)} training rows", "outputs": outputs,
                 "outputs_from": f"{len(held_out)} held-out rows"}
 
-    def sample_predictions(self, module: TabularModel, count: int = 20) -> list[dict[str, Any]]:
+    def sample_predictions(self, data: TableData, built: BuiltModel, count: int = 20) -> list[dict[str, Any]]:
         """The first ``count`` held-out rows with their raw values, true and predicted label, for the tracker."""
-        import torch
-
-        split = self.final_split()
-        index = (split.test if len(split.test) else split.val)[:count]
-        rows = self.table.iloc[index]
-        with torch.no_grad():
-            scores = module.eval().scores(torch.as_tensor(transform(module.feature_pipeline, rows, self.schema)))
+        rows, schema, module = data.held_out.iloc[:count], data.schema, built.module
         samples = []
-        for (_, row), score in zip(rows.iterrows(), scores.double().numpy()):
-            values = {name: (None if pd.isna(row[name]) else row[name]) for name in self.schema.columns}
+        for (_, row), score in zip(rows.iterrows(), self._scores(module, rows, schema)):
+            values = {name: (None if pd.isna(row[name]) else row[name]) for name in schema.columns}
             if self.is_classifier:
-                names = self.class_names
-                prediction = {"true": names[int(row[self.schema.target])],
+                names = data.class_names
+                prediction = {"true": names[int(row[schema.target])],
                               "predicted": names[int(score >= module.threshold)], "probability": round(float(score), 4)}
             else:
-                prediction = {"true": float(row[self.schema.target]), "predicted": round(float(score), 4)}
+                prediction = {"true": float(row[schema.target]), "predicted": round(float(score), 4)}
             samples.append({"row": int(row["row"]), **values, **prediction})
         return samples
+
+    # ----- the report ------------------------------------------------------------------------------------
+    def describe_data(self, data: dict[str, Any]) -> str:
+        target = data["report"]["target"]
+        balance = f"{target['positive_rate']:.1%} positive" if self.is_classifier else \
+            f"target mean {target['mean']:.3g}"
+        return (f"data: {data['rows_in']} rows in = {data['rows_kept']} kept + {data['rows_rejected']} rejected "
+                f"({data['rejects_csv']}); {balance}; split {data['split_rows']}")
 
     def describe_export(self, export: dict[str, Any]) -> str:
         p = export["parity"]
@@ -303,5 +248,73 @@ class TabularTask:
         return (f"onnx parity on {p['rows']} {p['source']}: max |probability diff| = {p['max_abs_diff']:.2e}, "
                 f"labels identical: {p['labels_identical']}")
 
+    def report_lines(self, summary: dict[str, Any]) -> list[str]:
+        lines = []
+        test = summary["evaluation"].get("test")
+        if test:
+            lines.append("held-out test: " + "   ".join(f"{k} = {v:.4f}" for k, v in test["metrics"].items()))
+        cv = summary.get("cross_validation")
+        if cv:
+            lines.append(f"{cv['folds']}-fold cross-validation (mean +- std): " + "   ".join(
+                f"{k} = {cv['mean'][k]:.4f} +- {cv['std'][k]:.4f}" for k in cv["mean"] if k != "threshold"))
+        lines.append(self.describe_data(summary["data"]))
+        if summary.get("export"):
+            lines.append(self.describe_export(summary["export"]))
+        return lines
 
-__all__ = ["TabularTask", "load_tabular_model", "load_clean_table"]
+    # ----- a finished checkpoint ---------------------------------------------------------------------------
+    @classmethod
+    def _from_checkpoint(cls, cfg: DictConfig, ckpt: Path, checkpoint: dict[str, Any], run_dir: Path
+                         ) -> tuple[TabularTask, TableData, BuiltModel]:
+        """The checkpoint's own table and split (same source, cleansing and seed), or ``data_root`` scored whole.
+
+        The stored run config is data: an interpolation in it (``${oc.env:...}``) is refused, not resolved.
+        """
+        module = load_tabular_model(ckpt, checkpoint)
+        try:
+            check_plain_data(module.hparams.run_config.get("data", {}), "run_config.data")
+        except UntrustedTarget as error:
+            raise CheckpointError(f"ckpt={ckpt}: refused, {error}") from None
+        run_config = OmegaConf.create(module.hparams.run_config)
+        if cfg.get("data_root"):
+            run_config.data.source = str(Path(str(cfg.data_root)).expanduser())
+            run_config.data.format = "auto"
+        task = cls(run_config)
+        data = task.prepare(run_dir, True)
+        if cfg.get("data_root"):  # a new table: every kept row is scored
+            everything = np.arange(len(data.table))
+            data = replace(data, final_split=Split("new data", everything[:0], everything, everything), folds=[])
+        # with the checkpoint's own fitted pipeline
+        datamodule = task.encode(data, data.final_split, module.feature_pipeline)
+        return task, data, BuiltModel(datamodule=datamodule, module=module)
+
+    @classmethod
+    def evaluate_checkpoint(cls, cfg: DictConfig, ckpt: Path, checkpoint: dict[str, Any],
+                            run_dir: Path) -> float | None:
+        if str(cfg.get("tta", "none")) != "none":
+            raise ConfigError("tta", "test-time augmentation is for image models", "tta=none")
+        task, data, built = cls._from_checkpoint(cfg, ckpt, checkpoint, run_dir)
+        trainer: pl.Trainer = build_trainer(cfg.trainer, logger=False, enable_checkpointing=False)
+        report = task.evaluate(trainer, data, built, None, run_dir)
+        result = report.get(str(cfg.split)) or report["val"]
+        write_json({"checkpoint": str(ckpt), **result, "data": data.summary["report"]}, run_dir / "evaluation.json")
+        print("\n".join([f"evaluated {ckpt} on {result['rows']} {result['split']} rows:",
+                         *[f"  {k} = {v:.4f}" for k, v in result["metrics"].items()],
+                         f"  written to {run_dir} (evaluation.json, data_report.md, rejects.csv, curves)"]))
+        return next(iter(result["metrics"].values()), None)
+
+    @classmethod
+    def export_checkpoint(cls, cfg: DictConfig, ckpt: Path, checkpoint: dict[str, Any], output: Path,
+                          run_dir: Path) -> dict[str, Any]:
+        """Export a tabular checkpoint (preprocessing included) and check it on its held-out rows."""
+        if cfg.get("quantize"):
+            raise ConfigError("quantize", "int8 quantization is for image models", "quantize=null")
+        task, data, built = cls._from_checkpoint(cfg, ckpt, checkpoint, run_dir)
+        atol = float(built.module.hparams.run_config["export"]["atol"])  # the tolerance the run was trained with
+        result = export_tabular_checkpoint(ckpt, output, data.schema, data.held_out, atol, int(cfg.opset), None)
+        write_json(result, run_dir / "export.json")
+        print(f"exported {ckpt} -> {output}\n  {task.describe_export(result)}, passed: {result['parity']['passed']}")
+        return result
+
+
+__all__ = ["TabularTask", "TableData", "load_clean_table"]

@@ -12,18 +12,19 @@ import numpy as np
 
 
 def per_class_metrics(confusion: np.ndarray, class_names: Sequence[str]) -> list[dict[str, Any]]:
-    """Precision, recall, F1 and support per class from a confusion matrix (rows: true, cols: predicted)."""
+    """Precision, recall, F1 and support per class from a confusion matrix (rows: true, cols: predicted).
+
+    scikit-learn computes them: each cell becomes one (true, predicted) pair weighted by its count.
+    """
+    from sklearn.metrics import precision_recall_fscore_support
+
     confusion = np.asarray(confusion, dtype=np.float64)
-    rows = []
-    for index, name in enumerate(class_names):
-        true_positive = confusion[index, index]
-        predicted, actual = confusion[:, index].sum(), confusion[index, :].sum()
-        precision = true_positive / predicted if predicted else 0.0
-        recall = true_positive / actual if actual else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        rows.append({"class": name, "precision": round(precision, 6), "recall": round(recall, 6),
-                     "f1": round(f1, 6), "support": int(actual)})
-    return rows
+    true, predicted = np.indices(confusion.shape).reshape(2, -1)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        true, predicted, labels=list(range(len(class_names))), sample_weight=confusion.ravel(), zero_division=0.0)
+    support = confusion.sum(axis=1)
+    return [{"class": name, "precision": round(float(p), 6), "recall": round(float(r), 6), "f1": round(float(f), 6),
+             "support": int(s)} for name, p, r, f, s in zip(class_names, precision, recall, f1, support)]
 
 
 def write_confusion(confusion: np.ndarray, class_names: Sequence[str], out_dir: Path, prefix: str = "",

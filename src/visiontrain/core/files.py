@@ -1,8 +1,10 @@
-"""Walk a data folder and say what every entry is, without opening anything that could block, loop or crash.
+"""Walk a folder and say what every entry is, without opening anything that could block, loop or crash.
 
-A folder that cannot be read (or can be listed but not entered), a FIFO, a socket, a device file, a broken or
-looping symlink: each comes back as an entry with the reason it cannot be used, so nothing under the data root
-is skipped in silence. Only ``stat`` calls are made here; a FIFO is never opened (opening one blocks).
+Training (the inventory), ``visiontrain predict`` and ``visiontrain drift`` all list folders with :func:`walk`,
+so the three agree on what is tried and why anything else is not. A folder that cannot be read (or can be listed
+but not entered), a FIFO, a socket, a device file, a broken or looping symlink: each comes back as an entry with
+the reason it cannot be used, so nothing under the folder is skipped in silence. Only ``stat`` calls are made
+here; a FIFO is never opened (opening one blocks).
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 _FILE_TYPES = ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "fifo"), (stat.S_ISSOCK, "socket"),
                (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"))
 IN_CLOSED_FOLDER = "unreadable: permission denied (a folder on its path cannot be entered)"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,34 @@ def walk(folder: Path) -> Iterator[Entry]:
         yield Entry(folder, problem=f"unreadable folder: {describe(error)}")
         return
     yield from _walk(folder, frozenset({identity}))
+
+
+def list_images(folder: Path, suffixes: Sequence[str] | None = None) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Every regular file under ``folder`` to try, and every other entry with the reason it is not tried.
+
+    Unreadable folders, FIFOs, broken or looping symlinks and hidden files are listed, never skipped in silence;
+    non-images are rejected later, when decoding, with their own reason. ``suffixes``: only files with these
+    extensions are tried (the others are listed with the reason).
+    """
+    files: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    for entry in walk(folder):
+        if entry.is_dir and entry.problem is None:
+            continue
+        if entry.problem:
+            skipped.append((entry.path, entry.problem))
+        elif is_hidden(entry.path.relative_to(folder).parts):
+            skipped.append((entry.path, "hidden file"))
+        elif suffixes is not None and entry.path.suffix.lower() not in suffixes:
+            skipped.append((entry.path, f"not an image suffix ({', '.join(sorted(suffixes))})"))
+        else:
+            files.append(entry.path)
+    return sorted(files), sorted(skipped)
+
+
+def is_hidden(parts: Sequence[str]) -> bool:
+    """A path (as its parts below the folder walked) that a dot-file or dot-folder holds: never data."""
+    return any(part.startswith(".") for part in parts)
 
 
 def path_problem(path: Path) -> str | None:
