@@ -135,10 +135,12 @@ def export_both(model: torch.nn.Module, name: str, spec: ImageSpec, calibration:
     from visiontrain.export.onnx_export import export_onnx
     from visiontrain.export.quantize import quantize_int8
 
-    metadata = {"task": "image_classification", "backbone": name, "input_name": "image",
-                "input_size": [3, spec.height, spec.width], "mean": list(spec.mean), "std": list(spec.std),
-                "resize_to": spec.resize_to, "interpolation": spec.interpolation,
-                "note": "random weights, written by scripts/bench_backbones.py for cost figures"}
+    from visiontrain.core.model_metadata import ModelMetadata
+
+    metadata = ModelMetadata(task="image_classification", backbone=name, input_name="image",
+                             input_size=[3, spec.height, spec.width], mean=list(spec.mean), std=list(spec.std),
+                             resize_to=spec.resize_to, interpolation=spec.interpolation,
+                             extra={"note": "random weights, written by scripts/bench_backbones.py for cost figures"})
     float_path = export_onnx(model, folder / f"{name}.onnx", spec.height, metadata)
     return float_path, quantize_int8(float_path, folder / f"{name}.int8.onnx", calibration)
 

@@ -7,7 +7,8 @@ import onnxruntime as ort
 import torch
 
 from conftest import TINY_BACKBONE
-from visiontrain.export.onnx_export import export_onnx, read_metadata
+from visiontrain.core.model_metadata import ModelMetadata
+from visiontrain.export.onnx_export import export_onnx
 from visiontrain.export.parity import check_parity
 from visiontrain.models.backbone import create_backbone
 
@@ -20,7 +21,8 @@ def trained_like(model: torch.nn.Module) -> torch.nn.Module:
 
 def test_export_takes_any_batch_and_matches_pytorch(tmp_path):
     model = trained_like(create_backbone(TINY_BACKBONE, num_classes=3))
-    path = export_onnx(model, tmp_path / "m.onnx", 40, {"class_names": ["a", "b", "c"], "backbone": TINY_BACKBONE})
+    metadata = ModelMetadata(task="image_classification", class_names=["a", "b", "c"], backbone=TINY_BACKBONE)
+    path = export_onnx(model, tmp_path / "m.onnx", 40, metadata)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert session.get_inputs()[0].shape[0] == "batch"
     for batch in (1, 7):
@@ -30,12 +32,12 @@ def test_export_takes_any_batch_and_matches_pytorch(tmp_path):
             expected = model(images).numpy()
         assert np.abs(logits - expected).max() < 1e-4
         assert np.allclose(probabilities, torch.softmax(torch.from_numpy(expected), 1).numpy(), atol=1e-5)
-    assert read_metadata(path) == {"class_names": ["a", "b", "c"], "backbone": TINY_BACKBONE}
+    assert ModelMetadata.read(path) == metadata  # what deploy reads is what export wrote
 
 
 def test_parity_check_catches_a_model_that_differs(tmp_path):
     model = trained_like(create_backbone(TINY_BACKBONE, num_classes=3))
-    path = export_onnx(model, tmp_path / "m.onnx", 32, {})
+    path = export_onnx(model, tmp_path / "m.onnx", 32, ModelMetadata(task="image_classification"))
     images = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     assert check_parity(path, model, images)["passed"]
     with torch.no_grad():

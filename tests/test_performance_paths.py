@@ -152,12 +152,14 @@ def test_gpu_datamodule_pins_memory(tiny_hymenoptera, tmp_path):
 
 def test_quantized_model_keeps_most_decisions_of_the_float_model(tmp_path):
     """Calibrated on inputs like those it is scored on, int8 changes few top-1 decisions (a stub would not)."""
+    from visiontrain.core.model_metadata import ModelMetadata
     from visiontrain.export.onnx_export import export_onnx
     from visiontrain.export.quantize import compare_outputs, quantize_int8
 
     torch.manual_seed(0)
     model = _tiny_classifier().model.eval()
-    float_path = export_onnx(model, tmp_path / "m.onnx", 32, {"class_names": ["a", "b"]})
+    float_path = export_onnx(model, tmp_path / "m.onnx", 32,
+                             ModelMetadata(task="image_classification", class_names=["a", "b"]))
     generator = np.random.default_rng(0)
     calibration = generator.standard_normal((32, 3, 32, 32), dtype=np.float32)
     quantize_int8(float_path, tmp_path / "m.int8.onnx", calibration)

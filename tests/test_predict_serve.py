@@ -84,10 +84,9 @@ def churn_model(tmp_path_factory) -> dict:
 
 
 def _meta(onnx_path: Path) -> dict:
-    from visiontrain.deploy.model import decode_metadata
+    from visiontrain.core.model_metadata import ModelMetadata
 
-    raw = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"]).get_modelmeta()
-    return decode_metadata(raw.custom_metadata_map)
+    return ModelMetadata.read(onnx_path).as_dict()
 
 
 def _training_pixels(paths: list[Path], meta: dict) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from visiontrain.core.model_metadata import MetadataError, ModelMetadata, json_or_text
+from visiontrain.core.model_metadata import MetadataError, ModelMetadata
 
 IMAGE, TABLE = "image", "table"
 
@@ -44,11 +44,6 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def decode_metadata(raw: dict[str, str]) -> dict[str, Any]:
-    """Every property as its JSON value, or its text (untyped: :class:`ModelMetadata` is the typed reading)."""
-    return {key: json_or_text(value) for key, value in raw.items()}
 
 
 class OnnxModel:

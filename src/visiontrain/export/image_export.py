@@ -9,14 +9,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from visiontrain.core.model_metadata import PIXEL_SCALE, ModelMetadata
 from visiontrain.data.datamodule import ImageDataModule
 from visiontrain.data.transforms import normalise
 from visiontrain.errors import ConfigError
-from visiontrain.export.onnx_export import export_onnx
+from visiontrain.export.onnx_export import INPUT_NAME, export_onnx
 from visiontrain.export.parity import check_parity
 from visiontrain.models.classifier import load_classifier
-
-TASK = "image_classification"  # the ONNX metadata's task, which deploy reads
 
 
 def export_image_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: ImageDataModule | None,
@@ -31,20 +30,17 @@ def export_image_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: 
     module = load_classifier(ckpt_path).eval()
     model = module.evaluation_model()
     spec = module.hparams.input_spec
-    metadata = {
-        "task": TASK, "class_names": module.class_names, "input_name": "image",
-        "input_size": [3, spec["image_size"], spec["image_size"]], "mean": spec["mean"], "std": spec["std"],
-        "resize_to": spec["resize_to"], "crop": "center", "interpolation": spec["interpolation"],
-        "pixel_scale": "RGB uint8 / 255, then (x - mean) / std, NCHW float32",
-        "backbone": module.hparams.backbone, "source_checkpoint": str(Path(ckpt_path).resolve()),
-        "metric": metric or {}, "weights_averaged": module.ema is not None, "visiontrain_version": _version(),
-        **(extra_metadata or {}),
-    }
+    metadata = ModelMetadata(
+        task="image_classification", class_names=list(module.class_names), input_name=INPUT_NAME,
+        input_size=[3, spec["image_size"], spec["image_size"]], mean=list(spec["mean"]), std=list(spec["std"]),
+        resize_to=spec["resize_to"], crop="center", interpolation=spec["interpolation"], pixel_scale=PIXEL_SCALE,
+        backbone=module.hparams.backbone, source_checkpoint=str(Path(ckpt_path).resolve()), metric=metric or {},
+        weights_averaged=module.ema is not None, visiontrain_version=_version(), **(extra_metadata or {}))
     started = time.perf_counter()
     export_onnx(model, onnx_path, int(spec["image_size"]), metadata, opset=opset)
     images, paths = _parity_batch(datamodule, parity_images, spec)
     parity = check_parity(onnx_path, model, images, atol=atol, image_paths=paths)
-    result = {"onnx": str(onnx_path), "parity": parity, "metadata": metadata}
+    result = {"onnx": str(onnx_path), "parity": parity, "metadata": metadata.as_dict()}
     if quantize == "int8":
         result["int8"] = int8_copy(onnx_path, datamodule, spec, calibration_images)
     return {**result, "seconds": round(time.perf_counter() - started, 3)}

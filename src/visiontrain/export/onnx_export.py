@@ -6,14 +6,14 @@ backbone, source checkpoint and its metric. A consumer needs only onnxruntime, n
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
-from typing import Any
 
 import onnx
 import torch
 from torch import nn
+
+from visiontrain.core.model_metadata import ModelMetadata
 
 INPUT_NAME, OUTPUT_NAMES = "image", ("logits", "probabilities")
 DEFAULT_OPSET = 17
@@ -31,7 +31,7 @@ class _LogitsAndProbabilities(nn.Module):
         return logits, torch.softmax(logits, dim=-1)
 
 
-def export_onnx(model: nn.Module, path: str | Path, image_size: int, metadata: dict[str, Any],
+def export_onnx(model: nn.Module, path: str | Path, image_size: int, metadata: ModelMetadata,
                 opset: int = DEFAULT_OPSET) -> Path:
     """Write ``model`` (in eval mode, on CPU, float32) to ``path`` and embed ``metadata``.
 
@@ -55,18 +55,8 @@ def export_onnx(model: nn.Module, path: str | Path, image_size: int, metadata: d
     return path
 
 
-def set_metadata(proto: onnx.ModelProto, metadata: dict[str, Any]) -> None:
-    """Replace the file's metadata: strings as they are, everything else as JSON (``read_metadata`` decodes)."""
+def set_metadata(proto: onnx.ModelProto, metadata: ModelMetadata) -> None:
+    """Replace the file's metadata with ``metadata`` (:class:`ModelMetadata`, which deploy reads back)."""
     del proto.metadata_props[:]
-    onnx.helper.set_model_props(proto, {key: value if isinstance(value, str) else json.dumps(value)
-                                        for key, value in metadata.items()})
+    onnx.helper.set_model_props(proto, metadata.to_properties())
 
-
-def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The metadata of an exported file, JSON values decoded (needs only onnxruntime)."""
-    import onnxruntime as ort
-
-    from visiontrain.deploy.model import decode_metadata
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return decode_metadata(session.get_modelmeta().custom_metadata_map)

@@ -9,12 +9,14 @@ validation images and recorded.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 import onnx
 
+from visiontrain.core.model_metadata import ModelMetadata
 from visiontrain.export.onnx_export import set_metadata
 
 
@@ -49,16 +51,20 @@ def quantize_int8(float_path: str | Path, int8_path: str | Path, calibration: np
                         weight_type=QuantType.QInt8, per_channel=True,
                         calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
-    _copy_metadata(float_path, int8_path, {"quantization": {
+    _copy_metadata(float_path, int8_path, {
         "type": "int8", "method": "static QDQ, per-channel int8 weights, uint8 activations (min-max)",
-        "calibration_images": int(len(calibration)), "float_model": float_path.name}})
+        "calibration_images": int(len(calibration)), "float_model": float_path.name})
     return int8_path
 
 
-def _copy_metadata(source: Path, target: Path, extra: dict[str, Any]) -> None:
-    props: dict[str, Any] = {p.key: p.value for p in onnx.load(str(source), load_external_data=False).metadata_props}
+def _copy_metadata(source: Path, target: Path, quantization: dict[str, Any]) -> None:
+    """The float file's metadata on the int8 file, with how it was quantized."""
+    float_model = onnx.load(str(source), load_external_data=False)
+    metadata = ModelMetadata.from_properties({p.key: p.value for p in float_model.metadata_props},
+                                             [i.name for i in float_model.graph.input],
+                                             [o.name for o in float_model.graph.output])
     model = onnx.load(str(target))
-    set_metadata(model, {**props, **extra})
+    set_metadata(model, replace(metadata, quantization=quantization))
     onnx.save(model, str(target))
 
 

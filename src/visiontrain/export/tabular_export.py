@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from visiontrain.core.model_metadata import MISSING_VALUES, ModelMetadata
 from visiontrain.export.parity import check_table_parity
 from visiontrain.export.tabular_onnx import (decision_graph, estimator_graph, join, onnx_feeds, pipeline_graph,
                                              torch_graph)
@@ -28,17 +29,15 @@ def export_tabular_checkpoint(ckpt_path: str | Path, onnx_path: Path, schema: Ta
     is_estimator = isinstance(module, EstimatorModel)
     scorer = estimator_graph(module.estimator, width, classifier, opset) if is_estimator \
         else torch_graph(module, width, opset)
-    metadata = {"task": f"tabular_{module.task_type}", "input_columns": {**{n: "float" for n in numeric},
-                                                                        **{n: "string" for n in categorical}},
-                "column_order": list(schema.columns), "target": schema.target,
-                "positive_label": schema.positive_label, "class_names": module.class_names,
-                "threshold": module.threshold, "threshold_metric": module.threshold_metric,
-                "outputs": ["probability", "label"] if classifier else ["prediction"],
-                "missing_values": "numbers: NaN; categories: empty string",
-                "model": "estimator" if is_estimator else "mlp",
-                "estimator": module.hparams.get("estimator", {}).get("_target_") if is_estimator else None,
-                "source_checkpoint": str(Path(ckpt_path).resolve()), "metric": metric or {},
-                **(extra_metadata or {})}
+    metadata = ModelMetadata(
+        task=f"tabular_{module.task_type}",
+        input_columns={**{n: "float" for n in numeric}, **{n: "string" for n in categorical}},
+        column_order=list(schema.columns), target=schema.target, positive_label=schema.positive_label,
+        class_names=list(module.class_names), threshold=module.threshold, threshold_metric=module.threshold_metric,
+        outputs=["probability", "label"] if classifier else ["prediction"], missing_values=MISSING_VALUES,
+        model="estimator" if is_estimator else "mlp",
+        estimator=module.hparams.get("estimator", {}).get("_target_") if is_estimator else None,
+        source_checkpoint=str(Path(ckpt_path).resolve()), metric=metric or {}, **(extra_metadata or {}))
     join(pipeline_graph(module.feature_pipeline, numeric, categorical, opset), scorer,
          decision_graph(classifier, module.threshold, opset), metadata, onnx_path)
     with torch.no_grad():
@@ -46,4 +45,4 @@ def export_tabular_checkpoint(ckpt_path: str | Path, onnx_path: Path, schema: Ta
     parity = check_table_parity(onnx_path, onnx_feeds(model_inputs(rows, schema), numeric, categorical), expected,
                                 classifier, module.threshold, atol)
     return {"onnx": str(onnx_path), "seconds": round(time.perf_counter() - started, 3), "parity": parity,
-            "metadata": metadata}
+            "metadata": metadata.as_dict()}

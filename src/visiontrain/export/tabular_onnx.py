@@ -17,6 +17,7 @@ import onnx
 import torch
 from onnx import TensorProto, compose, helper
 
+from visiontrain.core.model_metadata import ModelMetadata
 from visiontrain.export.onnx_export import set_metadata
 
 FEATURES = "features"  # the encoded feature matrix between the pipeline and the scorer
@@ -98,7 +99,7 @@ def decision_graph(classifier: bool, threshold: float, opset: int) -> onnx.Model
 
 
 def join(prep: onnx.ModelProto, scorer: onnx.ModelProto, decision: onnx.ModelProto,
-         metadata: dict[str, Any], path: Path) -> Path:
+         metadata: ModelMetadata, path: Path) -> Path:
     """Chain the three graphs into one checked file with ``metadata`` in its properties."""
     parts = [prep, scorer, decision]
     ir_version = min(part.ir_version for part in parts)
