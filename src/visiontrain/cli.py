@@ -110,8 +110,6 @@ def _run_hydra(command: str) -> None:
                 _remove_empty_run_dir()
             _exit_with(error)
 
-    if _print_help(app_config, config_path):
-        return
     try:
         if config_name == "serve":  # before Hydra saves the overrides to the run dir
             from visiontrain.deploy.access import refuse_command_line_secrets
@@ -123,7 +121,8 @@ def _run_hydra(command: str) -> None:
             _check_sweep(config_name)
     except (ConfigError, CheckpointError) as error:
         _exit_with(error)
-    entry()
+    if not _print_help(app_config, config_path):
+        entry()
 
 
 def _print_help(app_config: str, config_path: str | None) -> bool:
@@ -148,8 +147,11 @@ def _print_help(app_config: str, config_path: str | None) -> bool:
         return False
     setup = initialize_config_dir(version_base="1.3", config_dir=config_path) if config_path else \
         initialize(version_base="1.3", config_path=None)
-    with setup:
-        cfg = compose(app_config, overrides=args.overrides, return_hydra_config=True)
+    try:
+        with setup:
+            cfg = compose(app_config, overrides=args.overrides, return_hydra_config=True)
+    except Exception:  # noqa: BLE001 - a bad group name or override syntax: Hydra explains it next
+        return False
     HydraConfig.instance().set_config(cfg)  # `${hydra:...}` values resolve as in Hydra's help (--resolve)
     template = str(cfg.hydra.help.template)
     cfg = copy.deepcopy(cfg)
@@ -254,8 +256,8 @@ def _check_sweep(config_name: str) -> None:
     from hydra._internal.utils import get_args_parser
 
     from visiontrain.config import config_dir
-    from visiontrain.config.overrides import compose_for_sweep
     from visiontrain.config.checks import check_sweeper
+    from visiontrain.config.overrides import compose_for_sweep
 
     args = get_args_parser().parse_args(sys.argv[1:])
     sweep_keys = ("hparams_search", "hydra.mode", "hydra/sweeper", "hydra.sweeper.")
