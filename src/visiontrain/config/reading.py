@@ -50,7 +50,7 @@ def plain(cfg: DictConfig, key: str, default: Any = None) -> Any:
     try:
         return OmegaConf.to_container(found, resolve=True, throw_on_missing=True)
     except MissingMandatoryValue as error:
-        inner = f"{key}.{error.full_key}" if getattr(error, "full_key", "") else key
+        inner = getattr(error, "full_key", "") or key  # the dotted key from the root
         raise ConfigError(inner, "is required but not set", f"pass {inner}=<value> on the command line") from None
     except InterpolationResolutionError as error:
         raise ConfigError(key, f"cannot be resolved ({str(error).splitlines()[0]})", "export the environment "
