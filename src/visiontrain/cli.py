@@ -1,8 +1,10 @@
 """The `visiontrain` command: each subcommand a Hydra app over conf/, imported only when it runs.
 
-Dispatch is lazy on purpose: `predict` and `serve` import onnxruntime and `visiontrain.deploy` only, never
-torch, Lightning, timm, albumentations or scikit-learn, so they start fast and run where only the inference
-side is installed.
+Dispatch is lazy on purpose. A command's module is imported only once Hydra has composed its config and the
+library-free checks (:mod:`visiontrain.config.checks`) have passed, so `--help`, `--cfg job` and a config
+mistake answer within a second or two, before torch, Lightning or timm load. `predict` and `serve` import
+onnxruntime and `visiontrain.deploy` only, never torch, Lightning, timm, albumentations or scikit-learn, so they
+start fast and run where only the inference side is installed.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from pathlib import Path
 from typing import Callable, NoReturn
 
 USAGE = """usage: visiontrain <command> [key=value ...] [--help] [--cfg job] [-m]
@@ -46,11 +49,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
 STORED_CONFIGS = ("predict", "serve")  # their `model` key shares its name with the conf/model group
 
 
-def _command(name: str) -> tuple[str, Callable]:
-    """The config name and function of ``name``, importing only that command's module."""
-    config_name, target = COMMANDS[name]
-    module, function = target.split(":")
-    return config_name, getattr(importlib.import_module(module), function)
+def _command_function(name: str) -> Callable:
+    """The function that runs command ``name``, importing its module (and so torch, for most) only now."""
+    module, function = COMMANDS[name][1].split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 def _store_config(config_name: str) -> str:
@@ -75,12 +77,15 @@ def _store_config(config_name: str) -> str:
     return stored
 
 
-def _run_hydra(config_name: str, function: Callable) -> None:
+def _run_hydra(command: str) -> None:
     import hydra
     from omegaconf import DictConfig
 
     from visiontrain.config import config_dir
+    from visiontrain.config.checks import COMMAND_CHECKS
     from visiontrain.errors import CheckpointError, ConfigError
+
+    config_name = COMMANDS[command][0]
 
     config_path: str | None = str(config_dir())
     app_config = config_name
@@ -90,7 +95,9 @@ def _run_hydra(config_name: str, function: Callable) -> None:
     @hydra.main(version_base="1.3", config_path=config_path, config_name=app_config)
     def entry(cfg: DictConfig):
         try:
-            return function(cfg)
+            if command in COMMAND_CHECKS:  # before the command's module loads torch
+                COMMAND_CHECKS[command](cfg)
+            return _command_function(command)(cfg)
         except Exception as error:
             if _in_multirun():  # a crashed trial is recorded and the sweep goes on
                 _record_failed_trial(error)
@@ -114,7 +121,57 @@ def _run_hydra(config_name: str, function: Callable) -> None:
             _check_sweep(config_name)
     except (ConfigError, CheckpointError) as error:
         _exit_with(error)
-    entry()
+    if not _print_help(app_config, config_path):
+        entry()
+
+
+def _print_help(app_config: str, config_path: str | None) -> bool:
+    """`--help` as Hydra prints it (its ``hydra.help.template`` over the composed config), in a second.
+
+    Hydra's own help lists the config groups by deep-copying its whole config repository (every plugin's
+    structured configs) twice per group, which takes seconds; the app's groups are the folders of conf/.
+    """
+    import copy
+    import string
+
+    from hydra import compose, initialize, initialize_config_dir
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf, open_dict
+
+    try:
+        args = get_args_parser().parse_args(sys.argv[1:])
+    except SystemExit:  # malformed flags: let Hydra print its own usage
+        return False
+    if not args.help or args.hydra_help or args.config_dir or args.config_path or args.config_name:
+        return False
+    setup = initialize_config_dir(version_base="1.3", config_dir=config_path) if config_path else \
+        initialize(version_base="1.3", config_path=None)
+    try:
+        with setup:
+            cfg = compose(app_config, overrides=args.overrides, return_hydra_config=True)
+    except Exception:  # noqa: BLE001 - a bad group name or override syntax: Hydra explains it next
+        return False
+    HydraConfig.instance().set_config(cfg)  # `${hydra:...}` values resolve as in Hydra's help (--resolve)
+    template = str(cfg.hydra.help.template)
+    cfg = copy.deepcopy(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    groups = _config_groups(Path(config_path)) if config_path else ""
+    print(string.Template(template).safe_substitute(APP_CONFIG_GROUPS=groups,
+                                                    CONFIG=OmegaConf.to_yaml(cfg, resolve=args.resolve)))
+    return True
+
+
+def _config_groups(conf: Path) -> str:
+    """``group: option, option`` for every folder of YAML files under conf/ but hydra/, as Hydra lists them."""
+    lines = []
+    for folder in sorted(p for p in conf.rglob("*") if p.is_dir()):
+        group = folder.relative_to(conf).as_posix()
+        options = sorted(p.stem for p in folder.glob("*.yaml"))
+        if options and group != "hydra" and not group.startswith("hydra/"):
+            lines.append(f"{group}: {', '.join(options)}\n")
+    return "".join(lines)
 
 
 def _user_error(error: BaseException) -> tuple[str, int] | None:
@@ -153,7 +210,6 @@ def _record_failed_trial(error: Exception) -> None:
     """Write failed.json (error, traceback, overrides) in the trial's dir for the sweep summary."""
     import json
     import traceback
-    from pathlib import Path
 
     from hydra.core.hydra_config import HydraConfig
 
@@ -200,8 +256,8 @@ def _check_sweep(config_name: str) -> None:
     from hydra._internal.utils import get_args_parser
 
     from visiontrain.config import config_dir
+    from visiontrain.config.checks import check_sweeper
     from visiontrain.config.overrides import compose_for_sweep
-    from visiontrain.config.validation import validate_sweeper
 
     args = get_args_parser().parse_args(sys.argv[1:])
     sweep_keys = ("hparams_search", "hydra.mode", "hydra/sweeper", "hydra.sweeper.")
@@ -213,7 +269,7 @@ def _check_sweep(config_name: str) -> None:
         cfg = compose_for_sweep(config_name, args.overrides, config_dir())
     except Exception:  # noqa: BLE001 - a bad group name or override syntax: Hydra explains it next
         return
-    validate_sweeper(cfg)
+    check_sweeper(cfg)
 
 
 def _resolve_resume(config_name: str) -> None:
@@ -221,11 +277,12 @@ def _resolve_resume(config_name: str) -> None:
     from hydra._internal.utils import get_args_parser
 
     from visiontrain.config import config_dir
-    from visiontrain.training.resume import resume_overrides
 
     args = get_args_parser().parse_args(sys.argv[1:])
     if not any(o.startswith("resume=") for o in args.overrides):
         return
+    from visiontrain.training.resume import resume_overrides  # reads checkpoints with torch: only when asked
+
     resolved = resume_overrides(config_name, args.overrides, config_dir(), multirun=bool(args.multirun))
     flags = [a for a in sys.argv[1:] if a not in args.overrides]
     sys.argv = [sys.argv[0], *flags, *resolved]
@@ -234,7 +291,6 @@ def _resolve_resume(config_name: str) -> None:
 def _remove_empty_run_dir() -> None:
     """A run stopped by a config mistake leaves no output dir behind (only Hydra's own files were in it)."""
     import shutil
-    from pathlib import Path
 
     from hydra.core.hydra_config import HydraConfig
 
@@ -257,6 +313,5 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
-    config_name, function = _command(command)
     sys.argv = [sys.argv[0], *rest]
-    _run_hydra(config_name, function)
+    _run_hydra(command)

@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from visiontrain.config.choices import BUILTIN_DATASETS
 from visiontrain.errors import DataError
-
-BUILTIN_DATASETS = ("digits",)
 
 
 def materialise_builtin(name: str, root: str | os.PathLike, val_fraction: float = 0.2, seed: int = 0) -> Path:

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Generic, Mapping, Protocol, Sequence, TypeVar
 
-ACROSS_CLASSES_POLICIES = ("reject", "warn", "allow")
-WITHIN_CLASS_POLICIES = ("warn", "reject", "allow")
+from visiontrain.config.choices import ACROSS_CLASSES_POLICIES, WITHIN_CLASS_POLICIES
+
 _SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from visiontrain.config.choices import IMAGE_FORMATS as FORMATS
 from visiontrain.core.files import describe, is_hidden, walk
 from visiontrain.data.duplicates import DuplicatePolicy, describe_group, resolve_duplicates
 from visiontrain.data.image_io import why_unusable
@@ -25,7 +26,6 @@ from visiontrain.machine import available_cores
 log = logging.getLogger("visiontrain")
 
 SPLITS = ("train", "val", "test")
-FORMATS = ("auto", "imagefolder", "class_tree", "manifest")
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from typing import Any
 
 from timm.data import Mixup
 
-MIXUP_MODES = ("batch", "pair", "elem")  # one mix per batch | per pair of images | per image
 MIXUP_DEFAULTS: dict[str, Any] = {"mixup_alpha": 0.0, "cutmix_alpha": 0.0, "prob": 1.0, "switch_prob": 0.5,
                                   "mode": "batch", "label_smoothing": 0.1}
 

@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-TTA_MODES = ("none", "hflip")  # none: the image as is | hflip: the image and its horizontal mirror
+from visiontrain.config.choices import TTA_MODES
 
 
 def tta_views(images: torch.Tensor, mode: str) -> list[torch.Tensor]:

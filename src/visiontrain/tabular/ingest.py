@@ -17,12 +17,12 @@ import sqlalchemy
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from visiontrain.config.choices import TABLE_FORMATS as FORMATS
 from visiontrain.core.table_files import FILE_SUFFIXES, check_unique_columns, first_line, real_suffixes
 from visiontrain.core.table_files import read_table as read_file
 from visiontrain.errors import ConfigError, DataError
 from visiontrain.redaction import redact_text, redact_url, secrets_in_url
 
-FORMATS = ("csv", "json", "jsonl", "parquet", "sql")
 SUFFIXES = {**FILE_SUFFIXES, ".db": "sql", ".sqlite": "sql", ".sqlite3": "sql"}
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-THRESHOLD_METRICS = ("f1", "acc", "precision", "recall", "balanced_acc")
+from visiontrain.config.choices import THRESHOLD_METRICS
 
 
 def binary_metrics(y_true: np.ndarray, probability: np.ndarray, threshold: float) -> dict[str, float]:

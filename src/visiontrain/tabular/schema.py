@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from pydantic import ConfigDict, Field, field_validator
 
+from visiontrain.config.choices import TABLE_TASK_TYPES
+from visiontrain.config.reading import Section, validate
 from visiontrain.core.table_values import YES_NO
 from visiontrain.errors import ConfigError
 
 NUMERIC_TYPES = ("numeric", "integer", "float")
 CATEGORY_TYPES = ("category", "boolean")
-TASK_TYPES = ("classification", "regression")
-_SPEC_KEYS = ("type", "categories", "min", "max")
 SCHEMA_KEYS = ("target", "task_type", "positive_label", "id_columns", "columns")  # what is read of `data`
 
 
@@ -46,17 +47,11 @@ class TableSchema:
     @classmethod
     def from_config(cls, data_cfg: Mapping[str, Any]) -> "TableSchema":
         """Validate ``data`` config (a DictConfig or a plain dict); other keys of ``data`` are ignored."""
-        cfg = plain_mapping(data_cfg, only=SCHEMA_KEYS)
-        target = _target(cfg)
-        task_type = cfg.get("task_type", "classification")
-        if task_type not in TASK_TYPES:
-            raise ConfigError("data.task_type", f"must be one of {', '.join(TASK_TYPES)}, got {task_type!r}",
-                              "data.task_type=classification")
-        positive = _positive_label(cfg.get("positive_label"), task_type)
-        ids = _id_columns(cfg.get("id_columns"))
-        columns = _columns(cfg.get("columns"), target, ids)
-        return cls(columns=columns, target=target, task_type=task_type, positive_label=positive,
-                   id_columns=ids)
+        options = validate(_SchemaOptions, plain_mapping(data_cfg, only=SCHEMA_KEYS), "data")
+        positive = _positive_label(options.positive_label, options.task_type)
+        columns = _columns(options.columns, options.target, options.id_columns)
+        return cls(columns=columns, target=options.target, task_type=options.task_type, positive_label=positive,
+                   id_columns=options.id_columns)
 
     @property
     def numeric_features(self) -> list[str]:
@@ -65,6 +60,47 @@ class TableSchema:
     @property
     def categorical_features(self) -> list[str]:
         return [name for name, spec in self.columns.items() if spec.kind == "category"]
+
+
+class _SchemaOptions(Section):
+    """What the schema reads of ``data``: the target, the task, identifiers and the declared columns."""
+
+    target: Any = None
+    task_type: Literal[TABLE_TASK_TYPES] = "classification"  # type: ignore[valid-type]
+    positive_label: Any = None
+    id_columns: Any = ()
+    columns: Any = None
+
+    @field_validator("target")
+    @classmethod
+    def _names_a_column(cls, target: Any) -> str:
+        if not isinstance(target, str) or not target:
+            raise ConfigError("data.target", f"must name the column to predict, got {target!r}",
+                              "data.target=Churn")
+        return target
+
+    @field_validator("id_columns", mode="before")
+    @classmethod
+    def _column_names(cls, ids: Any) -> tuple[str, ...]:
+        if ids is None:
+            return ()
+        if isinstance(ids, str):
+            return (ids,)
+        if not isinstance(ids, (list, tuple)) or not all(isinstance(name, str) for name in ids):
+            raise ConfigError("data.id_columns", f"must be a list of column names, got {ids!r}",
+                              "data.id_columns=[customerID]")
+        return tuple(ids)
+
+
+class _ColumnOptions(Section):
+    """One entry of ``data.columns``: its type and, by type, allowed categories or a numeric range."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal[NUMERIC_TYPES + CATEGORY_TYPES]  # type: ignore[valid-type]
+    categories: Any = None
+    min: float | None = Field(None, examples=["0"])
+    max: float | None = Field(None, examples=["0"])
 
 
 def plain_mapping(cfg: Any, key: str = "data", only: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -94,14 +130,6 @@ def _label_text(value: Any) -> str:
     return str(value)
 
 
-def _target(cfg: Mapping[str, Any]) -> str:
-    target = cfg.get("target")
-    if not isinstance(target, str) or not target:
-        raise ConfigError("data.target", f"must name the column to predict, got {target!r}",
-                          "data.target=Churn")
-    return target
-
-
 def _positive_label(value: Any, task_type: str) -> str | None:
     if value is None:
         return None
@@ -112,17 +140,6 @@ def _positive_label(value: Any, task_type: str) -> str | None:
         raise ConfigError("data.positive_label", f"must be one target value, got {value!r}",
                           'data.positive_label="Yes"')
     return _label_text(value)
-
-
-def _id_columns(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    if not isinstance(value, (list, tuple)) or not all(isinstance(name, str) for name in value):
-        raise ConfigError("data.id_columns", f"must be a list of column names, got {value!r}",
-                          "data.id_columns=[customerID]")
-    return tuple(value)
 
 
 def _columns(value: Any, target: str, ids: tuple[str, ...]) -> dict[str, ColumnSpec]:
@@ -150,44 +167,30 @@ def _column_spec(name: str, spec: Any) -> ColumnSpec:
     if not isinstance(spec, Mapping):
         raise ConfigError(key, f"must be a mapping like {{type: numeric}}, got {spec!r}",
                           f"{key}.type=numeric")
-    unknown = sorted(set(map(str, spec)) - set(_SPEC_KEYS))
-    if unknown:
-        raise ConfigError(f"{key}.{unknown[0]}", "is not a column option; the options are "
-                          f"{', '.join(_SPEC_KEYS)}", f"remove {key}.{unknown[0]} or fix its spelling")
-    kind = spec.get("type")
-    if kind in NUMERIC_TYPES:
-        return _numeric_spec(name, spec)
-    if kind in CATEGORY_TYPES:
-        return _category_spec(name, spec)
-    kinds = ", ".join(NUMERIC_TYPES + CATEGORY_TYPES)
-    raise ConfigError(f"{key}.type", f"must be one of {kinds}, got {kind!r}", f"{key}.type=numeric")
+    options = validate(_ColumnOptions, {str(option): value for option, value in spec.items()}, key)
+    if options.type in NUMERIC_TYPES:
+        return _numeric_spec(name, options)
+    return _category_spec(name, options)
 
 
-def _numeric_spec(name: str, spec: Mapping[str, Any]) -> ColumnSpec:
+def _numeric_spec(name: str, spec: _ColumnOptions) -> ColumnSpec:
     key = f"data.columns.{name}"
-    if spec.get("categories") is not None:
-        raise ConfigError(f"{key}.categories", f"is only for category columns, and {name} is {spec['type']}",
+    if spec.categories is not None:
+        raise ConfigError(f"{key}.categories", f"is only for category columns, and {name} is {spec.type}",
                           f"remove {key}.categories, or set {key}.type=category")
-    bounds = {}
-    for option in ("min", "max"):
-        bound = spec.get(option)
-        if bound is not None and (isinstance(bound, bool) or not isinstance(bound, (int, float))):
-            raise ConfigError(f"{key}.{option}", f"must be a number, got {bound!r}", f"{key}.{option}=0")
-        bounds[option] = None if bound is None else float(bound)
-    if bounds["min"] is not None and bounds["max"] is not None and bounds["min"] > bounds["max"]:
-        raise ConfigError(f"{key}.min", f"{bounds['min']} is above max {bounds['max']}",
-                          f"swap {key}.min and {key}.max")
-    return ColumnSpec(name, "numeric", minimum=bounds["min"], maximum=bounds["max"])
+    if spec.min is not None and spec.max is not None and spec.min > spec.max:
+        raise ConfigError(f"{key}.min", f"{spec.min} is above max {spec.max}", f"swap {key}.min and {key}.max")
+    return ColumnSpec(name, "numeric", minimum=spec.min, maximum=spec.max)
 
 
-def _category_spec(name: str, spec: Mapping[str, Any]) -> ColumnSpec:
+def _category_spec(name: str, spec: _ColumnOptions) -> ColumnSpec:
     key = f"data.columns.{name}"
     for option in ("min", "max"):
-        if spec.get(option) is not None:
-            raise ConfigError(f"{key}.{option}", f"is only for numeric columns, and {name} is {spec['type']}",
+        if getattr(spec, option) is not None:
+            raise ConfigError(f"{key}.{option}", f"is only for numeric columns, and {name} is {spec.type}",
                               f"remove {key}.{option}")
-    categories = spec.get("categories")
-    if spec["type"] == "boolean":
+    categories = spec.categories
+    if spec.type == "boolean":
         if categories is not None and {_label_text(v) for v in categories} != set(YES_NO):
             raise ConfigError(f"{key}.categories", "a boolean column has the categories No and Yes",
                               f"remove {key}.categories, or set {key}.type=category")

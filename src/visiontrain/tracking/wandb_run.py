@@ -24,7 +24,6 @@ from urllib.parse import urlsplit
 
 log = logging.getLogger("visiontrain")
 RUN_ID_FILE = "wandb_run_id"
-WANDB_MODES = ("auto", "online", "offline", "disabled")
 DEFAULT_BASE_URL = "https://api.wandb.ai"
 PROBE_SECONDS = 3.0
 

@@ -21,7 +21,6 @@ from visiontrain.training.checkpoints import AtomicCheckpointIO
 log = logging.getLogger("visiontrain")
 
 ACCELERATION_KEYS = ("channels_last", "compile")
-COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class Acceleration(pl.Callback):

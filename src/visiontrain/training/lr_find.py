@@ -29,9 +29,6 @@ from torch.utils.data import DataLoader
 
 from visiontrain.training.reports import write_json
 
-LR_FIND_MODES = ("exponential", "linear")
-MIN_POINTS = 20  # Lightning's suggestion skips the first 10 and the last point of the curve
-
 
 @dataclass(frozen=True)
 class LRFindSettings:

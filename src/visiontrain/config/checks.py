@@ -1,0 +1,168 @@
+"""The config checks that need no library but pydantic: types, ranges, choices, rules across keys, files.
+
+`visiontrain` runs them on the composed config before it imports the command's module, so a mistake is reported
+within a second; :mod:`visiontrain.config.validation` runs them again, then the checks that need torch, timm or
+scikit-learn. Nothing here imports those, or any module that does.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Literal
+
+from omegaconf import DictConfig, OmegaConf
+from pydantic import Field, model_validator
+
+from visiontrain.config.choices import LR_FIND_MIN_POINTS, LR_FIND_MODES, TASKS, TTA_MODES
+from visiontrain.config.image import ImageTrainConfig
+from visiontrain.config.reading import Section, parse
+from visiontrain.config.sections import Optimizer, Trainer
+from visiontrain.config.tabular import MlpModel, TableData, TabularModelKind, TabularRun
+from visiontrain.errors import ConfigError
+from visiontrain.redaction import has_secret
+from visiontrain.tabular.schema import TableSchema
+
+
+class TaskChoice(Section):
+    task: Literal[TASKS]  # type: ignore[valid-type]
+
+
+class EvaluateConfig(Section):
+    split: Literal["val", "test"]
+    tta: Literal[TTA_MODES]  # type: ignore[valid-type]
+
+
+class LrFind(Section):
+    """``lr_find.*``: a range to probe, enough points for Lightning's suggestion, a stop rule (null: none)."""
+
+    min_lr: float = Field(gt=0, examples=["1e-6"])
+    max_lr: float = Field(gt=0, examples=["1.0"])
+    num_training: int = Field(ge=LR_FIND_MIN_POINTS, examples=["100"])
+    mode: Literal[LR_FIND_MODES]  # type: ignore[valid-type]
+    early_stop_threshold: float | None = Field(None, gt=1, examples=["4.0"])
+
+    @model_validator(mode="after")
+    def _a_range(self) -> LrFind:
+        if self.max_lr <= self.min_lr:
+            raise ConfigError("lr_find.max_lr", f"is {self.max_lr:g}, not above lr_find.min_lr={self.min_lr:g}: "
+                              "nothing to probe", f"lr_find.max_lr={self.min_lr * 1e6:g}")
+        return self
+
+
+class Sweeper(Section):
+    """The sweeper settings a multirun reads (``hydra.sweeper.*``); absent ones are the sweeper's defaults."""
+
+    n_trials: int | None = Field(None, ge=1, examples=["20"])
+    n_jobs: int | None = Field(None, ge=1, examples=["1"])
+    max_failure_rate: float | None = Field(None, ge=0, le=1, examples=["1.0"])
+
+
+def check_train_config(cfg: DictConfig) -> str:
+    """Every check of ``train`` that needs no library; returns the task."""
+    task = parse(TaskChoice, cfg).task
+    check_no_literal_secrets(cfg)
+    if task == "tabular":
+        _check_tabular(cfg)
+    else:
+        _check_image(cfg)
+    return task
+
+
+def check_evaluate_config(cfg: DictConfig) -> None:
+    """`visiontrain evaluate`: its own keys (the checkpoint is checked when it is read)."""
+    parse(EvaluateConfig, cfg)
+
+
+def check_lr_find_config(cfg: DictConfig) -> None:
+    """`visiontrain lr_find`: an image run (everything `train` checks), then the range test's own keys."""
+    if OmegaConf.select(cfg, "task") == "tabular":
+        raise ConfigError("task", "lr_find tunes image classifiers; tabular models train with their own rates",
+                          "visiontrain lr_find experiment=hymenoptera data.root=/path/to/images")
+    check_train_config(cfg)
+    parse(LrFind, cfg, "lr_find")
+
+
+def check_sweeper(cfg: DictConfig) -> None:
+    """The sweeper's settings (``hydra.sweeper.*`` of a config composed with its Hydra node), checked once
+    before a multirun launches its first trial.
+
+    Inside a trial they would fail every trial alike and the sweep would go on; and a direction against
+    ``monitor.mode`` fails nothing at all, it just searches for the worst model.
+    """
+    sweeper = OmegaConf.select(cfg, "hydra.sweeper") or {}
+    if OmegaConf.is_config(sweeper):  # an Optuna storage URL with its password written into a file
+        check_no_literal_secrets(sweeper, "hydra.sweeper")
+    parse(Sweeper, cfg, "hydra.sweeper")
+    if "direction" not in sweeper:
+        return
+    mode = OmegaConf.select(cfg, "monitor.mode")
+    wanted = {"max": "maximize", "min": "minimize"}.get(str(mode))
+    direction = sweeper["direction"]
+    if OmegaConf.is_list(direction):  # a multi-objective study: the monitored metric is not the only objective
+        return
+    if direction not in ("maximize", "minimize"):
+        raise ConfigError("hydra.sweeper.direction", f"must be maximize or minimize, got {direction!r}",
+                          f"hydra.sweeper.direction={wanted or 'maximize'}")
+    if wanted and direction != wanted:
+        metric = OmegaConf.select(cfg, "monitor.metric")
+        raise ConfigError("hydra.sweeper.direction", f"is {direction}, but monitor.mode={mode} ({metric}): the "
+                          "search would look for the worst model", f"hydra.sweeper.direction={wanted}")
+
+
+# the checks `visiontrain <command>` runs before importing the command's module; others have none to run
+COMMAND_CHECKS: dict[str, Callable[[DictConfig], Any]] = {
+    "train": check_train_config, "lr_find": check_lr_find_config, "evaluate": check_evaluate_config}
+
+
+def _check_image(cfg: DictConfig) -> None:
+    """Table data or a tabular model in an image run points at the tabular experiments; then every key."""
+    if OmegaConf.select(cfg, "data.kind") == "table":
+        raise ConfigError("data", "is a table, but this run trains an image classifier",
+                          "experiment=churn (or experiment=diabetes), which selects task=tabular")
+    if OmegaConf.select(cfg, "model.kind") in ("mlp", "estimator"):
+        raise ConfigError("model", "is a tabular model, but this run trains an image classifier",
+                          "model=timm for images, or experiment=churn model=... for tables")
+    parse(ImageTrainConfig, cfg)
+
+
+def _check_tabular(cfg: DictConfig) -> None:
+    """Run, model, trainer and table, in that order; the declared columns are read as training reads them."""
+    parse(TabularRun, cfg)
+    if "backbone" in (OmegaConf.select(cfg, "model") or {}):
+        raise ConfigError("model", "is an image backbone, but this run trains on a table",
+                          "model=mlp, model=logistic_regression or model=gradient_boosting")
+    if OmegaConf.select(cfg, "data.kind") != "table":
+        raise ConfigError("data", "is an image dataset, but this run trains on a table",
+                          "data=churn, data=diabetes, or data.source=<your table> with experiment=churn")
+    if parse(TabularModelKind, cfg, "model").kind == "mlp":
+        parse(Optimizer, cfg, "optimizer")
+        parse(MlpModel, cfg, "model")
+    else:
+        task_type = str(cfg.data.task_type)
+        if not OmegaConf.select(cfg, f"model.estimator.{task_type}._target_"):
+            raise ConfigError(f"model.estimator.{task_type}", f"this model has no estimator for {task_type}",
+                              "model=logistic_regression or model=gradient_boosting")
+    parse(Trainer, cfg, "trainer")
+    parse(TableData, cfg, "data")
+    schema = TableSchema.from_config(cfg.data)
+    if schema.task_type == "classification" and not schema.positive_label:
+        raise ConfigError("data.positive_label", "a classification target needs the value that means positive",
+                          'data.positive_label="Yes"')
+
+
+def check_no_literal_secrets(cfg: DictConfig, prefix: str = "") -> None:
+    """A password typed into a config file: stop before it is used (the run dir is then removed, with the copy
+    Hydra wrote of it). An ``${oc.env:...}`` interpolation is the way to give one."""
+
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key, child in node.items():
+                walk(child, f"{path}.{key}" if path else str(key))
+        elif isinstance(node, list):
+            for index, child in enumerate(node):
+                walk(child, f"{path}[{index}]")
+        elif isinstance(node, str) and "${" not in node and has_secret(node):
+            raise ConfigError(path, "holds a URL with a password or token, which would be stored with the run",
+                              f"export DB_URL='...' and set {path}='${{oc.env:DB_URL}}'"
+                              + (" (or data.source_env=DB_URL)" if path == "data.source" else ""))
+
+    walk(OmegaConf.to_container(cfg, resolve=False), prefix)

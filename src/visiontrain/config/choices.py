@@ -1,0 +1,34 @@
+"""The fixed sets of values config keys accept, in one torch-free place.
+
+The checks read them before anything heavy is imported, and the code that acts on a value imports the same
+tuple from here, so a new mode is added once. The first value of each is the one a fix suggests.
+"""
+
+TASKS = ("image_classification", "tabular")
+
+# what an image run may monitor, and which of all monitorable metrics are minimised
+MONITORABLE = ("val/acc", "val/loss", "val/f1_macro", "val/acc_top5")
+MINIMISED = ("val/loss", "val/mse", "val/rmse", "val/mae")
+CLASSIFICATION_MONITORS = ("val/roc_auc", "val/pr_auc", "val/f1", "val/acc", "val/precision", "val/recall",
+                           "val/loss")
+REGRESSION_MONITORS = ("val/rmse", "val/mse", "val/mae", "val/r2", "val/loss")
+
+IMAGE_FORMATS = ("auto", "imagefolder", "class_tree", "manifest")
+IMAGE_BALANCE = ("none", "loss_weights", "sampler")
+BUILTIN_DATASETS = ("digits",)
+ACROSS_CLASSES_POLICIES = ("reject", "warn", "allow")
+WITHIN_CLASS_POLICIES = ("warn", "reject", "allow")
+MIXUP_MODES = ("batch", "pair", "elem")  # one mix per batch | per pair of images | per image
+BN_STATS = ("frozen", "train")
+
+TABLE_FORMATS = ("csv", "json", "jsonl", "parquet", "sql")
+TABLE_BALANCE = ("none", "loss_weights")
+BUILTIN_TABLES = ("churn", "diabetes")
+TABLE_TASK_TYPES = ("classification", "regression")
+THRESHOLD_METRICS = ("f1", "acc", "precision", "recall", "balanced_acc")
+
+COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+TTA_MODES = ("none", "hflip")  # none: the image as is | hflip: the image and its horizontal mirror
+LR_FIND_MODES = ("exponential", "linear")
+LR_FIND_MIN_POINTS = 20  # Lightning's suggestion skips the first 10 and the last point of the curve
