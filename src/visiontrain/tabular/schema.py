@@ -15,7 +15,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from visiontrain.config.choices import TABLE_TASK_TYPES
 from visiontrain.config.reading import Section, validate
-from visiontrain.core.table_values import YES_NO
+from visiontrain.core.yes_no import YES_NO
 from visiontrain.errors import ConfigError
 
 NUMERIC_TYPES = ("numeric", "integer", "float")
