@@ -49,8 +49,8 @@ def pytest_collection_modifyitems(config, items):
             raise pytest.UsageError(f"{item.nodeid} is marked shared_data but not slow: add @pytest.mark.slow")
         missing = [str(path) for path in marker.args if not Path(path).exists()]
         if missing:
-            item.add_marker(pytest.mark.skip(reason=f"an optional run on the full data: {', '.join(missing)} "
-                                                    "is not available"))
+            item.add_marker(pytest.mark.skip(reason=f"an optional run on the full data, missing here: "
+                                                    f"{', '.join(missing)}"))
 
 
 def _smallest(folder: Path, count: int) -> list[Path]:
