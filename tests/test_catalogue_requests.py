@@ -117,7 +117,8 @@ def _good_table_request(server: Server, row: dict[str, Any]) -> None:
     scored = response.json()["predictions"][0]
     meta = httpx.get(f"{server.url}/metadata", headers=AUTH, timeout=30).json()
     # the label the graph computed and the threshold the metadata records agree: the row was scored for real
-    assert (scored["label"] == meta["positive_label"]) == (scored["probability"] >= meta["threshold"]), (scored, meta)
+    positive = scored["label"] == meta["positive_label"]
+    assert positive == (scored["probability"] >= meta["threshold"]), (scored, meta)
 
 
 # --- hostile table rows: 4xx naming row and column ------------------------------------------------------

@@ -87,7 +87,8 @@ def test_shifted_data_is_reported_and_fails_the_command(churn_reference, tmp_pat
 def test_raw_telco_values_are_normalised_like_training(churn_reference, tmp_path):
     """SeniorCitizen is 0/1 in the Telco file and No/Yes after training's cleansing: that is not drift."""
     _, run_dir, _ = churn_reference
-    result = run_cli("drift", f"reference={run_dir}", f"current={TELCO_SAMPLE}", f"output={tmp_path / 'r'}", cwd=tmp_path)
+    result = run_cli("drift", f"reference={run_dir}", f"current={TELCO_SAMPLE}", f"output={tmp_path / 'r'}",
+                     cwd=tmp_path)
     report = json.loads((tmp_path / "r" / "drift.json").read_text())
     psi = {row["feature"]: row["psi"] for row in report["features"]}
     assert psi["SeniorCitizen"] < 0.1 and psi["Partner"] < 0.1, result.stdout
