@@ -1,4 +1,9 @@
-"""Shared fixtures: small real image folders copied from ../shared, plus generated bad files."""
+"""Shared fixtures: small real image folders copied from tests/fixtures, plus generated bad files.
+
+The default set needs nothing outside the checkout: tests/fixtures holds 48 real hymenoptera photos and 500 real
+Telco rows (tests/fixtures/README.md). The full data sets in ../shared/data serve only the larger optional runs,
+marked `slow` and `shared_data(path, ...)`: deselected by `-m "not slow"`, skipped with the missing path where
+someone selects them without ../shared."""
 
 from __future__ import annotations
 
@@ -17,8 +22,13 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-# ../shared beside the checkout; the device check points this at the photos it carries (../shared stays behind)
-HYMENOPTERA = Path(os.environ.get("VISIONTRAIN_TEST_HYMENOPTERA", REPO.parent / "shared" / "data" / "hymenoptera"))
+FIXTURES = REPO / "tests" / "fixtures"
+PHOTOS = FIXTURES / "hymenoptera"  # 12 real photos per split and class, 160 px, the quirks kept
+TELCO_SAMPLE = FIXTURES / "telco-churn-sample.csv"  # 500 real rows, stratified on Churn, quirks kept
+SHARED_DATA = REPO.parent / "shared" / "data"
+# the full sets, for `shared_data` runs only; the device check points this at the photos it carries
+HYMENOPTERA = Path(os.environ.get("VISIONTRAIN_TEST_HYMENOPTERA", SHARED_DATA / "hymenoptera"))
+TELCO = SHARED_DATA / "telco-churn.csv"
 TINY_BACKBONE = "test_resnet"  # a real timm architecture, 0.37M parameters: fast on CPU
 QUIRKS = ("imageNotFound.gif", "formica.jpeg")  # real files with quirks: a palette GIF, a .jpeg suffix
 
@@ -31,21 +41,32 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if item.get_closest_marker("gpu"):
                 item.add_marker(skip)
+    for item in items:
+        marker = item.get_closest_marker("shared_data")
+        if marker is None:
+            continue
+        if item.get_closest_marker("slow") is None:  # else a fresh clone's default set would skip it again
+            raise pytest.UsageError(f"{item.nodeid} is marked shared_data but not slow: add @pytest.mark.slow")
+        missing = [str(path) for path in marker.args if not Path(path).exists()]
+        if missing:
+            item.add_marker(pytest.mark.skip(reason=f"an optional run on the full data, missing here: "
+                                                    f"{', '.join(missing)}"))
 
 
 def _smallest(folder: Path, count: int) -> list[Path]:
     """The smallest files keep the tests fast; the quirky ones are always included."""
     files = sorted(folder.iterdir(), key=lambda p: (p.stat().st_size, p.name))
+    if count > len(files):
+        raise ValueError(f"{folder} holds {len(files)} photos, fewer than the {count} asked for")
     chosen = [p for p in files if p.name in QUIRKS]
     chosen += [p for p in files if p not in chosen][: count - len(chosen)]
     return sorted(chosen)
 
 
 def copy_hymenoptera(target: Path, per_class: int = 8) -> Path:
-    if not HYMENOPTERA.is_dir():
-        pytest.skip(f"{HYMENOPTERA} is not available")
+    """A writable copy of the fixture photos, ``per_class`` per split and class (at most 12)."""
     for split in ("train", "val"):
-        for class_dir in sorted((HYMENOPTERA / split).iterdir()):
+        for class_dir in sorted((PHOTOS / split).iterdir()):
             destination = target / split / class_dir.name
             destination.mkdir(parents=True)
             for path in _smallest(class_dir, per_class):

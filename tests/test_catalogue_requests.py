@@ -114,7 +114,11 @@ def _good_image_request(server: Server, photo: bytes) -> None:
 def _good_table_request(server: Server, row: dict[str, Any]) -> None:
     response = httpx.post(f"{server.url}/predict", json={"rows": [row]}, headers=AUTH, timeout=30)
     assert response.status_code == 200, response.text
-    assert 0.0 <= response.json()["predictions"][0]["probability"] <= 1.0
+    scored = response.json()["predictions"][0]
+    meta = httpx.get(f"{server.url}/metadata", headers=AUTH, timeout=30).json()
+    # the label the graph computed and the threshold the metadata records agree: the row was scored for real
+    positive = scored["label"] == meta["positive_label"]
+    assert positive == (scored["probability"] >= meta["threshold"]), (scored, meta)
 
 
 # --- hostile table rows: 4xx naming row and column ------------------------------------------------------

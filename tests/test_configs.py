@@ -109,13 +109,17 @@ def test_builtin_data_never_overwrites_a_folder_of_the_users(tiny_hymenoptera, t
     assert sorted(p.relative_to(tiny_hymenoptera) for p in tiny_hymenoptera.rglob("*")) == before
 
 
-@pytest.mark.parametrize("overrides, key", [(["data=churn"], "data"), (["model=mlp"], "model"),
-                                             (["experiment=churn", "model=timm"], "model")])
-def test_mixing_image_and_table_groups_names_the_group(tmp_path, overrides, key):
+@pytest.mark.parametrize("overrides, key, fix", [
+    (["data=churn"], "data", "experiment=churn"),  # a table for an image run: switch the experiment
+    (["model=mlp"], "model", "model=timm"),  # a tabular model for an image run: the image backbone
+    (["experiment=churn", "model=timm"], "model", "model=mlp"),  # an image backbone for a table: a tabular model
+])
+def test_mixing_image_and_table_groups_names_the_group(tmp_path, overrides, key, fix):
     cfg = compose_train(*overrides, f"paths.run_dir={tmp_path}")
     with pytest.raises(ConfigError) as error:
         validate_train_config(cfg)
-    assert error.value.key == key and "experiment=churn" in error.value.fix or "model=mlp" in error.value.fix
+    assert error.value.key == key, error.value
+    assert fix in error.value.fix, error.value
 
 
 def _compose_with_hydra(*overrides: str):

@@ -18,7 +18,7 @@ sys.path[:0] = [str(REPO / "scripts"), str(REPO / "scripts" / "device")]
 
 from prepare import PEER, PHOTOS, first_existing  # noqa: E402
 
-HAS_PHOTOS, HAS_PEER = first_existing(PHOTOS) is not None, first_existing(PEER) is not None
+HAS_PHOTOS = first_existing(PHOTOS) is not None
 
 
 def device_check(out: Path, *args: str) -> subprocess.CompletedProcess:
@@ -55,8 +55,8 @@ def test_the_dry_run_skips_each_gpu_step_with_its_reason_and_exits_0(tmp_path):
     assert any(line.lower().startswith("torch==") for line in packages), "the facts to refresh the image list with"
 
 
-@pytest.mark.skipif(not (HAS_PEER and HAS_PHOTOS), reason="timm's train.py or the photos are in neither .device "
-                                                          "nor ../shared")
+@pytest.mark.slow  # both trainers of the benchmark, several minutes; timm's train.py is in .device or ../shared
+@pytest.mark.shared_data(first_existing(PEER) or PEER[-1], first_existing(PHOTOS) or PHOTOS[-1])
 def test_the_rehearsal_trains_both_sides_of_the_benchmark_and_reads_their_logs(tmp_path):
     result = device_check(tmp_path, "--rehearse", "--steps", "gpu_train,bench", "--budget", "1500")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

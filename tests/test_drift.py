@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from conftest import REPO, run_cli, tiny_overrides
+from conftest import TELCO_SAMPLE, run_cli, tiny_overrides
 from visiontrain.monitoring.statistics import categorical_psi, categorical_reference, ks_two_sample, numeric_psi, \
     numeric_reference
 
-TELCO = REPO.parent / "shared" / "data" / "telco-churn.csv"
 BLOCK_TORCH = """
 import sys
 class Block:
@@ -106,10 +105,9 @@ def test_rows_predict_would_reject_are_left_out_and_listed(churn_reference, tmp_
 
 def test_raw_telco_values_are_normalised_like_training(churn_reference, tmp_path):
     """SeniorCitizen is 0/1 in the Telco file and No/Yes after training's cleansing: that is not drift."""
-    if not TELCO.is_file():
-        pytest.skip(f"{TELCO} is not available")
     _, run_dir, _ = churn_reference
-    result = run_cli("drift", f"reference={run_dir}", f"current={TELCO}", f"output={tmp_path / 'r'}", cwd=tmp_path)
+    result = run_cli("drift", f"reference={run_dir}", f"current={TELCO_SAMPLE}", f"output={tmp_path / 'r'}",
+                     cwd=tmp_path)
     report = json.loads((tmp_path / "r" / "drift.json").read_text())
     psi = {row["feature"]: row["psi"] for row in report["features"]}
     assert psi["SeniorCitizen"] < 0.1 and psi["Partner"] < 0.1, result.stdout

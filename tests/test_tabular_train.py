@@ -11,22 +11,9 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 
-from conftest import REPO, compose_train, run_cli
+from conftest import TELCO, TELCO_SAMPLE, compose_train, run_cli
 
-TELCO = REPO.parent / "shared" / "data" / "telco-churn.csv"
 FAST = ["trainer.enable_progress_bar=false", "trainer.max_epochs=4", "trainer.log_every_n_steps=5"]
-
-
-def telco_subset(path: Path, rows: int, seed: int = 0) -> Path:
-    """A stratified sample of the real Telco file, quirks kept (blank TotalCharges rows always included)."""
-    if not TELCO.is_file():
-        pytest.skip(f"{TELCO} is not available")
-    table = pd.read_csv(TELCO, dtype=str, keep_default_na=False)
-    blanks = table[table.TotalCharges.str.strip() == ""]
-    rest = table.drop(blanks.index).groupby("Churn", group_keys=False).sample(
-        frac=(rows - len(blanks)) / (len(table) - len(blanks)), random_state=seed)
-    pd.concat([blanks, rest]).sample(frac=1, random_state=seed).to_csv(path, index=False)
-    return path
 
 
 def run_in_process(tmp_path: Path, *overrides: str) -> dict:
@@ -78,7 +65,8 @@ def test_exported_onnx_takes_raw_columns_and_matches_the_model(churn_run):
     session = ort.InferenceSession(str(run_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     meta = {k: json.loads(v) if v[:1] in "[{\"0123456789" else v
             for k, v in session.get_modelmeta().custom_metadata_map.items()}
-    assert meta["positive_label"] == "Yes" and 0 < meta["threshold"] < 1
+    assert meta["positive_label"] == "Yes"
+    assert meta["threshold"] == pytest.approx(summary["evaluation"]["val"]["metrics"]["val/threshold"])  # val's
     assert [o.name for o in session.get_outputs()] == ["probability", "label"]
     rows = 3
     feeds = {}
@@ -139,9 +127,8 @@ def test_baselines_share_the_runner_checkpoints_and_export(tmp_path, model):
 
 
 def test_cross_validation_on_real_telco_rows(tmp_path):
-    """3-fold stratified CV on 1,500 real Telco rows: mean and std of every metric, per-fold files."""
-    source = telco_subset(tmp_path / "telco.csv", 1500)
-    summary = run_in_process(tmp_path, f"data.source={source}", "cv.folds=3", "model=logistic_regression")
+    """3-fold stratified CV on 500 real Telco rows: mean and std of every metric, per-fold files."""
+    summary = run_in_process(tmp_path, f"data.source={TELCO_SAMPLE}", "cv.folds=3", "model=logistic_regression")
     cv = summary["cross_validation"]
     assert cv["folds"] == 3 and len(cv["per_fold"]) == 3
     for name in ("acc", "precision", "recall", "f1", "roc_auc", "pr_auc"):
@@ -149,7 +136,7 @@ def test_cross_validation_on_real_telco_rows(tmp_path):
     assert cv["mean"]["roc_auc"] > 0.80  # published references: 0.83-0.85 on the full data
     held_out = sum(fold["rows"]["test"] for fold in cv["per_fold"])
     assert held_out == summary["data"]["rows_kept"]  # every kept row is held out exactly once
-    assert summary["data"]["report"]["rules"]["numeric_coerced"]["repaired"] >= 11  # the blank TotalCharges
+    assert summary["data"]["report"]["rules"]["numeric_coerced"]["repaired"] == 11  # the blank TotalCharges
     assert (tmp_path / "run" / "folds" / "fold2" / "roc_curve.png").is_file()
     assert json.loads((tmp_path / "run" / "cross_validation.json").read_text())["mean"] == cv["mean"]
 
@@ -157,15 +144,14 @@ def test_cross_validation_on_real_telco_rows(tmp_path):
 def test_a_real_sqlite_database_is_a_source(tmp_path):
     import sqlalchemy
 
-    source = telco_subset(tmp_path / "telco.csv", 600)
     database = tmp_path / "crm.db"
     engine = sqlalchemy.create_engine(f"sqlite:///{database}")
-    pd.read_csv(source, dtype=str, keep_default_na=False).to_sql("customers", engine, index=False)
+    pd.read_csv(TELCO_SAMPLE, dtype=str, keep_default_na=False).to_sql("customers", engine, index=False)
     engine.dispose()
     summary = run_in_process(tmp_path, f"data.source=sqlite:///{database}",
                              "data.query=SELECT * FROM customers WHERE gender IS NOT NULL",
                              "model=logistic_regression")
-    assert summary["data"]["rows_in"] == 600 and summary["export"]["parity"]["passed"]
+    assert summary["data"]["rows_in"] == 500 and summary["export"]["parity"]["passed"]
 
 
 def test_regression_path_on_diabetes_with_kfold(tmp_path):
@@ -204,10 +190,9 @@ def test_tabular_config_mistakes_fail_before_any_row_is_read(tmp_path, override,
 
 
 @pytest.mark.slow
+@pytest.mark.shared_data(TELCO)
 def test_full_telco_five_fold_roc_auc_reaches_the_published_range(tmp_path):
     """The whole Telco file, 5-fold stratified CV, gradient boosting: ROC-AUC >= 0.84."""
-    if not TELCO.is_file():
-        pytest.skip(f"{TELCO} is not available")
     summary = run_in_process(tmp_path, f"data.source={TELCO}", "cv.folds=5", "model=gradient_boosting")
     assert summary["data"]["rows_in"] == 7043
     assert summary["cross_validation"]["mean"]["roc_auc"] >= 0.84
@@ -224,11 +209,10 @@ def test_evaluate_and_export_commands_work_on_a_churn_checkpoint(churn_run, tmp_
     assert evaluation["metrics"]["test/roc_auc"] == pytest.approx(
         summary["evaluation"]["test"]["metrics"]["test/roc_auc"], abs=1e-9)
 
-    new_table = telco_subset(tmp_path / "telco.csv", 400)
-    result = run_cli("evaluate", f"ckpt={best}", f"data_root={new_table}", f"hydra.run.dir={tmp_path / 'new'}",
+    result = run_cli("evaluate", f"ckpt={best}", f"data_root={TELCO_SAMPLE}", f"hydra.run.dir={tmp_path / 'new'}",
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((tmp_path / "new" / "evaluation.json").read_text())["rows"] == 400
+    assert json.loads((tmp_path / "new" / "evaluation.json").read_text())["rows"] == 500
 
     result = run_cli("export", f"ckpt={best}", f"output={tmp_path / 'churn.onnx'}",
                      f"hydra.run.dir={tmp_path / 'export'}", cwd=tmp_path,
