@@ -179,7 +179,8 @@ def test_predict_and_drift_list_every_entry_they_cannot_read(image_model, tmp_pa
 
     drift = run_cli("drift", f"reference={image_model['onnx']}", f"current={folder}",
                     f"output={tmp_path / 'drift'}", cwd=tmp_path, timeout=300)
-    report = json.loads((tmp_path / "drift" / "drift.json").read_text())  # drifted or not: the exit code varies
+    assert drift.returncode in (0, 1), drift.stderr[-3000:]  # drifted or not: 1 means drift, not a failure
+    report = json.loads((tmp_path / "drift" / "drift.json").read_text())
     assert {Path(path).name for path, _ in report["unreadable"]} == set(expected)
 
 

@@ -8,8 +8,6 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from visiontrain.config.choices import THRESHOLD_METRICS
-
 
 def binary_metrics(y_true: np.ndarray, probability: np.ndarray, threshold: float) -> dict[str, float]:
     """Accuracy, precision, recall, F1 at ``threshold``; ROC-AUC and PR-AUC over all thresholds."""
