@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from visiontrain.config.choices import (ACROSS_CLASSES_POLICIES, BN_STATS, BUILTIN_DATASETS, IMAGE_BALANCE,
                                         IMAGE_FORMATS, MIXUP_MODES, MONITORABLE, WITHIN_CLASS_POLICIES)
-from visiontrain.config.reading import Section
+from visiontrain.config.reading import Section, below_one, existing_file
 from visiontrain.config.sections import Optimizer, Run, Trainer
 from visiontrain.errors import ConfigError
 
@@ -63,10 +63,8 @@ class Ema(Section):
     @field_validator("decay")
     @classmethod
     def _below_one(cls, decay: float) -> float:
-        if decay == 1:
-            raise ConfigError("model.ema.decay", "must be < 1: at 1 the average never leaves the starting weights",
-                              "model.ema.decay=0.999")
-        return decay
+        return below_one(decay, "model.ema.decay", "at 1 the average never leaves the starting weights",
+                         "model.ema.decay=0.999")
 
 
 class ImageModel(Section):
@@ -81,10 +79,8 @@ class ImageModel(Section):
     @field_validator("weights_file")
     @classmethod
     def _file_exists(cls, weights: str | None) -> str | None:
-        if weights is not None and not Path(weights).expanduser().is_file():
-            raise ConfigError("model.weights_file", f"file {weights} does not exist",
-                              "model.weights_file=/path/to/weights.safetensors (or .pth / .ckpt), or null")
-        return weights
+        return existing_file(weights, "model.weights_file", "file",
+                             "model.weights_file=/path/to/weights.safetensors (or .pth / .ckpt), or null")
 
 
 class Mixup(Section):
@@ -100,10 +96,8 @@ class Mixup(Section):
     @field_validator("label_smoothing")
     @classmethod
     def _below_one(cls, smoothing: float) -> float:
-        if smoothing == 1:
-            raise ConfigError("augment.mixup.label_smoothing", "must be < 1: at 1 every target is uniform",
-                              "augment.mixup.label_smoothing=0.1")
-        return smoothing
+        return below_one(smoothing, "augment.mixup.label_smoothing", "at 1 every target is uniform",
+                         "augment.mixup.label_smoothing=0.1")
 
     @property
     def mixes(self) -> bool:

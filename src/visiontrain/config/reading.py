@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -55,6 +56,20 @@ def plain(cfg: DictConfig, key: str, default: Any = None) -> Any:
     except InterpolationResolutionError as error:
         raise ConfigError(key, f"cannot be resolved ({str(error).splitlines()[0]})", "export the environment "
                           "variable it names before the run, or set the key directly") from None
+
+
+def existing_file(path: str | None, key: str, what: str, fix: str) -> str | None:
+    """``path`` when it is unset or names a file; otherwise the error naming ``key`` (``what``: "file", ...)."""
+    if path is not None and not Path(path).expanduser().is_file():
+        raise ConfigError(key, f"{what} {path} does not exist", fix)
+    return path
+
+
+def below_one(value: float, key: str, why: str, fix: str) -> float:
+    """``value`` when it is not 1 (a range's open end, with the reason 1 is refused in ``why``)."""
+    if value == 1:
+        raise ConfigError(key, f"must be < 1: {why}", fix)
+    return value
 
 
 def parse(model: type[Model], cfg: DictConfig, prefix: str = "") -> Model:

@@ -8,13 +8,12 @@ fields are validators that raise a :class:`ConfigError` naming the key to change
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from visiontrain.config.choices import COMPILE_MODES, MINIMISED, WANDB_MODES
-from visiontrain.config.reading import Section
+from visiontrain.config.reading import Section, existing_file
 from visiontrain.errors import ConfigError
 
 
@@ -150,7 +149,4 @@ class Run(Section):
     @field_validator("ckpt_path")
     @classmethod
     def _checkpoint_exists(cls, ckpt: str | None) -> str | None:
-        if ckpt is not None and not Path(ckpt).expanduser().is_file():
-            raise ConfigError("ckpt_path", f"checkpoint {ckpt} does not exist",
-                              "ckpt_path=<run dir>/checkpoints/last.ckpt")
-        return ckpt
+        return existing_file(ckpt, "ckpt_path", "checkpoint", "ckpt_path=<run dir>/checkpoints/last.ckpt")

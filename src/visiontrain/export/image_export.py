@@ -9,25 +9,27 @@ from typing import Any
 import numpy as np
 import torch
 
+from visiontrain import __version__
 from visiontrain.core.model_metadata import PIXEL_SCALE, ModelMetadata
 from visiontrain.data.datamodule import ImageDataModule
 from visiontrain.data.transforms import normalise
 from visiontrain.errors import ConfigError
 from visiontrain.export.onnx_export import INPUT_NAME, export_onnx
 from visiontrain.export.parity import check_parity
-from visiontrain.models.classifier import load_classifier
+from visiontrain.models.classifier import ImageClassifier, load_classifier
 
 
 def export_image_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: ImageDataModule | None,
                             parity_images: int, atol: float, opset: int, metric: dict[str, Any] | None,
                             extra_metadata: dict[str, Any] | None = None, quantize: str | None = None,
-                            calibration_images: int = 128) -> dict[str, Any]:
+                            calibration_images: int = 128, module: ImageClassifier | None = None) -> dict[str, Any]:
     """Export ``ckpt_path`` to ONNX (metadata inside) and check onnxruntime against PyTorch on real images.
 
     ``quantize="int8"`` also writes ``<name>.int8.onnx``, calibrated on training images and compared with the
     float file on the validation images. With ``model.ema`` on, the EMA weights are exported (and checked).
+    ``module``: the checkpoint's model when the caller has already loaded it (the file is then not read again).
     """
-    module = load_classifier(ckpt_path).eval()
+    module = (module or load_classifier(ckpt_path)).eval()
     model = module.evaluation_model()
     spec = module.hparams.input_spec
     metadata = ModelMetadata(
@@ -35,7 +37,7 @@ def export_image_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: 
         input_size=[3, spec["image_size"], spec["image_size"]], mean=list(spec["mean"]), std=list(spec["std"]),
         resize_to=spec["resize_to"], crop="center", interpolation=spec["interpolation"], pixel_scale=PIXEL_SCALE,
         backbone=module.hparams.backbone, source_checkpoint=str(Path(ckpt_path).resolve()), metric=metric or {},
-        weights_averaged=module.ema is not None, visiontrain_version=_version(), **(extra_metadata or {}))
+        weights_averaged=module.ema is not None, visiontrain_version=__version__, **(extra_metadata or {}))
     started = time.perf_counter()
     export_onnx(model, onnx_path, int(spec["image_size"]), metadata, opset=opset)
     images, paths = _parity_batch(datamodule, parity_images, spec)
@@ -81,9 +83,3 @@ def _parity_batch(datamodule: ImageDataModule | None, count: int, spec: dict[str
         return torch.randn(max(count, 2), 3, size, size, generator=torch.Generator().manual_seed(0)), []
     samples = datamodule.inventory.splits["val"][:count]
     return model_inputs(datamodule, "val", range(len(samples)), spec), [s.path for s in samples]
-
-
-def _version() -> str:
-    from visiontrain import __version__
-
-    return __version__

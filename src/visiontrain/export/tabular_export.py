@@ -14,16 +14,20 @@ from visiontrain.export.parity import check_table_parity
 from visiontrain.export.tabular_onnx import (decision_graph, estimator_graph, join, onnx_feeds, pipeline_graph,
                                              torch_graph)
 from visiontrain.tabular.features import model_inputs, transform
-from visiontrain.tabular.models import EstimatorModel, load_tabular_model
+from visiontrain.tabular.models import EstimatorModel, TabularModel, load_tabular_model
 from visiontrain.tabular.schema import TableSchema
 
 
 def export_tabular_checkpoint(ckpt_path: str | Path, onnx_path: Path, schema: TableSchema, rows: pd.DataFrame,
                               atol: float, opset: int, metric: dict[str, Any] | None,
-                              extra_metadata: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Export ``ckpt_path`` (pipeline + model + threshold) to one ONNX file and check it on ``rows``."""
+                              extra_metadata: dict[str, Any] | None = None,
+                              module: TabularModel | None = None) -> dict[str, Any]:
+    """Export ``ckpt_path`` (pipeline + model + threshold) to one ONNX file and check it on ``rows``.
+
+    ``module``: the checkpoint's model when the caller has already loaded it (the file is then not read again).
+    """
     started = time.perf_counter()
-    module = load_tabular_model(str(ckpt_path)).eval()
+    module = (module or load_tabular_model(str(ckpt_path))).eval()
     classifier, numeric, categorical = module.is_classifier, schema.numeric_features, schema.categorical_features
     width = len(module.feature_names)
     is_estimator = isinstance(module, EstimatorModel)

@@ -322,7 +322,8 @@ class ImageTask:
         quantize = cfg.get("quantize")
         result = export_image_checkpoint(ckpt, output, datamodule, int(cfg.parity_images), float(cfg.atol),
                                          int(cfg.opset), None, quantize=quantize,
-                                         calibration_images=int(cfg.get("calibration_images", 128)))
+                                         calibration_images=int(cfg.get("calibration_images", 128)),
+                                         module=module)
         write_json(result, run_dir / "export.json")
         parity = result["parity"]
         print(f"exported {ckpt} -> {output}\n  parity on {parity['images']} {parity['source']}: max |logit diff| = "

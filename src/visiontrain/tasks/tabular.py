@@ -311,7 +311,8 @@ class TabularTask:
             raise ConfigError("quantize", "int8 quantization is for image models", "quantize=null")
         task, data, built = cls._from_checkpoint(cfg, ckpt, checkpoint, run_dir)
         atol = float(built.module.hparams.run_config["export"]["atol"])  # the tolerance the run was trained with
-        result = export_tabular_checkpoint(ckpt, output, data.schema, data.held_out, atol, int(cfg.opset), None)
+        result = export_tabular_checkpoint(ckpt, output, data.schema, data.held_out, atol, int(cfg.opset), None,
+                                           module=built.module)
         write_json(result, run_dir / "export.json")
         print(f"exported {ckpt} -> {output}\n  {task.describe_export(result)}, passed: {result['parity']['passed']}")
         return result
