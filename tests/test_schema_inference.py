@@ -235,3 +235,10 @@ def test_an_experiment_kept_outside_the_package_runs_with_config_dir(bank_csv, t
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["experiment"] == "bank" and summary["data"]["schema"]["origin"].startswith("Inferred")
+
+
+def test_help_says_how_to_bring_your_own_table_and_config_files(tmp_path):
+    result = run_cli("train", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "--config-dir my_conf" in result.stdout and "hydra.searchpath" in result.stdout
+    assert "data.schema=" in result.stdout and "data.target=" in result.stdout
