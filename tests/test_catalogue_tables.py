@@ -25,7 +25,8 @@ from omegaconf import open_dict
 
 from conftest import compose_train
 from visiontrain.errors import ConfigError, DataError
-from visiontrain.tasks.tabular import TabularTask, load_clean_table
+from visiontrain.tabular.loading import load_clean_table
+from visiontrain.tasks.tabular import TabularTask
 
 SCHEMA = {"target": "churn", "task_type": "classification", "positive_label": "Yes", "id_columns": ["id"],
           "columns": {"plan": {"type": "category", "categories": ["Basic", "Pro"]},
@@ -278,7 +279,7 @@ def run_case(case: Case, tmp_path: Path) -> dict[str, Any]:
     """The case's file through read + cleanse (or the whole data preparation): its cleansing report."""
     path = case.write(tmp_path)
     if not case.prepare:
-        cleaned, _ = load_clean_table(data_config(path, case))
+        cleaned = load_clean_table(data_config(path, case)).cleaned
         return {"report": cleaned.report, "rejects": cleaned.rejects}
     cfg = compose_train("experiment=churn", f"paths.run_dir={tmp_path / 'run'}", "model=logistic_regression",
                         f"cv.folds={case.data.get('cv_folds', 0)}")
@@ -370,8 +371,8 @@ def test_a_numeric_column_blank_in_every_training_row_still_exports(tmp_path):
     schema = TableSchema.from_config({**SCHEMA, "columns": {**SCHEMA["columns"], "discount": "numeric"}})
     table = good_rows(20).assign(discount=[np.nan] * 16 + [5.0, 7.5, np.nan, 1.0])
     table.to_csv(tmp_path / "customers.csv", index=False)
-    cleaned, _ = load_clean_table({**SCHEMA, "source": str(tmp_path / "customers.csv"),
-                                   "columns": {**SCHEMA["columns"], "discount": "numeric"}})
+    cleaned = load_clean_table({**SCHEMA, "source": str(tmp_path / "customers.csv"),
+                                "columns": {**SCHEMA["columns"], "discount": "numeric"}}).cleaned
     train_rows, held_out = cleaned.frame.iloc[:16], cleaned.frame.iloc[16:]
     pipeline = build_feature_pipeline(schema, FeatureOptions()).fit(model_inputs(train_rows, schema))
 
@@ -393,5 +394,5 @@ def test_a_sqlite_query_can_only_read(tmp_path, query):
         load_clean_table({**SCHEMA, "source": str(path), "query": query.format(marker=marker)})
     assert not marker.exists()
     assert path.read_bytes() == before
-    cleaned, _ = load_clean_table({**SCHEMA, "source": str(path), "query": "SELECT * FROM customers"})
+    cleaned = load_clean_table({**SCHEMA, "source": str(path), "query": "SELECT * FROM customers"}).cleaned
     assert cleaned.report["rows_kept"] == 12  # reading is untouched

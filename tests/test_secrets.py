@@ -163,7 +163,7 @@ def test_an_unreachable_server_fails_with_the_password_masked_in_the_error_and_i
 
 
 def test_source_env_reads_the_table_named_by_the_variable(monkeypatch, tmp_path):
-    from visiontrain.tasks.tabular import load_clean_table
+    from visiontrain.tabular.loading import load_clean_table
 
     database = churn_database(tmp_path / "churn.db", rows=200)
     monkeypatch.setenv("CHURN_DB", f"sqlite:///{database}?password={PASSWORD}")
@@ -171,7 +171,7 @@ def test_source_env_reads_the_table_named_by_the_variable(monkeypatch, tmp_path)
                         f"paths.run_dir={tmp_path}")
     validate_train_config(cfg)
 
-    cleaned, _ = load_clean_table(cfg.data)
+    cleaned = load_clean_table(cfg.data).cleaned
 
     assert cleaned.report["rows_in"] == 200 == cleaned.report["rows_kept"] + cleaned.report["rows_rejected"]
 

@@ -19,7 +19,7 @@ from visiontrain.config.sections import Optimizer, Trainer
 from visiontrain.config.tabular import MlpModel, TableData, TabularModelKind, TabularRun
 from visiontrain.errors import ConfigError
 from visiontrain.redaction import has_secret
-from visiontrain.tabular.schema import TableSchema
+from visiontrain.tabular.schema import SchemaDeclaration
 
 
 class TaskChoice(Section):
@@ -143,7 +143,7 @@ def _check_tabular(cfg: DictConfig) -> None:
                               "model=logistic_regression or model=gradient_boosting")
     parse(Trainer, cfg, "trainer")
     parse(TableData, cfg, "data")
-    schema = TableSchema.from_config(cfg.data)
+    schema = SchemaDeclaration.from_config(cfg.data)
     if schema.task_type == "classification" and not schema.positive_label:
         raise ConfigError("data.positive_label", "a classification target needs the value that means positive",
                           'data.positive_label="Yes"')

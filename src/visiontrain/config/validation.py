@@ -29,6 +29,7 @@ from visiontrain.models.backbone import check_backbone_name
 from visiontrain.models.weight_source import weight_source
 from visiontrain.tabular.cleansing import CleaningRules
 from visiontrain.tabular.features import FeatureOptions
+from visiontrain.tabular.inference import InferenceOptions
 from visiontrain.tabular.ingest import detect_format, source_from_environment
 from visiontrain.tasks.image import input_spec_from, train_steps_for
 
@@ -92,6 +93,7 @@ def _check_tabular_libraries(cfg: DictConfig) -> None:
             fix = "a scikit-learn estimator class, e.g. sklearn.linear_model.LogisticRegression"
             raise ConfigError(f"{where}._target_", str(error), fix) from None
     CleaningRules.from_config(cfg.data.get("cleaning"))
+    InferenceOptions.from_config(cfg.data.get("inference"))
     FeatureOptions.from_config(cfg.get("features"))
     source = value(cfg, "data.source")
     variable = value(cfg, "data.source_env")

@@ -21,7 +21,7 @@ import pandas as pd
 
 from visiontrain.core.table_values import YES_NO, YES_NO_WORDS, finite_or_nan, number_or_nan, value_text
 from visiontrain.errors import ConfigError, DataError
-from visiontrain.tabular.schema import ColumnSpec, TableSchema, plain_mapping
+from visiontrain.tabular.schema import ColumnSpec, TableSchema, check_option_names, plain_mapping
 
 # Rules that reject, in the order their reason wins when a row breaks several.
 REJECTING_RULES = ("duplicates", "target_missing", "target_unknown", "target_unparseable", "unknown_category",
@@ -32,6 +32,17 @@ RULES = REJECTING_RULES + REPAIRING_RULES
 MAX_STRAY_TARGET_FRACTION = 0.01  # more rows than this (and > 10) with a third label: not mess, a mistake
 _CHOICES = {"missing_numeric": ("impute", "reject"), "missing_category": ("impute", "reject"),
             "unknown_category": ("reject", "missing"), "outliers": ("clip", "flag", "reject")}
+_SHARES = ("warn_reject_share",)
+_REJECT_FIXES = {  # what to change when one rule rejects a large share of the rows
+    "duplicates": "if repeated rows are real observations, data.cleaning.drop_duplicates=false",
+    "target_missing": "fill in the labels in the source, or point data.target at the column to predict",
+    "target_unknown": "map the labels to two values in the source, or set data.positive_label",
+    "target_unparseable": "make the target a plain number in the source",
+    "unknown_category": "list the values in data.columns.{column}.categories (or data.columns.{column}.type="
+                        "category without a list), or data.cleaning.unknown_category=missing",
+    "missing_rejected": "data.cleaning.missing_numeric=impute / missing_category=impute",
+    "outliers_rejected": "widen data.columns.{column}.min / max, or data.cleaning.outliers=clip",
+}
 
 
 @dataclass(frozen=True)
@@ -45,23 +56,24 @@ class CleaningRules:
     missing_category: str = "impute"  # impute | reject
     unknown_category: str = "reject"  # a value outside the declared categories: reject | missing
     outliers: str = "clip"  # outside [min, max]: clip | flag (kept, counted) | reject
+    warn_reject_share: float = 0.05  # one rule rejecting more than this share of the rows warns loudly
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> "CleaningRules":
         """Read ``data.cleaning`` (absent: the defaults); a typo or a bad value is a ConfigError naming it."""
         values = plain_mapping(cfg, "data.cleaning")
-        names = [field.name for field in fields(cls)]
+        check_option_names(values, [field.name for field in fields(cls)], "data.cleaning", "a cleaning option")
         for key, value in values.items():
-            if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
-                raise ConfigError(f"data.cleaning.{key}", f"is not a cleaning option; the options are "
-                                  f"{', '.join(names)}", f"data.cleaning.{close[0]}=..." if close else
-                                  f"remove data.cleaning.{key}")
             _check_option(key, value)
         return cls(**values)
 
 
 def _check_option(key: str, value: Any) -> None:
+    if key in _SHARES:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ConfigError(f"data.cleaning.{key}", f"must be a share of the rows in [0, 1], got {value!r}",
+                              f"data.cleaning.{key}=0.05")
+        return
     choices = _CHOICES.get(key, ("true", "false"))
     valid = value in choices if key in _CHOICES else isinstance(value, bool)
     if not valid:
@@ -97,15 +109,18 @@ class _Ledger:
         repairing = REPAIRING_RULES + ("unknown_category",)  # unknown_category=missing repairs
         self.repairs = {rule: pd.Series(False, index=index) for rule in repairing}
         self.reasons: list[pd.DataFrame] = []
+        self.by_column: dict[tuple[str, str | None], pd.Index] = {}  # (rule, column) -> the rows it rejected
 
     def repaired(self, rule: str, mask: pd.Series) -> None:
         self.repairs[rule] |= mask
 
-    def reject(self, rule: str, mask: pd.Series, reason: pd.Series | str) -> None:
-        """Reject the rows in ``mask``; ``reason`` is one text, or one per row (at least the masked rows)."""
+    def reject(self, rule: str, mask: pd.Series, reason: pd.Series | str, column: str | None = None) -> None:
+        """Reject the rows in ``mask`` for a value of ``column``; ``reason``: one text, or one per row."""
         if not mask.any():
             return
         rows = self.index[mask.to_numpy()]
+        known = self.by_column.get((rule, column))
+        self.by_column[(rule, column)] = rows if known is None else known.union(rows)
         text = reason.reindex(rows) if isinstance(reason, pd.Series) else pd.Series(reason, index=rows)
         self.reasons.append(pd.DataFrame({"order": REJECTING_RULES.index(rule), "rule": rule,
                                           "reason": text.astype(object)}))
@@ -142,6 +157,7 @@ def cleanse(raw: pd.DataFrame, schema: TableSchema, rules: CleaningRules) -> Cle
     rejects = pd.concat([rejected.reset_index()[["row", "reason", "rule"]],
                          raw.loc[rejected.index].reset_index(drop=True)], axis=1)
     report = _report(raw, frame, rejected, ledger, schema, ignored, target_info)
+    report["warnings"] = reject_warnings(raw, ledger, rules.warn_reject_share)
     return CleaningResult(frame=frame, rejects=rejects, report=report)
 
 
@@ -167,7 +183,7 @@ def _check_columns(raw: pd.DataFrame, schema: TableSchema) -> list[str]:
     return [name for name in found if name not in needed]
 
 
-def _source_kind(values: pd.Series) -> str | None:
+def source_kind(values: pd.Series) -> str | None:
     """"bytes", "nested" or "datetime" for source values no feature can hold as they are; None otherwise."""
     if pd.api.types.is_datetime64_any_dtype(values) or pd.api.types.is_timedelta64_dtype(values):
         return "datetime"
@@ -187,7 +203,7 @@ def _check_source_types(raw: pd.DataFrame, schema: TableSchema) -> None:
     """Typed sources (Parquet, SQL, JSON) can hold values that would train and then fail at export."""
     used = {**{name: f"data.columns.{name}" for name in schema.columns}, schema.target: "data.target"}
     for name, key in used.items():
-        kind = _source_kind(raw[name])
+        kind = source_kind(raw[name])
         numeric = name in schema.columns and schema.columns[name].kind == "numeric"
         if kind == "bytes":
             raise ConfigError(key, f"column {name!r} holds raw bytes (a binary column), which are not "
@@ -225,7 +241,7 @@ def _nothing_kept(rows: int, rejected: pd.DataFrame) -> str:
 def _empty_feature(values: pd.Series, spec: ColumnSpec) -> tuple[str, str]:
     """What is wrong with a feature that has no value in any kept row, and the fix."""
     key = f"data.columns.{spec.name}"
-    text = _as_text(values).str.strip()
+    text = as_text(values).str.strip()
     present = text[text.notna() & (text != "")]
     if present.empty:
         return (f"column {spec.name!r} is blank in all {len(values)} kept rows, so there is nothing to learn "
@@ -249,7 +265,7 @@ def _closest(name: str, found: list[str]) -> list[str]:
 
 def _reject_duplicates(raw: pd.DataFrame, ledger: _Ledger) -> None:
     """Exact copies of an earlier row, over every column (ids included): the first copy is kept."""
-    nested = [name for name in raw.columns if _source_kind(raw[name]) == "nested"]  # unhashable: compare text
+    nested = [name for name in raw.columns if source_kind(raw[name]) == "nested"]  # unhashable: compare text
     raw = raw.astype(dict.fromkeys(nested, str))
     duplicate = raw.duplicated(keep="first")
     if not duplicate.any():
@@ -261,7 +277,7 @@ def _reject_duplicates(raw: pd.DataFrame, ledger: _Ledger) -> None:
     ledger.reject("duplicates", duplicate, reason.reindex(raw.index))
 
 
-def _as_text(values: pd.Series) -> pd.Series:
+def as_text(values: pd.Series) -> pd.Series:
     """Values as strings (missing where missing), whatever the source type: the rule of ``value_text``."""
     if isinstance(values.dtype, pd.StringDtype):
         return values
@@ -270,7 +286,7 @@ def _as_text(values: pd.Series) -> pd.Series:
 
 def _text(values: pd.Series, rules: CleaningRules, ledger: _Ledger) -> pd.Series:
     """Text with stray whitespace stripped (counted) and blank values turned into missing ones."""
-    text = _as_text(values)
+    text = as_text(values)
     stripped = text.str.strip()
     blank = stripped == ""
     if rules.strip_whitespace:
@@ -296,7 +312,7 @@ def _category(values: pd.Series, spec: ColumnSpec, rules: CleaningRules, ledger:
         if rules.unknown_category == "reject":
             allowed = ", ".join(spec.categories[:12]) + (", ..." if len(spec.categories) > 12 else "")
             ledger.reject("unknown_category", unknown,
-                          f"{spec.name}: '" + text[unknown] + f"' is not an allowed value ({allowed})")
+                          f"{spec.name}: '" + text[unknown] + f"' is not an allowed value ({allowed})", spec.name)
         else:
             ledger.repaired("unknown_category", unknown)
             text = text.mask(unknown)
@@ -343,7 +359,7 @@ def _outliers(numbers: pd.Series, spec: ColumnSpec, rules: CleaningRules, ledger
     value = numbers[outside].map("{:g}".format)
     side = low[outside].map({True: f"below the minimum {_bound(spec.minimum)}",
                              False: f"above the maximum {_bound(spec.maximum)}"})
-    ledger.reject("outliers_rejected", outside, f"{spec.name}: " + value + " is " + side)
+    ledger.reject("outliers_rejected", outside, f"{spec.name}: " + value + " is " + side, spec.name)
     return numbers
 
 
@@ -358,7 +374,7 @@ def _target(values: pd.Series, schema: TableSchema, rules: CleaningRules,
         raise ConfigError("data.target", f"the target column {schema.target!r} is blank in all {len(text)} "
                           "rows", "point data.target at the column to predict, or fill in its values")
     ledger.reject("target_missing", text.isna(), f"{schema.target}: missing (a row without a label cannot be "
-                                                  "learned from)")
+                                                  "learned from)", schema.target)
     if schema.task_type == "regression":
         return _regression_target(values, text, schema.target, ledger)
     return _classification_target(text, schema, rules, ledger)
@@ -371,7 +387,8 @@ def _regression_target(values: pd.Series, text: pd.Series, name: str,
     else:
         numbers = _parse_numbers(text)
     unparseable = text.notna() & numbers.isna()
-    ledger.reject("target_unparseable", unparseable, f"{name}: '" + text[unparseable] + "' is not a number")
+    ledger.reject("target_unparseable", unparseable, f"{name}: '" + text[unparseable] + "' is not a number",
+                  name)
     return numbers, {"name": name}
 
 
@@ -401,7 +418,7 @@ def _classification_target(text: pd.Series, schema: TableSchema, rules: Cleaning
     unknown = text.notna() & (text != positive) & (text != negative)
     _check_strays(int(unknown.sum()), int(text.notna().sum()), name, positive, negative, others)
     ledger.reject("target_unknown", unknown, f"{name}: '" + text[unknown] + "' is neither the positive label "
-                  f"{positive!r} nor the negative label {negative!r}")
+                  f"{positive!r} nor the negative label {negative!r}", name)
     return (text == positive).astype("int64"), {"name": name, "positive_label": positive,
                                                 "negative_label": negative}
 
@@ -444,7 +461,7 @@ def _missing(columns: dict[str, pd.Series], schema: TableSchema, rules: Cleaning
         kind = schema.columns[name].kind
         missing = values.isna()
         if (rules.missing_numeric if kind == "numeric" else rules.missing_category) == "reject":
-            ledger.reject("missing_rejected", missing, f"{name}: missing")
+            ledger.reject("missing_rejected", missing, f"{name}: missing", name)
         else:
             imputed |= missing
     ledger.repaired("missing_imputed", imputed)
@@ -462,6 +479,33 @@ def _report(raw: pd.DataFrame, frame: pd.DataFrame, rejected: pd.DataFrame, ledg
               "columns": {name: spec.kind for name, spec in schema.columns.items()}}
     _check_accounted(report)
     return report
+
+
+def reject_warnings(raw: pd.DataFrame, ledger: _Ledger, share: float) -> list[dict[str, Any]]:
+    """Each rule (and column) that rejected more than ``share`` of the rows, with its most common values.
+
+    One category missing from a declared list can reject a quarter of a table; a count in a report is easy to
+    miss, so these are logged as warnings and printed at the end of the run.
+    """
+    found = []
+    for (rule, column), rows in ledger.by_column.items():
+        if len(rows) <= share * len(raw):
+            continue
+        values = as_text(raw.loc[rows, column]).fillna("(missing)") if column in raw else None
+        top = [] if values is None else [[str(value), int(count)] for value, count in values.value_counts().head(3).items()]
+        found.append({"rule": rule, "column": column, "rows": len(rows), "share": round(len(rows) / len(raw), 4),
+                      "limit": share, "top_values": top,
+                      "fix": _REJECT_FIXES.get(rule, "see rejects.csv").format(column=column)})
+    return sorted(found, key=lambda warning: -warning["rows"])
+
+
+def describe_reject_warning(warning: dict[str, Any], rows_in: int) -> str:
+    """One line for the log and the end-of-run report."""
+    where = f" on {warning['column']}" if warning["column"] else ""
+    top = ", ".join(f"{value!r} ({count})" for value, count in warning["top_values"])
+    return (f"{warning['rule']}{where} rejected {warning['rows']} of {rows_in} rows ({warning['share']:.1%}, above "
+            f"data.cleaning.warn_reject_share={warning['limit']:g})" + (f"; top values: {top}" if top else "")
+            + f". Fix: {warning['fix']}")
 
 
 def _check_accounted(report: dict[str, Any]) -> None:
@@ -492,8 +536,11 @@ def report_markdown(report: dict[str, Any]) -> str:
     """The report as a short Markdown page for people."""
     lines = ["# Data report", "",
              f"{report['rows_in']} rows in, {report['rows_kept']} kept, {report['rows_rejected']} rejected "
-             "(rejects.csv lists each rejected row with its reasons; row 1 is the first data row).", "",
-             "| rule | rows repaired (kept) | rows rejected |", "| --- | ---: | ---: |"]
+             "(rejects.csv lists each rejected row with its reasons; row 1 is the first data row).", ""]
+    warnings = report.get("warnings") or []
+    if warnings:
+        lines += ["## Warnings", "", *[f"- **{describe_reject_warning(w, report['rows_in'])}**" for w in warnings], ""]
+    lines += ["| rule | rows repaired (kept) | rows rejected |", "| --- | ---: | ---: |"]
     lines += [f"| {rule} | {counts['repaired']} | {counts['rejected']} |"
               for rule, counts in report["rules"].items() if counts["repaired"] or counts["rejected"]]
     lines += ["", "Repaired: kept rows the rule changed (missing_imputed: left for the imputer, fitted on "
@@ -511,4 +558,26 @@ def report_markdown(report: dict[str, Any]) -> str:
                      f"{rate}), {target['negatives']} negative ({target['negative_label']}).")
     else:
         lines.append(f"Target {target['name']}: mean {target['mean']}, std {target['std']}.")
+    if report.get("schema"):
+        lines += _schema_markdown(report["schema"])
     return "\n".join(lines) + "\n"
+
+
+def _schema_markdown(schema: dict[str, Any]) -> list[str]:
+    """How the schema was decided, its columns, and what was left out (with why)."""
+    lines = ["", "## Schema", "", f"{schema['origin']}." + (f" Written to {schema['file']}: edit it and pass it "
+                                                            f"back with data.schema={schema['file']}."
+                                                            if schema.get("file") else "")]
+    if schema.get("leaks"):
+        lines += ["", *[f"- **Possible target leak: {leak}**" for leak in schema["leaks"]]]
+    lines += ["", "| column | type | categories or range |", "| --- | --- | --- |"]
+    for name, entry in schema["columns"].items():
+        if "categories" in entry:
+            shown = ", ".join(map(str, entry["categories"][:8])) + (", ..." if len(entry["categories"]) > 8 else "")
+        else:
+            shown = f"{entry.get('min', '')} .. {entry.get('max', '')}" if "min" in entry or "max" in entry else ""
+        lines.append(f"| {name} | {entry['type']} | {shown} |")
+    if schema.get("left_out"):
+        lines += ["", "Left out of the features:", "",
+                  *[f"- {name}: {reason}" for name, reason in schema["left_out"].items()]]
+    return lines

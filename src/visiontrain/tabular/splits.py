@@ -74,6 +74,11 @@ def holdout_split(labels: np.ndarray | None, rows: int, val_fraction: float, tes
     return Split("final", np.sort(train), np.sort(val), np.sort(test))
 
 
+def split_from_parts(parts: np.ndarray) -> Split:
+    """The split that ``parts`` ("train" / "val" / "test" per row, by position) already decided."""
+    return Split("final", *(np.flatnonzero(parts == name) for name in ("train", "val", "test")))
+
+
 def kfold_splits(labels: np.ndarray | None, rows: int, folds: int, val_fraction: float, seed: int) -> list[Split]:
     """K splits: fold k is the test part; the rest is split again into train and val."""
     everything = np.arange(rows)

@@ -22,39 +22,20 @@ from visiontrain.config.targets import UntrustedTarget, check_plain_data
 from visiontrain.errors import CheckpointError, ConfigError
 from visiontrain.export.tabular_export import export_tabular_checkpoint
 from visiontrain.redaction import config_without_secrets, redact_url
-from visiontrain.tabular.cleansing import CleaningResult, CleaningRules, cleanse
+from visiontrain.tabular.cleansing import describe_reject_warning
 from visiontrain.tabular.datamodule import TabularDataModule
 from visiontrain.tabular.features import FeatureOptions, build_feature_pipeline, feature_names, model_inputs, transform
-from visiontrain.tabular.ingest import read_table, source_from_environment
+from visiontrain.tabular.inference import InferenceOptions, leak_flags
+from visiontrain.tabular.loading import load_clean_table, table_source
 from visiontrain.tabular.metrics import confusion, plot_roc_pr
 from visiontrain.tabular.models import EstimatorModel, TabularMLP, TabularModel, load_tabular_model
-from visiontrain.tabular.schema import TableSchema
-from visiontrain.tabular.splits import Split, check_class_sizes, holdout_split, kfold_splits
+from visiontrain.tabular.schema import TableSchema, write_schema
+from visiontrain.tabular.splits import Split, check_class_sizes, holdout_split, kfold_splits, split_from_parts
 from visiontrain.tasks.base import BuiltModel, PreparedData
 from visiontrain.training.hardware import build_trainer
 from visiontrain.training.reports import write_confusion, write_json
 
 log = logging.getLogger("visiontrain")
-
-
-def table_source(data_cfg: DictConfig | dict) -> str:
-    """The file or URL to read; a built-in table is generated first when no source is given."""
-    if data_cfg.get("source"):
-        return str(data_cfg["source"])
-    if data_cfg.get("source_env"):  # a URL with a password, kept out of the config
-        return source_from_environment(str(data_cfg["source_env"]))
-    from visiontrain.tabular.builtin import materialise_builtin
-
-    path = Path(str(data_cfg["builtin_path"])).expanduser()
-    return str(materialise_builtin(str(data_cfg["builtin"]), path))
-
-
-def load_clean_table(data_cfg: DictConfig | dict) -> tuple[CleaningResult, TableSchema]:
-    """Read the configured source and cleanse it against the declared schema."""
-    schema = TableSchema.from_config(data_cfg)
-    raw = read_table(table_source(data_cfg), str(data_cfg.get("format", "auto")), data_cfg.get("table"),
-                     data_cfg.get("query"))
-    return cleanse(raw, schema, CleaningRules.from_config(data_cfg.get("cleaning"))), schema
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,31 +66,58 @@ class TabularTask:
 
     # ----- data ------------------------------------------------------------------------------------------
     def prepare(self, run_dir: Path, is_main_process: bool) -> TableData:
-        """Read and cleanse the table (rejects and data report into ``run_dir``), then split it, stratified."""
+        """Read the table, decide its schema, cleanse and split it (stratified); reports into ``run_dir``.
+
+        Writes rejects.csv, data_report.md/.json and schema.yaml (the schema used, to edit and pass back with
+        ``data.schema=``); a rule that rejects a large share of the rows, and a column that leaks the target,
+        are logged as warnings and kept for the end-of-run report.
+        """
         cfg = self.cfg
         started = time.perf_counter()
-        cleaned, schema = load_clean_table(cfg.data)
-        files = cleaned.write(run_dir) if is_main_process else {}
+        seed, d = int(cfg.seed), cfg.data
+        loaded = load_clean_table(d, seed)
+        cleaned, schema = loaded.cleaned, loaded.schema
         table = cleaned.frame.reset_index(drop=False).rename(columns={"index": "row"})
         report = cleaned.report
         class_names = self._class_names(report["target"].get("negative_label"))
         labels = table[schema.target].to_numpy().astype(int) if self.is_classifier else None
-        seed, d = int(cfg.seed), cfg.data
-        if self.is_classifier:
-            check_class_sizes(labels, class_names, schema.target, float(d.val_fraction), float(d.test_fraction),
-                              int(cfg.get("cv", {}).get("folds", 0)))
-        final = holdout_split(labels, len(table), float(d.val_fraction), float(d.test_fraction), seed)
         k = int(cfg.get("cv", {}).get("folds", 0))
+        if self.is_classifier:
+            check_class_sizes(labels, class_names, schema.target, float(d.val_fraction), float(d.test_fraction), k)
+        final = split_from_parts(loaded.parts[table["row"].to_numpy() - 1]) if loaded.parts is not None else \
+            holdout_split(labels, len(table), float(d.val_fraction), float(d.test_fraction), seed)
         folds = kfold_splits(labels, len(table), k, float(d.val_fraction), seed) if k >= 2 else []
+        if loaded.inferred is None:  # inference measured its candidates already (and left the leaks out)
+            report["schema"]["leaks"] = self._declared_leaks(table.iloc[final.train], schema)
+        warnings = [describe_reject_warning(w, report["rows_in"]) for w in report["warnings"]] + \
+            [f"possible target leak: {leak}" for leak in report["schema"]["leaks"]]
+        files: dict[str, str] = {}
+        if is_main_process:
+            schema_file = run_dir / "schema.yaml"
+            write_schema(schema, schema_file, report["schema"])
+            report["schema"]["file"] = str(schema_file)
+            files = cleaned.write(run_dir)
+        for warning in warnings:
+            log.warning(warning)
         summary = {"source": redact_url(table_source(d)) if d.get("source") or d.get("source_env")
                    else f"built-in {d.builtin}",
                    "rows_in": report["rows_in"], "rows_kept": report["rows_kept"],
                    "rows_rejected": report["rows_rejected"], "report": report,
                    "split_rows": {"train": len(final.train), "val": len(final.val), "test": len(final.test)},
-                   "classes": class_names, "rejects_csv": files.get("rejects"),
+                   "classes": class_names, "rejects_csv": files.get("rejects"), "warnings": warnings,
+                   "schema": {"origin": report["schema"]["origin"], "file": report["schema"]["file"],
+                              "left_out": report["schema"]["left_out"]},
                    "data_report": files.get("report_md"), "seconds": round(time.perf_counter() - started, 3)}
         return TableData(summary=summary, final_split=final, folds=folds, table=table, schema=schema,
                          class_names=class_names)
+
+    def _declared_leaks(self, train: pd.DataFrame, schema: TableSchema) -> list[str]:
+        """Declared columns that alone predict the target on the training rows: flagged, never dropped."""
+        options = InferenceOptions.from_config(self.cfg.data.get("inference"))
+        values = {name: train[name] for name in schema.columns}
+        flags = leak_flags(values, train[schema.target].astype(float), schema.task_type, options.leakage_score,
+                           drop=False)
+        return [flag.describe() for flag in flags]
 
     def _class_names(self, negative_label: str | None) -> list[str]:
         if not self.is_classifier:
@@ -133,7 +141,7 @@ class TabularTask:
                   "feature_names": feature_names(pipeline),
                   "threshold_metric": str(cfg.decision.threshold_metric),
                   "target_scale": (float(np.mean(train_target)), float(np.std(train_target) or 1.0)),
-                  "run_config": config_without_secrets(cfg), "feature_pipeline": pipeline}
+                  "run_config": self._run_config(schema), "feature_pipeline": pipeline}
         balanced = str(cfg.data.balance) == "loss_weights"
         m = cfg.model
         if not is_estimator:
@@ -150,6 +158,16 @@ class TabularTask:
         # a baseline fits in one epoch; it has no learning rate to monitor
         return BuiltModel(datamodule=datamodule, module=module, trainer_overrides={"max_epochs": 1},
                           has_learning_rate=False)
+
+    def _run_config(self, schema: TableSchema) -> dict[str, Any]:
+        """The run's config as the checkpoint keeps it: with the schema the run used, declared.
+
+        An inferred schema is written out, so that evaluating the checkpoint on new rows uses the training
+        schema, not one inferred from those rows.
+        """
+        run_config = config_without_secrets(self.cfg)
+        run_config["data"].update({**schema.as_config(), "schema": None})
+        return run_config
 
     def encode(self, data: TableData, split: Split, pipeline: Any, shuffle_train: bool = True) -> TabularDataModule:
         """Every non-empty part of ``split`` through a fitted ``pipeline``, as a datamodule."""
@@ -241,6 +259,13 @@ class TabularTask:
         return (f"data: {data['rows_in']} rows in = {data['rows_kept']} kept + {data['rows_rejected']} rejected "
                 f"({data['rejects_csv']}); {balance}; split {data['split_rows']}")
 
+    def describe_schema(self, data: dict[str, Any]) -> str:
+        """Where the features came from, and the columns left out of them."""
+        schema = data.get("schema") or {}
+        left_out = ", ".join(schema.get("left_out", {})) or "none"
+        origin = str(schema.get("origin", "")).split(":")[0]
+        return f"schema: {origin}; {len(data['report']['columns'])} features; left out: {left_out} ({schema.get('file')})"
+
     def describe_export(self, export: dict[str, Any]) -> str:
         p = export["parity"]
         if not self.is_classifier:
@@ -249,7 +274,7 @@ class TabularTask:
                 f"labels identical: {p['labels_identical']}")
 
     def report_lines(self, summary: dict[str, Any]) -> list[str]:
-        lines = []
+        lines = [f"WARNING {warning}" for warning in summary["data"].get("warnings", [])]
         test = summary["evaluation"].get("test")
         if test:
             lines.append("held-out test: " + "   ".join(f"{k} = {v:.4f}" for k, v in test["metrics"].items()))
@@ -258,6 +283,7 @@ class TabularTask:
             lines.append(f"{cv['folds']}-fold cross-validation (mean +- std): " + "   ".join(
                 f"{k} = {cv['mean'][k]:.4f} +- {cv['std'][k]:.4f}" for k in cv["mean"] if k != "threshold"))
         lines.append(self.describe_data(summary["data"]))
+        lines.append(self.describe_schema(summary["data"]))
         if summary.get("export"):
             lines.append(self.describe_export(summary["export"]))
         return lines

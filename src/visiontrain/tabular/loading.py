@@ -1,0 +1,117 @@
+"""A table as a run uses it: read from its source, given a schema (declared, or inferred from the training rows),
+and cleansed against it, with a report that says which schema was used and why.
+
+The schema is inferred when config asks for it (``data.columns: auto``, or a schema file with ``base: inferred``)
+and when the declared columns plainly describe another table: the table holds none of them (the churn
+experiment's Telco columns, with ``data.source=`` pointing at a bank's customers). A table holding some of them
+is a typo to fix, not a reason to guess, and cleansing says which are missing.
+
+Inference must see the training rows only, so the rows are split first (stratified by the raw target, with the
+run's fractions and seed) and that split is the run's final split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+
+from visiontrain.tabular.cleansing import CleaningResult, CleaningRules, cleanse
+from visiontrain.tabular.inference import InferenceOptions, InferredSchema, infer_schema, target_labels
+from visiontrain.tabular.ingest import read_table, source_from_environment
+from visiontrain.tabular.schema import SchemaDeclaration, TableSchema
+from visiontrain.tabular.splits import holdout_split
+
+PARTS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class LoadedTable:
+    """The cleansed table, the schema it was cleansed against, and (inferred schemas) each row's part."""
+
+    cleaned: CleaningResult
+    schema: TableSchema
+    inferred: InferredSchema | None
+    parts: np.ndarray | None  # "train" | "val" | "test" per source row (row 1 first): the final split
+
+
+def table_source(data_cfg: DictConfig | dict) -> str:
+    """The file or URL to read; a built-in table is generated first when no source is given."""
+    if data_cfg.get("source"):
+        return str(data_cfg["source"])
+    if data_cfg.get("source_env"):  # a URL with a password, kept out of the config
+        return source_from_environment(str(data_cfg["source_env"]))
+    from visiontrain.tabular.builtin import materialise_builtin
+
+    path = Path(str(data_cfg["builtin_path"])).expanduser()
+    return str(materialise_builtin(str(data_cfg["builtin"]), path))
+
+
+def load_clean_table(data_cfg: DictConfig | dict, seed: int = 0) -> LoadedTable:
+    """Read the configured source, decide its schema and cleanse it; the report's ``schema`` says how."""
+    declaration = SchemaDeclaration.from_config(data_cfg)
+    raw = read_table(table_source(data_cfg), str(data_cfg.get("format", "auto")), data_cfg.get("table"),
+                     data_cfg.get("query"))
+    rules = CleaningRules.from_config(data_cfg.get("cleaning"))
+    why = inference_reason(declaration, raw)
+    if why is None:
+        columns = declaration.columns or {}
+        schema = declaration.with_columns(columns)
+        cleaned = cleanse(raw, schema, rules)
+        cleaned.report["schema"] = schema_report(schema, f"Declared in {declaration.origin}")
+        return LoadedTable(cleaned=cleaned, schema=schema, inferred=None, parts=None)
+    parts = provisional_parts(raw, declaration, float(data_cfg.get("val_fraction", 0.2)),
+                              float(data_cfg.get("test_fraction", 0.2)), seed)
+    inferred = infer_schema(raw[parts == "train"], declaration, InferenceOptions.from_config(
+        data_cfg.get("inference")))
+    cleaned = cleanse(raw, inferred.schema, rules)
+    origin = f"Inferred from {inferred.rows} training rows: {why}"
+    cleaned.report["schema"] = schema_report(inferred.schema, origin, inferred)
+    return LoadedTable(cleaned=cleaned, schema=inferred.schema, inferred=inferred, parts=parts)
+
+
+def inference_reason(declaration: SchemaDeclaration, raw: pd.DataFrame) -> str | None:
+    """Why the feature columns are inferred from ``raw``; None when the declared ones are used as they are."""
+    if declaration.target not in raw.columns:
+        return None  # cleansing names the missing target, with the closest column
+    if declaration.columns is None:
+        return "data.columns is auto"
+    if declaration.base == "inferred":
+        return f"the {declaration.origin} declares {len(declaration.columns)} of them (base: inferred)"
+    declared = [*declaration.columns, *declaration.id_columns]
+    if declaration.origin == "data.columns" and declared and not any(name in raw.columns for name in declared):
+        shown = ", ".join(declared[:4]) + (", ..." if len(declared) > 4 else "")
+        return (f"the table has none of the {len(declared)} columns data.columns declares ({shown}), so they "
+                "describe another table (set data.columns=auto to say so, or declare this table's columns with "
+                "data.schema=<file>)")
+    return None
+
+
+def provisional_parts(raw: pd.DataFrame, declaration: SchemaDeclaration, val_fraction: float,
+                      test_fraction: float, seed: int) -> np.ndarray:
+    """train/val/test for each raw row, stratified by the raw target where it allows."""
+    labels = None
+    if declaration.task_type == "classification":
+        labels = target_labels(raw[declaration.target], declaration).fillna(0).to_numpy().astype(int)
+        if np.bincount(labels, minlength=2).min() < 3:
+            labels = None  # too few of a class to stratify: cleansing and the class-size check explain
+    try:
+        split = holdout_split(labels, len(raw), val_fraction, test_fraction, seed)
+    except ValueError:  # a class too small for the stratified test or val share
+        split = holdout_split(None, len(raw), val_fraction, test_fraction, seed)
+    parts = np.empty(len(raw), dtype=object)
+    for name, rows in zip(PARTS, (split.train, split.val, split.test)):
+        parts[rows] = name
+    return parts
+
+
+def schema_report(schema: TableSchema, origin: str, inferred: InferredSchema | None = None) -> dict[str, Any]:
+    """The schema's part of the data report: how it was decided, its columns, what was left out and why."""
+    return {"origin": origin, "file": None, "id_columns": list(schema.id_columns),
+            "columns": schema.as_config()["columns"],
+            "left_out": {note.name: note.reason for note in (inferred.left_out if inferred else ())},
+            "leaks": [leak.describe() for leak in (inferred.leaks if inferred else ())]}
