@@ -95,6 +95,23 @@ def samples_of(inventory) -> dict[str, list[tuple[str, int]]]:
             for split, samples in inventory.splits.items()}
 
 
+def test_a_split_csv_of_symlinked_data_names_the_same_files(tmp_path):
+    """A data root reached through a symlink, and a symlinked photo: the file reads back as the same images."""
+    from visiontrain.data.inventory import build_inventory
+
+    real = class_tree(tmp_path / "disk" / "tree", per_class=2)
+    photo = next((real / "bees").iterdir())
+    (real / "bees" / "linked.jpg").symlink_to(photo)
+    (tmp_path / "data").symlink_to(real)
+    (tmp_path / "deeper" / "runs").mkdir(parents=True)  # the run dir through a symlink, at another depth:
+    (tmp_path / "runs_link").symlink_to(tmp_path / "deeper" / "runs")  # a `..` counted by name would miss
+    inventory = build_inventory(tmp_path / "data", val_fraction=0.25)  # the linked copy: a duplicate, kept
+    split_csv = inventory.write_split(tmp_path / "runs_link" / "a" / "split.csv")
+    again = build_inventory(split_csv, allow_outside_root=True)
+    assert samples_of(again) == samples_of(inventory)
+    assert "linked.jpg" in {Path(row["path"]).name for row in read_rows(split_csv)}
+
+
 def test_a_split_csv_names_files_outside_its_folder_and_says_which_key_trusts_it(tmp_path):
     from visiontrain.data.inventory import build_inventory
     from visiontrain.errors import DataError

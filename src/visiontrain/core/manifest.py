@@ -99,8 +99,8 @@ def write_manifest(manifest: Path, rows: Iterable[tuple[str, str, str]]) -> Path
 
     Relative paths keep the file free of the machine's absolute prefix: the same data beside the same run
     folder gives the same file on any machine, and the two can move together (a different drive, where no
-    relative path exists, keeps the absolute one). Both ends are resolved first (symlinks too): a ``..`` is
-    then read back exactly as the system walks it.
+    relative path exists, keeps the absolute one). The folders at both ends are resolved first (symlinks too),
+    so a ``..`` reads back exactly as the system walks it; a symlinked image keeps its own name.
     """
     manifest.parent.mkdir(parents=True, exist_ok=True)
     folder = os.path.realpath(manifest.parent)
@@ -108,7 +108,8 @@ def write_manifest(manifest: Path, rows: Iterable[tuple[str, str, str]]) -> Path
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
         for path, label, split in rows:
-            writer.writerow([_relative(os.path.realpath(path), folder), label, split])
+            real = os.path.join(os.path.realpath(os.path.dirname(path)), os.path.basename(path))
+            writer.writerow([_relative(real, folder), label, split])
     return manifest
 
 
