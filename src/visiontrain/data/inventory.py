@@ -26,6 +26,7 @@ from visiontrain.machine import available_cores
 
 log = logging.getLogger("visiontrain")
 
+
 @dataclass(frozen=True)
 class Sample:
     """One usable image and its class index."""

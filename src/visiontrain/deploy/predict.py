@@ -20,9 +20,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from visiontrain.core.files import list_images
-from visiontrain.core.manifest import SPLITS, header_columns, read_manifest
 from visiontrain.core.image_decode import ImageRejected, decode
 from visiontrain.core.image_preprocess import ImageSpec, preprocess
+from visiontrain.core.manifest import SPLITS, header_columns, read_manifest
 from visiontrain.deploy.model import IMAGE, OnnxModel, batched, open_model
 from visiontrain.core.table_files import FILE_SUFFIXES
 from visiontrain.deploy.table_input import ColumnsError, TableSpec, id_columns, is_table_file, prepare, read_table
