@@ -150,6 +150,12 @@ def test_predict_reads_a_manifest_as_training_does(tmp_path):
     assert [r["reason"] for r in rejects] == ["outside the manifest folder (set allow_outside_root=true to allow)"]
     with pytest.raises(ConfigError, match="`split`"):
         manifest_inputs(manifest, "validation", allow_outside_root=False)
+    paths_only = tmp_path / "photos" / "paths.csv"  # a list of images to classify: no label, no split
+    paths_only.write_text("path\n" + "\n".join(row.split(",")[0] for row in rows) + "\n")
+    inputs, rejects = manifest_inputs(paths_only, None, allow_outside_root=False)
+    assert len(inputs) == len(rows) and not rejects and {columns["label"] for _, columns in inputs} == {""}
+    with pytest.raises(ConfigError, match="has no split column"):
+        manifest_inputs(paths_only, "val", allow_outside_root=False)
 
 
 # --- the user's story through the real command -----------------------------------------------------------
