@@ -22,11 +22,12 @@ commands:
              (no overrides: the quickstart, ImageNet EfficientNet-Lite0 fine-tuned on built-in digits, CPU, ~2 min)
   lr_find    <the overrides of train>: learning-rate range test, writes lr_find.png/.json and prints
              the optimizer.lr=... to train with
-  evaluate   ckpt=<file.ckpt> [split=val|test] [data_root=<folder>] [tta=none|hflip]: metrics and
-             confusion matrix (tta=hflip: averaged over each image and its mirror)
+  evaluate   ckpt=<file.ckpt> [split=val|test] [data_root=<folder | manifest.csv>] [tta=none|hflip]: metrics
+             and confusion matrix (tta=hflip: averaged over each image and its mirror)
   export     ckpt=<file.ckpt> [output=<file.onnx>]: ONNX with metadata, checked against PyTorch
-  predict    model=<file.onnx> input=<image | folder | table> [output=predictions.csv|.json] [top_k=5]:
-             onnxruntime only; unreadable inputs listed in a rejects file beside the output
+  predict    model=<file.onnx> input=<image | folder | manifest.csv [split=val] | table> [top_k=5]
+             [output=predictions.csv|.json]: onnxruntime only; unreadable inputs listed in a rejects
+             file beside the output (a run's split.csv is a manifest: see the README)
   serve      model=<file.onnx> [host=127.0.0.1] [port=8000] [max_batch_size=32] [max_wait_ms=5]:
              HTTP service: POST /predict, GET /health, GET /metadata (onnxruntime only); a bearer
              token from $VISIONTRAIN_SERVE_TOKEN or token_file=<file>, never token=...

@@ -159,7 +159,7 @@ def _train(cfg: DictConfig) -> float | None:
                             "total": round(time.perf_counter() - started, 3)},
         "files": {"summary": str(run_dir / "summary.json"), "history_csv": str(run_dir / "history.csv"),
                   "curves_png": str(curves) if curves else None, "rejects_csv": data.summary.get("rejects_csv"),
-                  "data_report": data.summary.get("data_report"),
+                  "split_csv": data.summary.get("split_csv"), "data_report": data.summary.get("data_report"),
                   "cross_validation": str(run_dir / "cross_validation.json") if cross_validation else None,
                   "reference_stats": str(run_dir / "reference_stats.json"),
                   "config": str(run_dir / ".hydra" / "config.yaml"),
@@ -189,7 +189,8 @@ def print_report(summary: dict[str, Any], task: Task) -> None:
               f"best checkpoint    {summary['checkpoints']['best']}"]
     labels = {"onnx": "onnx model", "summary": "summary", "curves_png": "curves", "confusion_png": "confusion matrix",
               "roc_png": "ROC curve", "pr_png": "PR curve", "per_class_csv": "per-class metrics",
-              "history_csv": "history", "rejects_csv": "rejects report", "data_report": "data report",
+              "history_csv": "history", "rejects_csv": "rejects report",
+              "split_csv": "image split", "data_report": "data report",
               "cross_validation": "cross-validation", "config": "resolved config"}
     for key, label in labels.items():
         if summary["files"].get(key):

@@ -18,14 +18,13 @@ from typing import Iterable
 
 from visiontrain.config.choices import IMAGE_FORMATS as FORMATS
 from visiontrain.core.files import describe, is_hidden, walk
+from visiontrain.core.manifest import SPLITS, outside_folder, read_manifest, write_manifest
 from visiontrain.data.duplicates import DuplicatePolicy, describe_group, resolve_duplicates
 from visiontrain.data.image_io import why_unusable
 from visiontrain.errors import DataError
 from visiontrain.machine import available_cores
 
 log = logging.getLogger("visiontrain")
-
-SPLITS = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -78,6 +77,15 @@ class Inventory:
             "warnings": list(self.warnings),
         }
 
+    def write_split(self, path: Path) -> Path:
+        """Write every used image as a manifest (path, label, split), in the order training reads them.
+
+        With ``rejects.csv`` it lists every file found once: ``files_in`` = rows here + rows there. Training on
+        it (``data.root=split.csv``) gives the same splits, classes and sample order.
+        """
+        return write_manifest(path, ((sample.path, self.classes[sample.label], split)
+                                     for split, samples in self.splits.items() for sample in samples))
+
     def write_rejects(self, path: Path) -> Path:
         """Write the rejects report (path, split, reason) as CSV; written even when empty."""
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -115,12 +123,14 @@ def build_inventory(
     required_splits: tuple[str, ...] = ("train", "val"),
     duplicates: DuplicatePolicy = DuplicatePolicy(),
     allow_outside_root: bool = False,
+    allow_key: str = "data.allow_outside_root",
 ) -> Inventory:
     """Discover, check and split the images under ``root``.
 
     ``classes`` fixes the class list (e.g. when evaluating a trained model on new data); files of other
     classes are then rejected rather than silently relabelled. ``allow_outside_root`` lets a manifest name
-    files outside its own folder (refused by default: a shared manifest could otherwise read any file).
+    files outside its own folder (refused by default: a shared manifest could otherwise read any file);
+    ``allow_key`` is the config key that sets it, named in the reason a row is refused.
     """
     root_path = Path(root).expanduser()
     resolved_format = detect_format(root_path) if data_format == "auto" else data_format
@@ -130,7 +140,7 @@ def build_inventory(
     elif resolved_format == "class_tree":
         found = _discover_class_folders(root_path, False, rejected)
     elif resolved_format == "manifest":
-        found = _Discovery(_discover_manifest(root_path, rejected, allow_outside_root))
+        found = _Discovery(_discover_manifest(root_path, rejected, allow_outside_root, allow_key))
     else:
         raise DataError(f"unknown data format {data_format!r}; use one of {', '.join(FORMATS)}")
     files_in = len(found.candidates) + len(rejected)
@@ -161,7 +171,7 @@ def build_inventory(
                           *(describe_group(group, lambda c: split_of[id(c)], duplicates)
                             for group in resolution.warn_groups)]
     _log_warnings(inventory.warnings)
-    _require_usable(inventory, required_splits, dropped)
+    _require_usable(inventory, required_splits, dropped, allow_key)
     return inventory
 
 
@@ -222,48 +232,15 @@ def _placement_problem(parts: tuple[str, ...], below_split: tuple[str, ...], wit
     return None
 
 
-OUTSIDE_MANIFEST_FOLDER = "outside the manifest folder (set data.allow_outside_root=true to allow)"
-
-
-def _discover_manifest(manifest: Path, rejected: list[Rejected],
-                       allow_outside_root: bool) -> list[_Candidate]:
-    """A CSV with columns ``path,label`` and optional ``split``; paths are relative to the CSV's folder.
-
-    A path must resolve (symlinks included) inside that folder unless ``allow_outside_root``.
-    """
-    with manifest.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        try:
-            return _manifest_candidates(manifest, reader, rejected, allow_outside_root)
-        except (csv.Error, UnicodeDecodeError) as error:
-            raise DataError(f"manifest {manifest}, line {reader.line_num + 1}: cannot be read as a UTF-8 CSV "
-                            f"({error}); save it as UTF-8 CSV with columns path,label[,split]") from None
-
-
-def _manifest_candidates(manifest: Path, reader: csv.DictReader, rejected: list[Rejected],
-                         allow_outside_root: bool) -> list[_Candidate]:
-    base = manifest.parent
-    confine_to = Path(os.path.realpath(base))
-    columns = {name.strip().lower() for name in reader.fieldnames or []}
-    if not {"path", "label"} <= columns:
-        raise DataError(f"manifest {manifest} needs columns 'path,label' (optional 'split'); "
-                        f"found {sorted(columns)}")
+def _discover_manifest(manifest: Path, rejected: list[Rejected], allow_outside_root: bool,
+                       allow_key: str) -> list[_Candidate]:
+    """The manifest's usable rows as candidates; every other row is rejected with its reason (core.manifest)."""
     candidates = []
-    for line_number, row in enumerate(reader, start=2):
-        row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-        split = row.get("split") or None
-        path = base / row["path"]  # an absolute path stays absolute
-        if not row["path"] or "\0" in row["path"]:
-            reason = "manifest row has no path" if not row["path"] else "manifest path contains a NUL byte"
-            rejected.append(Rejected(f"{manifest}:{line_number}", split or "unassigned", reason))
-        elif not allow_outside_root and not Path(os.path.realpath(path)).is_relative_to(confine_to):
-            rejected.append(Rejected(str(path), split or "unassigned", OUTSIDE_MANIFEST_FOLDER))
-        elif not row["label"]:
-            rejected.append(Rejected(str(path), split or "unassigned", "manifest row has no label"))
-        elif split is not None and split not in SPLITS:
-            rejected.append(Rejected(str(path), split, f"unknown split {split!r} (use train/val/test)"))
+    for row in read_manifest(manifest, allow_outside_root, allow_key=allow_key):
+        if row.problem is None and row.path is not None:
+            candidates.append(_Candidate(row.path, row.split, row.label))
         else:
-            candidates.append(_Candidate(path, split, row["label"]))
+            rejected.append(Rejected(row.source, row.split or "unassigned", row.problem or "unusable row"))
     return candidates
 
 
@@ -362,14 +339,25 @@ def _log_warnings(warnings: list[str]) -> None:
                     len(warnings) - MAX_LOGGED_WARNINGS)
 
 
-def _require_usable(inventory: Inventory, required_splits: tuple[str, ...], dropped: dict[str, str]) -> None:
+def _require_usable(inventory: Inventory, required_splits: tuple[str, ...], dropped: dict[str, str],
+                    allow_key: str) -> None:
     if len(inventory.classes) < 2:
         why_dropped = "".join(f"; class '{name}' was dropped: {why}" for name, why in dropped.items())
         raise DataError(
             f"found {len(inventory.classes)} class(es) with usable training images under {inventory.root}"
             f"{why_dropped}; a classifier needs at least 2 class folders with usable images "
-            "(the rejected files and their reasons are in rejects.csv)"
+            f"(the rejected files and their reasons are in rejects.csv){_outside_hint(inventory, allow_key)}"
         )
     for split in required_splits:
         if not inventory.splits.get(split):
-            raise DataError(f"no usable images in the {split} split under {inventory.root} (see rejects.csv)")
+            raise DataError(f"no usable images in the {split} split under {inventory.root} (see rejects.csv)"
+                            f"{_outside_hint(inventory, allow_key)}")
+
+
+def _outside_hint(inventory: Inventory, allow_key: str) -> str:
+    """Why a manifest (such as a run's split.csv) gave nothing, when its rows name files outside its folder."""
+    outside = sum(item.reason == outside_folder(allow_key) for item in inventory.rejected)
+    if not outside:
+        return ""
+    return (f"; {outside} manifest rows name files outside its folder: if you trust the file (a run's split.csv "
+            f"names the training data, outside the run dir), add {allow_key}=true")

@@ -1,6 +1,8 @@
-"""``visiontrain predict model=<file.onnx> input=<image | folder | table>``: predictions from the ONNX file.
+"""``visiontrain predict model=<file.onnx> input=<image | folder | manifest | table>``: ONNX predictions.
 
-Every input is accounted for: it is predicted, or listed in the rejects file beside the output with its
+An image manifest (a CSV of ``path,label[,split]``, such as a run's ``split.csv``) is read as training reads it
+(:mod:`visiontrain.core.manifest`); ``split=val`` keeps its val rows, and each prediction carries the row's label
+and split. Every input is accounted for: it is predicted, or listed in the rejects file beside the output with its
 reason (a corrupt image, a text file in the folder, a row whose number does not parse);
 ``in = predicted + rejected``.
 """
@@ -20,6 +22,7 @@ import numpy as np
 from visiontrain.core.files import list_images
 from visiontrain.core.image_decode import ImageRejected, decode
 from visiontrain.core.image_preprocess import ImageSpec, preprocess
+from visiontrain.core.manifest import SPLITS, header_columns, read_manifest
 from visiontrain.deploy.model import IMAGE, OnnxModel, batched, open_model
 from visiontrain.core.table_files import FILE_SUFFIXES
 from visiontrain.deploy.table_input import ColumnsError, TableSpec, id_columns, is_table_file, prepare, read_table
@@ -35,11 +38,17 @@ def predict(cfg: Any) -> dict[str, Any]:
     model = open_model(cfg.get("model"), threads=int(cfg.get("threads") or 0))
     source = Path(str(cfg.input)).expanduser()
     if not source.exists():
-        raise ConfigError("input", f"{source} does not exist", "input=<an image, image folder or table file>")
+        raise ConfigError("input", f"{source} does not exist",
+                          "input=<an image, image folder, image manifest or table file>")
     output = _output_path(cfg)
     batch_size, progress = int(cfg.batch_size), bool(cfg.progress)
+    split = cfg.get("split")
+    if split is not None and (model.kind != IMAGE or not is_manifest(source)):
+        raise ConfigError("split", f"chooses rows of an image manifest (a .csv of path,label,split); "
+                          f"{source.name} is not one", "split=null")
     if model.kind == IMAGE:
-        predictions, rejects = predict_images(model, source, batch_size, int(cfg.top_k), progress,
+        inputs, skipped = image_inputs(source, model, split, bool(cfg.get("allow_outside_root", False)))
+        predictions, rejects = predict_images(model, inputs, skipped, batch_size, int(cfg.top_k), progress,
                                               decode_threads(cfg.get("decode_threads", "auto")))
     else:
         requested = list(cfg.id_columns) if cfg.get("id_columns") is not None else None
@@ -81,7 +90,7 @@ def decode_threads(setting: Any) -> int:
     return setting
 
 
-def decoded_batches(chunks: list[list[Path]], load: Any, threads: int) -> Iterator[tuple[list[Path], list[Any]]]:
+def decoded_batches(chunks: list[list[Any]], load: Any, threads: int) -> Iterator[tuple[list[Any], list[Any]]]:
     """Each chunk with its loaded items; with ``threads``, the next chunk decodes while this one is used."""
     if not threads:
         for chunk in chunks:
@@ -96,43 +105,86 @@ def decoded_batches(chunks: list[list[Path]], load: Any, threads: int) -> Iterat
             yield chunk, loaded
 
 
-def predict_images(model: OnnxModel, source: Path, batch_size: int, top_k: int,
-                   progress: bool = True, threads: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """One image or every file under a folder: path + top-k rows, and path + reason for the rest.
+ImageInput = tuple[Path, dict[str, str]]  # a file and the columns copied to its output row (a manifest's label)
 
-    With ``threads``, images are decoded in a thread pool, one batch ahead of the model: the next batch
-    decodes while onnxruntime runs the current one.
-    """
+
+def is_manifest(source: Path) -> bool:
+    """A .csv with a ``path`` column names images (a table for a churn model has none)."""
+    return source.is_file() and source.suffix.lower() == ".csv" and "path" in header_columns(source)
+
+
+def image_inputs(source: Path, model: OnnxModel, split: str | None = None, allow_outside_root: bool = False
+                 ) -> tuple[list[ImageInput], list[dict[str, Any]]]:
+    """The files to predict on (one image, a folder, or a manifest's rows) and the rejects found on the way."""
+    if is_manifest(source):
+        return manifest_inputs(source, split, allow_outside_root)
     if source.is_file() and is_table_file(source):
         raise ConfigError("input", f"{source.name} is a table but {model.path.name} is an image classifier",
-                          "input=<an image or a folder of images>")
+                          "input=<an image, a folder of images, or a manifest .csv of path[,label,split]>")
     files, skipped = list_images(source) if source.is_dir() else ([source], [])
     if not files:
         raise DataError(f"{source}: no files to predict on" + (f" ({len(skipped)} entries that cannot be read, "
                                                                f"e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ""))
+    return [(path, {}) for path in files], [{"path": str(path), "reason": reason} for path, reason in skipped]
+
+
+def manifest_inputs(source: Path, split: str | None, allow_outside_root: bool
+                    ) -> tuple[list[ImageInput], list[dict[str, Any]]]:
+    """A manifest's rows (those of ``split`` if given): usable ones to predict, the rest rejected with the reason.
+
+    The label is optional here: a manifest of paths alone is a list of images to classify.
+    """
+    if split is not None and split not in SPLITS:
+        raise ConfigError("split", f"must be one of {', '.join(SPLITS)} (or null: every row), got {split!r}",
+                          "split=val")
+    if split is not None and "split" not in header_columns(source):
+        raise ConfigError("split", f"{source.name} has no split column to choose rows by", "split=null")
+    rows = [row for row in read_manifest(source, allow_outside_root, label_required=False,
+                                         allow_key="allow_outside_root")
+            if split is None or row.split == split]
+    if not rows:
+        raise DataError(f"{source}: no rows to predict on" + (f" in split {split!r}" if split else ""))
+    inputs, rejects = [], []
+    for row in rows:
+        columns = {"label": row.label, "split": row.split or ""}
+        if row.problem is None and row.path is not None:
+            inputs.append((row.path, columns))
+        else:
+            rejects.append({"path": row.source, **columns, "reason": row.problem})
+    return inputs, rejects
+
+
+def predict_images(model: OnnxModel, inputs: list[ImageInput], rejects: list[dict[str, Any]], batch_size: int,
+                   top_k: int, progress: bool = True, threads: int = 0
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Path + top-k rows for every image that decodes; path + reason added to ``rejects`` for the rest.
+
+    With ``threads``, images are decoded in a thread pool, one batch ahead of the model: the next batch
+    decodes while onnxruntime runs the current one.
+    """
     spec = ImageSpec.from_metadata(model.metadata.as_dict())
     table = spec.lookup_table()
     predictions: list[dict[str, Any]] = []
-    rejects: list[dict[str, Any]] = [{"path": str(path), "reason": reason} for path, reason in skipped]
+    rejects = list(rejects)
 
-    def load(path: Path) -> np.ndarray | ImageRejected:
+    def load(item: ImageInput) -> np.ndarray | ImageRejected:
         try:
-            return preprocess(decode(path, spec.resize_to).image, spec, table)
+            return preprocess(decode(item[0], spec.resize_to).image, spec, table)
         except ImageRejected as error:
             return error
 
-    with Progress(len(files), "images", progress) as bar:
-        for chunk, loaded in decoded_batches(list(batched(files, max(1, batch_size))), load, threads):
+    with Progress(len(inputs), "images", progress) as bar:
+        for chunk, loaded in decoded_batches(list(batched(inputs, max(1, batch_size))), load, threads):
             pixels, used = [], []
-            for path, item in zip(chunk, loaded):
+            for (path, columns), item in zip(chunk, loaded):
                 if isinstance(item, ImageRejected):
-                    rejects.append({"path": str(path), "reason": str(item)})
+                    rejects.append({"path": str(path), **columns, "reason": str(item)})
                 else:
                     pixels.append(item)
-                    used.append(path)
+                    used.append((path, columns))
             if pixels:
-                for path, result in zip(used, model.classify(np.stack(pixels), top_k)):
-                    predictions.append({"path": str(path), **result})
+                for (path, columns), result in zip(used, model.classify(np.stack(pixels), top_k)):
+                    predictions.append({"path": str(path), **columns, **result})
             bar.update(len(chunk))
     return predictions, rejects
 

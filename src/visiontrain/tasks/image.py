@@ -41,11 +41,13 @@ def data_root(data_cfg: DictConfig | dict) -> Path:
 
 
 def scan(data_cfg: DictConfig | dict, seed: int, classes: list[str] | None = None,
-         required_splits: tuple[str, ...] = ("train", "val")) -> Inventory:
+         required_splits: tuple[str, ...] = ("train", "val"), allow_key: str = "data.allow_outside_root"
+         ) -> Inventory:
     return build_inventory(data_root(data_cfg), data_cfg["format"], float(data_cfg["val_fraction"]), seed,
                            classes=classes, required_splits=required_splits,
                            duplicates=DuplicatePolicy.from_config(data_cfg.get("duplicates")),
-                           allow_outside_root=bool(data_cfg.get("allow_outside_root", False)))
+                           allow_outside_root=bool(data_cfg.get("allow_outside_root", False)),
+                           allow_key=allow_key)
 
 
 def input_spec_from(cfg: DictConfig) -> InputSpec:
@@ -124,18 +126,20 @@ class ImageTask:
         self.cfg = cfg
 
     def prepare(self, run_dir: Path, is_main_process: bool) -> ImageData:
-        """Check every file once: the inventory, its counts and the rejects report."""
+        """Check every file once: the inventory, its counts, the split it made and the rejects report."""
         cfg = self.cfg
         started = time.perf_counter()
         inventory = scan(cfg.data, int(cfg.seed))
         if is_main_process:
             inventory.write_rejects(run_dir / "rejects.csv")
+            inventory.write_split(run_dir / "split.csv")
         if cfg.monitor.metric == "val/acc_top5" and len(inventory.classes) <= 5:
             raise ConfigError("monitor.metric", f"top-5 accuracy needs more than 5 classes; the data has "
                               f"{len(inventory.classes)}", "monitor.metric=val/acc")
         weights = class_weights(inventory) if cfg.data.balance == "loss_weights" else None
         summary = {"root": inventory.root, "format": inventory.format, "classes": inventory.classes,
                    **inventory.counts(), "class_weights": weights, "rejects_csv": str(run_dir / "rejects.csv"),
+                   "split_csv": str(run_dir / "split.csv"),
                    "seconds": round(time.perf_counter() - started, 3)}
         return ImageData(summary=summary, inventory=inventory, class_weights=weights)
 
@@ -234,9 +238,11 @@ class ImageTask:
     # ----- the report ------------------------------------------------------------------------------------
     @staticmethod
     def describe_data(data: dict[str, Any]) -> str:
-        classes = ", ".join(f"{name} ({count})" for name, count in data["per_class"]["train"].items())
-        return (f"data: {data['files_in']} files in, {data['files_used']} used, {data['files_rejected']} rejected "
-                f"({data['rejects_csv']}); classes: {classes}")
+        """Images per split and class, then the rejected: ``files_in`` is the sum of the numbers shown."""
+        splits = [f"{split} {count} (" + ", ".join(f"{name} {n}" for name, n in data["per_class"][split].items())
+                  + ")" for split, count in data["per_split"].items()]
+        rejected = f"rejected {data['files_rejected']} ({Path(data['rejects_csv']).name})"
+        return "data: " + " · ".join([*splits, rejected])
 
     @staticmethod
     def describe_weights(weights: dict[str, Any]) -> str:
@@ -274,12 +280,14 @@ class ImageTask:
             root = Path(str(cfg.data_root)).expanduser()
             if not root.exists():
                 raise ConfigError("data_root", f"{root} does not exist", "data_root=/path/to/images")
-            data_cfg.update(root=str(root), builtin=None, format="auto", val_fraction=1.0)
+            data_cfg.update(root=str(root), builtin=None, format="auto", val_fraction=1.0,
+                            allow_outside_root=bool(cfg.get("allow_outside_root", False)))
         if not data_cfg.get("root"):
             return None, None
         data_cfg.update(batch_size=int(cfg.get("batch_size", data_cfg.get("batch_size", 32))), balance="none",
                         num_workers=data_cfg.get("num_workers", "auto"))
-        inventory = scan(data_cfg, seed, classes=module.class_names, required_splits=(split,))
+        inventory = scan(data_cfg, seed, classes=module.class_names, required_splits=(split,),
+                         allow_key="allow_outside_root" if cfg.get("data_root") else "data.allow_outside_root")
         spec_fields = {k: v for k, v in module.hparams.input_spec.items() if k != "resize_to"}
         spec = InputSpec(**{**spec_fields, "mean": tuple(spec_fields["mean"]), "std": tuple(spec_fields["std"])})
         return datamodule_for(inventory, spec, data_cfg, seed), inventory
