@@ -492,7 +492,8 @@ def reject_warnings(raw: pd.DataFrame, ledger: _Ledger, share: float) -> list[di
         if len(rows) <= share * len(raw):
             continue
         values = as_text(raw.loc[rows, column]).fillna("(missing)") if column in raw else None
-        top = [] if values is None else [[str(value), int(count)] for value, count in values.value_counts().head(3).items()]
+        top = [] if values is None else \
+            [[str(value), int(count)] for value, count in values.value_counts().head(3).items()]
         found.append({"rule": rule, "column": column, "rows": len(rows), "share": round(len(rows) / len(raw), 4),
                       "limit": share, "top_values": top,
                       "fix": _REJECT_FIXES.get(rule, "see rejects.csv").format(column=column)})
@@ -503,7 +504,8 @@ def describe_reject_warning(warning: dict[str, Any], rows_in: int) -> str:
     """One line for the log and the end-of-run report."""
     where = f" on {warning['column']}" if warning["column"] else ""
     top = ", ".join(f"{value!r} ({count})" for value, count in warning["top_values"])
-    return (f"{warning['rule']}{where} rejected {warning['rows']} of {rows_in} rows ({warning['share']:.1%}, above "
+    return (f"{warning['rule']}{where} rejected {warning['rows']} of {rows_in} rows ({warning['share']:.1%}, "
+            "above "
             f"data.cleaning.warn_reject_share={warning['limit']:g})" + (f"; top values: {top}" if top else "")
             + f". Fix: {warning['fix']}")
 
@@ -539,7 +541,8 @@ def report_markdown(report: dict[str, Any]) -> str:
              "(rejects.csv lists each rejected row with its reasons; row 1 is the first data row).", ""]
     warnings = report.get("warnings") or []
     if warnings:
-        lines += ["## Warnings", "", *[f"- **{describe_reject_warning(w, report['rows_in'])}**" for w in warnings], ""]
+        lines += ["## Warnings", "", *[f"- **{describe_reject_warning(w, report['rows_in'])}**" for w in warnings],
+                  ""]
     lines += ["| rule | rows repaired (kept) | rows rejected |", "| --- | ---: | ---: |"]
     lines += [f"| {rule} | {counts['repaired']} | {counts['rejected']} |"
               for rule, counts in report["rules"].items() if counts["repaired"] or counts["rejected"]]
@@ -573,7 +576,8 @@ def _schema_markdown(schema: dict[str, Any]) -> list[str]:
     lines += ["", "| column | type | categories or range |", "| --- | --- | --- |"]
     for name, entry in schema["columns"].items():
         if "categories" in entry:
-            shown = ", ".join(map(str, entry["categories"][:8])) + (", ..." if len(entry["categories"]) > 8 else "")
+            categories = list(map(str, entry["categories"]))
+            shown = ", ".join(categories[:8]) + (", ..." if len(categories) > 8 else "")
         else:
             shown = f"{entry.get('min', '')} .. {entry.get('max', '')}" if "min" in entry or "max" in entry else ""
         lines.append(f"| {name} | {entry['type']} | {shown} |")

@@ -25,7 +25,8 @@ from visiontrain.core.table_values import number_or_nan
 from visiontrain.core.yes_no import YES_NO_WORDS
 from visiontrain.errors import ConfigError
 from visiontrain.tabular.cleansing import as_text, source_kind
-from visiontrain.tabular.schema import ColumnSpec, SchemaDeclaration, TableSchema, check_option_names, plain_mapping
+from visiontrain.tabular.schema import (ColumnSpec, SchemaDeclaration, TableSchema, check_option_names,
+                                        plain_mapping)
 
 NUMERIC_SHARE = 0.98   # a column is numeric when at least this share of its present values are numbers
 UNIQUE_SHARE = 0.95    # ... an identifier when at least this share of its rows hold distinct values
@@ -46,7 +47,8 @@ class InferenceOptions:
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> "InferenceOptions":
         values = plain_mapping(cfg, "data.inference")
-        check_option_names(values, [option.name for option in fields(cls)], "data.inference", "an inference option")
+        names = [option.name for option in fields(cls)]
+        check_option_names(values, names, "data.inference", "an inference option")
         options = cls(**values)
         if isinstance(options.max_categories, bool) or not isinstance(options.max_categories, int) \
                 or options.max_categories < 2:
@@ -132,7 +134,8 @@ def infer_schema(train: pd.DataFrame, declaration: SchemaDeclaration, options: I
     missing = [name for name in declared if name not in train.columns]
     if missing:
         raise ConfigError(f"data.columns.{missing[0]}", f"is declared, but the table has no column {missing[0]!r}",
-                          f"fix the name, or remove it; the table's columns are {', '.join(map(str, train.columns))}")
+                          "fix the name, or remove it; the table's columns are "
+                          f"{', '.join(map(str, train.columns))}")
     if not columns:
         reasons = "; ".join(f"{note.name}: {note.reason}" for note in left_out[:6])
         raise ConfigError("data.columns", f"inference found no usable feature column ({reasons})",

@@ -1,5 +1,5 @@
 """The schema of a table: declared in config (``data.columns``, ``data.target``, ...), in a schema file
-(``data.schema=path.yaml``), or left to inference (``data.columns: auto``, see :mod:`visiontrain.tabular.inference`).
+(``data.schema=path.yaml``), or left to inference (``data.columns: auto``: :mod:`visiontrain.tabular.inference`).
 
 A declared schema is what lets cleansing say exactly what is wrong with a row; where one is given it always wins
 over what inference would guess. :class:`SchemaDeclaration` is what config says; :class:`TableSchema` is the
@@ -164,7 +164,8 @@ def read_schema_file(path: Any) -> dict[str, Any]:
         values = yaml.safe_load(file.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as error:
         raise ConfigError(key, f"{path} is not valid YAML ({str(error).splitlines()[0]})",
-                          "fix the file; `visiontrain train` writes a valid one to <run dir>/schema.yaml") from None
+                          "fix the file; `visiontrain train` writes a valid one to <run dir>/schema.yaml"
+                          ) from None
     if not isinstance(values, dict):
         raise ConfigError(key, f"{path} must hold a mapping (target:, columns:, ...), got "
                           f"{type(values).__name__}", "see the schema.yaml of any tabular run")
