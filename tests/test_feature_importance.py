@@ -202,6 +202,7 @@ def test_importance_ranks_the_planted_feature_first_and_noise_near_zero(regressi
     assert abs(by_name["noise"].importance_mean) < 0.01 * (1 if not regression else result.baseline)
     assert by_name["weak"].importance_mean > by_name["noise"].importance_mean
     assert result.rows == 1000 and result.metric == ("rmse" if regression else "roc_auc")
+    assert f"{'rise' if regression else 'drop'} of {result.metric}" in result.describe()  # rmse rises
     again = permutation_feature_importance(module, held_out, target_of(held_out, regression), schema, metric,
                                            max_rows=1000, seed=0)
     assert [f.importance_mean for f in again.features] == [f.importance_mean for f in result.features]

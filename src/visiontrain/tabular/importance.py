@@ -59,10 +59,15 @@ class ImportanceResult:
     def top(self, count: int = 5) -> list[FeatureImportance]:
         return self.features[:count]
 
+    @property
+    def effect(self) -> str:
+        """What shuffling an important column does to the metric: a maximised one drops, a minimised one rises."""
+        return "rise" if f"val/{self.metric}" in MINIMISED else "drop"
+
     def describe(self, count: int = 5) -> str:
         """One line for the end-of-run report."""
         cells = ", ".join(f"{f.feature} {f.importance_mean:+.4f}" for f in self.top(count))
-        return (f"feature importance (drop of {self.metric} when shuffled, {self.rows} {self.split} rows x "
+        return (f"feature importance ({self.effect} of {self.metric} when shuffled, {self.rows} {self.split} rows x "
                 f"{self.repeats}): {cells}")
 
     def as_dict(self) -> dict[str, Any]:
@@ -86,7 +91,7 @@ class ImportanceResult:
     def markdown(self) -> str:
         """A section for data_report.md."""
         lines = ["## Feature importance", "",
-                 f"Drop of {self.metric} (baseline {self.baseline:.4f}) when one raw column is shuffled, on "
+                 f"{self.effect.capitalize()} of {self.metric} (baseline {self.baseline:.4f}) when one raw column is shuffled, on "
                  f"{self.rows} {self.split} rows, mean +- std of {self.repeats} repeats (seed {self.seed}).", "",
                  "| rank | feature | importance | std |", "|---|---|---|---|"]
         lines += [f"| {f.rank} | {f.feature} | {f.importance_mean:.4f} | {f.importance_std:.4f} |"
@@ -149,7 +154,7 @@ def permutation_feature_importance(module: TabularModel, rows: pd.DataFrame, tar
     def score(scorer: RawColumnScorer, shuffled: pd.DataFrame, truth: np.ndarray) -> float:
         values = scorer.scores(shuffled)
         if metric in RANKING_METRICS:  # the one metric alone: all of binary_metrics costs 5x more per call
-            return float(RANKING_METRICS[metric](truth, values))
+            return sign * float(RANKING_METRICS[metric](truth, values))
         computed = binary_metrics(truth, values, module.threshold) if module.is_classifier else \
             regression_metrics(truth, values)
         return sign * float(computed[metric])

@@ -87,8 +87,7 @@ def _importance_panels(importance: dict[str, Any]) -> dict[str, Any]:
 
     columns = ["feature", "importance_mean", "importance_std", "rank"]
     table = wandb.Table(columns=columns, data=[[f[c] for c in columns] for f in importance["features"]])
-    title = (f"permutation importance (drop of {importance['metric']}, {importance['rows']} "
-             f"{importance['split']} rows)")
+    title = f"permutation importance ({importance['metric']}, {importance['rows']} {importance['split']} rows)"
     return {"eval/feature_importance": table,
             "eval/feature_importance_chart": wandb.plot.bar(table, "feature", "importance_mean", title=title)}
 
