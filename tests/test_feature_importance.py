@@ -122,9 +122,12 @@ def test_tree_models_route_rows_on_a_rounded_threshold_as_onnx_does(name):
 
 def test_without_snapping_histogram_boosting_flips_the_rows_on_the_threshold():
     """The hazard the snap removes is real: a plain fit disagrees with its own ONNX export on those rows."""
+    from skl2onnx.operator_converters import random_forest
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     from visiontrain.tabular.tree_thresholds import snap_split_thresholds
+
+    converter_helper = random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting
 
     features, target = _rows_on_a_rounded_threshold()
     plain = HistGradientBoostingClassifier(max_iter=20, early_stopping=False, min_samples_leaf=5,
@@ -134,6 +137,7 @@ def test_without_snapping_histogram_boosting_flips_the_rows_on_the_threshold():
     assert snap_split_thresholds(plain) > 0
     assert np.array_equal(plain.predict_proba(features)[:, 1], before)  # exactly equivalent on float32 inputs
     assert np.abs(before - _onnx_scores(plain, features)).max() < 1e-5
+    assert random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting is converter_helper  # restored
 
 
 def test_float32_floor_is_the_largest_float32_not_above():

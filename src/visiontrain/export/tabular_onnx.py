@@ -72,7 +72,7 @@ def estimator_graph(estimator: Any, in_features: int, classifier: bool, opset: i
 
 @contextlib.contextmanager
 def _integer_missing_flags() -> Iterator[None]:
-    """skl2onnx 1.20 writes ``False`` for the missing-value flag of a HistGradientBoosting leaf, which onnx >= 1.19
+    """skl2onnx 1.20 writes ``False`` for the missing-value flag of a HistGradientBoosting leaf, which our onnx (1.23)
     refuses in an integer list ("Expected an int, got a boolean"): while converting, the flags are made ints.
 
     Only the per-tree helper of the random-forest converter module (which converts HistGradientBoosting) is
