@@ -22,7 +22,7 @@ def hgb_run(tmp_path_factory):
     """`train experiment=churn model=hist_gradient_boosting cv.folds=2` on 500 real Telco rows, in process.
 
     One OpenMP thread: HistGradientBoosting's threads spin against each other on a small, shared machine (a
-    40x slower fit here); the results do not depend on the thread count.
+    20x slower fit here); the results do not depend on the thread count.
     """
     from threadpoolctl import threadpool_limits
 
