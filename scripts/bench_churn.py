@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-MODELS = ("logistic_regression", "gradient_boosting", "mlp")
+MODELS = ("logistic_regression", "gradient_boosting", "hist_gradient_boosting", "mlp")
 METRICS = ("roc_auc", "pr_auc", "acc", "precision", "recall", "f1")
 
 

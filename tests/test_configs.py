@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 
 from conftest import TINY_BACKBONE, compose_train
 from visiontrain.config import config_dir
+from visiontrain.config.choices import TABULAR_MODELS
 from visiontrain.config.validation import validate_train_config
 from visiontrain.data.transforms import build_train_transform, resolve_input_spec
 from visiontrain.errors import ConfigError
@@ -50,7 +51,6 @@ def test_every_experiment_composes_and_builds_a_working_model(experiment, tiny_h
 
 
 TABLE_DATA = {"churn": "experiment=churn", "diabetes": "experiment=diabetes"}
-TABULAR_MODELS = ("mlp", "logistic_regression", "gradient_boosting")
 
 
 @pytest.mark.parametrize("group", ["augment", "schedule", "optimizer", "logger", "callbacks", "data", "model",

@@ -68,6 +68,12 @@ def test_wandb_offline_run_holds_config_metrics_plots_predictions_and_model_arti
     table = next((run_dir / "wandb").glob("offline-run-*/files/media/table/eval/sample_predictions_*.table.json"))
     content = json.loads(table.read_text())
     assert {"true", "predicted", "probability", "Contract"} <= set(content["columns"]) and content["data"]
+    importance = next((run_dir / "wandb").glob("offline-run-*/files/media/table/eval/feature_importance_*.table.json"))
+    content = json.loads(importance.read_text())
+    assert content["columns"] == ["feature", "importance_mean", "importance_std", "rank"]
+    ranked = json.loads((run_dir / "summary.json").read_text())["evaluation"]["val"]["feature_importance"]["features"]
+    assert [row[0] for row in content["data"]] == [f["feature"] for f in ranked] and len(ranked) >= 10
+    assert "eval/feature_importance_chart_table" in history_keys  # the bar chart (wandb.plot.bar) of it
 
     artifacts = {a.name: a for a in records_of(run_dir, "artifact") if a.type == "model"}
     assert set(artifacts) == {"churn-checkpoint", "churn-onnx"}

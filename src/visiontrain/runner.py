@@ -156,6 +156,7 @@ def _train(cfg: DictConfig) -> float | None:
                                 "fit_seconds_total", 0.0),
                             "fit": final["fit_seconds"], "evaluate": final["evaluate_seconds"],
                             "export": exported["seconds"] if exported else 0.0,
+                            **evaluation["val"].get("timings_seconds", {}),  # steps inside evaluate, if timed
                             "total": round(time.perf_counter() - started, 3)},
         "files": {"summary": str(run_dir / "summary.json"), "history_csv": str(run_dir / "history.csv"),
                   "curves_png": str(curves) if curves else None, "rejects_csv": data.summary.get("rejects_csv"),

@@ -12,7 +12,7 @@ from typing import Any, Callable, Literal
 from omegaconf import DictConfig, OmegaConf
 from pydantic import Field, model_validator
 
-from visiontrain.config.choices import LR_FIND_MIN_POINTS, LR_FIND_MODES, TASKS, TTA_MODES
+from visiontrain.config.choices import LR_FIND_MIN_POINTS, LR_FIND_MODES, TABULAR_MODELS, TASKS, TTA_MODES
 from visiontrain.config.image import ImageTrainConfig
 from visiontrain.config.reading import Section, parse
 from visiontrain.config.sections import Optimizer, Trainer
@@ -129,7 +129,7 @@ def _check_tabular(cfg: DictConfig) -> None:
     parse(TabularRun, cfg)
     if "backbone" in (OmegaConf.select(cfg, "model") or {}):
         raise ConfigError("model", "is an image backbone, but this run trains on a table",
-                          "model=mlp, model=logistic_regression or model=gradient_boosting")
+                          " or ".join(f"model={name}" for name in TABULAR_MODELS))
     if OmegaConf.select(cfg, "data.kind") != "table":
         raise ConfigError("data", "is an image dataset, but this run trains on a table",
                           "data=churn, data=diabetes, or data.source=<your table> with experiment=churn")
@@ -140,7 +140,7 @@ def _check_tabular(cfg: DictConfig) -> None:
         task_type = str(cfg.data.task_type)
         if not OmegaConf.select(cfg, f"model.estimator.{task_type}._target_"):
             raise ConfigError(f"model.estimator.{task_type}", f"this model has no estimator for {task_type}",
-                              "model=logistic_regression or model=gradient_boosting")
+                              " or ".join(f"model={name}" for name in TABULAR_MODELS if name != "mlp"))
     parse(Trainer, cfg, "trainer")
     parse(TableData, cfg, "data")
     schema = SchemaDeclaration.from_config(cfg.data)

@@ -26,6 +26,7 @@ TABLE_BALANCE = ("none", "loss_weights")
 BUILTIN_TABLES = ("churn", "diabetes")
 TABLE_TASK_TYPES = ("classification", "regression")
 THRESHOLD_METRICS = ("f1", "acc", "precision", "recall", "balanced_acc")
+TABULAR_MODELS = ("mlp", "logistic_regression", "gradient_boosting", "hist_gradient_boosting")  # conf/model/*.yaml
 
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 WANDB_MODES = ("auto", "online", "offline", "disabled")

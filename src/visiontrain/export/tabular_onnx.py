@@ -7,8 +7,10 @@ which columns to feed, their types, the positive label and the threshold.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,7 @@ def estimator_graph(estimator: Any, in_features: int, classifier: bool, opset: i
     from skl2onnx.common.data_types import FloatTensorType
 
     options = {id(estimator): {"zipmap": False}} if classifier else None
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _integer_missing_flags():
         warnings.simplefilter("ignore")
         model = convert_sklearn(estimator, initial_types=[(FEATURES, FloatTensorType([None, in_features]))],
                                 target_opset=_opsets(opset), options=options)
@@ -66,6 +68,30 @@ def estimator_graph(estimator: Any, in_features: int, classifier: bool, opset: i
     model.graph.node.append(helper.make_node("Reshape", ["score_raw", "model_flat"], ["score"]))
     _replace_outputs(model, [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])])
     return model
+
+
+@contextlib.contextmanager
+def _integer_missing_flags() -> Iterator[None]:
+    """skl2onnx 1.20 writes ``False`` for the missing-value flag of a HistGradientBoosting leaf, which our onnx (1.23)
+    refuses in an integer list ("Expected an int, got a boolean"): while converting, the flags are made ints.
+
+    Only the per-tree helper of the random-forest converter module (which converts HistGradientBoosting) is
+    wrapped, and only for the duration of one conversion; every value it writes is kept, as ``int``.
+    """
+    from skl2onnx.operator_converters import random_forest
+
+    original = random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting
+
+    def add_tree(attr_pairs: dict[str, list[Any]], *args: Any, **kwargs: Any) -> None:
+        original(attr_pairs, *args, **kwargs)
+        flags = attr_pairs["nodes_missing_value_tracks_true"]
+        flags[:] = [int(flag) for flag in flags]
+
+    random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting = add_tree
+    try:
+        yield
+    finally:
+        random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting = original
 
 
 def torch_graph(module: torch.nn.Module, in_features: int, opset: int) -> onnx.ModelProto:

@@ -84,7 +84,12 @@ def build_feature_pipeline(schema: TableSchema, options: FeatureOptions) -> Pipe
 
 
 def transform(pipeline: Pipeline, frame: pd.DataFrame, schema: TableSchema) -> np.ndarray:
-    return np.asarray(pipeline.transform(model_inputs(frame, schema)), dtype=np.float32)
+    return encode(pipeline, model_inputs(frame, schema))
+
+
+def encode(pipeline: Pipeline, inputs: pd.DataFrame) -> np.ndarray:
+    """The model's float32 feature matrix from columns already in :func:`model_inputs` form."""
+    return np.asarray(pipeline.transform(inputs), dtype=np.float32)
 
 
 def feature_names(pipeline: Pipeline) -> list[str]:

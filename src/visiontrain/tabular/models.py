@@ -1,7 +1,8 @@
 """Tabular models as LightningModules, so every model runs through the same Trainer, checkpoints and loggers.
 
 ``TabularMLP`` trains by gradient descent. ``EstimatorModel`` wraps a scikit-learn baseline (logistic
-regression, gradient boosting): its single training epoch fits the estimator on the training rows, and
+regression, gradient boosting, histogram gradient boosting): its single training epoch fits the estimator on the
+training rows (tree split thresholds then made float32-exact, see :mod:`~visiontrain.tabular.tree_thresholds`), and
 validation, checkpoints, threshold tuning and export work exactly as for the MLP. The fitted feature pipeline
 and estimator travel inside the checkpoint as skops bytes, loaded from an explicit list of trusted types: no
 arbitrary unpickling.
@@ -23,12 +24,14 @@ from visiontrain.config.targets import instantiate_trusted
 from visiontrain.errors import CheckpointError
 from visiontrain.tasks import TASK_KEY
 from visiontrain.tabular.metrics import binary_metrics, regression_metrics, tune_threshold
+from visiontrain.tabular.tree_thresholds import snap_split_thresholds
 from visiontrain.training.checkpoints import module_from_checkpoint, read_checkpoint
 
 # types skops refuses by default that a fitted pipeline or baseline legitimately holds
 TRUSTED_SKOPS_TYPES = ["numpy.dtype", "sklearn.tree._tree.Tree", "sklearn._loss.loss.HalfBinomialLoss",
                        "sklearn._loss.link.LogitLink", "sklearn._loss.link.Interval",
-                       "sklearn.ensemble._gb.VerboseReporter"]
+                       "sklearn.ensemble._gb.VerboseReporter",
+                       "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 CHECKPOINT_KEY = "visiontrain_tabular"
 TASK_NAME = "tabular"  # recorded in every checkpoint (see visiontrain.tasks)
 
@@ -236,6 +239,7 @@ class EstimatorModel(TabularModel):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence chatter: the metrics tell whether it fitted
             self.estimator.fit(features, target, sample_weight=weights)
+        snap_split_thresholds(self.estimator)  # float32-exact splits: ONNX routes every row as Python does
         self.fitted = True
 
     def configure_optimizers(self) -> None:

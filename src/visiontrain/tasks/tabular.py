@@ -25,6 +25,7 @@ from visiontrain.redaction import config_without_secrets, redact_url
 from visiontrain.tabular.cleansing import describe_reject_warning
 from visiontrain.tabular.datamodule import TabularDataModule
 from visiontrain.tabular.features import FeatureOptions, build_feature_pipeline, feature_names, model_inputs, transform
+from visiontrain.tabular.importance import ImportanceResult, importance_metric, permutation_feature_importance
 from visiontrain.tabular.inference import InferenceOptions, leak_flags
 from visiontrain.tabular.loading import load_clean_table, table_source
 from visiontrain.tabular.metrics import confusion, plot_roc_pr
@@ -205,7 +206,24 @@ class TabularTask:
                 entry.update(per_class=files.pop("per_class"), files=files, confusion_matrix=matrix.tolist(),
                              threshold=module.threshold)
             report[split] = entry
+        if trainer.is_global_zero and "val" in report and out_dir == Path(self.cfg.paths.run_dir):
+            report["val"].update(self._feature_importance(data, module, out_dir))  # the final model, no fold
         return report
+
+    def _feature_importance(self, data: TableData, module: TabularModel, out_dir: Path) -> dict[str, Any]:
+        """Permutation importance of the raw columns on the val rows: feature_importance.csv, a section of
+        data_report.md, and the entries the val report carries (``feature_importance``, its csv and seconds)."""
+        rows = data.table.iloc[data.final_split.val]
+        target = rows[data.schema.target].to_numpy().astype(np.int64 if self.is_classifier else np.float64)
+        metric = importance_metric(str(self.cfg.monitor.metric), self.is_classifier)
+        result = permutation_feature_importance(module, rows, target, data.schema, metric, seed=int(self.cfg.seed))
+        path = result.write_csv(out_dir / "feature_importance.csv")
+        report_md = data.summary.get("data_report")
+        if report_md and Path(report_md).is_file():
+            with open(report_md, "a") as handle:
+                handle.write("\n" + result.markdown())
+        return {"feature_importance": {**result.as_dict(), "csv": str(path)},
+                "timings_seconds": {"feature_importance": result.seconds}}
 
     def export(self, data: TableData, built: BuiltModel, ckpt_path: str, run_dir: Path, metric: dict[str, Any],
                extra_metadata: dict[str, Any]) -> dict[str, Any]:
@@ -284,6 +302,9 @@ class TabularTask:
                 f"{k} = {cv['mean'][k]:.4f} +- {cv['std'][k]:.4f}" for k in cv["mean"] if k != "threshold"))
         lines.append(self.describe_data(summary["data"]))
         lines.append(self.describe_schema(summary["data"]))
+        importance = summary["evaluation"]["val"].get("feature_importance")
+        if importance:
+            lines.append(ImportanceResult.from_dict(importance).describe() + f" ({importance['csv']})")
         if summary.get("export"):
             lines.append(self.describe_export(summary["export"]))
         return lines

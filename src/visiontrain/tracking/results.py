@@ -42,6 +42,9 @@ def log_run_results(logger: Any, cfg: DictConfig, summary: dict[str, Any], sampl
         path = summary["files"].get(key)
         if path and Path(path).is_file():
             payload[name] = wandb.Image(path)
+    importance = summary["evaluation"].get("val", {}).get("feature_importance")
+    if importance:
+        payload.update(_importance_panels(importance))
     if samples:
         payload["eval/sample_predictions"] = _samples_table(samples)
         if "image" in samples[0]:  # also as an image panel, captioned with true and predicted class
@@ -76,6 +79,17 @@ def _data_table(data: dict[str, Any]) -> Any:
     rows = [[split, cls, count] for split, counts in data.get("per_class", {}).items() for cls, count in counts.items()]
     rows.append(["all", "rejected files", data.get("files_rejected", 0)])
     return wandb.Table(columns=["split", "class", "files"], data=rows)
+
+
+def _importance_panels(importance: dict[str, Any]) -> dict[str, Any]:
+    """Permutation importance as a table (every feature, ranked) and a bar chart of the same rows."""
+    import wandb
+
+    columns = ["feature", "importance_mean", "importance_std", "rank"]
+    table = wandb.Table(columns=columns, data=[[f[c] for c in columns] for f in importance["features"]])
+    title = f"permutation importance ({importance['metric']}, {importance['rows']} {importance['split']} rows)"
+    return {"eval/feature_importance": table,
+            "eval/feature_importance_chart": wandb.plot.bar(table, "feature", "importance_mean", title=title)}
 
 
 def _samples_table(samples: list[dict[str, Any]]) -> Any:
