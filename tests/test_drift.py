@@ -160,6 +160,10 @@ def _image_reference(folder):
     return {"task": "image_classification", "inputs": image_inputs_reference(rows), "outputs": {}}
 
 
+def _width_row(result: dict) -> dict:
+    return next(row for row in result["features"] if row["feature"] == "width")
+
+
 def test_a_constant_reference_width_still_measures_a_move(tmp_path):
     """Every reference image 128 px wide, every current one 399: deciles alone collapse to one bin (PSI 0)."""
     from visiontrain.monitoring.current import image_inputs
@@ -170,11 +174,12 @@ def test_a_constant_reference_width_still_measures_a_move(tmp_path):
     moved, _, _ = image_inputs(_jpegs(tmp_path / "current", 399))
     same, _, _ = image_inputs(_jpegs(tmp_path / "again", 128, count=7))
     result = compare(reference, moved, None, Thresholds())
-    width = next(row for row in result["features"] if row["feature"] == "width")
+    width = _width_row(result)
     assert width["psi"] > 5 and width["ks_statistic"] == 1.0 and width["ks_pvalue"] < 1e-4
     assert "width" in result["drifted"]
-    steady = next(row for row in compare(reference, same, None, Thresholds())["features"] if row["feature"] == "width")
-    assert steady["psi"] == pytest.approx(0.0, abs=1e-9) and steady["ks_statistic"] == 0.0 and not steady["drifted"]
+    steady = _width_row(compare(reference, same, None, Thresholds()))
+    assert steady["psi"] == pytest.approx(0.0, abs=1e-9) and steady["ks_statistic"] == 0.0
+    assert not steady["drifted"]
 
 
 def test_a_near_constant_reference_measures_moves_off_and_onto_its_value():
@@ -207,7 +212,8 @@ def test_models_exported_before_point_bins_still_load_and_score_a_constant_featu
     from visiontrain.monitoring.drift import Thresholds, compare, load_reference
 
     fresh = _image_reference(_jpegs(tmp_path / "reference", 128))
-    stored = {**fresh, "inputs": {name: _as_stored_before_point_bins(spec) for name, spec in fresh["inputs"].items()}}
+    stored = {**fresh, "inputs": {name: _as_stored_before_point_bins(spec)
+                                  for name, spec in fresh["inputs"].items()}}
     assert stored["inputs"]["width"]["edges"] == [128.0] and "points" not in stored["inputs"]["width"]
     metadata = ModelMetadata(**{**IMAGE_DICT, "reference_stats": stored})
     model = onnx_file(tmp_path / "old.onnx", written_today(metadata.to_properties()), inputs=("image",),
@@ -215,7 +221,7 @@ def test_models_exported_before_point_bins_still_load_and_score_a_constant_featu
     reference, _ = load_reference(model)
     assert reference["inputs"]["width"] == stored["inputs"]["width"]  # read as written
     moved, _, _ = image_inputs(_jpegs(tmp_path / "current", 399))
-    width = next(row for row in compare(reference, moved, None, Thresholds())["features"] if row["feature"] == "width")
+    width = _width_row(compare(reference, moved, None, Thresholds()))
     assert width["psi"] > 5 and width["drifted"]
     for name, spec in stored["inputs"].items():  # features whose deciles did not merge score exactly as before
         if len(spec["edges"]) == 11:

@@ -44,7 +44,8 @@ def _bin_edges(finite: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if points.size == 0:
         return values, points
     width = POINT_WIDTH * np.maximum(np.abs(points), 1.0)
-    cuts = np.unique(np.concatenate([values[1:-1][~np.isin(values[1:-1], points)], points - width, points + width]))
+    inner = values[1:-1]
+    cuts = np.unique(np.concatenate([inner[~np.isin(inner, points)], points - width, points + width]))
     return np.concatenate([[min(values[0], cuts[0])], cuts, [max(values[-1], cuts[-1])]]), points
 
 
