@@ -84,6 +84,7 @@ def _run_hydra(command: str) -> None:
     from visiontrain.config import config_dir
     from visiontrain.config.checks import COMMAND_CHECKS
     from visiontrain.errors import CheckpointError, ConfigError
+    from visiontrain.log_routing import route_library_output
 
     config_name = COMMANDS[command][0]
 
@@ -97,7 +98,9 @@ def _run_hydra(command: str) -> None:
         try:
             if command in COMMAND_CHECKS:  # before the command's module loads torch
                 COMMAND_CHECKS[command](cfg)
-            return _command_function(command)(cfg)
+            function = _command_function(command)
+            route_library_output()  # after the import: Lightning attaches its console handler then
+            return function(cfg)
         except Exception as error:
             if _in_multirun():  # a crashed trial is recorded and the sweep goes on
                 _record_failed_trial(error)
@@ -106,8 +109,7 @@ def _run_hydra(command: str) -> None:
                 return float("nan")  # Hydra's basic sweeper would stop at an exception
             if _user_error(error) is None:
                 raise
-            if isinstance(error, ConfigError):
-                _remove_empty_run_dir()
+            _close_failed_run(error)
             _exit_with(error)
 
     try:
@@ -288,12 +290,25 @@ def _resolve_resume(config_name: str) -> None:
     sys.argv = [sys.argv[0], *flags, *resolved]
 
 
-def _remove_empty_run_dir() -> None:
-    """A run stopped by a config mistake leaves no output dir behind (only Hydra's own files were in it)."""
+def _close_failed_run(error: BaseException) -> None:
+    """The run dir of a run stopped by a config or data error: kept with the error in its log, or removed.
+
+    The error goes to the log file first (the console already gets it from :func:`_exit_with`). A dir holding
+    nothing but Hydra's files (a config mistake, an empty table file) says nothing the error line
+    did not, so it is removed, with the folders above it that this run made. One where the run wrote anything
+    (the rejects.csv of a scan that kept no usable image, a resumed run's checkpoints) is kept: that is what
+    the user needs to fix the data, and its log now says why the run stopped.
+    """
+    import logging
     import shutil
 
     from hydra.core.hydra_config import HydraConfig
 
+    from visiontrain.log_routing import FILE_ONLY
+    from visiontrain.redaction import redact_text
+
+    kind, _ = _user_error(error)
+    logging.getLogger("visiontrain").error("%s: %s", kind, redact_text(str(error)), extra=FILE_ONLY)
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
