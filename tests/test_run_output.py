@@ -61,14 +61,17 @@ def test_a_config_error_leaves_no_run_dir(tmp_path):
     assert not (tmp_path / "outputs").exists()
 
 
-def test_a_data_error_before_any_output_leaves_no_run_dir(tmp_path):
-    """An empty table file: the error line says all there is; a dir holding only Hydra's files would not."""
+def test_a_data_error_keeps_its_run_dir_with_the_error_in_the_log(tmp_path):
+    """An empty table file: the run dir records what was tried (config) and why it stopped (log)."""
     (tmp_path / "empty.csv").write_text("")
-    result = run_cli("train", "experiment=churn", f"data.source={tmp_path / 'empty.csv'}", cwd=tmp_path,
-                     timeout=300, env={"VISIONTRAIN_OUTPUT_DIR": str(tmp_path / "outputs")})
+    run_dir = tmp_path / "run"
+    result = run_cli("train", "experiment=churn", f"data.source={tmp_path / 'empty.csv'}",
+                     f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=300)
     assert result.returncode == 2 and "data error: " in result.stderr and "empty.csv" in result.stderr, \
         result.stderr
-    assert not (tmp_path / "outputs").exists()
+    assert (run_dir / ".hydra" / "config.yaml").is_file()
+    log = (run_dir / "visiontrain.log").read_text()
+    assert "[visiontrain][ERROR] - data error: " in log and "the file is empty" in log
 
 
 def test_a_data_error_after_the_data_report_keeps_its_run_dir_and_logs_why(tmp_path):

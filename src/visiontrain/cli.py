@@ -291,24 +291,27 @@ def _resolve_resume(config_name: str) -> None:
 
 
 def _close_failed_run(error: BaseException) -> None:
-    """The run dir of a run stopped by a config or data error: kept with the error in its log, or removed.
+    """A run stopped by a user error: the error in its log file; after a config mistake, no run dir at all.
 
-    The error goes to the log file first (the console already gets it from :func:`_exit_with`). A dir holding
-    nothing but Hydra's files (a config mistake, an empty table file) says nothing the error line
-    did not, so it is removed, with the folders above it that this run made. One where the run wrote anything
-    (the rejects.csv of a scan that kept no usable image, a resumed run's checkpoints) is kept: that is what
-    the user needs to fix the data, and its log now says why the run stopped.
+    The console already has the error from :func:`_exit_with`; the log file gets it too, so a kept run dir says
+    why it stopped. A config mistake is fixed on the command line and nothing ran: its dir (only Hydra's files)
+    is removed, with the folders above it that this run made. Any other error (the data, a checkpoint, the
+    weights) leaves the dir as a record of what was tried: the config, the log with the error, and whatever the
+    run wrote (the rejects.csv and data report of a table too small to split, a resumed run's checkpoints).
     """
     import logging
     import shutil
 
     from hydra.core.hydra_config import HydraConfig
 
+    from visiontrain.errors import ConfigError
     from visiontrain.log_routing import FILE_ONLY
     from visiontrain.redaction import redact_text
 
     kind, _ = _user_error(error)
     logging.getLogger("visiontrain").error("%s: %s", kind, redact_text(str(error)), extra=FILE_ONLY)
+    if not isinstance(error, ConfigError):
+        return
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)
