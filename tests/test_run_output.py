@@ -74,25 +74,6 @@ def test_a_data_error_keeps_its_run_dir_with_the_error_in_the_log(tmp_path):
     assert "[visiontrain][ERROR] - data error: " in log and "the file is empty" in log
 
 
-def test_a_data_error_after_the_data_report_keeps_its_run_dir_and_logs_why(tmp_path):
-    """Two churners in the table: too few to split, found after the cleansing report and rejects were written;
-    those are what the user needs, so the dir stays, and its log says why the run stopped."""
-    import pandas as pd
-
-    table = pd.read_csv(TELCO_SAMPLE)
-    few = pd.concat([table[table["Churn"] == "No"], table[table["Churn"] == "Yes"].head(2)])
-    few.to_csv(tmp_path / "few.csv", index=False)
-    run_dir = tmp_path / "run"
-    result = run_cli("train", "experiment=churn", f"data.source={tmp_path / 'few.csv'}",
-                     f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=300)
-    assert result.returncode == 2 and "data error: the target 'Churn' has 2 kept row(s)" in result.stderr, \
-        result.stderr
-    assert result.stderr.count("kept row(s)") == 1  # the console says it once
-    assert (run_dir / "rejects.csv").is_file() and (run_dir / "data_report.md").is_file()
-    assert "[visiontrain][ERROR] - data error: the target 'Churn' has 2 kept row(s)" in \
-        (run_dir / "visiontrain.log").read_text()
-
-
 @pytest.mark.parametrize(("overrides", "name"), [
     (["experiment=churn"], "churn"),
     (["experiment=churn", "data.source=/home/me/bank.csv"], "churn-bank"),

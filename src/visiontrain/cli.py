@@ -297,7 +297,7 @@ def _close_failed_run(error: BaseException) -> None:
     why it stopped. A config mistake is fixed on the command line and nothing ran: its dir (only Hydra's files)
     is removed, with the folders above it that this run made. Any other error (the data, a checkpoint, the
     weights) leaves the dir as a record of what was tried: the config, the log with the error, and whatever the
-    run wrote (the rejects.csv and data report of a table too small to split, a resumed run's checkpoints).
+    run wrote (a rejects report, a data report, a resumed run's checkpoints).
     """
     import logging
     import shutil
