@@ -154,7 +154,7 @@ def test_your_own_folder_does_not_inherit_the_quickstarts_settings(tiny_hymenopt
     spec = input_spec_from(cfg)
     assert (spec.image_size, spec.mean, spec.interpolation) == (224, (0.5, 0.5, 0.5), "bicubic")  # Lite0's
     assert cfg.augment.hflip_p == 0.5 and list(cfg.augment.crop_scale) == [0.5, 1.0]
-    assert cfg.optimizer.lr == 1e-3 and cfg.task_name == "images"
+    assert cfg.optimizer.lr == 1e-3 and cfg.task_name == "images-hymenoptera"  # named after its folder
     quickstart = compose_train(f"paths.run_dir={tmp_path}")
     assert (input_spec_from(quickstart).image_size, quickstart.augment.hflip_p, quickstart.task_name) == (64, 0.0,
                                                                                                          "digits")

@@ -25,7 +25,8 @@ def test_schedule_runs_under_two_process_ddp(tiny_hymenoptera, tmp_path):
                      "model.input.image_size=32", "data.batch_size=4", "data.num_workers=0",
                      "schedule.freeze_epochs=1", "trainer.max_epochs=2", "callbacks.model_checkpoint.save_top_k=-1",
                      "trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    output = result.stdout + result.stderr
+    logs = "".join(path.read_text() for path in sorted(run_dir.glob("*.log")))  # Lightning's info lines: logs only
+    output = result.stdout + result.stderr + logs
     assert result.returncode == 0, output[-5000:]
     assert "MEMBER: 2/2" in output, "two processes must have joined the process group"
     assert not (tmp_path / "outputs").exists(), "DDP workers must reuse the run dir, not create their own"

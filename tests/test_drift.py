@@ -139,3 +139,90 @@ def test_drift_runs_without_torch(churn_reference, tmp_path):
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "r" / "drift_report.md").is_file()
+
+
+def _jpegs(folder, width: int, count: int = 12):
+    """Real JPEG photos-to-be: ``count`` images ``width`` px wide, of varied colour and height."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(width)
+    for index in range(count):
+        pixels = rng.integers(0, 255, size=(int(rng.integers(90, 110)), width, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{index}.jpg", quality=90)
+    return folder
+
+
+def _image_reference(folder):
+    from visiontrain.monitoring.current import image_inputs
+    from visiontrain.monitoring.reference import image_inputs_reference
+
+    inputs, _, _ = image_inputs(folder)
+    rows = [dict(zip(inputs, values)) for values in zip(*inputs.values())]
+    return {"task": "image_classification", "inputs": image_inputs_reference(rows), "outputs": {}}
+
+
+def _width_row(result: dict) -> dict:
+    return next(row for row in result["features"] if row["feature"] == "width")
+
+
+def test_a_constant_reference_width_still_measures_a_move(tmp_path):
+    """Every reference image 128 px wide, every current one 399: deciles alone collapse to one bin (PSI 0)."""
+    from visiontrain.monitoring.current import image_inputs
+    from visiontrain.monitoring.drift import Thresholds, compare
+
+    reference = _image_reference(_jpegs(tmp_path / "reference", 128))
+    assert reference["inputs"]["width"]["points"] == [128.0]
+    moved, _, _ = image_inputs(_jpegs(tmp_path / "current", 399))
+    same, _, _ = image_inputs(_jpegs(tmp_path / "again", 128, count=7))
+    result = compare(reference, moved, None, Thresholds())
+    width = _width_row(result)
+    assert width["psi"] > 5 and width["ks_statistic"] == 1.0 and width["ks_pvalue"] < 1e-4
+    assert "width" in result["drifted"]
+    steady = _width_row(compare(reference, same, None, Thresholds()))
+    assert steady["psi"] == pytest.approx(0.0, abs=1e-9) and steady["ks_statistic"] == 0.0
+    assert not steady["drifted"]
+
+
+def test_a_near_constant_reference_measures_moves_off_and_onto_its_value():
+    rng = np.random.default_rng(3)
+    reference_values = np.concatenate([np.full(950, 128.0), rng.uniform(100, 200, size=50)])
+    reference = numeric_reference(reference_values)
+    assert reference["points"] == [128.0]
+    assert numeric_psi(reference, rng.permutation(reference_values)[:400]) < 0.05
+    assert numeric_psi(reference, rng.uniform(100, 200, size=400)) > 1  # same range, off the common value
+    assert numeric_psi(reference, np.full(400, 150.0)) > 1              # inside a bin deciles would share
+    binary = numeric_reference(rng.integers(0, 2, size=1000).astype(float))  # a 0/1 column kept as a number
+    assert binary["points"] == [0.0, 1.0] and numeric_psi(binary, np.full(200, 0.5)) > 5
+
+
+def _as_stored_before_point_bins(summary: dict) -> dict:
+    """A numeric reference as earlier versions wrote it: decile edges deduplicated, no ``points``."""
+    sample = np.asarray(summary["sample"])
+    edges = np.unique(np.quantile(sample, np.linspace(0, 1, 11)))
+    inner = np.searchsorted(edges[1:-1], sample, side="right")
+    counts = np.bincount(inner, minlength=max(edges.size - 1, 1))
+    old = {key: value for key, value in summary.items() if key != "points"}
+    return {**old, "edges": edges.tolist(), "proportions": (counts / counts.sum()).tolist()}
+
+
+def test_models_exported_before_point_bins_still_load_and_score_a_constant_feature(tmp_path):
+    from test_model_metadata import IMAGE_DICT, onnx_file, written_today
+
+    from visiontrain.core.model_metadata import ModelMetadata
+    from visiontrain.monitoring.current import image_inputs
+    from visiontrain.monitoring.drift import Thresholds, compare, load_reference
+
+    fresh = _image_reference(_jpegs(tmp_path / "reference", 128))
+    stored = {**fresh, "inputs": {name: _as_stored_before_point_bins(spec)
+                                  for name, spec in fresh["inputs"].items()}}
+    assert stored["inputs"]["width"]["edges"] == [128.0] and "points" not in stored["inputs"]["width"]
+    metadata = ModelMetadata(**{**IMAGE_DICT, "reference_stats": stored})
+    model = onnx_file(tmp_path / "old.onnx", written_today(metadata.to_properties()), inputs=("image",),
+                      outputs=("probabilities",))
+    reference, _ = load_reference(model)
+    assert reference["inputs"]["width"] == stored["inputs"]["width"]  # read as written
+    moved, _, _ = image_inputs(_jpegs(tmp_path / "current", 399))
+    width = _width_row(compare(reference, moved, None, Thresholds()))
+    assert width["psi"] > 5 and width["drifted"]
+    for name, spec in stored["inputs"].items():  # features whose deciles did not merge score exactly as before
+        if len(spec["edges"]) == 11:
+            assert numeric_psi(spec, moved[name]) == pytest.approx(numeric_psi(fresh["inputs"][name], moved[name]))

@@ -85,6 +85,7 @@ def _run_hydra(command: str) -> None:
     from visiontrain.config import config_dir
     from visiontrain.config.checks import COMMAND_CHECKS
     from visiontrain.errors import CheckpointError, ConfigError
+    from visiontrain.log_routing import route_library_output
 
     config_name = COMMANDS[command][0]
 
@@ -98,7 +99,9 @@ def _run_hydra(command: str) -> None:
         try:
             if command in COMMAND_CHECKS:  # before the command's module loads torch
                 COMMAND_CHECKS[command](cfg)
-            return _command_function(command)(cfg)
+            function = _command_function(command)
+            route_library_output()  # after the import: Lightning attaches its console handler then
+            return function(cfg)
         except Exception as error:
             if _in_multirun():  # a crashed trial is recorded and the sweep goes on
                 _record_failed_trial(error)
@@ -107,8 +110,7 @@ def _run_hydra(command: str) -> None:
                 return float("nan")  # Hydra's basic sweeper would stop at an exception
             if _user_error(error) is None:
                 raise
-            if isinstance(error, ConfigError):
-                _remove_empty_run_dir()
+            _close_failed_run(error)
             _exit_with(error)
 
     try:
@@ -289,12 +291,28 @@ def _resolve_resume(config_name: str) -> None:
     sys.argv = [sys.argv[0], *flags, *resolved]
 
 
-def _remove_empty_run_dir() -> None:
-    """A run stopped by a config mistake leaves no output dir behind (only Hydra's own files were in it)."""
+def _close_failed_run(error: BaseException) -> None:
+    """A run stopped by a user error: the error in its log file; after a config mistake, no run dir at all.
+
+    The console already has the error from :func:`_exit_with`; the log file gets it too, so a kept run dir says
+    why it stopped. A config mistake is fixed on the command line and nothing ran: its dir (only Hydra's files)
+    is removed, with the folders above it that this run made. Any other error (the data, a checkpoint, the
+    weights) leaves the dir as a record of what was tried: the config, the log with the error, and whatever the
+    run wrote (a rejects report, a data report, a resumed run's checkpoints).
+    """
+    import logging
     import shutil
 
     from hydra.core.hydra_config import HydraConfig
 
+    from visiontrain.errors import ConfigError
+    from visiontrain.log_routing import FILE_ONLY
+    from visiontrain.redaction import redact_text
+
+    kind, _ = _user_error(error)
+    logging.getLogger("visiontrain").error("%s: %s", kind, redact_text(str(error)), extra=FILE_ONLY)
+    if not isinstance(error, ConfigError):
+        return
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -58,7 +58,10 @@ def fit_once(cfg: DictConfig, task: Task, data: PreparedData, split: Any, out_di
     loggers = instantiate_loggers(cfg.get("logger"))
     history = MetricHistory(str(out_dir / "history.csv"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"), bool(loggers) and built.has_learning_rate) + [history]
-    trainer: pl.Trainer = build_trainer(cfg.trainer, callbacks, logger=loggers or False, **built.trainer_overrides)
+    overrides = dict(built.trainer_overrides)
+    if not any(True for _ in built.module.parameters()):  # a fitted estimator: a table of zeros says nothing
+        overrides.setdefault("enable_model_summary", False)
+    trainer: pl.Trainer = build_trainer(cfg.trainer, callbacks, logger=loggers or False, **overrides)
     started = time.perf_counter()
     resume_from = cfg.get("ckpt_path") if split is data.final_split else None
     trainer.fit(built.module, datamodule=built.datamodule, ckpt_path=resume_from,
@@ -186,8 +189,12 @@ def print_report(summary: dict[str, Any], task: Task) -> None:
              f"best {monitor['metric']} = {monitor['best']:.4f}   " + "   ".join(
                  f"{k} = {v:.4f}" for k, v in metrics.items() if k != monitor["metric"])]
     lines += task.report_lines(summary)
-    lines += ["-" * 78, f"run dir            {summary['run_dir']}",
-              f"best checkpoint    {summary['checkpoints']['best']}"]
+    checkpoints = summary["checkpoints"]
+    lines += ["-" * 78, f"run dir            {summary['run_dir']}"]
+    if checkpoints["best"] and checkpoints["best"] == checkpoints["last"]:  # a one-epoch baseline: one file
+        lines.append(f"checkpoint         {checkpoints['best']} (the only one: best and last)")
+    else:
+        lines.append(f"best checkpoint    {checkpoints['best']}")
     labels = {"onnx": "onnx model", "summary": "summary", "curves_png": "curves", "confusion_png": "confusion matrix",
               "roc_png": "ROC curve", "pr_png": "PR curve", "per_class_csv": "per-class metrics",
               "history_csv": "history", "rejects_csv": "rejects report",

@@ -9,3 +9,13 @@ def config_dir() -> Path:
     if packaged.is_dir():
         return packaged
     return Path(__file__).resolve().parents[3] / "conf"
+
+
+def _register_resolvers() -> None:
+    """``${run_name:...}`` (conf/train.yaml's task_name) resolves wherever conf/ is composed or read back."""
+    from visiontrain.config.run_name import register
+
+    register()
+
+
+_register_resolvers()

@@ -13,6 +13,7 @@ import numpy as np
 SAMPLE_SIZE = 1000   # reference values kept per numeric feature (evenly spaced quantiles)
 BINS = 10            # PSI bins: reference deciles
 EPSILON = 1e-4       # PSI floor for empty bins
+POINT_WIDTH = 1e-6   # half-width of a point bin, relative to the value (absolute near zero)
 
 
 def numeric_reference(values: np.ndarray) -> dict[str, Any]:
@@ -22,12 +23,30 @@ def numeric_reference(values: np.ndarray) -> dict[str, Any]:
     if finite.size == 0:
         return {"kind": "numeric", "count": int(values.size), "missing_rate": 1.0, "edges": [], "proportions": [],
                 "sample": []}
-    edges = np.unique(np.quantile(finite, np.linspace(0, 1, BINS + 1)))
+    edges, points = _bin_edges(finite)
     proportions = _proportions(finite, edges)
     sample = np.quantile(finite, np.linspace(0, 1, min(SAMPLE_SIZE, finite.size)))
     return {"kind": "numeric", "count": int(values.size), "missing_rate": float(1 - finite.size / values.size),
-            "edges": edges.tolist(), "proportions": proportions.tolist(), "sample": sample.tolist(),
-            "mean": float(finite.mean()), "std": float(finite.std())}
+            "edges": edges.tolist(), "points": points.tolist(), "proportions": proportions.tolist(),
+            "sample": sample.tolist(), "mean": float(finite.mean()), "std": float(finite.std())}
+
+
+def _bin_edges(finite: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Decile edges, with a narrow bin of its own around each value that holds a tenth of the rows or more.
+
+    Deciles alone collapse on such a value: a constant reference (every image 128 px wide) leaves one edge and
+    one bin, so any current data scores PSI 0. A point bin ``[v - w, v + w)`` measures "equal to the reference
+    value" against "elsewhere". The first and last edges are the range; only the inner ones cut (outer bins open).
+    """
+    deciles = np.quantile(finite, np.linspace(0, 1, BINS + 1))
+    values, repeats = np.unique(deciles, return_counts=True)
+    points = values[repeats > 1]  # two equal deciles: at least a tenth of the rows sit on that value
+    if points.size == 0:
+        return values, points
+    width = POINT_WIDTH * np.maximum(np.abs(points), 1.0)
+    inner = values[1:-1]
+    cuts = np.unique(np.concatenate([inner[~np.isin(inner, points)], points - width, points + width]))
+    return np.concatenate([[min(values[0], cuts[0])], cuts, [max(values[-1], cuts[-1])]]), points
 
 
 def categorical_reference(values: Any) -> dict[str, Any]:
@@ -59,9 +78,21 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
 def numeric_psi(reference: dict[str, Any], values: np.ndarray) -> float:
     finite = np.asarray(values, dtype=np.float64)
     finite = finite[np.isfinite(finite)]
+    reference = _with_point_bins(reference)
     if not reference["edges"] or finite.size == 0:
         return 0.0
     return psi(reference["proportions"], _proportions(finite, np.asarray(reference["edges"])))
+
+
+def _with_point_bins(reference: dict[str, Any]) -> dict[str, Any]:
+    """A reference stored before point bins (no ``points``; ONNX files already exported) whose deciles merged,
+    rebinned from its quantile sketch, which keeps the repeated values; any other reference as it is."""
+    if "points" in reference or len(reference["edges"]) == BINS + 1 or not reference.get("sample"):
+        return reference
+    sample = np.asarray(reference["sample"], dtype=np.float64)
+    edges, points = _bin_edges(sample)
+    return {**reference, "edges": edges.tolist(), "points": points.tolist(),
+            "proportions": _proportions(sample, edges).tolist()}
 
 
 def categorical_psi(reference: dict[str, Any], values: Any) -> float:

@@ -92,7 +92,8 @@ def plot_curves(rows: list[dict[str, float]], path: Path, metric: str = "acc") -
         axes.set_xlabel("epoch")
         axes.set_title(name)
         axes.set_xticks(epochs)
-        axes.legend()
+        if axes.get_legend_handles_labels()[0]:  # a baseline logs no loss: nothing to name
+            axes.legend()
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
