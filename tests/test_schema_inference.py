@@ -242,3 +242,17 @@ def test_help_says_how_to_bring_your_own_table_and_config_files(tmp_path):
     assert result.returncode == 0
     assert "--config-dir my_conf" in result.stdout and "hydra.searchpath" in result.stdout
     assert "data.schema=" in result.stdout and "data.target=" in result.stdout
+
+
+def test_a_run_stopped_by_its_data_keeps_the_reports_that_explain_why(tmp_path):
+    """Two churners are too few to split: the run stops, and the data report and schema are there to read."""
+    table = pd.read_csv(TELCO_SAMPLE)
+    churners = table.index[table["Churn"] == "Yes"]
+    table = table.drop(churners[2:])
+    path = tmp_path / "two_churners.csv"
+    table.to_csv(path, index=False)
+    run_dir = tmp_path / "run"
+    result = run_cli("train", "experiment=churn", f"data.source={path}", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert result.returncode == 2 and "too few to split" in result.stderr
+    assert (run_dir / "data_report.md").is_file() and (run_dir / "schema.yaml").is_file()
+    assert "too few to split" in (run_dir / "visiontrain.log").read_text()

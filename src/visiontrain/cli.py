@@ -34,7 +34,9 @@ commands:
   drift      reference=<run dir | model.onnx> current=<table | image folder | predictions.jsonl>:
              compare new data with the training data, exit 1 on drift
 
-`visiontrain <command> --help` lists its config groups and options.
+`visiontrain <command> --help` lists its config groups and options. Your own table needs no schema:
+`visiontrain train experiment=churn data.source=my.csv data.target=<column>`; your own config files live
+outside the package with `visiontrain train --config-dir my_conf experiment=<your experiment>`.
 """
 
 # command -> (config name in conf/, "module:function" run with the composed config)

@@ -27,7 +27,7 @@ from visiontrain.tabular.datamodule import TabularDataModule
 from visiontrain.tabular.features import FeatureOptions, build_feature_pipeline, feature_names, model_inputs, transform
 from visiontrain.tabular.importance import ImportanceResult, importance_metric, permutation_feature_importance
 from visiontrain.tabular.inference import InferenceOptions, leak_flags
-from visiontrain.tabular.loading import load_clean_table, table_source
+from visiontrain.tabular.loading import LoadedTable, load_clean_table, table_source
 from visiontrain.tabular.metrics import confusion, plot_roc_pr
 from visiontrain.tabular.models import EstimatorModel, TabularMLP, TabularModel, load_tabular_model
 from visiontrain.tabular.schema import TableSchema, write_schema
@@ -78,8 +78,12 @@ class TabularTask:
         seed, d = int(cfg.seed), cfg.data
         loaded = load_clean_table(d, seed)
         cleaned, schema = loaded.cleaned, loaded.schema
-        table = cleaned.frame.reset_index(drop=False).rename(columns={"index": "row"})
         report = cleaned.report
+        files = self._write_data_reports(loaded, run_dir) if is_main_process else {}  # before any check fails
+        warnings = [describe_reject_warning(w, report["rows_in"]) for w in report["warnings"]]
+        for warning in warnings:  # before the class-size check too: they often explain why it fails
+            log.warning(warning)
+        table = cleaned.frame.reset_index(drop=False).rename(columns={"index": "row"})
         class_names = self._class_names(report["target"].get("negative_label"))
         labels = table[schema.target].to_numpy().astype(int) if self.is_classifier else None
         k = int(cfg.get("cv", {}).get("folds", 0))
@@ -90,16 +94,12 @@ class TabularTask:
         folds = kfold_splits(labels, len(table), k, float(d.val_fraction), seed) if k >= 2 else []
         if loaded.inferred is None:  # inference measured its candidates already (and left the leaks out)
             report["schema"]["leaks"] = self._declared_leaks(table.iloc[final.train], schema)
-        warnings = [describe_reject_warning(w, report["rows_in"]) for w in report["warnings"]] + \
-            [f"possible target leak: {leak}" for leak in report["schema"]["leaks"]]
-        files: dict[str, str] = {}
-        if is_main_process:
-            schema_file = run_dir / "schema.yaml"
-            write_schema(schema, schema_file, report["schema"])
-            report["schema"]["file"] = str(schema_file)
-            files = cleaned.write(run_dir)
-        for warning in warnings:
+            if report["schema"]["leaks"] and is_main_process:
+                files = self._write_data_reports(loaded, run_dir)
+        leaks = [f"possible target leak: {leak}" for leak in report["schema"]["leaks"]]
+        for warning in leaks:
             log.warning(warning)
+        warnings += leaks
         summary = {"source": redact_url(table_source(d)) if d.get("source") or d.get("source_env")
                    else f"built-in {d.builtin}",
                    "rows_in": report["rows_in"], "rows_kept": report["rows_kept"],
@@ -111,6 +111,13 @@ class TabularTask:
                    "data_report": files.get("report_md"), "seconds": round(time.perf_counter() - started, 3)}
         return TableData(summary=summary, final_split=final, folds=folds, table=table, schema=schema,
                          class_names=class_names)
+
+    @staticmethod
+    def _write_data_reports(loaded: LoadedTable, run_dir: Path) -> dict[str, str]:
+        """schema.yaml, rejects.csv and data_report.md/.json of ``loaded`` into ``run_dir``."""
+        report = loaded.cleaned.report
+        report["schema"]["file"] = str(write_schema(loaded.schema, run_dir / "schema.yaml", report["schema"]))
+        return loaded.cleaned.write(run_dir)
 
     def _declared_leaks(self, train: pd.DataFrame, schema: TableSchema) -> list[str]:
         """Declared columns that alone predict the target on the training rows: flagged, never dropped."""
