@@ -6,7 +6,8 @@ exactly the run's training rows and scores both on the run's test rows. On a tab
 schema (Telco), ``--declared`` runs it declared too. Reports test ROC-AUC, the seconds the data step took, and
 what inference left out.
 
-    .venv/bin/python scripts/bench_own_table.py --data bank.csv --target Exited --drop RowNumber CustomerId Surname
+    .venv/bin/python scripts/bench_own_table.py --bank 10000 --target Exited \
+        --drop RowNumber CustomerId Surname Naive_Bayes_Classifier_Exited_1 --json benchmarks/own_table_bank.json
     .venv/bin/python scripts/bench_own_table.py --data ../shared/data/telco-churn.csv --target Churn \
         --positive Yes --drop customerID --declared --json benchmarks/own_table_telco.json
 """
@@ -63,13 +64,23 @@ def hand_fitted(data: Path, target: str, positive: str | None, drop: list[str], 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--data", type=Path, help="the table (or --bank)")
+    parser.add_argument("--bank", type=int, default=0, help="generate the tests' bank-shaped table (with a leak "
+                        "column) of this many rows instead")
     parser.add_argument("--target", required=True)
     parser.add_argument("--positive", default=None)
     parser.add_argument("--drop", nargs="*", default=[], help="columns the hand-fitted baseline drops")
     parser.add_argument("--declared", action="store_true", help="also run with the declared (Telco) schema")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.bank:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from bank_table import bank_table
+
+        args.data = Path(tempfile.mkdtemp()) / "bank.csv"
+        bank_table(args.bank, seed=3, leak=True).to_csv(args.data, index=False)
+    if args.data is None:
+        parser.error("give --data <table> or --bank <rows>")
     rows = []
     inferred = run(args.data, args.target, args.positive, "gradient_boosting", "data.columns=auto")
     rows.append(("visiontrain, schema inferred", inferred))
