@@ -7,6 +7,7 @@ someone selects them without ../shared."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -31,6 +32,20 @@ HYMENOPTERA = Path(os.environ.get("VISIONTRAIN_TEST_HYMENOPTERA", SHARED_DATA / 
 TELCO = SHARED_DATA / "telco-churn.csv"
 TINY_BACKBONE = "test_resnet"  # a real timm architecture, 0.37M parameters: fast on CPU
 QUIRKS = ("imageNotFound.gif", "formica.jpeg")  # real files with quirks: a palette GIF, a .jpeg suffix
+
+
+@pytest.fixture(autouse=True)
+def our_logger_enabled():
+    """Every test sees the ``visiontrain`` logger enabled, whatever ran before it in the same worker.
+
+    A library that configures logging in-process with ``logging.config`` (``disable_existing_loggers``, the
+    default of ``fileConfig``) disables every logger that exists; a later test asserting on our warnings through
+    ``caplog`` then sees none (seen once in a full ``-n 2`` run, not reproducible alone). A real run configures
+    logging once, through Hydra, before our loggers log.
+    """
+    logger = logging.getLogger("visiontrain")
+    logger.disabled = False
+    yield
 
 
 def pytest_collection_modifyitems(config, items):
