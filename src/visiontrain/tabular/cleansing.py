@@ -397,7 +397,7 @@ def _classification_target(text: pd.Series, schema: TableSchema, rules: Cleaning
     """0/1 labels: the positive label is 1, exactly one other value is 0, any third value is rejected."""
     name, positive = schema.target, schema.positive_label
     if positive is None:
-        positive = _infer_positive(text, name)
+        positive = infer_positive_label(text, name)
     if rules.normalise_yes_no and _is_yes_no_word(positive):
         text = _yes_no(text, ledger)
         positive = YES_NO_WORDS[positive.strip().lower()]
@@ -429,7 +429,7 @@ def _is_yes_no_word(label: str) -> bool:
     return word in YES_NO_WORDS and not word[:1].isdigit()
 
 
-def _infer_positive(text: pd.Series, name: str) -> str:
+def infer_positive_label(text: pd.Series, name: str) -> str:
     """Without data.positive_label, only labels whose meaning is unambiguous are accepted: 0/1 or No/Yes."""
     values = set(text.dropna().unique())
     if values <= {"0", "1"}:

@@ -24,7 +24,7 @@ import pandas as pd
 from visiontrain.core.table_values import number_or_nan
 from visiontrain.core.yes_no import YES_NO_WORDS
 from visiontrain.errors import ConfigError
-from visiontrain.tabular.cleansing import as_text, source_kind
+from visiontrain.tabular.cleansing import as_text, infer_positive_label, source_kind
 from visiontrain.tabular.schema import (ColumnSpec, SchemaDeclaration, TableSchema, check_option_names,
                                         plain_mapping)
 
@@ -209,10 +209,8 @@ def target_labels(target: pd.Series, declaration: SchemaDeclaration) -> pd.Serie
     text = text.mask(text == "")
     if declaration.task_type == "regression":
         return text.map(lambda value: number_or_nan(value) if isinstance(value, str) else np.nan)
-    positive = declaration.positive_label
+    positive = declaration.positive_label or infer_positive_label(text, declaration.target)  # as cleansing reads it
     values = set(text.dropna().unique())
-    if positive is None:
-        positive = "1" if values <= {"0", "1"} else "Yes"
     positive_word = YES_NO_WORDS.get(positive.lower())
     if positive not in values and positive_word is not None:  # "Yes" for a 0/1 column, as cleansing reads it
         normal = text.str.lower().map(YES_NO_WORDS)
