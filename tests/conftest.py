@@ -198,3 +198,13 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         return self.process.stdout.read()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory):
+    """A real Kafka-protocol broker (Tansu) on a free loopback port, for this test process's session."""
+    from kafka_broker import start_broker
+
+    broker = start_broker(tmp_path_factory.mktemp("kafka"))
+    yield broker
+    broker.stop()
