@@ -31,6 +31,9 @@ commands:
   serve      model=<file.onnx> [host=127.0.0.1] [port=8000] [max_batch_size=32] [max_wait_ms=5]:
              HTTP service: POST /predict, GET /health, GET /metadata (onnxruntime only); a bearer
              token from $VISIONTRAIN_SERVE_TOKEN or token_file=<file>, never token=...
+  stream     model=<file.onnx> source=kafka://host:port/<topic> group=<id> output=kafka://.../<topic>
+             [sink=<folder | file.db | URL>] [dead_letter=kafka://.../<topic>] [metrics_port=9108]:
+             score a Kafka topic at least once (onnxruntime only); SIGTERM finishes the batch and commits
   drift      reference=<run dir | model.onnx> current=<table | image folder | predictions.jsonl>:
              compare new data with the training data, exit 1 on drift
 
@@ -48,8 +51,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("predict", "visiontrain.deploy.predict:predict"),
     "serve": ("serve", "visiontrain.deploy.serve:serve"),
     "drift": ("drift", "visiontrain.monitoring.command:drift"),
+    "stream": ("stream", "visiontrain.deploy.streaming.consumer:stream"),
 }
-STORED_CONFIGS = ("predict", "serve")  # their `model` key shares its name with the conf/model group
+STORED_CONFIGS = ("predict", "serve", "stream")  # their `model` key shares its name with the conf/model group
 
 
 def _command_function(name: str) -> Callable:

@@ -135,15 +135,13 @@ class OnnxModel:
     def predict_images(self, sources: Sequence[str | Path | bytes], top_k: int = 5,
                        batch_size: int = 32) -> list[dict[str, Any]]:
         """Decode, preprocess and classify ``sources`` (all must be readable images; see ImageRejected)."""
-        from visiontrain.core.image_decode import decode
-        from visiontrain.core.image_preprocess import ImageSpec, preprocess
+        from visiontrain.core.image_preprocess import ImageSpec, model_input
 
         spec = ImageSpec.from_metadata(self.metadata.as_dict())
         table = spec.lookup_table()
         results: list[dict[str, Any]] = []
         for chunk in batched(sources, max(1, int(batch_size))):
-            pixels = np.stack([preprocess(decode(source, spec.resize_to).image, spec, table)
-                               for source in chunk])
+            pixels = np.stack([model_input(source, spec, table) for source in chunk])
             results.extend(self.classify(pixels, top_k))
         return results
 

@@ -20,8 +20,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from visiontrain.core.files import list_images
-from visiontrain.core.image_decode import ImageRejected, decode
-from visiontrain.core.image_preprocess import ImageSpec, preprocess
+from visiontrain.core.image_decode import ImageRejected
+from visiontrain.core.image_preprocess import ImageSpec, model_input
 from visiontrain.core.manifest import SPLITS, header_columns, read_manifest
 from visiontrain.deploy.model import IMAGE, OnnxModel, batched, open_model
 from visiontrain.core.table_files import FILE_SUFFIXES
@@ -169,7 +169,7 @@ def predict_images(model: OnnxModel, inputs: list[ImageInput], rejects: list[dic
 
     def load(item: ImageInput) -> np.ndarray | ImageRejected:
         try:
-            return preprocess(decode(item[0], spec.resize_to).image, spec, table)
+            return model_input(item[0], spec, table)
         except ImageRejected as error:
             return error
 

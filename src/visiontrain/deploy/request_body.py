@@ -10,16 +10,13 @@ the row and column), more rows than ``max_rows`` (413).
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 from fastapi import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
+from visiontrain.deploy.json_rows import JsonProblem, flat_row, loads
 from visiontrain.deploy.table_input import ColumnsError, TableSpec
-
-LONGEST_INTEGER = 40  # digits; longer JSON integers stay text, and the column decides (float32 or category)
-
 
 class ClientError(HTTPException):
     """A client mistake whose body also lists what broke (``rejected``, ``missing``...) beside ``detail``.
@@ -30,10 +27,6 @@ class ClientError(HTTPException):
     def __init__(self, status: int, detail: str, **extra: Any) -> None:
         super().__init__(status_code=status, detail=detail)
         self.extra = extra
-
-
-class NotJson(str):
-    """``NaN``, ``Infinity`` or ``-Infinity``: Python's parser accepts them, JSON does not."""
 
 
 async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
@@ -62,20 +55,11 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
 
 
 def parse_json(body: bytes) -> Any:
-    """``json.loads`` without its ways to fail with a 500: deep nesting, huge integers, invalid text."""
+    """The body as JSON (:func:`visiontrain.deploy.json_rows.loads`); 400 naming what is wrong with it."""
     try:
-        return json.loads(body, parse_int=_integer, parse_constant=NotJson)
-    except RecursionError:
-        raise HTTPException(400, "the body is JSON nested too deeply to parse: send "
-                            '{"rows": [{column: value, ...}]}, one level of objects per row') from None
-    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise HTTPException(400, f"the body is not valid JSON: {error}") from None
-
-
-def _integer(text: str) -> int | str:
-    """Short integers as ints; longer ones as their text, which ``int()`` would refuse past 4300 digits
-    and ``float()`` turn into inf past 309: the table coercion then rejects them naming row and column."""
-    return int(text) if len(text) <= LONGEST_INTEGER else text
+        return loads(body)
+    except JsonProblem as error:
+        raise HTTPException(400, f"the body is {error}") from None
 
 
 def table_rows(payload: Any, spec: TableSpec, max_rows: int) -> tuple[list[dict[str, Any]], dict[int, str]]:
@@ -99,22 +83,11 @@ def table_rows(payload: Any, spec: TableSpec, max_rows: int) -> tuple[list[dict[
     problems: dict[int, str] = {}
     flat: list[dict[str, Any]] = []
     for index, row in enumerate(rows):
-        found = {name: _not_a_value(value) for name, value in row.items()}
-        found = {name: reason for name, reason in found.items() if reason}
-        if found:
-            problems[index] = "; ".join(f"{name}: {reason}" for name, reason in found.items())
-            row = {name: None if name in found else value for name, value in row.items()}
+        row, problem = flat_row(row)
+        if problem:
+            problems[index] = problem
         flat.append(row)
     return flat, problems
-
-
-def _not_a_value(value: Any) -> str | None:
-    if isinstance(value, (dict, list)):
-        kind = "an object" if isinstance(value, dict) else "an array"
-        return f"{kind} is not a value (rows are flat: one number, text, true/false or null per column)"
-    if isinstance(value, NotJson):
-        return f"{value} is not JSON (send a number, or null for a missing value)"
-    return None
 
 
 def rejected_rows(reasons: dict[int, str]) -> ClientError:

@@ -81,9 +81,17 @@ def prepare_rows(rows: list[Mapping[str, Any]], spec: TableSpec) -> ModelInputs:
                         spec.yes_no)
 
 
+def row_ids(row: Mapping[str, Any], spec: TableSpec) -> dict[str, Any]:
+    """A JSON row's identifier fields, by :func:`id_columns`' rule (unused fields named like ``*id``)."""
+    return {name: value for name, value in row.items() if _is_identifier(name, spec)}
+
+
 def id_columns(frame: pd.DataFrame, spec: TableSpec, requested: list[str] | None) -> list[str]:
     """Identifier columns copied to the output: those asked for, else unused ones named like ``*id``."""
     if requested is not None:
         return [name for name in requested if name in frame.columns]
-    return [str(name) for name in frame.columns if name not in spec.columns and name != spec.target
-            and str(name).lower().replace("_", "").endswith("id")]
+    return [str(name) for name in frame.columns if _is_identifier(name, spec)]
+
+
+def _is_identifier(name: Any, spec: TableSpec) -> bool:
+    return name not in spec.columns and name != spec.target and str(name).lower().replace("_", "").endswith("id")

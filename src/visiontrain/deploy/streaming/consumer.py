@@ -1,0 +1,306 @@
+"""The `visiontrain stream` loop: consume a micro-batch, score it, deliver, store, then commit.
+
+At least once, nothing lost: an offset is committed only after the batch's results and dead letters are
+acknowledged by the broker and written to the sink, so a process killed at any moment (kill -9 included) leaves
+the uncommitted messages to be scored again by whoever owns the partition next: at most one batch twice, which
+the sink absorbs (idempotent on topic, partition, offset, row). SIGTERM and Ctrl-C finish the batch in flight,
+commit, leave the group and exit 0. Scaling is Kafka's: processes with one group id share the partitions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import signal
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from visiontrain.core.kafka import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, client_settings, describe_settings
+from visiontrain.deploy.model import IMAGE, OnnxModel, open_model
+from visiontrain.deploy.streaming.delivery import Delivery, RejectsFile
+from visiontrain.deploy.streaming.records import Record, Rejected, image_records, table_records
+from visiontrain.deploy.streaming.scoring import BatchOutcome, Scorer
+from visiontrain.deploy.streaming.settings import StreamSettings
+from visiontrain.deploy.streaming.sinks import open_sink, sink_row
+from visiontrain.redaction import redact_url
+
+log = logging.getLogger("visiontrain.stream")
+
+
+class PartitionLedger:
+    """Per partition: messages read, records scored and rejected (in = scored + rejected, always)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, int], dict[str, int]] = defaultdict(
+            lambda: {"messages": 0, "scored": 0, "rejected": 0})
+
+    def add(self, topic: str, partition: int, what: str, count: int = 1) -> None:
+        self.counts[(topic, partition)][what] += count
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {f"{topic}[{partition}]": dict(value) for (topic, partition), value in sorted(self.counts.items())}
+
+    def total(self, what: str) -> int:
+        return sum(value[what] for value in self.counts.values())
+
+
+class StopSignal:
+    """SIGTERM / SIGINT set a flag the loop checks between batches: the batch in flight always finishes."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal_name: str | None = None
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, self._set)
+
+    def _set(self, number: int, _frame: Any) -> None:
+        self.signal_name = signal.Signals(number).name
+        self.event.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self.event.is_set()
+
+
+class StreamWorker:
+    """One consumer of the group: the batch cycle, its ledger, and the optional metrics and drift windows."""
+
+    def __init__(self, model: OnnxModel, settings: StreamSettings) -> None:
+        from confluent_kafka import Consumer
+
+        self.model, self.settings = model, settings
+        self.scorer = Scorer(model, settings.max_batch_size, settings.top_k)
+        self.read = (lambda m: image_records(m, settings.image_field)) if model.kind == IMAGE else table_records
+        self.version = f"sha256:{model.version}"
+        consumer_settings = client_settings(settings.source.bootstrap, {**settings.kafka, **settings.consumer},
+                                            {**CONSUMER_DEFAULTS, "group.id": settings.group})
+        self.consumer = Consumer(consumer_settings)
+        self.deliveries: dict[str, Delivery] = {}
+        for address in (settings.output, settings.dead_letter, settings.alerts):
+            if address is not None and address.bootstrap not in self.deliveries:
+                self.deliveries[address.bootstrap] = Delivery(client_settings(
+                    address.bootstrap, {**settings.kafka, **settings.producer}, PRODUCER_DEFAULTS))
+        self.rejects_file = None if settings.dead_letter else RejectsFile(settings.rejects)
+        self.sink = open_sink(settings.sink, settings.sink_table)
+        self.ledger = PartitionLedger()
+        self.batches = 0
+        self.metrics = self._metrics()
+        self.drift = self._drift()
+        self.alerts = 0
+        self._last_lag = 0.0
+        self.stopped_by = "SIGTERM or Ctrl-C"
+        self._joined, self._last_activity = False, time.monotonic()  # idle_exit_s counts from the first assignment
+        log.debug("consumer settings: %s", describe_settings(consumer_settings))
+
+    def _metrics(self) -> Any:
+        if self.settings.metrics_port is None:
+            return None
+        from visiontrain.deploy.metrics import StreamMetrics
+
+        metrics = StreamMetrics(self.model)
+        self.metrics_port = metrics.serve_http(self.settings.metrics_host, self.settings.metrics_port)
+        return metrics
+
+    def _drift(self) -> Any:
+        if not self.settings.drift_window:
+            return None
+        reference = self.model.metadata.reference_stats
+        if not reference:
+            log.warning("drift_window is set but %s carries no reference statistics: no drift windows",
+                        self.model.path.name)
+            return None
+        from visiontrain.monitoring.drift import Thresholds
+        from visiontrain.monitoring.rolling import RollingDrift
+
+        return RollingDrift(reference, self.settings.drift_window, Thresholds())
+
+    # --- the loop ----------------------------------------------------------------------------------------
+
+    def run(self, stop: StopSignal) -> None:
+        settings = self.settings
+        self.consumer.subscribe([settings.source.topic], on_assign=self._assigned, on_revoke=self._revoked)
+        try:
+            while not stop.stopped:
+                if settings.max_messages is not None and self.ledger.total("messages") >= settings.max_messages:
+                    self.stopped_by = f"max_messages ({settings.max_messages})"
+                    break
+                messages = self.consumer.consume(settings.max_batch_size, settings.max_wait_ms / 1000.0)
+                messages = [m for m in messages if self._usable(m)]
+                self._maybe_report_lag()
+                if not messages:
+                    idle = time.monotonic() - self._last_activity
+                    if settings.idle_exit_s is not None and self._joined and idle > settings.idle_exit_s:
+                        self.stopped_by = f"idle_exit_s ({settings.idle_exit_s:g} s without a message)"
+                        break
+                    continue
+                self._last_activity = time.monotonic()
+                self.process(messages)
+        finally:
+            self.close()
+
+    def _usable(self, message: Any) -> bool:
+        error = message.error()
+        if error is None:
+            return True
+        from confluent_kafka import KafkaError, KafkaException
+
+        if error.code() == KafkaError._PARTITION_EOF:
+            return False
+        if error.fatal():
+            raise KafkaException(error)
+        log.warning("kafka: %s", error)
+        return False
+
+    def process(self, messages: list[Any]) -> None:
+        """One batch, in the order that makes it at-least-once: score, deliver, store, commit."""
+        started = time.perf_counter()
+        records: list[Record] = []
+        rejected: list[Rejected] = []
+        for message in messages:
+            self.ledger.add(message.topic(), message.partition(), "messages")
+            for item in self.read(message):
+                (records if isinstance(item, Record) else rejected).append(item)
+        outcome = self.scorer.score(records)
+        rejected += outcome.rejected
+        scored_at = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
+        outputs = [self._output_message(item) for item in outcome.scored]
+        self._deliver(outputs, outcome, rejected)
+        if self.sink is not None:
+            self.sink.write([sink_row(message, item.result, scored_at)
+                             for message, item in zip(outputs, outcome.scored)])
+        self._commit(messages)
+        self._account(outcome, rejected, time.perf_counter() - started)
+
+    def _output_message(self, item: Any) -> dict[str, Any]:
+        return {**item.carried, **item.origin.as_dict(), "model": self.model.path.name,
+                "model_version": self.version, **item.result}
+
+    def _deliver(self, outputs: list[dict[str, Any]], outcome: BatchOutcome, rejected: list[Rejected]) -> None:
+        settings = self.settings
+        if settings.output is not None:
+            delivery = self.deliveries[settings.output.bootstrap]
+            for message, item in zip(outputs, outcome.scored):
+                delivery.send(settings.output.topic, item.origin.key, json.dumps(message, default=str).encode())
+        if settings.dead_letter is not None:
+            delivery = self.deliveries[settings.dead_letter.bootstrap]
+            for item in rejected:
+                delivery.dead_letter(settings.dead_letter.topic, item)
+        elif rejected and self.rejects_file is not None:
+            self.rejects_file.write(rejected)
+        for delivery in self.deliveries.values():
+            delivery.flush(settings.flush_timeout_s)
+
+    def _commit(self, messages: list[Any]) -> None:
+        from confluent_kafka import KafkaException, TopicPartition
+
+        ends: dict[tuple[str, int], int] = {}
+        for message in messages:
+            place = (message.topic(), message.partition())
+            ends[place] = max(ends.get(place, -1), message.offset() + 1)
+        offsets = [TopicPartition(topic, partition, end) for (topic, partition), end in ends.items()]
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as error:  # e.g. the group rebalanced while the batch ran
+            log.warning("commit refused (%s): the partition's next owner scores this batch again; the sink "
+                        "keeps one result per offset", error.args[0])
+
+    def _account(self, outcome: BatchOutcome, rejected: list[Rejected], seconds: float) -> None:
+        self.batches += 1
+        for item in outcome.scored:
+            self.ledger.add(item.origin.topic, item.origin.partition, "scored")
+        for item in rejected:
+            self.ledger.add(item.origin.topic, item.origin.partition, "rejected")
+        if self.metrics is not None:
+            now_ms = time.time() * 1000.0
+            for item in outcome.scored:
+                self.metrics.messages("scored", item.origin.topic, item.origin.partition)
+                if item.origin.timestamp_ms is not None:
+                    self.metrics.latency(max(0.0, now_ms - item.origin.timestamp_ms) / 1000.0)
+            for item in rejected:
+                self.metrics.messages("rejected", item.origin.topic, item.origin.partition)
+            self.metrics.batch(len(outcome.scored) + len(rejected), seconds)
+        if self.drift is not None and (outcome.scored or rejected):
+            for window in self.drift.add(outcome.inputs, outcome.outputs, len(rejected)):
+                self._window(window)
+
+    def _window(self, window: Any) -> None:
+        if self.metrics is not None:
+            self.metrics.drift(window)
+        if not window.alert:
+            log.info("drift window %s", window.describe())
+            return
+        self.alerts += 1
+        log.warning("DRIFT %s", window.describe())
+        if self.settings.alerts is not None:
+            delivery = self.deliveries[self.settings.alerts.bootstrap]
+            payload = {**window.as_dict(), "model": self.model.path.name, "model_version": self.version,
+                       "source": str(self.settings.source)}
+            delivery.send(self.settings.alerts.topic, None, json.dumps(payload, default=float).encode())
+            delivery.flush(self.settings.flush_timeout_s)
+
+    # --- the group ---------------------------------------------------------------------------------------
+
+    def _assigned(self, _consumer: Any, partitions: list[Any]) -> None:
+        self._joined, self._last_activity = True, time.monotonic()
+        log.info("assigned %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing")
+
+    def _revoked(self, _consumer: Any, partitions: list[Any]) -> None:
+        log.info("revoked %s", ", ".join(f"{p.topic}[{p.partition}]" for p in partitions) or "nothing")
+
+    def _maybe_report_lag(self) -> None:
+        if self.metrics is None or time.monotonic() - self._last_lag < self.settings.lag_interval_s:
+            return
+        self._last_lag = time.monotonic()
+        assigned = self.consumer.assignment()
+        if not assigned:
+            return
+        for place in self.consumer.position(assigned):
+            low, high = self.consumer.get_watermark_offsets(place, cached=True) or (-1, -1)
+            if high >= 0 and place.offset >= 0:
+                self.metrics.lag(place.topic, place.partition, max(0, high - place.offset))
+
+    def close(self) -> None:
+        self.consumer.close()  # leaves the group: its partitions move to the other members now
+        for delivery in self.deliveries.values():
+            delivery.flush(self.settings.flush_timeout_s)
+        if self.sink is not None:
+            self.sink.close()
+        if self.rejects_file is not None:
+            self.rejects_file.close()
+        if self.metrics is not None:
+            self.metrics.close()
+
+
+def stream(cfg: Any) -> dict[str, Any]:
+    """Run until stopped (SIGTERM, Ctrl-C, ``idle_exit_s``, ``max_messages``); returns the counts."""
+    settings = StreamSettings.from_config(cfg)
+    model = open_model(cfg.get("model"), threads=int(cfg.get("threads") or 0))
+    stop = StopSignal()
+    worker = StreamWorker(model, settings)
+    kind = "image classifier" if model.kind == IMAGE else "table model"
+    where = [f"  results  {settings.output}" if settings.output else None,
+             f"  sink     {worker.sink.describe()}" if worker.sink else None,
+             f"  rejects  {settings.dead_letter or settings.rejects}",
+             f"  metrics  http://{settings.metrics_host}:{worker.metrics_port}/metrics" if worker.metrics else None]
+    print(f"visiontrain stream: {model.path.name} ({kind}, sha256:{model.version[:12]}) scoring "
+          f"{settings.source} as group {settings.group!r}\n" + "\n".join(line for line in where if line),
+          flush=True)
+    started = time.perf_counter()
+    worker.run(stop)
+    summary = {"messages": worker.ledger.total("messages"), "scored": worker.ledger.total("scored"),
+               "rejected": worker.ledger.total("rejected"), "batches": worker.batches,
+               "drift_alerts": worker.alerts, "partitions": worker.ledger.as_dict(),
+               "stopped_by": stop.signal_name or worker.stopped_by,
+               "seconds": round(time.perf_counter() - started, 3), "model_version": worker.version,
+               "source": redact_url(str(settings.source))}
+    run_dir = Path(str(cfg.paths.run_dir))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "stream_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"visiontrain stream: {summary['messages']} messages: {summary['scored']} scored + "
+          f"{summary['rejected']} rejected in {summary['batches']} batches ({summary['seconds']:.1f} s, "
+          f"stopped by {summary['stopped_by']})", flush=True)
+    return summary
