@@ -9,6 +9,7 @@ is read with prometheus-client's own parser.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,10 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image, ImageEnhance
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Server, run_cli
+from conftest import TINY_BACKBONE, Server, copy_hymenoptera, run_cli
 
 TOKEN = "metrics-test-token-0123456789ab"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -71,7 +73,7 @@ def labelled(samples: dict[tuple[str, tuple], float], name: str) -> dict[tuple, 
     return {labels: number for (sample, labels), number in samples.items() if sample == name}
 
 
-# --- serve -------------------------------------------------------------------------------------------------------
+# --- serve --------------------------------------------------------------------------------------------------
 
 
 def test_serve_metrics_count_requests_batches_and_drift(churn):
@@ -102,9 +104,11 @@ def test_serve_metrics_count_requests_batches_and_drift(churn):
                         if dict(labels)["path"] == "/predict"}
     assert predict_requests == {"200": 5, "422": 2, "415": 1, "401": 1}, requests
     assert value(samples, "visiontrain_requests_total", path="/predict", outcome="ok", code="200") == 5
-    assert value(samples, "visiontrain_requests_total", path="/predict", outcome="client_error", code="422") == 2
+    assert value(samples, "visiontrain_requests_total", path="/predict", outcome="client_error",
+                 code="422") == 2
     assert not any(dict(labels)["outcome"] == "server_error" for labels in requests)
-    assert value(samples, "visiontrain_requests_total", path="/metrics", outcome="client_error", code="401") == 1
+    assert value(samples, "visiontrain_requests_total", path="/metrics", outcome="client_error",
+                 code="401") == 1
     assert value(samples, "visiontrain_request_seconds_count", path="/predict") == 9  # one observation each
     assert value(samples, "visiontrain_request_seconds_bucket", path="/predict", le="+Inf") == 9
     assert value(samples, "visiontrain_request_seconds_sum", path="/predict") > 0
@@ -135,14 +139,80 @@ def test_serve_metrics_count_requests_batches_and_drift(churn):
     assert "tenure (PSI" in alerts[0], alerts
 
 
+def darkened(path: Path, factor: float = 0.3) -> bytes:
+    """The photo as a JPEG taken in far worse light."""
+    with Image.open(path) as image:
+        buffer = io.BytesIO()
+        ImageEnhance.Brightness(image.convert("RGB")).enhance(factor).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def test_serve_watches_image_statistics_for_drift(tmp_path):
+    data = copy_hymenoptera(tmp_path / "hymenoptera", per_class=6)
+    result = run_cli("train", "experiment=hymenoptera", f"data.root={data}", f"model.backbone={TINY_BACKBONE}",
+                     "model.weights=null", "model.input.image_size=32", "data.batch_size=4", "data.num_workers=0",
+                     "trainer.enable_progress_bar=false", "trainer.max_epochs=1", "schedule.freeze_epochs=0",
+                     f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    photos = sorted((data / "train").rglob("*.jp*g"))  # the photos the reference was computed on, in worse light
+    server = Server(tmp_path / "run" / "model.onnx", tmp_path, f"drift_window={len(photos)}")
+    try:
+        not_an_image = [("files", ("notes.jpg", b"not an image", "image/jpeg"))]
+        refused = httpx.post(f"{server.url}/predict", files=not_an_image)
+        assert refused.status_code == 400, refused.text
+        files = [("files", (path.name, darkened(path), "image/jpeg")) for path in photos]
+        answer = httpx.post(f"{server.url}/predict", files=files, timeout=30)
+        assert answer.status_code == 200, answer.text
+        samples = scrape(f"{server.url}/metrics")
+    finally:
+        output = server.stop()
+    assert value(samples, "visiontrain_inputs_total") == len(photos)
+    assert value(samples, "visiontrain_drift_windows_total") == 1
+    assert value(samples, "visiontrain_drift_drifted", feature="brightness") == 1
+    assert value(samples, "visiontrain_window_inputs", outcome="scored") == len(photos)
+    assert value(samples, "visiontrain_window_inputs", outcome="rejected") == 1  # the file that is no image
+    measured = {dict(labels)["feature"] for labels in labelled(samples, "visiontrain_drift_psi")}
+    assert {"brightness", "width", "output: confidence"} <= measured
+    assert "brightness (PSI" in next(line for line in output.splitlines() if "DRIFT in" in line), output[-3000:]
+
+
 def test_drift_window_is_checked_before_the_server_starts(churn, tmp_path):
-    for given in ("-1", "ten", "2.5"):
-        result = run_cli("serve", f"model={churn['onnx']}", f"drift_window={given}", cwd=tmp_path, timeout=120)
-        assert result.returncode != 0
-        assert "drift_window" in result.stderr and "drift_window=1000" in result.stderr, result.stderr[-2000:]
+    from omegaconf import OmegaConf
+
+    from visiontrain.deploy.serve import ServeSettings
+    from visiontrain.errors import ConfigError
+
+    assert ServeSettings.from_config(OmegaConf.create({})).drift_window == 0
+    assert ServeSettings.from_config(OmegaConf.create({"drift_window": 500})).drift_window == 500
+    for given in (-1, "ten", 2.5, True):
+        with pytest.raises(ConfigError, match="drift_window"):
+            ServeSettings.from_config(OmegaConf.create({"drift_window": given}))
+    result = run_cli("serve", f"model={churn['onnx']}", "drift_window=-1", cwd=tmp_path, timeout=120)
+    assert result.returncode != 0
+    assert "config key `drift_window`" in result.stderr, result.stderr[-2000:]
+    assert "drift_window=1000" in result.stderr
 
 
-# --- rolling drift windows ----------------------------------------------------------------------------------------
+def test_drift_window_needs_a_model_that_carries_its_reference(churn, tmp_path):
+    import onnx
+
+    from visiontrain.deploy.model import OnnxModel
+    from visiontrain.deploy.serve import ServeSettings, create_app
+    from visiontrain.errors import ConfigError
+
+    stored = onnx.load(str(churn["onnx"]))
+    kept = [prop for prop in stored.metadata_props if prop.key != "reference_stats"]
+    del stored.metadata_props[:]
+    stored.metadata_props.extend(kept)
+    onnx.save(stored, str(tmp_path / "older.onnx"))
+    older = OnnxModel(tmp_path / "older.onnx")
+    assert older.metadata.reference_stats is None
+    create_app(older, ServeSettings())  # without drift windows it serves as before
+    with pytest.raises(ConfigError, match="carries no reference statistics"):
+        create_app(older, ServeSettings(drift_window=100))
+
+
+# --- rolling drift windows ----------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +314,7 @@ def test_rolling_drift_refuses_what_cannot_be_windowed(scoring):
         rolling.add({"tenure": [1.0, 2.0]}, {"confidence": [0.5]})
 
 
-# --- stream metrics -----------------------------------------------------------------------------------------------
+# --- stream metrics -----------------------------------------------------------------------------------------
 
 
 def test_stream_metrics_are_served_on_their_own_port(churn, scoring):
@@ -276,7 +346,8 @@ def test_stream_metrics_are_served_on_their_own_port(churn, scoring):
     assert value(samples, "visiontrain_messages_total", outcome="scored", topic="events", partition="0") == 40
     assert value(samples, "visiontrain_messages_total", outcome="scored", topic="events", partition="1") == 25
     assert value(samples, "visiontrain_messages_total", outcome="rejected", topic="events", partition="1") == 1
-    assert value(samples, "visiontrain_batch_size_count") == 2 and value(samples, "visiontrain_batch_size_sum") == 65
+    assert value(samples, "visiontrain_batch_size_count") == 2
+    assert value(samples, "visiontrain_batch_size_sum") == 65
     assert value(samples, "visiontrain_batch_seconds_sum") == pytest.approx(0.007)
     assert value(samples, "visiontrain_inputs_total") == 65
     assert value(samples, "visiontrain_end_to_end_seconds_count") == 4

@@ -3,10 +3,11 @@
 ``POST /predict`` takes multipart image uploads (image classifiers) or ``{"rows": [...]}`` JSON (table
 models); ``GET /health`` and ``GET /metadata`` describe the service, ``GET /metrics`` is its Prometheus
 exposition (:mod:`visiontrain.deploy.metrics`; ``drift_window=N``: rolling drift over every N inputs).
-Concurrent requests are batched into one model call (:mod:`visiontrain.deploy.batcher`). Client mistakes get a 4xx naming what was wrong: 401 no
-or a wrong token, 408 too slow, 413 over a limit (named), 415 wrong content type, 400 a file that is not an
-image or a body that is not JSON, 422 missing columns or bad values (naming row and column). Every limit is
-checked before the costly work it protects (decoding, the model): see :mod:`visiontrain.deploy.request_body`.
+Concurrent requests are batched into one model call (:mod:`visiontrain.deploy.batcher`). Client mistakes get
+a 4xx naming what was wrong: 401 no or a wrong token, 408 too slow, 413 over a limit (named), 415 wrong content
+type, 400 a file that is not an image or a body that is not JSON, 422 missing columns or bad values (naming row
+and column). Every limit is checked before the costly work it protects (decoding, the model): see
+:mod:`visiontrain.deploy.request_body`.
 """
 
 from __future__ import annotations
