@@ -8,6 +8,7 @@ is read with prometheus-client's own parser.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import json
@@ -378,3 +379,34 @@ def test_each_app_has_its_own_registry(scoring):
     assert b"visiontrain_inputs_total 0.0" in second.exposition()[0]
     assert b"visiontrain_messages_total" not in second.exposition()[0]
     assert np.isclose(first.registry.get_sample_value("visiontrain_batch_seconds_sum"), 0.01)
+
+
+def test_requests_that_fail_inside_the_app_count_as_server_errors(scoring):
+    from fastapi import FastAPI, HTTPException
+
+    from visiontrain.deploy.metrics import RequestMetrics, ServeMetrics
+
+    metrics = ServeMetrics(scoring["model"])
+    app = FastAPI()
+
+    @app.get("/predict")
+    async def broken() -> None:
+        raise RuntimeError("a bug, not the client's mistake")
+
+    @app.get("/metadata")
+    async def unavailable() -> None:
+        raise HTTPException(503, "warming up")
+
+    app.add_middleware(RequestMetrics, metrics=metrics)
+
+    async def calls() -> list[int]:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return [(await client.get(path)).status_code for path in ("/predict", "/metadata", "/no/such/path")]
+
+    assert asyncio.run(calls()) == [500, 503, 404]
+    sample = metrics.registry.get_sample_value
+    assert sample("visiontrain_requests_total", {"path": "/predict", "outcome": "server_error", "code": "500"}) == 1
+    assert sample("visiontrain_requests_total", {"path": "/metadata", "outcome": "server_error", "code": "503"}) == 1
+    assert sample("visiontrain_requests_total", {"path": "other", "outcome": "client_error", "code": "404"}) == 1
+    assert sample("visiontrain_request_seconds_count", {"path": "/predict"}) == 1
