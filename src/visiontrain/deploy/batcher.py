@@ -50,8 +50,9 @@ class Batcher(Generic[Payload, Result]):
     """
 
     def __init__(self, run: Callable[[list[Payload]], list[Result]], max_batch_size: int = 32,
-                 max_wait_ms: float = 5.0) -> None:
+                 max_wait_ms: float = 5.0, on_scored: Callable[[int, float], None] | None = None) -> None:
         self.run = run
+        self.on_scored = on_scored  # (inputs, seconds) of each model call that succeeded: the metrics hook
         self.max_batch_size = max(1, int(max_batch_size))
         self.max_wait = max(0.0, float(max_wait_ms)) / 1000.0
         self.stats = BatchStats()
@@ -114,7 +115,10 @@ class Batcher(Generic[Payload, Result]):
                     pending.future.set_exception(error)
             return
         finally:
-            self._record(len(batch), size, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self._record(len(batch), size, seconds)
+        if self.on_scored is not None:
+            self.on_scored(size, seconds)
         for pending, result in zip(batch, results):
             if not pending.future.done():  # a client that went away cancelled its future
                 pending.future.set_result(result)

@@ -1,11 +1,13 @@
 """``visiontrain serve model=<file.onnx>``: an HTTP prediction service on onnxruntime (FastAPI + uvicorn).
 
 ``POST /predict`` takes multipart image uploads (image classifiers) or ``{"rows": [...]}`` JSON (table
-models); ``GET /health`` and ``GET /metadata`` describe the service. Concurrent requests are batched into
-one model call (:mod:`visiontrain.deploy.batcher`). Client mistakes get a 4xx naming what was wrong: 401 no
-or a wrong token, 408 too slow, 413 over a limit (named), 415 wrong content type, 400 a file that is not an
-image or a body that is not JSON, 422 missing columns or bad values (naming row and column). Every limit is
-checked before the costly work it protects (decoding, the model): see :mod:`visiontrain.deploy.request_body`.
+models); ``GET /health`` and ``GET /metadata`` describe the service, ``GET /metrics`` is its Prometheus
+exposition (:mod:`visiontrain.deploy.metrics`; ``drift_window=N``: rolling drift over every N inputs).
+Concurrent requests are batched into one model call (:mod:`visiontrain.deploy.batcher`). Client mistakes get
+a 4xx naming what was wrong: 401 no or a wrong token, 408 too slow, 413 over a limit (named), 415 wrong content
+type, 400 a file that is not an image or a body that is not JSON, 422 missing columns or bad values (naming row
+and column). Every limit is checked before the costly work it protects (decoding, the model): see
+:mod:`visiontrain.deploy.request_body`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import threading
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,21 +25,26 @@ from typing import Any, AsyncIterator
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from visiontrain.core.image_decode import PIL_PIXEL_CAP, ImageRejected, ImageTooLarge, decode, decoded_size
 from visiontrain.core.image_preprocess import ImageSpec, preprocess
-from visiontrain.core.image_statistics import image_statistics
+from visiontrain.core.image_statistics import IMAGE_STATISTICS, image_statistics
 from visiontrain.deploy.access import BearerAuth, load_token
 from visiontrain.deploy.batcher import Batcher
 from visiontrain.deploy.connection_deadline import deadline_protocol
+from visiontrain.deploy.metrics import RequestMetrics, ServeMetrics
 from visiontrain.deploy.model import IMAGE, OnnxModel, open_model
 from visiontrain.deploy.request_body import ClientError, parse_json, read_body, rejected_rows, table_rows
 from visiontrain.deploy.table_input import TableSpec, prepare_rows
 from visiontrain.errors import ConfigError
 from visiontrain.machine import available_cores
+from visiontrain.monitoring.current import prediction_outputs
+from visiontrain.monitoring.rolling import RollingDrift
+
+logger = logging.getLogger("visiontrain")
 
 OPEN_PATHS = ("/health",)  # answered without the token: load balancers and liveness probes call it
 DOCS_PATHS = {"docs_url": "/docs", "redoc_url": "/redoc", "openapi_url": "/openapi.json"}
@@ -60,6 +68,7 @@ class ServeSettings:
     keep_alive_s: float = 5.0
     docs: bool = False
     cors_origins: tuple[str, ...] = ()
+    drift_window: int = 0  # 0: off; N: compare every N scored inputs with the model's reference
 
     @property
     def max_request_bytes(self) -> int:
@@ -81,10 +90,19 @@ class ServeSettings:
         if PIL_PIXEL_CAP and values["max_image_pixels"] > PIL_PIXEL_CAP:
             raise ConfigError("max_image_pixels", f"is above {PIL_PIXEL_CAP:,}, which PIL refuses to open",
                               f"max_image_pixels={PIL_PIXEL_CAP}")
-        return cls(**values, max_wait_ms=float(cfg.get("max_wait_ms", 5)),
+        return cls(**values, max_wait_ms=float(cfg.get("max_wait_ms", 5)), drift_window=_drift_window(cfg),
                    log_predictions=str(cfg.log_predictions) if cfg.get("log_predictions") else None,
                    log_drop_columns=_names(cfg.get("log_drop_columns")), docs=bool(cfg.get("docs", False)),
                    cors_origins=_names(cfg.get("cors_origins")))
+
+
+def _drift_window(cfg: Any) -> int:
+    """``drift_window``: 0 (off) or a whole number of inputs per window."""
+    value = cfg.get("drift_window", 0) or 0
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError("drift_window", f"must be 0 (off) or a whole number of inputs per window, got {value!r}",
+                          "drift_window=1000")
+    return value
 
 
 def _names(value: Any) -> tuple[str, ...]:
@@ -120,10 +138,12 @@ class PredictionLog:
 
 
 def create_app(model: OnnxModel, settings: ServeSettings, token: str | None = None) -> FastAPI:
-    """The service for ``model``: routes, the batcher, the optional token, CORS and prediction log."""
+    """The service for ``model``: routes, the batcher, the optional token, CORS, prediction log and metrics."""
     is_image = model.kind == IMAGE
+    metrics = ServeMetrics(model)
     batcher: Batcher = Batcher(_image_runner(model, settings) if is_image else _table_runner(model, settings),
-                               settings.max_batch_size, settings.max_wait_ms)
+                               settings.max_batch_size, settings.max_wait_ms, on_scored=metrics.scored)
+    rolling = _rolling_drift(model, settings.drift_window)
     version = f"sha256:{model.version}"
     log = PredictionLog(Path(settings.log_predictions), version, settings.log_drop_columns) \
         if settings.log_predictions else None
@@ -149,9 +169,21 @@ def create_app(model: OnnxModel, settings: ServeSettings, token: str | None = No
     if settings.cors_origins:  # added last: outermost, so browsers' preflight requests need no token
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST"], allow_headers=["authorization", "content-type"])
+    app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: 401s and CORS answers are counted too
+
+    def watch(inputs: dict[str, Any], predictions: list[dict[str, Any]], rejected: int = 0) -> None:
+        """Feed the drift window; publish each one finished, and log a warning when it drifted."""
+        if rolling is None:
+            return
+        outputs = prediction_outputs(predictions) if predictions else None
+        for window in rolling.add(inputs, outputs, rejected):
+            metrics.drift(window)
+            if window.alert:
+                logger.warning("visiontrain serve: %s", window.describe())
 
     @app.exception_handler(ClientError)
     async def client_error(_: Request, error: ClientError) -> JSONResponse:
+        watch({}, [], rejected=len(error.extra.get("rejected", ())))  # rows or files refused, each listed
         return JSONResponse({"detail": error.detail, **error.extra}, status_code=error.status_code)
 
     @app.get("/health")
@@ -164,6 +196,11 @@ def create_app(model: OnnxModel, settings: ServeSettings, token: str | None = No
                   "max_image_pixels", "max_request_pixels", "read_timeout_s")
         return {**model.describe(), "server": {**{key: getattr(settings, key) for key in limits},
                                               "authentication": "bearer" if token else "none"}}
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        content, content_type = metrics.exposition()
+        return Response(content, media_type=content_type)
 
     @app.post("/predict")
     async def predict(request: Request) -> dict[str, Any]:
@@ -181,8 +218,10 @@ def create_app(model: OnnxModel, settings: ServeSettings, token: str | None = No
                 pixels, stats = await run_in_threadpool(_prepare_images, uploads, image_spec, lookup,
                                                         settings)
             predictions, logged = await _predict_images(uploads, pixels, stats, batcher)
+            watch({name: [stat[name] for stat in stats] for name in IMAGE_STATISTICS}, predictions)
         else:
-            predictions, logged = await _predict_rows(body, table_spec, batcher, settings.max_rows)
+            predictions, logged, inputs = await _predict_rows(body, table_spec, batcher, settings.max_rows)
+            watch(inputs, predictions)
         if log is not None:
             log.write(logged)
         return {"model_version": version, "predictions": predictions}
@@ -272,7 +311,8 @@ async def _predict_images(uploads: list[tuple[str, bytes]], pixels: np.ndarray, 
 
 
 async def _predict_rows(body: bytes, spec: TableSpec, batcher: Batcher, max_rows: int
-                        ) -> tuple[list[dict[str, Any]], list[tuple[dict, dict]]]:
+                        ) -> tuple[list[dict[str, Any]], list[tuple[dict, dict]], dict[str, Any]]:
+    """Predictions, what the log writes, and the cleansed inputs (what drift compares)."""
     rows, problems = table_rows(parse_json(body), spec, max_rows)
     prepared = prepare_rows(rows, spec)
     for index, reason in prepared.rejects.items():
@@ -280,7 +320,18 @@ async def _predict_rows(body: bytes, spec: TableSpec, batcher: Batcher, max_rows
     if problems:
         raise rejected_rows(problems)
     results = await batcher.submit(prepared.feeds(), len(rows))
-    return results, list(zip(rows, results))
+    return results, list(zip(rows, results)), prepared.values
+
+
+def _rolling_drift(model: OnnxModel, window: int) -> RollingDrift | None:
+    """The drift windows ``drift_window`` asks for; a ConfigError when the model has no reference to compare."""
+    if not window:
+        return None
+    reference = model.metadata.reference_stats
+    if not reference:
+        raise ConfigError("drift_window", f"{model.path.name} carries no reference statistics to compare with "
+                          "(exported by an older visiontrain?)", "drift_window=0, or re-export the model")
+    return RollingDrift(reference, window)
 
 
 def _split(results: list[Any], counts: list[int]) -> list[list[Any]]:
@@ -326,12 +377,16 @@ def serve(cfg: Any) -> None:
     kind = "image classifier" if model.kind == IMAGE else "table model"
     print(f"visiontrain serve: {model.path} ({kind}, sha256:{model.version[:12]}) "
           f"on http://{cfg.host}:{cfg.port}\n"
-          f"  POST /predict   GET /health   GET /metadata{'   GET /docs' if settings.docs else ''}   "
+          f"  POST /predict   GET /health   GET /metadata   GET /metrics"
+          f"{'   GET /docs' if settings.docs else ''}   "
           f"(max_batch_size={settings.max_batch_size}, max_wait_ms={settings.max_wait_ms:g})\n"
           f"  authentication: {'bearer token from ' if token else ''}{token_source}", flush=True)
     if settings.log_predictions:
         dropped = f" (without {', '.join(settings.log_drop_columns)})" if settings.log_drop_columns else ""
         print(f"  log_predictions: raw inputs and outputs to {settings.log_predictions}{dropped}", flush=True)
+    if settings.drift_window:
+        print(f"  drift_window: inputs compared with the model's reference every {settings.drift_window:,} "
+              "scored (a warning and the visiontrain_drift_* metrics when one drifts)", flush=True)
     uvicorn.run(create_app(model, settings, token), host=str(cfg.host), port=int(cfg.port),
                 http=deadline_protocol(settings.read_timeout_s), timeout_keep_alive=settings.keep_alive_s,
                 log_level=str(cfg.log_level), access_log=bool(cfg.get("access_log", False)))

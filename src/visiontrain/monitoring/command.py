@@ -10,7 +10,7 @@ import numpy as np
 from visiontrain.core.table_files import read_table
 from visiontrain.core.table_values import ModelInputs
 from visiontrain.deploy.model import OnnxModel
-from visiontrain.monitoring.current import image_inputs, prediction_log, table_inputs
+from visiontrain.monitoring.current import image_inputs, prediction_log, prediction_outputs, table_inputs
 from visiontrain.monitoring.drift import Thresholds, compare, load_reference, write_report
 from visiontrain.monitoring.reference import IMAGE_STATISTICS
 
@@ -51,17 +51,7 @@ def _from_log(rows: list[dict[str, Any]], reference: dict[str, Any],
     else:
         table = table_inputs(frame, reference["inputs"])
         inputs, rejected = table.values, _rejected_rows(table, where, "prediction")
-    outputs_frame = pd.DataFrame([row.get("output", row) for row in rows])
-    outputs: dict[str, Any] = {}
-    for name in ("confidence", "probability", "prediction", "top1_probability"):
-        if name in outputs_frame:
-            outputs["confidence"] = outputs_frame[name].to_numpy(dtype=np.float64)
-            break
-    for name in ("predicted_class", "label", "top1"):
-        if name in outputs_frame:
-            outputs["predicted_class"] = outputs_frame[name].astype(str).tolist()
-            break
-    return inputs, outputs, rejected
+    return inputs, prediction_outputs([row.get("output", row) for row in rows]), rejected
 
 
 def drift(cfg: Any) -> dict[str, Any]:

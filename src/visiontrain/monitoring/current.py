@@ -47,6 +47,26 @@ def image_inputs(folder: Path, limit: int | None = None) -> tuple[dict[str, Any]
     return inputs, used, rejected
 
 
+CONFIDENCE_FIELDS = ("confidence", "probability", "prediction", "top1_probability")  # the first one present
+CLASS_FIELDS = ("predicted_class", "label", "top1")
+
+
+def prediction_outputs(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The outputs drift compares (``confidence``, ``predicted_class``) of predictions as serve answers or logs
+    them: tables' probability (or prediction) and label, images' top1 and its probability."""
+    frame = pd.DataFrame(records)
+    outputs: dict[str, Any] = {}
+    for name in CONFIDENCE_FIELDS:
+        if name in frame:
+            outputs["confidence"] = frame[name].to_numpy(dtype=np.float64)
+            break
+    for name in CLASS_FIELDS:
+        if name in frame:
+            outputs["predicted_class"] = frame[name].astype(str).tolist()
+            break
+    return outputs
+
+
 def prediction_log(path: Path) -> list[dict[str, Any]]:
     """The JSON lines ``visiontrain serve log_predictions=...`` wrote."""
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
