@@ -49,7 +49,7 @@ class Streamer:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir, self.log = run_dir, run_dir / "stdout.txt"
         command = [sys.executable, "-m", "visiontrain", "stream", f"model={model}", f"source={broker.url(source)}",
-                   f"group={group}", f"hydra.run.dir={run_dir}", "drift_window=0", *overrides]  # TEMP
+                   f"group={group}", f"hydra.run.dir={run_dir}", *overrides]
         self.process = subprocess.Popen(command, stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
                                         env={**__import__("os").environ, "PYTHONUNBUFFERED": "1"})
 
@@ -222,6 +222,53 @@ def test_two_processes_of_one_group_share_four_partitions_and_take_over(kafka_br
     assert a["scored"] + b["scored"] == 1600
     assert sorted(results) == sorted({(p, o, 0) for p in range(4) for o in range(400)})  # all, none twice
     assert len(b["partitions"]) == 4  # the survivor took over every partition
+
+
+def test_live_metrics_and_a_drift_alert_while_streaming(kafka_broker, churn_model, tmp_path):
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from conftest import free_port
+
+    rows = churn_model["rows"]
+    source, output, alerts = (new_topic(kafka_broker, 1) for _ in range(3))  # one partition: windows in order
+    usual = _rows(rows, 0, 300)
+    moved = [(key, {**row, "tenure": str(float(row["tenure"] or 0) * 5 + 60)}) for key, row in _rows(rows, 300, 300)]
+    port = free_port()
+    streamer = Streamer(churn_model["onnx"], kafka_broker, source, "watched", tmp_path / "run",
+                        f"output={kafka_broker.url(output)}", f"alerts={kafka_broker.url(alerts)}",
+                        "drift_window=300", f"metrics_port={port}", "lag_interval_s=0.5", "max_batch_size=100")
+    streamer.wait_for("assigned")
+    produce(kafka_broker, source, [*usual, *moved, ("bad", b"oops")])
+    warnings = consume_all(kafka_broker, alerts, expected=1, timeout_s=60)
+    consume_all(kafka_broker, output, expected=600)
+    time.sleep(1.0)  # a lag measurement after the last batch
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert streamer.signal(signal.SIGTERM) == 0
+
+    samples = [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+    def value(name: str, **labels: str) -> float:
+        found = [sample.value for sample in samples
+                 if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items())]
+        assert found, f"no {name} {labels} in /metrics"
+        return sum(found)
+    assert value("visiontrain_messages_total", outcome="scored") == 600
+    assert value("visiontrain_messages_total", outcome="rejected") == 1
+    assert value("visiontrain_end_to_end_seconds_count") == 600
+    assert value("visiontrain_batch_size_sum") == 601
+    assert value("visiontrain_drift_windows_total") == 2
+    assert value("visiontrain_drift_drifted", feature="tenure") == 1
+    assert value("visiontrain_consumer_lag") == 0
+    info = next(sample for sample in samples if sample.name == "visiontrain_model_info")
+    assert info.labels["sha256"] == __import__("visiontrain.deploy.model", fromlist=["file_sha256"]).file_sha256(
+        churn_model["onnx"])
+
+    alert = json.loads(warnings[0].value())  # the second window: the moved rows
+    assert alert["index"] == 1 and "tenure" in alert["drifted"] and alert["model_version"].startswith("sha256:")
+    assert "DRIFT in tenure" in streamer.output()
+    summary = json.loads((tmp_path / "run" / "stream_summary.json").read_text())
+    assert summary["drift_alerts"] == 1
 
 
 # --- images -------------------------------------------------------------------------------------------------

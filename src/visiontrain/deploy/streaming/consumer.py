@@ -15,7 +15,7 @@ import logging
 import signal
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -215,26 +215,32 @@ class StreamWorker:
         for item in rejected:
             self.ledger.add(item.origin.topic, item.origin.partition, "rejected")
         if self.metrics is not None:
-            now_ms = time.time() * 1000.0
-            for item in outcome.scored:
-                self.metrics.messages("scored", item.origin.topic, item.origin.partition)
-                if item.origin.timestamp_ms is not None:
-                    self.metrics.latency(max(0.0, now_ms - item.origin.timestamp_ms) / 1000.0)
-            for item in rejected:
-                self.metrics.messages("rejected", item.origin.topic, item.origin.partition)
-            self.metrics.batch(len(outcome.scored) + len(rejected), seconds)
+            self._measure(outcome, rejected, seconds)
         if self.drift is not None and (outcome.scored or rejected):
             for window in self.drift.add(outcome.inputs, outcome.outputs, len(rejected)):
                 self._window(window)
+
+    def _measure(self, outcome: BatchOutcome, rejected: list[Rejected], seconds: float) -> None:
+        counts: Counter[tuple[str, str, int]] = Counter()
+        now_ms = time.time() * 1000.0
+        for item in outcome.scored:
+            counts["scored", item.origin.topic, item.origin.partition] += 1
+            if item.origin.timestamp_ms is not None:
+                self.metrics.latency(max(0.0, now_ms - item.origin.timestamp_ms) / 1000.0)
+        for item in rejected:
+            counts["rejected", item.origin.topic, item.origin.partition] += 1
+        for (outcome_name, topic, partition), count in counts.items():
+            self.metrics.messages(outcome_name, topic, partition, count)
+        self.metrics.batch(len(outcome.scored) + len(rejected), seconds)
 
     def _window(self, window: Any) -> None:
         if self.metrics is not None:
             self.metrics.drift(window)
         if not window.alert:
-            log.info("drift window %s", window.describe())
+            log.info("%s", window.describe())
             return
         self.alerts += 1
-        log.warning("DRIFT %s", window.describe())
+        log.warning("%s", window.describe())
         if self.settings.alerts is not None:
             delivery = self.deliveries[self.settings.alerts.bootstrap]
             payload = {**window.as_dict(), "model": self.model.path.name, "model_version": self.version,
