@@ -45,10 +45,12 @@ def churn_model(tmp_path_factory) -> dict:
 class Streamer:
     """`visiontrain stream` in a subprocess, its output in a file (a pipe could fill and block it)."""
 
-    def __init__(self, model: Path, broker, source: str, group: str, run_dir: Path, *overrides: str) -> None:
+    def __init__(self, model: Path, broker, source: str, group: str, run_dir: Path, *overrides: str,
+                 code: str | None = None) -> None:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir, self.log = run_dir, run_dir / "stdout.txt"
-        command = [sys.executable, "-m", "visiontrain", "stream", f"model={model}", f"source={broker.url(source)}",
+        launcher = ["-c", code] if code else ["-m", "visiontrain"]
+        command = [sys.executable, *launcher, "stream", f"model={model}", f"source={broker.url(source)}",
                    f"group={group}", f"hydra.run.dir={run_dir}", *overrides]
         self.process = subprocess.Popen(command, stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
                                         env={**__import__("os").environ, "PYTHONUNBUFFERED": "1"})
@@ -312,6 +314,17 @@ def test_images_as_bytes_or_base64_json_are_classified_like_predict(kafka_broker
     letters = {m.key(): dict(m.headers())["visiontrain.reason"].decode()
                for m in consume_all(kafka_broker, dead, expected=2)}
     assert "truncated" in letters[b"truncated"] and "image_field" in letters[b"no-image"]
+
+
+def test_stream_runs_with_the_training_stack_unimportable(kafka_broker, churn_model, tmp_path):
+    from test_predict_serve import BLOCKED_CLI
+
+    source, output = new_topic(kafka_broker, 1), new_topic(kafka_broker, 1)
+    produce(kafka_broker, source, _rows(churn_model["rows"], 0, 20))
+    streamer = Streamer(churn_model["onnx"], kafka_broker, source, "light", tmp_path / "run",
+                        f"output={kafka_broker.url(output)}", "idle_exit_s=2", "metrics_port=0", code=BLOCKED_CLI)
+    assert streamer.finish()["scored"] == 20
+    assert "HEAVY MODULES: []" in streamer.output(), streamer.output()[-3000:]
 
 
 # --- mistakes -----------------------------------------------------------------------------------------------
