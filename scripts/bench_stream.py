@@ -117,7 +117,7 @@ def start_streams(model: Path, broker: Broker, source: str, output: str, group: 
     deadline = time.monotonic() + 90
     for index in range(count):  # every member assigned: the group has settled
         log = work / f"{group}-{index}" / "stdout.txt"
-        while "assigned t-" not in log.read_text():
+        while f"assigned {source}" not in log.read_text():
             if time.monotonic() > deadline:
                 raise SystemExit(f"stream {index} was not assigned partitions:\n{log.read_text()[-2000:]}")
             time.sleep(0.1)

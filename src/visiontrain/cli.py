@@ -338,5 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
-    sys.argv = [sys.argv[0], *rest]
+    from visiontrain.config.overrides import pass_through_overrides
+
+    sys.argv = [sys.argv[0], *pass_through_overrides(command, rest)]
     _run_hydra(command)

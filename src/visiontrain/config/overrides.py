@@ -124,6 +124,7 @@ def check_no_secrets(overrides: list[str]) -> None:
     """
     for override in overrides:
         key, _, value = override.partition("=")
+        _refuse_client_secret(key.lstrip("+~"))
         if any(has_secret(url) for url in URL_PATTERN.findall(value)):
             key = key.lstrip("+~")
             fix = (f"put the URL in an environment variable (export DB_URL='...') and pass {key}_env=DB_URL, or "
@@ -132,3 +133,25 @@ def check_no_secrets(overrides: list[str]) -> None:
                 f"{key}='${{oc.env:SECRET_URL}}'"
             raise ConfigError(key, "holds a URL with a password or token; on the command line it would be stored "
                               "in the run's .hydra files and logs", fix)
+
+
+def _refuse_client_secret(key: str) -> None:
+    """A Kafka client password given as a setting (``kafka.sasl.password=...``): refused, naming the variable."""
+    from visiontrain.core.kafka import SECRET_SETTINGS
+
+    for name, variable in SECRET_SETTINGS.items():
+        if key == name or key.endswith(f".{name}"):
+            raise ConfigError(key, "is a secret: on the command line it would be stored in the run's .hydra files "
+                              "and logs", f"export {variable}=<the value> instead; the Kafka clients read it there")
+
+
+# librdkafka settings are dotted names of their own (fetch.wait.max.ms): every key under these sections is passed
+# through to the client, so ``kafka.security.protocol=SASL_SSL`` works without Hydra's ``+``
+PASS_THROUGH = {"stream": ("kafka.", "consumer.", "producer.")}
+
+
+def pass_through_overrides(command: str, overrides: list[str]) -> list[str]:
+    """``section.some.setting=value`` as ``++section.some.setting=value`` (add or replace) for pass-through sections."""
+    prefixes = PASS_THROUGH.get(command, ())
+    return [f"++{item}" if prefixes and item.startswith(prefixes) and "=" in item else item for item in overrides]
+

@@ -25,9 +25,13 @@ SECRET_SETTINGS = {"sasl.password": "VISIONTRAIN_KAFKA_SASL_PASSWORD",
 # Group timing. librdkafka's session timeout (45 s) makes a new member wait about that long for its first
 # partitions on a broker that delays the join until every member has rejoined (Tansu does); 6 s is the smallest
 # session timeout Apache Kafka brokers accept by default (group.min.session.timeout.ms), so it works on both.
+# fetch.wait.max.ms bounds how long the broker may hold a fetch open: Tansu holds it for the whole wait even when
+# records arrive (librdkafka's 500 ms made the median end-to-end latency 230 ms at 1,000 rows/s; 20 ms: 75 ms).
+# Apache Kafka answers as soon as records arrive, so there it only sets how often an idle partition is asked.
 CONSUMER_DEFAULTS: dict[str, Any] = {
     "session.timeout.ms": 6000,
     "heartbeat.interval.ms": 500,
+    "fetch.wait.max.ms": 20,
     "auto.offset.reset": "earliest",
     "enable.auto.commit": False,        # offsets are committed by hand, after results are safe
     "enable.auto.offset.store": False,
@@ -75,6 +79,18 @@ class KafkaAddress:
 
     def __str__(self) -> str:
         return f"{SCHEME}{self.bootstrap}/{self.topic}"
+
+
+def flat_settings(section: Any, prefix: str = "") -> dict[str, Any]:
+    """``{fetch: {wait: {max: {ms: 20}}}}`` (a dotted key as Hydra nests it) back to ``{"fetch.wait.max.ms": 20}``."""
+    flat: dict[str, Any] = {}
+    for key, value in (section or {}).items():
+        name = f"{prefix}{key}"
+        if hasattr(value, "items"):
+            flat.update(flat_settings(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
 
 
 def client_settings(bootstrap: str, overrides: Mapping[str, Any] | None, defaults: Mapping[str, Any],

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from visiontrain.core.kafka import KafkaAddress
+from visiontrain.core.kafka import KafkaAddress, flat_settings
 from visiontrain.errors import ConfigError
 
 
@@ -77,7 +77,7 @@ class StreamSettings:
             if not hasattr(value, "items"):
                 raise ConfigError(key, f"must be a mapping of librdkafka settings, got {value!r}",
                                   f"{key}.<setting>=<value>, e.g. kafka.security.protocol=SASL_SSL")
-            sections[key] = OmegaConf.to_container(value) if OmegaConf.is_config(value) else dict(value)
+            sections[key] = flat_settings(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)
         idle = cfg.get("idle_exit_s")
         limit = cfg.get("max_messages")
         rejects = Path(str(cfg.rejects)) if cfg.get("rejects") else Path(str(cfg.paths.run_dir)) / "rejects.jsonl"
