@@ -335,7 +335,7 @@ def test_stream_runs_with_the_training_stack_unimportable(kafka_broker, churn_mo
     (["source=kafka://localhost:9092/rows", "group=null", "output=kafka://localhost:9092/out"], "group"),
     (["source=kafka://localhost:9092/rows", "group=g"], "output"),
     (["source=kafka://localhost:9092/rows", "group=g", "output=kafka://localhost:9092/rows"], "output"),
-    (["source=kafka://user:secret@localhost:9092/rows", "group=g", "output=kafka://localhost:9092/o"], "source"),
+    (["source=kafka://user:s3cr3tpw@localhost:9092/rows", "group=g", "output=kafka://localhost:9092/o"], "source"),
     (["source=kafka://localhost:9092/rows", "group=g", "output=kafka://localhost:9092/o",
       "kafka.sasl.password=hunter2"], "kafka.sasl.password"),
     (["source=kafka://localhost:9092/rows", "group=g", "output=kafka://localhost:9092/o", "max_batch_size=0"],
@@ -346,4 +346,4 @@ def test_stream_mistakes_fail_before_connecting_naming_the_key(churn_model, tmp_
                      cwd=tmp_path, timeout=120)
     assert result.returncode != 0
     assert f"config key `{key}`" in result.stdout + result.stderr
-    assert "hunter2" not in result.stdout + result.stderr and "secret" not in result.stdout + result.stderr
+    assert "hunter2" not in result.stdout + result.stderr and "s3cr3tpw" not in result.stdout + result.stderr
