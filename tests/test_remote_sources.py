@@ -259,3 +259,94 @@ def test_ingest_dispatches_on_the_scheme():
         read_source("kafka://localhost:9092/churn", fmt="json")
     with pytest.raises(ConfigError, match="data.table"):
         read_source("https://api.example.com/v1/customers", table="customers")
+
+
+# --- config -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["data.source=kafka://localhost:9092/churn", "data.kafka_timeout_s=-1"], "data.kafka_timeout_s"),
+    (["data.source=kafka://localhost/churn"], "data.source"),
+    (["data.source=kafka://localhost:9092/churn", "+data.kafka.sasl.password=hunter2"],
+     "data.kafka.sasl.password"),
+    (["data.source=kafka://localhost:9092/churn", "data.format=json"], "data.format"),
+    (["data.source=https://api.example.com/v1/customers", "data.http.pagination=cursor"], "data.http.pagination"),
+    (["data.source=https://api.example.com/v1/customers", "data.http.read_timeout_s=0"],
+     "data.http.read_timeout_s"),
+    (["data.source=https://api.example.com/v1/customers", "data.http.max_pages=0"], "data.http.max_pages"),
+    (["data.source=https://api.example.com/v1/customers", "data.http.retries=-1"], "data.http.retries"),
+    (["data.source=https://api.example.com/v1/customers", f"data.http.token_env={TOKEN}"], "data.http.token_env"),
+])
+def test_config_mistakes_fail_before_training_naming_the_key(tmp_path, overrides, key):
+    from conftest import compose_train
+    from visiontrain.config.checks import check_train_config
+
+    cfg = compose_train("experiment=churn", *overrides, f"paths.run_dir={tmp_path}")
+    with pytest.raises(ConfigError) as error:
+        check_train_config(cfg)
+    assert error.value.key == key
+    assert TOKEN not in str(error.value) and "hunter2" not in str(error.value)
+
+
+def test_run_folder_names_a_topic_or_an_api_resource_never_its_host_or_query():
+    from omegaconf import OmegaConf
+
+    from visiontrain.config.run_name import run_name
+
+    def name(source: str) -> str:
+        return run_name("churn", _root_=OmegaConf.create({"data": {"source": source}}))
+
+    assert name("kafka://broker-1:9092,broker-2:9092/telco-events") == "churn-telco-events"
+    assert name("https://api.example.com/v2/customers?page=1&api_key=s3cr3t") == "churn-customers"
+    assert name("http://api.example.com/export/customers.json") == "churn-customers"
+    assert name("https://api.example.com/") == "churn"
+
+
+# --- end to end: the CLI -----------------------------------------------------------------------------------------
+
+
+def train(source: str, tmp_path: Path, *extra: str, env: dict | None = None) -> tuple[Path, str]:
+    run_dir = tmp_path / "run"
+    result = run_cli("train", "experiment=churn", f"data.source={source}", "model=logistic_regression",
+                     "trainer.enable_progress_bar=false", "logger=csv", f"hydra.run.dir={run_dir}", *extra,
+                     cwd=tmp_path, env={"VISIONTRAIN_CACHE_DIR": str(tmp_path / "cache"), **(env or {})})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    return run_dir, output
+
+
+def test_train_on_an_http_api_records_pages_and_lineage_and_never_the_token(telco_api, api_token, telco,
+                                                                               tmp_path):
+    run_dir, output = train(f"{telco_api}/next/customers", tmp_path, f"data.http.token_env={TOKEN_ENV}",
+                            "data.http.backoff_s=0.01", env={TOKEN_ENV: TOKEN})
+    summary = json.loads((run_dir / "summary.json").read_text())
+    source = summary["data"]["report"]["source"]
+    assert (source["kind"], source["pages"], source["retries"], source["rows"]) == ("http", 9, 2, len(telco))
+    assert summary["data"]["rows_in"] == len(telco)
+    lineage = pd.read_csv(run_dir / "lineage.csv")
+    assert len(lineage) == len(telco) and lineage["page"].max() == 9
+    assert "## Source" in (run_dir / "data_report.md").read_text()
+    assert TOKEN not in output
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+
+
+def test_train_on_a_kafka_topic_accounts_for_every_message(kafka_broker, telco_topic, telco, tmp_path):
+    run_dir, output = train(telco_topic["url"], tmp_path, "data.kafka_timeout_s=20")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    data, source = summary["data"], summary["data"]["report"]["source"]
+    assert source["topic"] == telco_topic["topic"] and len(source["partitions"]) == 3
+    broken = sum(1 for _, value in telco_topic["messages"] if value in BROKEN)
+    assert source["not_rows"] == broken and data["rows_in"] == source["rows"] == len(telco)
+    assert source["read"] == len(telco_topic["messages"]) == source["messages_with_rows"] + broken
+    assert source["rows"] + source["not_rows"] == data["rows_kept"] + data["rows_rejected"] + broken
+    assert len(pd.read_csv(run_dir / "source_rejects.csv")) == broken
+    lineage = pd.read_csv(run_dir / "lineage.csv")
+    assert list(lineage["row"]) == list(range(1, len(telco) + 1)) and set(lineage["partition"]) == {0, 1, 2}
+    rejects = pd.read_csv(run_dir / "rejects.csv")
+    if len(rejects):  # a row cleansing rejected is traced to its message
+        assert set(rejects["row"]) <= set(lineage["row"])
+    report = (run_dir / "data_report.md").read_text()
+    assert f"Kafka topic {telco_topic['topic']}" in report and "| partition | offsets read |" in report
+    assert f"{broken} of {source['read']} messages" in output  # the warning: not rows, never silently dropped

@@ -19,8 +19,8 @@ import sqlalchemy
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from visiontrain.config.choices import REMOTE_SCHEMES
 from visiontrain.config.choices import TABLE_FORMATS as FORMATS
+from visiontrain.config.tabular import remote_kind
 from visiontrain.core.table_files import FILE_SUFFIXES, check_unique_columns, first_line, real_suffixes
 from visiontrain.core.table_files import read_table as read_file
 from visiontrain.errors import ConfigError, DataError
@@ -28,12 +28,6 @@ from visiontrain.redaction import redact_text, redact_url, secrets_in_url
 from visiontrain.tabular.source_lineage import SourceRead
 
 SUFFIXES = {**FILE_SUFFIXES, ".db": "sql", ".sqlite": "sql", ".sqlite3": "sql"}
-
-
-def remote_kind(source: str) -> str | None:
-    """"kafka" or "http" for a source read by its scheme (``kafka://``, ``http(s)://``); None otherwise."""
-    text = str(source).lower()
-    return next((kind for scheme, kind in REMOTE_SCHEMES.items() if text.startswith(scheme)), None)
 
 
 def detect_format(source: str) -> str:

@@ -17,7 +17,7 @@ import pandas as pd
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from visiontrain.core.json_rows import NotRows, rows_in_message
-from visiontrain.core.kafka import CONSUMER_DEFAULTS, KafkaAddress, client_settings
+from visiontrain.core.kafka import CONSUMER_DEFAULTS, KafkaAddress, client_settings, flat_settings
 from visiontrain.errors import DataError
 from visiontrain.tabular.source_lineage import SourceRead
 
@@ -63,7 +63,7 @@ def read_kafka_snapshot(url: str, overrides: Mapping[str, Any] | None = None,
     metadata, and with no message and no end of a partition in sight) before failing with a DataError.
     """
     address = KafkaAddress.parse(url, "data.source")
-    settings = client_settings(address.bootstrap, overrides, SNAPSHOT_DEFAULTS, key="data.kafka")
+    settings = client_settings(address.bootstrap, flat_settings(overrides), SNAPSHOT_DEFAULTS, key="data.kafka")
     try:
         consumer = Consumer(settings)
     except KafkaException as error:  # a misspelt or invalid librdkafka setting
