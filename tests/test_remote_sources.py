@@ -327,6 +327,11 @@ def test_train_on_an_http_api_records_pages_and_lineage_and_never_the_token(telc
     assert len(lineage) == len(telco) and lineage["page"].max() == 9
     assert "## Source" in (run_dir / "data_report.md").read_text()
     assert TOKEN not in output
+    # evaluate reads the API again: without the token's variable it says which one to export
+    result = run_cli("evaluate", f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}",
+                     f"hydra.run.dir={tmp_path / 'evaluate'}", cwd=tmp_path, env={TOKEN_ENV: None})
+    assert result.returncode != 0 and f"export {TOKEN_ENV}=" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
     for path in run_dir.rglob("*"):
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path
@@ -350,3 +355,10 @@ def test_train_on_a_kafka_topic_accounts_for_every_message(kafka_broker, telco_t
     report = (run_dir / "data_report.md").read_text()
     assert f"Kafka topic {telco_topic['topic']}" in report and "| partition | offsets read |" in report
     assert f"{broken} of {source['read']} messages" in output  # the warning: not rows, never silently dropped
+    # evaluate reads the topic again, with the same lineage
+    out = tmp_path / "evaluate"
+    result = run_cli("evaluate", f"ckpt={run_dir / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={out}",
+                     cwd=tmp_path)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["data"]["source"]["rows"] == len(telco) and (out / "lineage.csv").is_file()
