@@ -10,9 +10,11 @@ Pages follow a ``Link: rel="next"`` header, a ``next`` URL in the body, or a pag
 from __future__ import annotations
 
 import json
+import logging
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import pandas as pd
@@ -24,10 +26,12 @@ from visiontrain.config.choices import HTTP_ROWS_KEYS
 from visiontrain.core.json_rows import json_kind
 from visiontrain.core.table_files import first_line
 from visiontrain.errors import ConfigError, DataError
-from visiontrain.redaction import redact_text, redact_url
+from visiontrain.redaction import redact_text, redact_url, secrets_in_url
 from visiontrain.tabular.source_lineage import SourceRead
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.connection", "urllib3.response")
+MAX_WAIT_S = 60.0  # the longest pause between two attempts, backoff or Retry-After
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,15 @@ class HttpOptions:
         return token
 
 
+class _BoundedRetry(Retry):
+    """urllib3's Retry with ``Retry-After`` capped at ``backoff_max``: a server asking for an hour's pause
+    uses up a retry sooner rather than holding the run that long (it then fails, naming the status)."""
+
+    def get_retry_after(self, response: Any) -> float | None:
+        wait = super().get_retry_after(response)
+        return None if wait is None else min(wait, self.backoff_max)
+
+
 class _BearerToken(requests.auth.AuthBase):
     """``Authorization: Bearer ...`` on requests to the source's own scheme and host only: a next link that
     points elsewhere is followed without the token."""
@@ -89,13 +102,39 @@ class _Pages:
     pages: list[dict[str, Any]]
 
 
+class _Redacting(logging.Filter):
+    """Masks known secrets in urllib3's log lines ("Retrying ... /path?api_key=..."): they reach the run log."""
+
+    def __init__(self, secrets: list[str]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact_text(record.getMessage(), *self.secrets), None
+        return True
+
+
+@contextmanager
+def _redacted_logs(secrets: list[str]) -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in URLLIB3_LOGGERS]  # a filter sees its own logger's records
+    masking = _Redacting(secrets)
+    for logger in loggers:
+        logger.addFilter(masking)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(masking)
+
+
 def read_http_source(url: str, options: HttpOptions) -> SourceRead:
     """Every page of the JSON API at ``url`` as raw rows, each with its page URL (redacted) and index."""
     token = options.token()
-    with requests.Session() as session:
-        adapter = HTTPAdapter(max_retries=Retry(
-            total=options.retries, backoff_factor=options.backoff_s, status_forcelist=RETRY_STATUSES,
-            allowed_methods=frozenset({"GET"}), respect_retry_after_header=True, raise_on_status=False))
+    with requests.Session() as session, _redacted_logs([*secrets_in_url(url), *([token] if token else [])]):
+        adapter = HTTPAdapter(max_retries=_BoundedRetry(
+            total=options.retries, backoff_factor=options.backoff_s, backoff_max=MAX_WAIT_S,
+            status_forcelist=RETRY_STATUSES, allowed_methods=frozenset({"GET"}), respect_retry_after_header=True,
+            raise_on_status=False))
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         session.headers["Accept"] = "application/json"
@@ -144,7 +183,7 @@ def _get(session: requests.Session, url: str, options: HttpOptions,
     try:
         response = session.get(url, timeout=(options.connect_timeout_s, options.read_timeout_s))
     except requests.RequestException as error:  # connection refused, timeouts, retries exhausted on errors
-        reason = redact_text(first_line(error), *([token] if token else []))
+        reason = redact_text(first_line(error), *secrets_in_url(url), *([token] if token else []))
         raise DataError(f"{shown}: the request failed after up to {options.retries} retries ({reason}); check "
                         "data.source and that the API is reachable.") from None
     history = getattr(getattr(response.raw, "retries", None), "history", ()) or ()

@@ -29,7 +29,8 @@ SNAPSHOT_DEFAULTS: dict[str, Any] = {
     "group.id": "visiontrain-training-snapshot",  # librdkafka wants one; assign() never joins the group
     "enable.partition.eof": True,
     "logger": logging.getLogger("visiontrain.kafka"),  # librdkafka's own lines through logging, not stderr
-}
+    "log_level": 2,  # critical only: a broker that is down is one DataError, not a line per reconnect
+}                    # (+data.kafka.log_level=7 to debug the client)
 
 
 @dataclass
@@ -132,7 +133,9 @@ def _read(consumer: Consumer, address: KafkaAddress, partitions: list[_Partition
             if error is not None:
                 if error.code() != KafkaError._PARTITION_EOF:
                     raise DataError(f"{address}: reading partition {partition.number} failed ({error.str()}).")
-                partition.at_end = partition.at_end or message.offset() >= partition.high
+                if message.offset() >= partition.high and not partition.at_end:
+                    partition.at_end = True
+                    consumer.pause([TopicPartition(address.topic, partition.number)])  # fetch no further
                 continue
             if partition.at_end:
                 continue  # produced after this partition's snapshot ended
