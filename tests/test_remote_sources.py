@@ -131,6 +131,15 @@ def test_http_api_pages_are_read_whole_with_retries_counted(telco_api, api_token
         assert "a JSON number" in read.not_rows.iloc[0]["reason"]
 
 
+def test_page_mode_adds_the_page_parameter_and_stops_at_an_empty_page(telco_api, api_token, telco):
+    options = HttpOptions(token_env=TOKEN_ENV, pagination="page", rows_key="results", backoff_s=0.01)
+    read = read_http_source(f"{telco_api}/page/customers", options)
+    assert len(read.frame) == len(telco) and read.report["pages"] == len(telco) // PAGE_SIZE + 2
+    assert read.lineage["url"].iloc[0].endswith("/page/customers?page=1")
+    with pytest.raises(DataError, match="no list under data.http.rows_key='rows'"):
+        read_http_source(f"{telco_api}/page/customers", HttpOptions(token_env=TOKEN_ENV, rows_key="rows"))
+
+
 def test_http_errors_name_the_fix_and_never_the_token(telco_api, api_token, monkeypatch):
     with pytest.raises(DataError, match=r"still 503 .* after 2 retries") as error:
         read_http_source(f"{telco_api}/always503", HttpOptions(token_env=TOKEN_ENV, retries=2, backoff_s=0.01))

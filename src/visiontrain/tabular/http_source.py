@@ -143,11 +143,12 @@ def read_http_source(url: str, options: HttpOptions) -> SourceRead:
 
 
 def _read_pages(session: requests.Session, url: str, options: HttpOptions, token: str | None) -> SourceRead:
+    """Page after page until the last (no next link or field; page mode: an empty page)."""
     found = _Pages([], [], [], [])
-    numbered = options.pagination == "page" or (
-        options.pagination == "auto" and options.page_param in dict(parse_qsl(urlsplit(url).query)))
+    has_page = options.page_param in dict(parse_qsl(urlsplit(url).query))
+    numbered = options.pagination == "page" or (options.pagination == "auto" and has_page)
     page_number = _page_number(url, options.page_param) if numbered else None
-    if options.pagination == "page" and options.page_param not in dict(parse_qsl(urlsplit(url).query)):
+    if numbered and not has_page:
         url = _with_page(url, options.page_param, page_number)
     seen: set[str] = set()
     used = "none"

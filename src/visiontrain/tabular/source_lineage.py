@@ -31,6 +31,8 @@ class SourceRead:
         numbered = list(self.lineage["row"]) == list(range(1, len(self.frame) + 1))
         if len(self.lineage) != len(self.frame) or not numbered:
             raise RuntimeError(f"lineage lists {len(self.lineage)} rows for {len(self.frame)} rows read")
+        if int(self.report["rows"]) != len(self.frame):
+            raise RuntimeError(f"the report counts {self.report['rows']} rows, {len(self.frame)} were read")
         if int(self.report["not_rows"]) != len(self.not_rows):
             raise RuntimeError(f"the report counts {self.report['not_rows']} messages that are not rows, the "
                                f"list holds {len(self.not_rows)}")
