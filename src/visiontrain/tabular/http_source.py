@@ -23,8 +23,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from visiontrain.config.choices import HTTP_ROWS_KEYS
-from visiontrain.core.json_rows import json_kind
 from visiontrain.core.table_files import first_line
+from visiontrain.deploy.json_rows import JsonProblem, loads
 from visiontrain.errors import ConfigError, DataError
 from visiontrain.redaction import redact_text, redact_url, secrets_in_url
 from visiontrain.tabular.source_lineage import SourceRead
@@ -203,9 +203,10 @@ def _get(session: requests.Session, url: str, options: HttpOptions,
 
 
 def _json_body(response: requests.Response, url: str) -> Any:
+    """The page as JSON, read by the parser serve and stream use (deep nesting and huge integers handled)."""
     try:
-        return response.json()
-    except ValueError:  # requests' JSONDecodeError
+        return loads(response.content)
+    except JsonProblem:
         kind = response.headers.get("Content-Type", "no content type")
         raise DataError(f"{redact_url(url)}: the answer is not JSON ({kind}, {len(response.content)} bytes); "
                         "data.source must be a JSON API.") from None
@@ -220,7 +221,7 @@ def _rows_of(body: Any, rows_key: str, url: str) -> list[Any]:
             for key in HTTP_ROWS_KEYS:
                 if isinstance(body.get(key), list):
                     return body[key]
-        keys = ", ".join(map(repr, body)) if isinstance(body, dict) else f"a JSON {json_kind(body)}"
+        keys = ", ".join(map(repr, body)) if isinstance(body, dict) else _kind(body)
         raise DataError(f"{redact_url(url)}: no list of rows in the answer (the body is {keys}; looked for a list "
                         f"or one under {', '.join(HTTP_ROWS_KEYS)}); set data.http.rows_key=<the key>.")
     node = body
@@ -242,9 +243,10 @@ def _take(found: _Pages, items: list[Any], url: str, retries: int) -> None:
             found.lineage.append((page, shown, index))
             rows += 1
         else:
-            what = "an empty object" if isinstance(item, dict) else f"a JSON {json_kind(item)}"
+            what = "an empty object" if isinstance(item, dict) else _kind(item)
             found.not_rows.append({"page": page, "url": shown, "index": index,
-                                   "reason": f"{what}, not an object of column values", "value": json.dumps(item)})
+                                   "reason": f"item {index} is {what}, not a JSON object of column: value",
+                                   "value": json.dumps(item, default=str)})
     found.pages.append({"page": page, "url": shown, "rows": rows, "not_rows": len(items) - rows,
                         "retries": retries})
 
@@ -261,6 +263,13 @@ def _next_page(response: requests.Response, body: Any, url: str, options: HttpOp
     if page_number is not None and had_items:
         return _with_page(url, options.page_param, page_number + 1), "page"
     return None, "none"
+
+
+def _kind(value: Any) -> str:
+    """A parsed JSON value's kind in JSON's words, for messages."""
+    names = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "text",
+             list: "a list", dict: "an object"}
+    return next((name for kind, name in names.items() if isinstance(value, kind)), type(value).__name__)
 
 
 def _page_number(url: str, parameter: str) -> int:

@@ -2,8 +2,10 @@
 
 Every partition is read from its earliest offset to where it ended when the read started, with a plain
 consumer on assigned partitions: no consumer group is joined and no offset is committed, so a snapshot never
-moves anyone's position. Each message holds JSON rows (one object, or a list of objects); a message that holds
-none is listed with its partition, offset and reason (:mod:`visiontrain.tabular.source_lineage`).
+moves anyone's position. Messages are read into rows by `visiontrain stream`'s own reader
+(:func:`visiontrain.deploy.streaming.records.table_records`: one object, a list of objects, or
+``{"rows": [...]}``), so a topic a model trains on is one it can score; a message or list item that holds no row
+is listed with its partition, offset, index and reason (:mod:`visiontrain.tabular.source_lineage`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from typing import Any, Mapping
 import pandas as pd
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from visiontrain.core.json_rows import NotRows, rows_in_message
 from visiontrain.core.kafka import CONSUMER_DEFAULTS, KafkaAddress, client_settings, flat_settings
+from visiontrain.deploy.streaming.records import Rejected, table_records
 from visiontrain.errors import DataError
 from visiontrain.tabular.source_lineage import SourceRead
 
@@ -142,17 +144,16 @@ def _read(consumer: Consumer, address: KafkaAddress, partitions: list[_Partition
             offset = message.offset()
             partition.first_offset = offset if partition.first_offset is None else partition.first_offset
             partition.last_offset, partition.messages = offset, partition.messages + 1
-            try:
-                found = rows_in_message(message.value())
-            except NotRows as reason:
-                partition.not_rows += 1
-                not_rows.append({"topic": address.topic, "partition": partition.number, "offset": offset,
-                                 "reason": str(reason), "key": _text(message.key()),
-                                 "value": _text(message.value())})
-                continue
-            partition.rows += len(found)
-            rows += found
-            lineage += [(address.topic, partition.number, offset, index) for index in range(len(found))]
+            for record in table_records(message):
+                if isinstance(record, Rejected):
+                    partition.not_rows += 1
+                    not_rows.append({"topic": address.topic, "partition": partition.number, "offset": offset,
+                                     "index_in_message": record.origin.row, "reason": record.reason,
+                                     "key": record.origin.key, "value": _text(record.original)})
+                else:
+                    partition.rows += 1
+                    rows.append(record.payload)
+                    lineage.append((address.topic, partition.number, offset, record.origin.row))
     if not rows:
         raise DataError(f"{address}: the topic holds no rows ({sum(p.messages for p in partitions)} messages, "
                         f"{len(not_rows)} of them not rows); point data.source at the data.")
@@ -167,7 +168,8 @@ def _lineage(entries: list[tuple[str, int, int, int]]) -> pd.DataFrame:
 
 
 def _not_rows(entries: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(entries, columns=["topic", "partition", "offset", "reason", "key", "value"])
+    return pd.DataFrame(entries, columns=["topic", "partition", "offset", "index_in_message", "reason", "key",
+                                          "value"])
 
 
 def _report(address: KafkaAddress, partitions: list[_Partition]) -> dict[str, Any]:
@@ -176,11 +178,10 @@ def _report(address: KafkaAddress, partitions: list[_Partition]) -> dict[str, An
     read = sum(p.messages for p in partitions)
     return {"kind": "kafka", "description": f"Kafka topic {address.topic} at {address.bootstrap}",
             "url": str(address), "topic": address.topic, "read": read,
-            "messages_with_rows": read - sum(p.not_rows for p in partitions),
             "rows": sum(p.rows for p in partitions), "not_rows": sum(p.not_rows for p in partitions),
             "partitions": described}
 
 
 def _text(value: bytes | None) -> str | None:
-    """A key or value as text for the rejects file: bytes that are not UTF-8 escaped, never lost."""
+    """A message (or an item of it) as text for the rejects file: bytes that are not UTF-8 escaped, not lost."""
     return None if value is None else value.decode("utf-8", errors="backslashreplace")

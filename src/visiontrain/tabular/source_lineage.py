@@ -24,7 +24,7 @@ class SourceRead:
 
     frame: pd.DataFrame
     lineage: pd.DataFrame  # one line per row of ``frame``, in order (``row`` 1, 2, ...): where it came from
-    not_rows: pd.DataFrame  # one line per message or item that held no row: where, reason, value
+    not_rows: pd.DataFrame  # one line per message, or item of one, that held no row: where, reason, value
     report: dict[str, Any]
 
     def __post_init__(self) -> None:
@@ -49,17 +49,18 @@ class SourceRead:
 
 def describe_not_rows(source: dict[str, Any]) -> str:
     """One line for the log and the end-of-run report: messages or items that held no row."""
-    unit = "messages" if source["kind"] == "kafka" else "items"
-    return (f"{source['not_rows']} of {source['read']} {unit} of {source['url']} held no row; listed with the "
-            f"reason in {NOT_ROWS_FILE}")
+    read = f"{source['read']} messages" if source["kind"] == "kafka" else f"{source['pages']} pages"
+    return (f"{source['not_rows']} messages or items in the {read} of {source['url']} held no row; listed with "
+            f"the reason in {NOT_ROWS_FILE}")
 
 
 def source_markdown(source: dict[str, Any]) -> list[str]:
     """The report's ``source`` section for data_report.md: what was read, from where, and what was not a row."""
     unit = "messages" if source["kind"] == "kafka" else "items"
     lines = ["", "## Source", "", f"{source['description']}: {source['read']} {unit} read, {source['rows']} rows, "
-             f"{source['not_rows']} {unit} not rows (listed in {NOT_ROWS_FILE} with the reason). Every row's "
-             f"origin is in {LINEAGE_FILE} (row numbers as in rejects.csv)."]
+             f"{source['not_rows']} not rows (a message or an item of a list holding no row: listed in "
+             f"{NOT_ROWS_FILE} with the reason). Every row's origin is in {LINEAGE_FILE} (row numbers as in "
+             "rejects.csv)."]
     if source["kind"] == "kafka":
         lines += ["", "| partition | offsets read | messages | rows | not rows | high watermark at start |",
                   "| ---: | --- | ---: | ---: | ---: | ---: |"]
