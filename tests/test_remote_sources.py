@@ -365,7 +365,8 @@ def test_train_on_an_http_api_records_pages_and_lineage_and_never_the_token(telc
 
 
 def test_train_on_a_kafka_topic_accounts_for_every_message(kafka_broker, telco_topic, telco, tmp_path):
-    run_dir, output = train(telco_topic["url"], tmp_path, "data.kafka_timeout_s=20")
+    run_dir, output = train(telco_topic["url"], tmp_path, "data.kafka_timeout_s=20",
+                            "+data.kafka.client.id=vt-snapshot")  # arrives nested, reaches librdkafka dotted
     summary = json.loads((run_dir / "summary.json").read_text())
     data, source = summary["data"], summary["data"]["report"]["source"]
     assert source["topic"] == telco_topic["topic"] and len(source["partitions"]) == 3
