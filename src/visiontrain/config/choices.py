@@ -23,6 +23,9 @@ BN_STATS = ("frozen", "train")
 
 TABLE_FORMATS = ("csv", "json", "jsonl", "parquet", "sql")
 TABLE_BALANCE = ("none", "loss_weights")
+REMOTE_SCHEMES = {"kafka://": "kafka", "http://": "http", "https://": "http"}  # data.source read by its scheme
+HTTP_PAGINATION = ("auto", "link", "next", "page", "none")  # auto: a Link header, a next field, a page parameter
+HTTP_ROWS_KEYS = ("data", "results", "items", "rows", "records")  # data.http.rows_key=auto looks under these
 BUILTIN_TABLES = ("churn", "diabetes")
 TABLE_TASK_TYPES = ("classification", "regression")
 THRESHOLD_METRICS = ("f1", "acc", "precision", "recall", "balanced_acc")

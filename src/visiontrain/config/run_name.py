@@ -2,7 +2,8 @@
 
 Two tables trained under one experiment would otherwise share ``outputs/churn/``. The name adds what tells the
 data apart: a table file's or an image folder's name, a database URL's table or database name (never its host,
-user or password; ``data.source_env`` is a secret and is never read), nothing for built-in data. Names are
+user or password; ``data.source_env`` is a secret and is never read), a Kafka source's topic, an HTTP source's
+last path part (never its host or query, where API keys live), nothing for built-in data. Names are
 filesystem-safe. An explicit ``task_name=...`` replaces the interpolation, so it still wins.
 """
 
@@ -15,6 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from omegaconf import OmegaConf
+
+from visiontrain.config.tabular import remote_kind
 
 RESOLVER = "run_name"
 MAX_LENGTH = 64
@@ -56,7 +59,10 @@ def _file_label(path: str) -> str:
 
 
 def _url_label(url: str, table: str | None) -> str | None:
-    """The table, else the database (the last part of the URL's path): never the host, user or password."""
+    """A topic; the table, else the database or API resource (the last part of the URL's path): never the
+    host, user, password or query."""
+    if remote_kind(url) == "kafka":
+        return urlsplit(url).path.strip("/") or None
     if table:
         return str(table)
     path = urlsplit(url).path.rstrip("/")

@@ -7,15 +7,20 @@ that use them (:mod:`visiontrain.config.validation`).
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from visiontrain.config.choices import (BUILTIN_TABLES, CLASSIFICATION_MONITORS, REGRESSION_MONITORS,
-                                        TABLE_BALANCE, TABLE_FORMATS, TABLE_TASK_TYPES, THRESHOLD_METRICS)
+from visiontrain.config.choices import (BUILTIN_TABLES, CLASSIFICATION_MONITORS, HTTP_PAGINATION,
+                                        REGRESSION_MONITORS, REMOTE_SCHEMES, TABLE_BALANCE, TABLE_FORMATS,
+                                        TABLE_TASK_TYPES, THRESHOLD_METRICS)
 from visiontrain.config.reading import Section
 from visiontrain.config.sections import Run
+from visiontrain.core.kafka import KafkaAddress, client_settings, flat_settings
 from visiontrain.errors import ConfigError
+
+ENVIRONMENT_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")  # what a variable name looks like, and a token does not
 
 
 class TableTask(Section):
@@ -73,6 +78,39 @@ class MlpModel(Section):
         return hidden
 
 
+def remote_kind(source: Any) -> str | None:
+    """"kafka" or "http" for a source read by its scheme (``kafka://``, ``http(s)://``); None otherwise."""
+    text = str(source or "").lower()
+    return next((kind for scheme, kind in REMOTE_SCHEMES.items() if text.startswith(scheme)), None)
+
+
+class HttpSource(Section):
+    """``data.http.*``: how a JSON API is read (``data.source=https://...``)."""
+
+    token_env: str | None = None
+    pagination: Literal[HTTP_PAGINATION]  # type: ignore[valid-type]
+    next_key: str = Field(min_length=1, examples=["next"])
+    page_param: str = Field(min_length=1, examples=["page"])
+    rows_key: str = Field(min_length=1, examples=["auto"])
+    max_pages: int = Field(ge=1, examples=["1000"])
+    connect_timeout_s: float = Field(gt=0, examples=["10"])
+    read_timeout_s: float = Field(gt=0, examples=["60"])
+    retries: int = Field(ge=0, examples=["5"])
+    backoff_s: float = Field(ge=0, examples=["0.5"])
+
+    @field_validator("token_env")
+    @classmethod
+    def _a_variable_name(cls, name: str | None) -> str | None:
+        """The token itself typed in here would be stored with the run: refused, and never echoed."""
+        if name is not None and not ENVIRONMENT_NAME.fullmatch(name):
+            raise ConfigError("data.http.token_env", "must be the NAME of an environment variable holding the "
+                              f"token (upper-case letters, digits and _), not the token itself ({len(name)} "
+                              "characters that are not a variable name; not shown)",
+                              "export VISIONTRAIN_API_TOKEN=<token> and set "
+                              "data.http.token_env=VISIONTRAIN_API_TOKEN")
+        return name
+
+
 class TableData(Section):
     """``data.*`` of a table besides its schema: batches, splits, balance and where the rows come from."""
 
@@ -84,6 +122,9 @@ class TableData(Section):
     source_env: Any = None
     builtin: Any = None
     format: Any = "auto"
+    kafka: Any = None
+    kafka_timeout_s: float | None = Field(None, gt=0, examples=["30"])
+    http: HttpSource | None = None
 
     @model_validator(mode="after")
     def _splits_and_source(self) -> TableData:
@@ -101,4 +142,20 @@ class TableData(Section):
         if (self.source is not None or self.source_env) and self.format not in formats:
             raise ConfigError("data.format", f"must be one of {', '.join(formats)}; got {self.format!r}",
                               "data.format=auto")
+        self._check_remote_source()
         return self
+
+    def _check_remote_source(self) -> None:
+        """A kafka:// address and its client settings, and no file format for a topic or an API."""
+        if self.kafka is not None and not isinstance(self.kafka, dict):
+            raise ConfigError("data.kafka", f"must be a mapping of librdkafka settings, got {self.kafka!r}",
+                              "+data.kafka.security.protocol=SSL")
+        kind = remote_kind(self.source)
+        if kind is None:
+            return
+        if self.format != "auto":
+            raise ConfigError("data.format", f"does not apply to a {kind} source (its messages or pages are "
+                              f"JSON), got {self.format!r}", "data.format=auto")
+        if kind == "kafka":
+            address = KafkaAddress.parse(self.source, "data.source")
+            client_settings(address.bootstrap, flat_settings(self.kafka), {}, key="data.kafka")  # no secrets

@@ -106,6 +106,8 @@ def _check_tabular_libraries(cfg: DictConfig) -> None:
         detected = detect_format(str(source)) if fmt == "auto" else fmt
     except DataError as error:
         raise ConfigError("data.format", str(error), "data.format=csv (or json, jsonl, parquet, sql)") from None
+    if detected in ("kafka", "http"):  # read at the start of the run: a broker or an API is not checked twice
+        return
     if detected != "sql" and not Path(str(source)).expanduser().is_file():
         raise ConfigError("data.source", f"{source} does not exist",
                           "data.source=/path/to/table.csv (or .json, .jsonl, .parquet, .db, or a SQLAlchemy URL)")

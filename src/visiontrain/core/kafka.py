@@ -116,3 +116,16 @@ def client_settings(bootstrap: str, overrides: Mapping[str, Any] | None, default
 def describe_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """Settings as they may be printed or logged: secret values replaced."""
     return {name: "***" if name in SECRET_SETTINGS else value for name, value in settings.items()}
+
+
+def flat_settings(settings: Mapping[str, Any] | None, prefix: str = "") -> dict[str, Any]:
+    """librdkafka's dotted names from a config section: ``+kafka.security.protocol=SSL`` on the command line
+    arrives as ``{"security": {"protocol": "SSL"}}``, and librdkafka wants ``security.protocol``."""
+    flat: dict[str, Any] = {}
+    for name, value in (settings or {}).items():
+        key = f"{prefix}{name}"
+        if isinstance(value, Mapping):
+            flat.update(flat_settings(value, key + "."))
+        else:
+            flat[key] = value
+    return flat

@@ -22,6 +22,7 @@ import pandas as pd
 from visiontrain.core.table_values import YES_NO, YES_NO_WORDS, finite_or_nan, number_or_nan, value_text
 from visiontrain.errors import ConfigError, DataError
 from visiontrain.tabular.schema import ColumnSpec, TableSchema, check_option_names, plain_mapping
+from visiontrain.tabular.source_lineage import source_markdown
 
 # Rules that reject, in the order their reason wins when a row breaks several.
 REJECTING_RULES = ("duplicates", "target_missing", "target_unknown", "target_unparseable", "unknown_category",
@@ -561,6 +562,8 @@ def report_markdown(report: dict[str, Any]) -> str:
                      f"{rate}), {target['negatives']} negative ({target['negative_label']}).")
     else:
         lines.append(f"Target {target['name']}: mean {target['mean']}, std {target['std']}.")
+    if report.get("source"):
+        lines += source_markdown(report["source"])
     if report.get("schema"):
         lines += _schema_markdown(report["schema"])
     return "\n".join(lines) + "\n"

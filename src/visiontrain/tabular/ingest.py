@@ -1,8 +1,10 @@
-"""Read a table from any source (CSV, JSON, JSON Lines, Parquet, SQL) into a DataFrame of raw values.
+"""Read a table from any source (CSV, JSON, JSON Lines, Parquet, SQL, a Kafka topic, an HTTP API) into a
+DataFrame of raw values.
 
 Files are read by :mod:`visiontrain.core.table_files`, as ``predict`` and ``drift`` read them; this module adds
-databases (a URL, or a SQLite file), the checks training needs (no empty table) and the ``data.*`` keys. Nothing
-is repaired here: cleansing decides what each value is.
+databases (a URL, or a SQLite file), the remote sources (:mod:`~visiontrain.tabular.kafka_snapshot`,
+:mod:`~visiontrain.tabular.http_source`, which also say where each row came from), the checks training needs
+(no empty table) and the ``data.*`` keys. Nothing is repaired here: cleansing decides what each value is.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 import sqlalchemy
@@ -18,16 +20,21 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from visiontrain.config.choices import TABLE_FORMATS as FORMATS
+from visiontrain.config.tabular import remote_kind
 from visiontrain.core.table_files import FILE_SUFFIXES, check_unique_columns, first_line, real_suffixes
 from visiontrain.core.table_files import read_table as read_file
 from visiontrain.errors import ConfigError, DataError
 from visiontrain.redaction import redact_text, redact_url, secrets_in_url
+from visiontrain.tabular.source_lineage import SourceRead
 
 SUFFIXES = {**FILE_SUFFIXES, ".db": "sql", ".sqlite": "sql", ".sqlite3": "sql"}
 
 
 def detect_format(source: str) -> str:
-    """The format of ``source`` from its shape: a URL with ``://`` is SQL, a file goes by its extension."""
+    """The format of ``source`` from its shape: kafka:// and http(s):// by their scheme, another URL with
+    ``://`` is SQL, a file goes by its extension."""
+    if remote_kind(source):
+        return str(remote_kind(source))
     if "://" in str(source):
         return "sql"
     suffixes = real_suffixes(source)
@@ -39,9 +46,26 @@ def detect_format(source: str) -> str:
 
 
 def read_table(source: str, fmt: str = "auto", table: str | None = None,
-               query: str | None = None) -> pd.DataFrame:
+               query: str | None = None, options: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Every row of ``source`` as raw values; ``table``/``query`` pick what to read from a SQL database."""
+    return read_source(source, fmt, table, query, options)[0]
+
+
+def read_source(source: str, fmt: str = "auto", table: str | None = None, query: str | None = None,
+                options: Mapping[str, Any] | None = None) -> tuple[pd.DataFrame, SourceRead | None]:
+    """Every row of ``source`` as raw values, with each row's origin when the source is a topic or an API.
+
+    ``options``: the ``data`` config, for the remote sources' keys (``data.kafka``, ``data.kafka_timeout_s``,
+    ``data.http``).
+    """
     source = str(source)
+    kind = remote_kind(source)
+    if kind is not None:
+        remote = _read_remote(source, kind, fmt, table, query, options or {})
+        frame = remote.frame
+        frame.columns = [str(name) for name in frame.columns]
+        check_unique_columns(list(frame.columns), redact_url(source))
+        return frame, remote
     if fmt not in FORMATS + ("auto",):
         raise ConfigError("data.format", f"must be auto or one of {', '.join(FORMATS)}, got {fmt!r}",
                           "data.format=auto")
@@ -58,7 +82,27 @@ def read_table(source: str, fmt: str = "auto", table: str | None = None,
                         f"{columns}); point data.source at the data.")
     frame.columns = [str(name) for name in frame.columns]
     check_unique_columns(list(frame.columns), redact_url(source) if fmt == "sql" else source)
-    return frame
+    return frame, None
+
+
+def _read_remote(source: str, kind: str, fmt: str, table: str | None, query: str | None,
+                 options: Mapping[str, Any]) -> SourceRead:
+    """A Kafka topic's snapshot or an HTTP API's pages (imported here: a file run needs neither client)."""
+    if fmt != "auto":
+        raise ConfigError("data.format", f"does not apply to a {kind} source (its messages or pages are JSON), "
+                          f"got {fmt!r}", "data.format=auto")
+    if table is not None or query is not None:
+        raise ConfigError("data.table" if table is not None else "data.query", "only applies to SQL sources",
+                          "remove data.table and data.query")
+    if kind == "kafka":
+        from visiontrain.tabular.kafka_snapshot import DEFAULT_TIMEOUT_S, read_kafka_snapshot
+
+        timeout = options.get("kafka_timeout_s")
+        return read_kafka_snapshot(source, options.get("kafka"),
+                                   DEFAULT_TIMEOUT_S if timeout is None else float(timeout))
+    from visiontrain.tabular.http_source import HttpOptions, read_http_source
+
+    return read_http_source(source, HttpOptions.from_config(options.get("http")))
 
 
 def _existing_file(source: str) -> Path:

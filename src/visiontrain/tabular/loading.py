@@ -22,8 +22,9 @@ from omegaconf import DictConfig
 
 from visiontrain.tabular.cleansing import CleaningResult, CleaningRules, cleanse
 from visiontrain.tabular.inference import InferenceOptions, InferredSchema, infer_schema, target_labels
-from visiontrain.tabular.ingest import read_table, source_from_environment
+from visiontrain.tabular.ingest import read_source, source_from_environment
 from visiontrain.tabular.schema import SchemaDeclaration, TableSchema
+from visiontrain.tabular.source_lineage import SourceRead
 from visiontrain.tabular.splits import holdout_split
 
 PARTS = ("train", "val", "test")
@@ -37,6 +38,7 @@ class LoadedTable:
     schema: TableSchema
     inferred: InferredSchema | None
     parts: np.ndarray | None  # "train" | "val" | "test" per source row (row 1 first): the final split
+    source: SourceRead | None = None  # a topic or an API: where each row came from (lineage.csv)
 
 
 def table_source(data_cfg: DictConfig | dict) -> str:
@@ -54,8 +56,8 @@ def table_source(data_cfg: DictConfig | dict) -> str:
 def load_clean_table(data_cfg: DictConfig | dict, seed: int = 0) -> LoadedTable:
     """Read the configured source, decide its schema and cleanse it; the report's ``schema`` says how."""
     declaration = SchemaDeclaration.from_config(data_cfg)
-    raw = read_table(table_source(data_cfg), str(data_cfg.get("format", "auto")), data_cfg.get("table"),
-                     data_cfg.get("query"))
+    raw, source = read_source(table_source(data_cfg), str(data_cfg.get("format", "auto")), data_cfg.get("table"),
+                              data_cfg.get("query"), data_cfg)
     rules = CleaningRules.from_config(data_cfg.get("cleaning"))
     why = inference_reason(declaration, raw)
     if why is None:
@@ -63,7 +65,8 @@ def load_clean_table(data_cfg: DictConfig | dict, seed: int = 0) -> LoadedTable:
         schema = declaration.with_columns(columns)
         cleaned = cleanse(raw, schema, rules)
         cleaned.report["schema"] = schema_report(schema, f"Declared in {declaration.origin}")
-        return LoadedTable(cleaned=cleaned, schema=schema, inferred=None, parts=None)
+        return LoadedTable(cleaned=cleaned, schema=schema, inferred=None, parts=None,
+                           source=_with_source(cleaned, source))
     parts = provisional_parts(raw, declaration, float(data_cfg.get("val_fraction", 0.2)),
                               float(data_cfg.get("test_fraction", 0.2)), seed)
     inferred = infer_schema(raw[parts == "train"], declaration, InferenceOptions.from_config(
@@ -71,7 +74,15 @@ def load_clean_table(data_cfg: DictConfig | dict, seed: int = 0) -> LoadedTable:
     cleaned = cleanse(raw, inferred.schema, rules)
     origin = f"Inferred from {inferred.rows} training rows: {why}"
     cleaned.report["schema"] = schema_report(inferred.schema, origin, inferred)
-    return LoadedTable(cleaned=cleaned, schema=inferred.schema, inferred=inferred, parts=parts)
+    return LoadedTable(cleaned=cleaned, schema=inferred.schema, inferred=inferred, parts=parts,
+                       source=_with_source(cleaned, source))
+
+
+def _with_source(cleaned: CleaningResult, source: SourceRead | None) -> SourceRead | None:
+    """Put a remote source's lineage summary into the data report (its ``source``), beside cleansing's."""
+    if source is not None:
+        cleaned.report["source"] = source.report
+    return source
 
 
 def inference_reason(declaration: SchemaDeclaration, raw: pd.DataFrame) -> str | None:

@@ -31,6 +31,7 @@ from visiontrain.tabular.loading import LoadedTable, load_clean_table, table_sou
 from visiontrain.tabular.metrics import confusion, plot_roc_pr
 from visiontrain.tabular.models import EstimatorModel, TabularMLP, TabularModel, load_tabular_model
 from visiontrain.tabular.schema import TableSchema, write_schema
+from visiontrain.tabular.source_lineage import describe_not_rows
 from visiontrain.tabular.splits import Split, check_class_sizes, holdout_split, kfold_splits, split_from_parts
 from visiontrain.tasks.base import BuiltModel, PreparedData
 from visiontrain.training.hardware import build_trainer
@@ -81,6 +82,7 @@ class TabularTask:
         report = cleaned.report
         files = self._write_data_reports(loaded, run_dir) if is_main_process else {}  # before any check fails
         warnings = [describe_reject_warning(w, report["rows_in"]) for w in report["warnings"]]
+        warnings += [describe_not_rows(report["source"])] if report.get("source", {}).get("not_rows") else []
         for warning in warnings:  # before the class-size check too: they often explain why it fails
             log.warning(warning)
         table = cleaned.frame.reset_index(drop=False).rename(columns={"index": "row"})
@@ -106,6 +108,7 @@ class TabularTask:
                    "rows_rejected": report["rows_rejected"], "report": report,
                    "split_rows": {"train": len(final.train), "val": len(final.val), "test": len(final.test)},
                    "classes": class_names, "rejects_csv": files.get("rejects"), "warnings": warnings,
+                   "lineage_csv": files.get("lineage"), "source_rejects_csv": files.get("source_rejects"),
                    "schema": {"origin": report["schema"]["origin"], "file": report["schema"]["file"],
                               "left_out": report["schema"]["left_out"]},
                    "data_report": files.get("report_md"), "seconds": round(time.perf_counter() - started, 3)}
@@ -114,10 +117,14 @@ class TabularTask:
 
     @staticmethod
     def _write_data_reports(loaded: LoadedTable, run_dir: Path) -> dict[str, str]:
-        """schema.yaml, rejects.csv and data_report.md/.json of ``loaded`` into ``run_dir``."""
+        """schema.yaml, rejects.csv, data_report.md/.json (and a topic's or API's lineage.csv and
+        source_rejects.csv) of ``loaded`` into ``run_dir``."""
         report = loaded.cleaned.report
         report["schema"]["file"] = str(write_schema(loaded.schema, run_dir / "schema.yaml", report["schema"]))
-        return loaded.cleaned.write(run_dir)
+        lineage = loaded.source.write(run_dir) if loaded.source is not None else {}
+        if lineage:
+            report["source"].update(lineage_csv=lineage["lineage"], source_rejects_csv=lineage["source_rejects"])
+        return {**loaded.cleaned.write(run_dir), **lineage}
 
     def _declared_leaks(self, train: pd.DataFrame, schema: TableSchema) -> list[str]:
         """Declared columns that alone predict the target on the training rows: flagged, never dropped."""
