@@ -147,7 +147,8 @@ def _refuse_client_secret(key: str) -> None:
 
 # librdkafka settings are dotted names of their own (fetch.wait.max.ms): every key under these sections is passed
 # through to the client, so ``kafka.security.protocol=SASL_SSL`` works without Hydra's ``+``
-PASS_THROUGH = {"stream": ("kafka.", "consumer.", "producer.")}
+PASS_THROUGH = {"stream": ("kafka.", "consumer.", "producer."), "train": ("data.kafka.",),
+                "evaluate": ("data.kafka.",)}
 
 
 def pass_through_overrides(command: str, overrides: list[str]) -> list[str]:

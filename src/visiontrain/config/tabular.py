@@ -149,7 +149,7 @@ class TableData(Section):
         """A kafka:// address and its client settings, and no file format for a topic or an API."""
         if self.kafka is not None and not isinstance(self.kafka, dict):
             raise ConfigError("data.kafka", f"must be a mapping of librdkafka settings, got {self.kafka!r}",
-                              "+data.kafka.security.protocol=SSL")
+                              "data.kafka.security.protocol=SSL")
         kind = remote_kind(self.source)
         if kind is None:
             return

@@ -81,18 +81,6 @@ class KafkaAddress:
         return f"{SCHEME}{self.bootstrap}/{self.topic}"
 
 
-def flat_settings(section: Any, prefix: str = "") -> dict[str, Any]:
-    """``{fetch: {wait: {max: {ms: 20}}}}`` (a dotted key as Hydra nests it) back to ``{"fetch.wait.max.ms": 20}``."""
-    flat: dict[str, Any] = {}
-    for key, value in (section or {}).items():
-        name = f"{prefix}{key}"
-        if hasattr(value, "items"):
-            flat.update(flat_settings(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def client_settings(bootstrap: str, overrides: Mapping[str, Any] | None, defaults: Mapping[str, Any],
                     key: str = "kafka") -> dict[str, Any]:
     """librdkafka settings: ``defaults``, then the ``kafka:`` section, then secrets from the environment."""

@@ -32,7 +32,7 @@ SNAPSHOT_DEFAULTS: dict[str, Any] = {
     "enable.partition.eof": True,
     "logger": logging.getLogger("visiontrain.kafka"),  # librdkafka's own lines through logging, not stderr
     "log_level": 2,  # critical only: a broker that is down is one DataError, not a line per reconnect
-}                    # (+data.kafka.log_level=7 to debug the client)
+}                    # (data.kafka.log_level=7 to debug the client)
 
 
 @dataclass
