@@ -84,7 +84,7 @@ class Reader(threading.Thread):
 
         self.consumer = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": f"reader-{topic}",
                                   "auto.offset.reset": "earliest", "session.timeout.ms": 6000,
-                                  "heartbeat.interval.ms": 500, "fetch.wait.max.ms": 10, "log_level": 3})
+                                  "heartbeat.interval.ms": 500, "fetch.wait.max.ms": 20, "log_level": 3})
         self.consumer.subscribe([topic])
         self.arrivals: list[tuple[float, int]] = []
         self.stop = threading.Event()
@@ -129,7 +129,7 @@ def offer(broker: Broker, topic: str, payloads: list[bytes], rate: float | None)
     """Produce ``payloads`` round-robin over four partitions, paced at ``rate`` rows/s (None: flat out)."""
     from confluent_kafka import Producer
 
-    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 2, "log_level": 3})
+    producer = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 5, "log_level": 3})  # librdkafka's default
     started = time.perf_counter()
     for index, payload in enumerate(payloads):
         if rate:
@@ -152,18 +152,21 @@ def scenario(model: Path, broker: Broker, payloads: list[bytes], consumers: int,
     source, output = new_topic(broker, 4, "in"), new_topic(broker, 1, "out")
     reader = Reader(broker, output)
     reader.start()
-    processes = start_streams(model, broker, source, output, f"g{consumers}-{'steady' if rate else 'full'}",
-                              consumers, work, extra)
-    offered_seconds = offer(broker, source, payloads, rate)
-    deadline = time.monotonic() + 120
-    while len(reader.arrivals) < len(payloads) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    reader.stop.set()
-    reader.join(10)
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        process.wait(60)
+    processes: list[subprocess.Popen] = []
+    try:
+        processes = start_streams(model, broker, source, output, f"g{consumers}-{'steady' if rate else 'full'}",
+                                  consumers, work, extra)
+        offered_seconds = offer(broker, source, payloads, rate)
+        deadline = time.monotonic() + 120
+        while len(reader.arrivals) < len(payloads) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:  # never leave a stream process behind, whatever failed
+        reader.stop.set()
+        reader.join(10)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(60)
     arrivals = np.array([arrived for arrived, _ in reader.arrivals])
     latency = np.array([arrived - produced for arrived, produced in reader.arrivals])
     span = (arrivals.max() - arrivals.min()) / 1000.0 if len(arrivals) > 1 else float("nan")

@@ -284,7 +284,7 @@ class StreamWorker:
 def stream(cfg: Any) -> dict[str, Any]:
     """Run until stopped (SIGTERM, Ctrl-C, ``idle_exit_s``, ``max_messages``); returns the counts."""
     settings = StreamSettings.from_config(cfg)
-    model = open_model(cfg.get("model"), threads=int(cfg.get("threads") or 0))
+    model = open_model(cfg.get("model"), threads=int(cfg.get("threads") or 0), spin=bool(cfg.get("spin", False)))
     stop = StopSignal()
     worker = StreamWorker(model, settings)
     kind = "image classifier" if model.kind == IMAGE else "table model"
