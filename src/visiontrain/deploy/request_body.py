@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
-from visiontrain.deploy.json_rows import JsonProblem, flat_row, loads
+from visiontrain.core.json_rows import JsonProblem, flat_row, loads
 from visiontrain.deploy.table_input import ColumnsError, TableSpec
 
 class ClientError(HTTPException):
@@ -55,7 +55,7 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
 
 
 def parse_json(body: bytes) -> Any:
-    """The body as JSON (:func:`visiontrain.deploy.json_rows.loads`); 400 naming what is wrong with it."""
+    """The body as JSON (:func:`visiontrain.core.json_rows.loads`); 400 naming what is wrong with it."""
     try:
         return loads(body)
     except JsonProblem as error:

@@ -24,7 +24,7 @@ from urllib3.util.retry import Retry
 
 from visiontrain.config.choices import HTTP_ROWS_KEYS
 from visiontrain.core.table_files import first_line
-from visiontrain.deploy.json_rows import JsonProblem, loads
+from visiontrain.core.json_rows import JsonProblem, loads
 from visiontrain.errors import ConfigError, DataError
 from visiontrain.redaction import redact_text, redact_url, secrets_in_url
 from visiontrain.tabular.source_lineage import SourceRead

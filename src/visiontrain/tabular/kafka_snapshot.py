@@ -2,8 +2,8 @@
 
 Every partition is read from its earliest offset to where it ended when the read started, with a plain
 consumer on assigned partitions: no consumer group is joined and no offset is committed, so a snapshot never
-moves anyone's position. Messages are read into rows by `visiontrain stream`'s own reader
-(:func:`visiontrain.deploy.streaming.records.table_records`: one object, a list of objects, or
+moves anyone's position. Messages are read into rows by the reader `visiontrain stream` uses
+(:func:`visiontrain.core.kafka_records.table_records`: one object, a list of objects, or
 ``{"rows": [...]}``), so a topic a model trains on is one it can score; a message or list item that holds no row
 is listed with its partition, offset, index and reason (:mod:`visiontrain.tabular.source_lineage`).
 """
@@ -19,7 +19,7 @@ import pandas as pd
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from visiontrain.core.kafka import CONSUMER_DEFAULTS, KafkaAddress, client_settings, flat_settings
-from visiontrain.deploy.streaming.records import Rejected, table_records
+from visiontrain.core.kafka_records import Rejected, table_records
 from visiontrain.errors import DataError
 from visiontrain.tabular.source_lineage import SourceRead
 

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from visiontrain.deploy.streaming.records import Rejected
+from visiontrain.core.kafka_records import Rejected
 
 
 class DeliveryFailed(RuntimeError):

@@ -1,6 +1,6 @@
 """Records scored with onnxruntime by the rules ``predict`` applies, in micro-batches of ``max_batch_size``.
 
-Tables: :func:`~visiontrain.deploy.json_rows.flat_row` and :func:`~visiontrain.deploy.table_input.prepare_rows`
+Tables: :func:`~visiontrain.core.json_rows.flat_row` and :func:`~visiontrain.deploy.table_input.prepare_rows`
 (serve's and predict's cleansing), then :meth:`OnnxModel.score`. Images: decode and preprocess as predict does
 (:mod:`visiontrain.core.image_preprocess`), then :meth:`OnnxModel.classify`. Each scored batch also returns the
 cleansed inputs and the outputs, for the rolling drift windows.
@@ -16,9 +16,9 @@ import numpy as np
 from visiontrain.core.image_decode import ImageRejected, decode
 from visiontrain.core.image_preprocess import ImageSpec, preprocess
 from visiontrain.core.image_statistics import IMAGE_STATISTICS, image_statistics
-from visiontrain.deploy.json_rows import flat_row
+from visiontrain.core.json_rows import flat_row
 from visiontrain.deploy.model import IMAGE, OnnxModel
-from visiontrain.deploy.streaming.records import Origin, Record, Rejected
+from visiontrain.core.kafka_records import Origin, Record, Rejected
 from visiontrain.deploy.table_input import ColumnsError, TableSpec, prepare_rows, row_ids
 
 

@@ -13,7 +13,7 @@ import binascii
 from dataclasses import dataclass, field
 from typing import Any
 
-from visiontrain.deploy.json_rows import JsonProblem, loads
+from visiontrain.core.json_rows import JsonProblem, loads
 
 
 @dataclass(frozen=True)
