@@ -35,16 +35,17 @@ QUIRKS = ("imageNotFound.gif", "formica.jpeg")  # real files with quirks: a pale
 
 
 @pytest.fixture(autouse=True)
-def our_logger_enabled():
-    """Every test sees the ``visiontrain`` logger enabled, whatever ran before it in the same worker.
+def loggers_enabled():
+    """Every test sees every logger enabled, whatever ran before it in the same worker.
 
-    A library that configures logging in-process with ``logging.config`` (``disable_existing_loggers``, the
-    default of ``fileConfig``) disables every logger that exists; a later test asserting on our warnings through
-    ``caplog`` then sees none (seen once in a full ``-n 2`` run, not reproducible alone). A real run configures
-    logging once, through Hydra, before our loggers log.
+    import-linter's ``lint_imports`` (tests/test_layering.py runs it in-process) configures logging with
+    ``logging.config.dictConfig``, whose ``disable_existing_loggers`` defaults to True: every logger that exists
+    then is disabled, and a later test asserting on our warnings or urllib3's through ``caplog`` sees none (the
+    order-dependent misses seen in full ``-n 2`` runs). A real run never calls it.
     """
-    logger = logging.getLogger("visiontrain")
-    logger.disabled = False
+    for logger in list(logging.Logger.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger):
+            logger.disabled = False
     yield
 
 

@@ -88,6 +88,7 @@ class StreamWorker:
         self.sink = open_sink(settings.sink, settings.sink_table)
         self.ledger = PartitionLedger()
         self.batches = 0
+        self.metrics_port: int | None = None
         self.metrics = self._metrics()
         self.drift = self._drift()
         self.alerts = 0
@@ -116,7 +117,7 @@ class StreamWorker:
         from visiontrain.monitoring.drift import Thresholds
         from visiontrain.monitoring.rolling import RollingDrift
 
-        return RollingDrift(reference, self.settings.drift_window, Thresholds())
+        return RollingDrift(reference, self.settings.drift_window, Thresholds(*self.settings.drift_thresholds))
 
     # --- the loop ----------------------------------------------------------------------------------------
 
@@ -128,7 +129,9 @@ class StreamWorker:
                 if settings.max_messages is not None and self.ledger.total("messages") >= settings.max_messages:
                     self.stopped_by = f"max_messages ({settings.max_messages})"
                     break
-                messages = self.consumer.consume(settings.max_batch_size, settings.max_wait_ms / 1000.0)
+                wanted = settings.max_batch_size if settings.max_messages is None else \
+                    min(settings.max_batch_size, settings.max_messages - self.ledger.total("messages"))
+                messages = self.consumer.consume(wanted, settings.max_wait_ms / 1000.0)
                 messages = [m for m in messages if self._usable(m)]
                 self._maybe_report_lag()
                 if not messages:

@@ -41,6 +41,7 @@ class StreamSettings:
     image_field: str = "image"
     top_k: int = 5
     drift_window: int = 0
+    drift_thresholds: tuple[float, float, float] = (0.25, 0.01, 0.1)  # PSI, KS p-value, KS statistic
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     lag_interval_s: float = 5.0
@@ -88,6 +89,9 @@ class StreamSettings:
                    max_wait_ms=_positive(cfg, "max_wait_ms", 20.0, float),
                    image_field=str(cfg.get("image_field") or "image"), top_k=_positive(cfg, "top_k", 5),
                    drift_window=_positive(cfg, "drift_window", 0, allow_zero=True), metrics_port=port,
+                   drift_thresholds=(_positive(cfg, "psi_threshold", 0.25, float),
+                                     _positive(cfg, "ks_pvalue", 0.01, float),
+                                     _positive(cfg, "ks_statistic", 0.1, float)),
                    metrics_host=str(cfg.get("metrics_host") or "127.0.0.1"),
                    lag_interval_s=_positive(cfg, "lag_interval_s", 5.0, float),
                    flush_timeout_s=_positive(cfg, "flush_timeout_s", 30.0, float),
