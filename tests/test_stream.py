@@ -301,13 +301,20 @@ def test_images_as_bytes_or_base64_json_are_classified_like_predict(kafka_broker
     messages = [(f"raw-{i}", path.read_bytes()) for i, path in enumerate(photos[:3])]
     messages += [(f"b64-{i}", {"image": base64.b64encode(path.read_bytes()).decode(), "camera": f"cam{i}"})
                  for i, path in enumerate(photos[3:])]
-    messages += [("truncated", photos[0].read_bytes()[:500]), ("no-image", {"camera": "cam9"})]
+    import io
+
+    from PIL import Image
+
+    huge = io.BytesIO()
+    Image.new("RGB", (1200, 1000)).save(huge, format="PNG")  # 1.2 M pixels: over this run's max_image_pixels
+    messages += [("truncated", photos[0].read_bytes()[:500]), ("no-image", {"camera": "cam9"}),
+                 ("huge", huge.getvalue())]
     produce(kafka_broker, source, messages)
     streamer = Streamer(image_model["onnx"], kafka_broker, source, "photos", tmp_path / "run",
                         f"output={kafka_broker.url(output)}", f"dead_letter={kafka_broker.url(dead)}",
-                        "idle_exit_s=3", "top_k=1")
+                        "idle_exit_s=3", "top_k=1", "max_image_pixels=1000000")
     summary = streamer.finish()
-    assert (summary["scored"], summary["rejected"]) == (6, 2)
+    assert (summary["scored"], summary["rejected"]) == (6, 3)
 
     results = {m.key().decode(): json.loads(m.value()) for m in consume_all(kafka_broker, output, expected=6)}
     expected = OnnxModel(image_model["onnx"]).predict_images(photos, top_k=1)
@@ -317,8 +324,9 @@ def test_images_as_bytes_or_base64_json_are_classified_like_predict(kafka_broker
         assert abs(results[key]["top1_probability"] - want["top1_probability"]) < 1e-6
     assert results["b64-1"]["camera"] == "cam1"  # the message's other fields travel with the result
     letters = {m.key(): dict(m.headers())["visiontrain.reason"].decode()
-               for m in consume_all(kafka_broker, dead, expected=2)}
+               for m in consume_all(kafka_broker, dead, expected=3)}
     assert "truncated" in letters[b"truncated"] and "image_field" in letters[b"no-image"]
+    assert "1200x1000" in letters[b"huge"] and "max_image_pixels" in letters[b"huge"]
 
 
 def test_stream_runs_with_the_training_stack_unimportable(kafka_broker, churn_model, tmp_path):
