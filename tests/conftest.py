@@ -161,6 +161,18 @@ def tiny_overrides(data_root: Path, run_dir: Path, *extra: str) -> list[str]:
             "trainer.log_every_n_steps=1", *extra]
 
 
+def train_tiny_image_model(base: Path, per_class: int) -> tuple[Path, Path]:
+    """A real image classifier in seconds (tiny backbone, 32 px, one epoch) on ``per_class`` fixture photos per
+    split and class; returns the data folder and the exported model.onnx."""
+    data = copy_hymenoptera(base / "hymenoptera", per_class=per_class)
+    result = run_cli("train", "experiment=hymenoptera", f"data.root={data}", f"model.backbone={TINY_BACKBONE}",
+                     "model.weights=null", "model.input.image_size=32", "data.batch_size=4", "data.num_workers=0",
+                     "trainer.max_epochs=1", "schedule.freeze_epochs=0", "trainer.enable_progress_bar=false",
+                     f"hydra.run.dir={base / 'run'}", cwd=base)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return data, base / "run" / "model.onnx"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import TINY_BACKBONE, copy_hymenoptera, run_cli
+from conftest import run_cli, train_tiny_image_model
 from kafka_broker import consume_all, new_topic, produce
 
 pytestmark = pytest.mark.timeout(600)
@@ -283,14 +283,8 @@ def test_live_metrics_and_a_drift_alert_while_streaming(kafka_broker, churn_mode
 
 @pytest.fixture(scope="module")
 def image_model(tmp_path_factory) -> dict:
-    base = tmp_path_factory.mktemp("stream_images")
-    data = copy_hymenoptera(base / "hymenoptera", per_class=4)
-    result = run_cli("train", "experiment=hymenoptera", f"data.root={data}", f"model.backbone={TINY_BACKBONE}",
-                     "model.weights=null", "model.input.image_size=32", "data.batch_size=4", "data.num_workers=0",
-                     "trainer.max_epochs=1", "schedule.freeze_epochs=0", "trainer.enable_progress_bar=false",
-                     f"hydra.run.dir={base / 'run'}", cwd=base)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return {"onnx": base / "run" / "model.onnx", "photos": sorted((data / "val").rglob("*.jpg"))[:6]}
+    data, onnx = train_tiny_image_model(tmp_path_factory.mktemp("stream_images"), per_class=4)
+    return {"onnx": onnx, "photos": sorted((data / "val").rglob("*.jpg"))[:6]}
 
 
 def test_images_as_bytes_or_base64_json_are_classified_like_predict(kafka_broker, image_model, tmp_path):
