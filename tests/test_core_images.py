@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from visiontrain.core.files import IMAGE_SUFFIXES, list_images
-from visiontrain.core.image_decode import ImageRejected, decode
+from visiontrain.core.image_decode import ImageRejected, PixelLimit, decode
 from visiontrain.core.image_preprocess import INTERPOLATIONS, resize_and_crop, resize_to_for
 from visiontrain.core.image_statistics import image_statistics
 from visiontrain.data.image_io import read_rgb_array, why_unusable
@@ -92,19 +92,21 @@ def _bad_files(folder: Path) -> dict[str, bytes]:
 
 def test_uploaded_bytes_and_files_on_disk_are_rejected_with_training_s_reasons(tmp_path):
     reasons = {}
+    limit = PixelLimit(50_000_000, "data.max_image_pixels")  # training's default, as why_unusable uses it
     for name, data in _bad_files(tmp_path / "made").items():
         (tmp_path / name).write_bytes(data)
         with pytest.raises(ImageRejected) as from_bytes:
-            decode(data)
+            decode(data, limit=limit)
         with pytest.raises(ImageRejected) as from_path:
-            decode(tmp_path / name, reduce_to=32)
+            decode(tmp_path / name, reduce_to=32, limit=limit)
         assert str(from_bytes.value) == str(from_path.value) == why_unusable(tmp_path / name), name
         reasons[name] = str(from_bytes.value)
     assert reasons["empty.jpg"] == "empty file (0 bytes)"
     assert reasons["notes.jpg"] == "not an image (format not recognised)"
     assert reasons["crc.png"] == "corrupt or unreadable image: starts like a PNG file but cannot be decoded"
-    assert reasons["bomb.png"] == (f"image too large to decode safely: more than {2 * Image.MAX_IMAGE_PIXELS} "
-                                   "pixels (a decompression bomb, or a scan too big to train on)")
+    assert reasons["bomb.png"] == ("image too large: 10,000,000,000 pixels, over data.max_image_pixels=50,000,000 "
+                                   f"(Pillow refuses more than {2 * Image.MAX_IMAGE_PIXELS:,}: a decompression bomb, "
+                                   "or a scan too big to use)")
     assert reasons["cut.jpg"].startswith("truncated image: ")
 
 
@@ -113,12 +115,12 @@ def test_a_fifo_given_as_an_image_is_refused_without_opening_it(tmp_path):
 
     os.mkfifo(tmp_path / "pipe.jpg")  # opening it would block for ever
     with pytest.raises(ImageRejected, match="^not a regular file: fifo$"):
-        decode(tmp_path / "pipe.jpg")
+        decode(tmp_path / "pipe.jpg", limit=PixelLimit())
 
 
 def test_a_reduced_jpeg_keeps_the_original_size_in_its_statistics(tmp_path):
     path = _photo(tmp_path / "large.jpg", (800, 600), quality=90)
-    full, reduced = decode(path), decode(path, reduce_to=150)
+    full, reduced = decode(path, limit=PixelLimit()), decode(path, reduce_to=150, limit=PixelLimit())
     assert full.image.size == (800, 600) and reduced.image.size == (200, 150)  # DCT scaling by 1/4
     full_stats, reduced_stats = image_statistics(full), image_statistics(reduced)
     assert (reduced_stats["width"], reduced_stats["height"]) == (full_stats["width"], full_stats["height"]) == \

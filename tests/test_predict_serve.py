@@ -110,7 +110,7 @@ def _training_pixels(paths: list[Path], meta: dict) -> np.ndarray:
 
 @pytest.mark.parametrize("size,interpolation", [(32, "bilinear"), (224, "bicubic")])
 def test_preprocessing_matches_the_training_eval_transform(size, interpolation, odd_modes_folder):
-    from visiontrain.core.image_decode import decode
+    from visiontrain.core.image_decode import PixelLimit, decode
     from visiontrain.core.image_preprocess import ImageSpec, preprocess, resize_to_for
 
     photos = [p for class_dir in sorted((PHOTOS / "val").iterdir()) for p in sorted(class_dir.iterdir())]
@@ -119,7 +119,7 @@ def test_preprocessing_matches_the_training_eval_transform(size, interpolation, 
             "resize_to": resize_to_for(size, 0.875), "interpolation": interpolation}
     expected = _training_pixels(paths, meta)
     spec = ImageSpec.from_metadata(meta)
-    got = np.stack([preprocess(decode(p, spec.resize_to).image, spec) for p in paths])
+    got = np.stack([preprocess(decode(p, spec.resize_to, limit=PixelLimit()).image, spec) for p in paths])
 
     assert got.shape == expected.shape == (len(paths), 3, size, size) and got.dtype == np.float32
     assert float(np.abs(got - expected).max()) <= 1e-5  # measured: 0.0 (the same cv2 calls as albumentations)

@@ -1,15 +1,17 @@
 """Read an image file (or uploaded bytes) as 8-bit RGB, the one form the models see, or say why it cannot be.
 
-Training (the inventory's file check and the dataset), ``visiontrain predict``, ``serve`` and ``drift`` all decode
-through :func:`decode`: JPEG draft at the resize size, EXIF orientation, palette / alpha / 16-bit / float /
-grayscale to RGB. A file that passes the training check is exactly a file that trains, and the deployed model
-sees the pixels training saw. Every failure is an :class:`ImageRejected` whose message is the reason shown to
-the user (rejects.csv, a 400 response, the drift report).
+Training (the inventory's file check and the dataset), ``visiontrain predict``, ``serve``, ``stream`` and
+``drift`` all decode through :func:`decode`: the :class:`PixelLimit` checked from the header, JPEG draft at the
+resize size, EXIF orientation, palette / alpha / 16-bit / float / grayscale to RGB. A file that passes the
+training check is exactly a file that trains, and the deployed model sees the pixels training saw. Every failure
+is an :class:`ImageRejected` whose message is the reason shown to the user (rejects.csv, a 4xx response, the
+drift report).
 """
 
 from __future__ import annotations
 
 import io
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,9 @@ from visiontrain.core.files import describe, path_problem
 
 # PIL refuses to open larger files (DecompressionBombError), whatever limit is configured elsewhere
 PIL_PIXEL_CAP: int | None = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
+DEFAULT_MAX_IMAGE_PIXELS = 50_000_000  # 150 MB as RGB: far above any photo a classifier needs, far below a bomb
+TOO_LARGE = "image too large"  # the reason's category (the part before ':' in rejects.csv and summary.json)
+_PIL_SIZE = re.compile(r"\((\d+) pixels\)")  # "Image size (N pixels) exceeds limit of ..."
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 _ALPHA_MODES = ("RGBA", "LA", "PA", "La", "RGBa")
 _ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height
@@ -36,11 +41,50 @@ class ImageRejected(ValueError):
 
 
 class ImageTooLarge(ImageRejected):
-    """More decoded pixels than a limit allows: found from the header, before anything is decoded."""
+    """More decoded pixels than a :class:`PixelLimit` allows: found from the header, before anything is decoded."""
 
-    @classmethod
-    def over(cls, width: int, height: int, limit: int, option: str) -> ImageTooLarge:
-        return cls(f"{width}x{height} decodes to {width * height:,} pixels, more than {option} ({limit:,})")
+
+@dataclass(frozen=True)
+class PixelLimit:
+    """The most pixels one image may decode to, and the config key that sets it (named in every refusal).
+
+    One limit for every reader, so a decompression bomb (an 11000x11000 PNG of 143 KB decodes to 363 MB of RGB)
+    costs a header read wherever it arrives: training's scan and dataset (``data.max_image_pixels``), predict,
+    serve, stream and drift (``max_image_pixels``). JPEGs count at their reduced (draft) decoding size.
+    """
+
+    pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    key: str = "max_image_pixels"
+
+    def check(self, decoded: tuple[int, int], original: tuple[int, int] | None = None) -> None:
+        """Raise :class:`ImageTooLarge` when ``decoded`` (width, height) is over the limit."""
+        width, height = decoded
+        if width * height <= self.pixels:
+            return
+        size = f"{width}x{height}"
+        if original is not None and tuple(original) != (width, height):
+            size = f"{original[0]}x{original[1]} (decoded at {size})"
+        raise ImageTooLarge(f"{TOO_LARGE}: {size} = {width * height:,} pixels, over {self.key}={self.pixels:,}")
+
+    def refused_by_pillow(self, error: Exception) -> ImageTooLarge:
+        """Pillow's own refusal (past :data:`PIL_PIXEL_CAP`, which no limit may exceed) in this limit's words."""
+        found = _PIL_SIZE.search(str(error))
+        pixels = f"{int(found.group(1)):,} pixels" if found else f"more than {PIL_PIXEL_CAP:,} pixels"
+        return ImageTooLarge(f"{TOO_LARGE}: {pixels}, over {self.key}={self.pixels:,} (Pillow refuses more than "
+                             f"{PIL_PIXEL_CAP:,}: a decompression bomb, or a scan too big to use)")
+
+
+def pixel_limit_problem(value: Any) -> str | None:
+    """Why ``value`` cannot be a pixel limit (for the caller's ConfigError, which names the key), or None.
+
+    Above :data:`PIL_PIXEL_CAP` would promise images Pillow refuses to open anyway.
+    """
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole or value <= 0:
+        return f"must be a whole number of pixels above 0, got {value!r}"
+    if PIL_PIXEL_CAP and value > PIL_PIXEL_CAP:
+        return f"is {int(value):,}, above the {PIL_PIXEL_CAP:,} pixels Pillow opens at all"
+    return None
 
 
 @dataclass(frozen=True)
@@ -52,18 +96,20 @@ class DecodedImage:
     height: int
 
 
-def decode(source: Source, reduce_to: int | None = None) -> DecodedImage:
+def decode(source: Source, reduce_to: int | None = None, *, limit: PixelLimit) -> DecodedImage:
     """Decode a file path or uploaded bytes fully, apply the EXIF orientation and convert to RGB.
 
     ``reduce_to`` lets a JPEG decode at a reduced DCT scale (never below ``reduce_to`` on its shorter side) when
     the target size is much smaller than the file: far cheaper than decoding at full size and resizing after.
+    ``limit`` is checked from the header first: a file over it costs a header read, not its pixels.
     Raises :class:`ImageRejected` with the reason when ``source`` is not a usable image.
     """
-    with _opened(source) as image:
+    with _opened(source, limit) as image:
         width, height = image.size
-        if image.getexif().get(0x0112) in _ROTATED:
-            width, height = height, width
         _draft(image, reduce_to)
+        limit.check(image.size, (width, height))
+        if image.getexif().get(0x0112) in _ROTATED:  # after the check: a PNG's getexif() decodes every pixel
+            width, height = height, width
         image.load()
         oriented = ImageOps.exif_transpose(image)
         rgb = to_rgb(oriented if oriented is not None else image)
@@ -72,14 +118,16 @@ def decode(source: Source, reduce_to: int | None = None) -> DecodedImage:
     return DecodedImage(rgb, width, height)
 
 
-def decoded_size(source: Source, reduce_to: int | None = None) -> tuple[int, int]:
-    """The (width, height) :func:`decode` will decode to, read from the header alone.
+def decoded_size(source: Source, reduce_to: int | None = None, *, limit: PixelLimit) -> tuple[int, int]:
+    """The (width, height) :func:`decode` will decode to, read from the header alone, checked against ``limit``.
 
     Cheap whatever the file claims: a 11000x11000 PNG of a few kB costs nothing here, and 363 MB in
     :func:`decode`. JPEGs count at their reduced DCT decoding size, which is what they really cost.
     """
-    with _opened(source) as image:
+    with _opened(source, limit) as image:
+        original = image.size
         _draft(image, reduce_to)
+        limit.check(image.size, original)
         return image.size
 
 
@@ -110,7 +158,7 @@ def _draft(image: Image.Image, reduce_to: int | None) -> None:
 
 
 @contextmanager
-def _opened(source: Source) -> Iterator[Image.Image]:
+def _opened(source: Source, limit: PixelLimit) -> Iterator[Image.Image]:
     """``Image.open`` (lazy: the header only) with every failure, in the ``with`` body too, an ImageRejected.
 
     A path that is not a regular file (a FIFO would block the open, a device never ends) is refused unopened.
@@ -140,9 +188,8 @@ def _opened(source: Source) -> Iterator[Image.Image]:
             raise ImageRejected(f"corrupt or unreadable image: starts like a {claimed} file but cannot be "
                                 "decoded") from None
         raise ImageRejected("not an image (format not recognised)") from None
-    except Image.DecompressionBombError:
-        raise ImageTooLarge(f"image too large to decode safely: more than {PIL_PIXEL_CAP} pixels "
-                            "(a decompression bomb, or a scan too big to train on)") from None
+    except Image.DecompressionBombError as error:
+        raise limit.refused_by_pillow(error) from None
     except PermissionError as error:
         raise ImageRejected(f"unreadable: {describe(error)}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from visiontrain.core.image_decode import Source, decode
+from visiontrain.core.image_decode import PixelLimit, Source, decode
 
 INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC,
                   "area": cv2.INTER_AREA}  # the names training records, as albumentations maps them
@@ -96,10 +96,11 @@ def preprocess(image: Image.Image, spec: ImageSpec, table: np.ndarray | None = N
     return np.stack([table[channel][crop[..., channel]] for channel in range(3)])
 
 
-def model_input(source: Source, spec: ImageSpec, table: np.ndarray | None = None) -> np.ndarray:
+def model_input(source: Source, spec: ImageSpec, table: np.ndarray | None = None, *,
+                limit: PixelLimit) -> np.ndarray:
     """An image file or its bytes -> the model's [3, H, W] input (JPEGs decoded at the reduced size first).
 
-    Raises :class:`~visiontrain.core.image_decode.ImageRejected` naming why it is not a usable image. The one
-    path from a file to a model input for predict, drift and stream.
+    Raises :class:`~visiontrain.core.image_decode.ImageRejected` naming why it is not a usable image (an image
+    over ``limit`` from its header, unread). The one path from a file to a model input for predict and drift.
     """
-    return preprocess(decode(source, spec.resize_to).image, spec, table)
+    return preprocess(decode(source, spec.resize_to, limit=limit).image, spec, table)

@@ -12,23 +12,30 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
-from visiontrain.data.image_io import read_rgb_array
+from visiontrain.core.image_decode import PixelLimit
+from visiontrain.data.image_io import TRAINING_LIMIT, decode_scanned
 from visiontrain.data.inventory import Inventory, Sample
 from visiontrain.machine import available_cores
 
 
 class ImageDataset(Dataset):
-    """Checked image files, decoded to RGB and passed through an albumentations pipeline."""
+    """Checked image files, decoded to RGB and passed through an albumentations pipeline.
 
-    def __init__(self, samples: list[Sample], transform: A.Compose, reduce_to: int | None = None) -> None:
+    Decoded with the scan's own pixel limit: a file replaced during the run by a decompression bomb is refused
+    from its header here too, as a DataError naming it, never decoded.
+    """
+
+    def __init__(self, samples: list[Sample], transform: A.Compose, reduce_to: int | None = None,
+                 pixel_limit: PixelLimit = TRAINING_LIMIT) -> None:
         self.samples, self.transform, self.reduce_to = samples, transform, reduce_to
+        self.pixel_limit = pixel_limit
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         sample = self.samples[index]
-        image = read_rgb_array(sample.path, self.reduce_to)
+        image = np.asarray(decode_scanned(sample.path, self.reduce_to, self.pixel_limit).image)
         return self.transform(image=image)["image"], sample.label
 
 
@@ -111,7 +118,7 @@ class ImageDataModule(pl.LightningDataModule):
         transform = self.train_transform if train else self.eval_transform
         if train:
             transform.set_random_seed(self.seed)  # the in-process stream; workers reseed their copies
-        return ImageDataset(self.inventory.splits[split], transform, self.reduce_to)
+        return ImageDataset(self.inventory.splits[split], transform, self.reduce_to, self.inventory.pixel_limit)
 
     def _loader(self, dataset: ImageDataset, shuffle: bool, sampler=None, drop_last: bool = False) -> DataLoader:
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle and sampler is None,

@@ -1,7 +1,8 @@
 """Training's reads of image files, all through :func:`visiontrain.core.image_decode.decode`.
 
-The file checker (:func:`why_unusable`) and the dataset (:func:`read_rgb_array`) decode the same way, and the
-same way as the deploy side, so a file that passes the check is exactly a file that trains and serves.
+The file checker (:func:`why_unusable`) and the dataset (:func:`read_rgb_array`) decode the same way (the same
+pixel limit, the same JPEG draft size), and the same way as the deploy side, so a file that passes the check is
+exactly a file that trains and serves.
 """
 
 from __future__ import annotations
@@ -12,23 +13,45 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from visiontrain.core.image_decode import ImageRejected, decode
+from visiontrain.core.image_decode import DEFAULT_MAX_IMAGE_PIXELS, DecodedImage, ImageRejected, PixelLimit, decode
+from visiontrain.errors import DataError
+
+TRAINING_LIMIT = PixelLimit(DEFAULT_MAX_IMAGE_PIXELS, "data.max_image_pixels")  # conf/data/*.yaml's default
 
 
-def open_rgb(path: str | os.PathLike, reduce_to: int | None = None) -> Image.Image:
+def open_rgb(path: str | os.PathLike, reduce_to: int | None = None, limit: PixelLimit = TRAINING_LIMIT
+             ) -> Image.Image:
     """``path`` decoded to RGB, EXIF orientation applied; a JPEG at reduced DCT scale when ``reduce_to``."""
-    return decode(Path(path), reduce_to).image
+    return decode(Path(path), reduce_to, limit=limit).image
 
 
-def read_rgb_array(path: str | os.PathLike, reduce_to: int | None = None) -> np.ndarray:
+def read_rgb_array(path: str | os.PathLike, reduce_to: int | None = None, limit: PixelLimit = TRAINING_LIMIT
+                   ) -> np.ndarray:
     """``open_rgb`` as an HxWx3 uint8 array, the input albumentations expects."""
-    return np.asarray(open_rgb(path, reduce_to))
+    return np.asarray(open_rgb(path, reduce_to, limit))
 
 
-def why_unusable(path: Path) -> str | None:
-    """The reason ``path`` cannot be trained on (as rejects.csv says it), or None when it decodes."""
+def why_unusable(path: Path, reduce_to: int | None = None, limit: PixelLimit = TRAINING_LIMIT) -> str | None:
+    """The reason ``path`` cannot be trained on (as rejects.csv says it), or None when it decodes.
+
+    Decoded as the dataset will decode it (``reduce_to``: the model's resize size, for JPEG draft); an image
+    over ``limit`` is refused from its header, never decoded.
+    """
     try:
-        decode(path)
+        decode(path, reduce_to, limit=limit)
     except ImageRejected as error:
         return str(error)
     return None
+
+
+def decode_scanned(path: str | os.PathLike, reduce_to: int | None, limit: PixelLimit) -> DecodedImage:
+    """A file the scan accepted, decoded again (by the dataset, the reference statistics) with the scan's limit.
+
+    It decoded at the start of the run; if it no longer does (replaced by a decompression bomb, truncated,
+    deleted), the run stops with a DataError naming it rather than a traceback from deep in a loader.
+    """
+    try:
+        return decode(Path(path), reduce_to, limit=limit)
+    except ImageRejected as error:
+        raise DataError(f"{path} changed after the scan at the start of the run and can no longer be used "
+                        f"({error}): restore it, or remove it and start the run again") from None

@@ -18,9 +18,10 @@ from typing import Iterable
 
 from visiontrain.config.choices import IMAGE_FORMATS as FORMATS
 from visiontrain.core.files import describe, is_hidden, walk
+from visiontrain.core.image_decode import PixelLimit
 from visiontrain.core.manifest import SPLITS, outside_folder, read_manifest, write_manifest
 from visiontrain.data.duplicates import DuplicatePolicy, describe_group, resolve_duplicates
-from visiontrain.data.image_io import why_unusable
+from visiontrain.data.image_io import TRAINING_LIMIT, why_unusable
 from visiontrain.errors import DataError
 from visiontrain.machine import available_cores
 
@@ -55,6 +56,7 @@ class Inventory:
     rejected: list[Rejected] = field(default_factory=list)
     files_in: int = 0
     warnings: list[str] = field(default_factory=list)  # usable, but worth a word: empty classes, duplicates
+    pixel_limit: PixelLimit = TRAINING_LIMIT  # what the scan checked; the dataset decodes with the same
 
     @property
     def files_used(self) -> int:
@@ -124,13 +126,17 @@ def build_inventory(
     duplicates: DuplicatePolicy = DuplicatePolicy(),
     allow_outside_root: bool = False,
     allow_key: str = "data.allow_outside_root",
+    pixel_limit: PixelLimit = TRAINING_LIMIT,
+    reduce_to: int | None = None,
 ) -> Inventory:
     """Discover, check and split the images under ``root``.
 
     ``classes`` fixes the class list (e.g. when evaluating a trained model on new data); files of other
     classes are then rejected rather than silently relabelled. ``allow_outside_root`` lets a manifest name
     files outside its own folder (refused by default: a shared manifest could otherwise read any file);
-    ``allow_key`` is the config key that sets it, named in the reason a row is refused.
+    ``allow_key`` is the config key that sets it, named in the reason a row is refused. Every file is decoded
+    as the dataset will decode it: an image over ``pixel_limit`` is rejected from its header (a decompression
+    bomb is never decoded), a JPEG is decoded at reduced DCT scale down to ``reduce_to`` (the resize size).
     """
     root_path = Path(root).expanduser()
     resolved_format = detect_format(root_path) if data_format == "auto" else data_format
@@ -146,7 +152,7 @@ def build_inventory(
     files_in = len(found.candidates) + len(rejected)
     workers = check_workers or min(8, available_cores() * 2)  # threads: decoding releases the GIL
 
-    usable = _check_files(found.candidates, rejected, workers)
+    usable = _check_files(found.candidates, rejected, workers, pixel_limit, reduce_to)
     if classes is not None:  # files of unknown classes are rejected as such, not compared
         usable = _keep_known_classes(usable, list(classes), rejected)
     resolution = resolve_duplicates(usable, duplicates, workers)
@@ -161,7 +167,8 @@ def build_inventory(
         splits[split].append(Sample(str(candidate.path), index[candidate.class_name]))
     if not splits["test"]:
         del splits["test"]
-    inventory = Inventory(str(root_path), resolved_format, class_names, splits, rejected, files_in)
+    inventory = Inventory(str(root_path), resolved_format, class_names, splits, rejected, files_in,
+                          pixel_limit=pixel_limit)
     if inventory.files_used + len(rejected) != files_in:
         raise RuntimeError(f"inventory of {root_path}: {files_in} files in, but {inventory.files_used} used "
                            f"and {len(rejected)} rejected; an input file was lost (a bug: please report it)")
@@ -245,11 +252,12 @@ def _discover_manifest(manifest: Path, rejected: list[Rejected], allow_outside_r
 
 
 def _check_files(
-    candidates: list[_Candidate], rejected: list[Rejected], workers: int
+    candidates: list[_Candidate], rejected: list[Rejected], workers: int, pixel_limit: PixelLimit,
+    reduce_to: int | None
 ) -> list[_Candidate]:
     """Decode every file once (in threads: Pillow releases the GIL while decoding)."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        reasons = list(pool.map(lambda c: why_unusable(c.path), candidates))
+        reasons = list(pool.map(lambda c: why_unusable(c.path, reduce_to, pixel_limit), candidates))
     usable = []
     for candidate, reason in zip(candidates, reasons):
         if reason is None:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import hashlib
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import onnxruntime as ort
 
 from visiontrain.core.model_metadata import MetadataError, ModelMetadata
+
+if TYPE_CHECKING:
+    from visiontrain.core.image_decode import PixelLimit
 
 IMAGE, TABLE = "image", "table"
 
@@ -132,16 +135,19 @@ class OnnxModel:
             results.append(result)
         return results
 
-    def predict_images(self, sources: Sequence[str | Path | bytes], top_k: int = 5,
-                       batch_size: int = 32) -> list[dict[str, Any]]:
-        """Decode, preprocess and classify ``sources`` (all must be readable images; see ImageRejected)."""
+    def predict_images(self, sources: Sequence[str | Path | bytes], top_k: int = 5, batch_size: int = 32,
+                       limit: PixelLimit | None = None) -> list[dict[str, Any]]:
+        """Decode, preprocess and classify ``sources`` (all must be readable images within ``limit``, default
+        50 M pixels; see ImageRejected)."""
+        from visiontrain.core.image_decode import PixelLimit
         from visiontrain.core.image_preprocess import ImageSpec, model_input
 
+        limit = limit or PixelLimit()
         spec = ImageSpec.from_metadata(self.metadata.as_dict())
         table = spec.lookup_table()
         results: list[dict[str, Any]] = []
         for chunk in batched(sources, max(1, int(batch_size))):
-            pixels = np.stack([model_input(source, spec, table) for source in chunk])
+            pixels = np.stack([model_input(source, spec, table, limit=limit) for source in chunk])
             results.extend(self.classify(pixels, top_k))
         return results
 

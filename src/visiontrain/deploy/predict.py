@@ -20,10 +20,11 @@ from typing import Any, Iterator
 import numpy as np
 
 from visiontrain.core.files import list_images
-from visiontrain.core.image_decode import ImageRejected
+from visiontrain.core.image_decode import ImageRejected, PixelLimit
 from visiontrain.core.image_preprocess import ImageSpec, model_input
 from visiontrain.core.manifest import SPLITS, header_columns, read_manifest
 from visiontrain.deploy.model import IMAGE, OnnxModel, batched, open_model
+from visiontrain.deploy.pixel_limit import pixel_limit
 from visiontrain.core.table_files import FILE_SUFFIXES
 from visiontrain.deploy.table_input import ColumnsError, TableSpec, id_columns, is_table_file, prepare, read_table
 from visiontrain.errors import ConfigError, DataError
@@ -35,6 +36,7 @@ OUTPUT_SUFFIXES = (".csv", ".json", ".jsonl")
 def predict(cfg: Any) -> dict[str, Any]:
     """Run the command from its config (conf/predict.yaml); returns the counts and file paths."""
     started = time.perf_counter()
+    limit = pixel_limit(cfg)  # image models: checked before the model is opened
     model = open_model(cfg.get("model"), threads=int(cfg.get("threads") or 0))
     source = Path(str(cfg.input)).expanduser()
     if not source.exists():
@@ -49,7 +51,7 @@ def predict(cfg: Any) -> dict[str, Any]:
     if model.kind == IMAGE:
         inputs, skipped = image_inputs(source, model, split, bool(cfg.get("allow_outside_root", False)))
         predictions, rejects = predict_images(model, inputs, skipped, batch_size, int(cfg.top_k), progress,
-                                              decode_threads(cfg.get("decode_threads", "auto")))
+                                              decode_threads(cfg.get("decode_threads", "auto")), limit)
     else:
         requested = list(cfg.id_columns) if cfg.get("id_columns") is not None else None
         predictions, rejects = predict_table(model, source, batch_size, requested, progress)
@@ -155,12 +157,12 @@ def manifest_inputs(source: Path, split: str | None, allow_outside_root: bool
 
 
 def predict_images(model: OnnxModel, inputs: list[ImageInput], rejects: list[dict[str, Any]], batch_size: int,
-                   top_k: int, progress: bool = True, threads: int = 0
+                   top_k: int, progress: bool = True, threads: int = 0, limit: PixelLimit = PixelLimit()
                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Path + top-k rows for every image that decodes; path + reason added to ``rejects`` for the rest.
 
     With ``threads``, images are decoded in a thread pool, one batch ahead of the model: the next batch
-    decodes while onnxruntime runs the current one.
+    decodes while onnxruntime runs the current one. An image over ``limit`` is rejected from its header.
     """
     spec = ImageSpec.from_metadata(model.metadata.as_dict())
     table = spec.lookup_table()
@@ -169,7 +171,7 @@ def predict_images(model: OnnxModel, inputs: list[ImageInput], rejects: list[dic
 
     def load(item: ImageInput) -> np.ndarray | ImageRejected:
         try:
-            return model_input(item[0], spec, table)
+            return model_input(item[0], spec, table, limit=limit)
         except ImageRejected as error:
             return error
 

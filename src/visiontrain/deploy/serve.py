@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from visiontrain.core.image_decode import PIL_PIXEL_CAP, ImageRejected, ImageTooLarge, decode, decoded_size
+from visiontrain.core.image_decode import ImageRejected, ImageTooLarge, PixelLimit, decode, decoded_size
 from visiontrain.core.image_preprocess import ImageSpec, preprocess
 from visiontrain.core.image_statistics import IMAGE_STATISTICS, image_statistics
 from visiontrain.deploy.access import BearerAuth, load_token
@@ -37,6 +37,7 @@ from visiontrain.deploy.batcher import Batcher
 from visiontrain.deploy.connection_deadline import deadline_protocol
 from visiontrain.deploy.metrics import RequestMetrics, ServeMetrics
 from visiontrain.deploy.model import IMAGE, OnnxModel, open_model
+from visiontrain.deploy.pixel_limit import pixel_limit
 from visiontrain.deploy.request_body import ClientError, parse_json, read_body, rejected_rows, table_rows
 from visiontrain.deploy.table_input import TableSpec, prepare_rows
 from visiontrain.errors import ConfigError
@@ -74,11 +75,15 @@ class ServeSettings:
     def max_request_bytes(self) -> int:
         return int(self.max_request_mb * 1024 * 1024)
 
+    @property
+    def pixel_limit(self) -> PixelLimit:
+        return PixelLimit(self.max_image_pixels, "max_image_pixels")
+
     @classmethod
     def from_config(cls, cfg: Any) -> ServeSettings:
         """The settings of ``cfg``; a ConfigError naming the key for a value that cannot work."""
         positive = {"max_batch_size": int, "max_request_mb": float, "top_k": int, "max_rows": int,
-                    "max_images": int, "max_image_pixels": int, "max_request_pixels": int,
+                    "max_images": int, "max_request_pixels": int,
                     "read_timeout_s": float, "keep_alive_s": float}
         values: dict[str, Any] = {}
         for key, kind in positive.items():
@@ -87,9 +92,7 @@ class ServeSettings:
                 raise ConfigError(key, f"must be a number above 0, got {value!r}",
                                   f"{key}={getattr(cls, key)}")
             values[key] = kind(value)
-        if PIL_PIXEL_CAP and values["max_image_pixels"] > PIL_PIXEL_CAP:
-            raise ConfigError("max_image_pixels", f"is above {PIL_PIXEL_CAP:,}, which PIL refuses to open",
-                              f"max_image_pixels={PIL_PIXEL_CAP}")
+        values["max_image_pixels"] = pixel_limit(cfg).pixels
         return cls(**values, max_wait_ms=float(cfg.get("max_wait_ms", 5)), drift_window=_drift_window(cfg),
                    log_predictions=str(cfg.log_predictions) if cfg.get("log_predictions") else None,
                    log_drop_columns=_names(cfg.get("log_drop_columns")), docs=bool(cfg.get("docs", False)),
@@ -265,7 +268,7 @@ def _prepare_images(uploads: list[tuple[str, bytes]], spec: ImageSpec, table: np
     pixels, stats, rejected = [], [], []
     for name, data in uploads:
         try:
-            decoded = decode(data, spec.resize_to)
+            decoded = decode(data, spec.resize_to, limit=settings.pixel_limit)
         except ImageRejected as error:
             rejected.append((name, str(error)))
             continue
@@ -277,16 +280,12 @@ def _prepare_images(uploads: list[tuple[str, bytes]], spec: ImageSpec, table: np
 
 def _checked_size(name: str, data: bytes, spec: ImageSpec, settings: ServeSettings) -> tuple[int, int] | str:
     """(width, height) as decoding will produce them, the reason the file is not an image, or 413."""
-    limit = settings.max_image_pixels
     try:
-        width, height = decoded_size(data, spec.resize_to)
-    except ImageTooLarge as error:  # beyond what PIL opens at all
-        raise _too_large(name, f"{error} (max_image_pixels is {limit:,})") from None
+        return decoded_size(data, spec.resize_to, limit=settings.pixel_limit)
+    except ImageTooLarge as error:
+        raise _too_large(name, str(error)) from None
     except ImageRejected as error:
         return str(error)
-    if width * height > limit:
-        raise _too_large(name, str(ImageTooLarge.over(width, height, limit, "max_image_pixels")))
-    return width, height
 
 
 def _too_large(name: str, reason: str) -> ClientError:

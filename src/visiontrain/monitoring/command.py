@@ -7,9 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from visiontrain.core.image_decode import PixelLimit
 from visiontrain.core.table_files import read_table
 from visiontrain.core.table_values import ModelInputs
 from visiontrain.deploy.model import OnnxModel
+from visiontrain.deploy.pixel_limit import pixel_limit
 from visiontrain.monitoring.current import image_inputs, prediction_log, prediction_outputs, table_inputs
 from visiontrain.monitoring.drift import Thresholds, compare, load_reference, write_report
 from visiontrain.monitoring.reference import IMAGE_STATISTICS
@@ -27,9 +29,9 @@ def _table_outputs(model: OnnxModel, inputs: ModelInputs) -> dict[str, Any] | No
     return {"confidence": outputs["prediction"].astype(np.float64)}
 
 
-def _image_outputs(model: OnnxModel, files: list[Path]) -> dict[str, Any]:
+def _image_outputs(model: OnnxModel, files: list[Path], limit: PixelLimit) -> dict[str, Any]:
     """Predicted class and confidence of each image, through the deploy side's preprocessing."""
-    predictions = model.predict_images(files)
+    predictions = model.predict_images(files, limit=limit)
     return {"predicted_class": [p["top1"] for p in predictions],
             "confidence": np.array([p["top1_probability"] for p in predictions], dtype=np.float64)}
 
@@ -61,6 +63,7 @@ def drift(cfg: Any) -> dict[str, Any]:
     if not cfg.get("reference") or not cfg.get("current"):
         raise ConfigError("reference" if not cfg.get("reference") else "current", "is required",
                           "visiontrain drift reference=<run dir or model.onnx> current=<table, folder or .jsonl>")
+    limit = pixel_limit(cfg)  # image folders: checked here, before anything is read
     try:
         reference, model = load_reference(str(cfg.reference))
     except (FileNotFoundError, ValueError) as error:
@@ -75,8 +78,11 @@ def drift(cfg: Any) -> dict[str, Any]:
         inputs, outputs, rejected = _from_log(rows, reference, str(current))
         described = f"{len(rows)} logged predictions in {current}"
     elif reference["task"] == "image_classification":
-        inputs, files, rejected = image_inputs(current)
-        outputs = _image_outputs(model, files) if model else None
+        from visiontrain.core.image_preprocess import ImageSpec
+
+        reduce_to = ImageSpec.from_metadata(model.metadata.as_dict()).resize_to if model else None
+        inputs, files, rejected = image_inputs(current, pixel_limit=limit, reduce_to=reduce_to)
+        outputs = _image_outputs(model, files, limit) if model else None
         described = f"{len(files)} images in {current} ({len(rejected)} not used, each listed with its reason)"
     else:
         frame = read_table(current)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from visiontrain.core.files import IMAGE_SUFFIXES, list_images
-from visiontrain.core.image_decode import ImageRejected, decode
+from visiontrain.core.image_decode import ImageRejected, PixelLimit, decode
 from visiontrain.core.image_statistics import IMAGE_STATISTICS, image_statistics
 from visiontrain.core.table_values import ModelInputs, is_yes_no_column, model_inputs
 
@@ -29,17 +29,20 @@ def table_inputs(frame: pd.DataFrame, reference_inputs: dict[str, Any]) -> Model
                         {name: spec["kind"] for name, spec in present.items()}, yes_no)
 
 
-def image_inputs(folder: Path, limit: int | None = None) -> tuple[dict[str, Any], list[Path], list[tuple[str, str]]]:
+def image_inputs(folder: Path, limit: int | None = None, *, pixel_limit: PixelLimit = PixelLimit(),
+                 reduce_to: int | None = None) -> tuple[dict[str, Any], list[Path], list[tuple[str, str]]]:
     """Input statistics of every readable image under ``folder``; unreadable files are listed, not fatal.
 
-    Decoded at full size, as the reference was (:meth:`visiontrain.tasks.image.ImageTask.reference_stats`).
+    Decoded as the reference was (:meth:`visiontrain.tasks.image.ImageTask.reference_stats`) and as serve and
+    stream decode: JPEGs at reduced DCT scale when ``reduce_to`` (the model's resize size) allows. An image over
+    ``pixel_limit`` is listed from its header, undecoded.
     """
     files, skipped = list_images(Path(folder), IMAGE_SUFFIXES)
     rows, used = [], []
     rejected = [(str(path), reason) for path, reason in skipped]
     for path in files[:limit] if limit else files:
         try:
-            rows.append(image_statistics(decode(path)))
+            rows.append(image_statistics(decode(path, reduce_to, limit=pixel_limit)))
             used.append(path)
         except ImageRejected as error:  # the reason, as training's rejects.csv words it
             rejected.append((str(path), str(error)))

@@ -13,10 +13,12 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from visiontrain.core.image_decode import DEFAULT_MAX_IMAGE_PIXELS, PixelLimit
 from visiontrain.data.builtin import materialise_builtin
 from visiontrain.data.datamodule import (ImageDataModule, class_weights, processes_per_node,
                                          resolve_pin_memory)
 from visiontrain.data.duplicates import DuplicatePolicy
+from visiontrain.data.image_io import decode_scanned
 from visiontrain.data.inventory import Inventory, build_inventory
 from visiontrain.data.mixup import mixup_enabled
 from visiontrain.data.transforms import InputSpec, build_eval_transform, build_train_transform, resolve_input_spec
@@ -41,13 +43,19 @@ def data_root(data_cfg: DictConfig | dict) -> Path:
 
 
 def scan(data_cfg: DictConfig | dict, seed: int, classes: list[str] | None = None,
-         required_splits: tuple[str, ...] = ("train", "val"), allow_key: str = "data.allow_outside_root"
-         ) -> Inventory:
+         required_splits: tuple[str, ...] = ("train", "val"), allow_key: str = "data.allow_outside_root",
+         reduce_to: int | None = None) -> Inventory:
+    """The inventory of ``data_cfg``'s images, each decoded as the dataset will (``reduce_to``: the resize size)."""
     return build_inventory(data_root(data_cfg), data_cfg["format"], float(data_cfg["val_fraction"]), seed,
                            classes=classes, required_splits=required_splits,
                            duplicates=DuplicatePolicy.from_config(data_cfg.get("duplicates")),
                            allow_outside_root=bool(data_cfg.get("allow_outside_root", False)),
-                           allow_key=allow_key)
+                           allow_key=allow_key, pixel_limit=training_pixel_limit(data_cfg), reduce_to=reduce_to)
+
+
+def training_pixel_limit(data_cfg: DictConfig | dict) -> PixelLimit:
+    """``data.max_image_pixels`` (checked with the config; a run saved before the key existed: the default)."""
+    return PixelLimit(int(data_cfg.get("max_image_pixels") or DEFAULT_MAX_IMAGE_PIXELS), "data.max_image_pixels")
 
 
 def input_spec_from(cfg: DictConfig) -> InputSpec:
@@ -129,7 +137,7 @@ class ImageTask:
         """Check every file once: the inventory, its counts, the split it made and the rejects report."""
         cfg = self.cfg
         started = time.perf_counter()
-        inventory = scan(cfg.data, int(cfg.seed))
+        inventory = scan(cfg.data, int(cfg.seed), reduce_to=input_spec_from(cfg).resize_to)
         if is_main_process:
             inventory.write_rejects(run_dir / "rejects.csv")
             inventory.write_split(run_dir / "split.csv")
@@ -195,13 +203,15 @@ class ImageTask:
 
     def reference_stats(self, data: ImageData, built: ImageModel) -> dict[str, Any]:
         """Input statistics of (up to 500) training images and the model's outputs on validation images."""
-        from visiontrain.core.image_decode import decode
         from visiontrain.core.image_statistics import image_statistics
         from visiontrain.monitoring.reference import MAX_IMAGES, image_inputs_reference, outputs_reference
 
         train = data.inventory.splits["train"]
         chosen = [train[i] for i in np.linspace(0, len(train) - 1, min(MAX_IMAGES, len(train))).astype(int)]
-        inputs = image_inputs_reference(image_statistics(decode(sample.path)) for sample in chosen)
+        # decoded as serve, stream and drift decode (JPEG draft at the resize size), with the scan's limit
+        inputs = image_inputs_reference(
+            image_statistics(decode_scanned(sample.path, built.spec.resize_to, data.inventory.pixel_limit))
+            for sample in chosen)
         count = min(MAX_IMAGES, len(data.inventory.splits["val"]))
         probabilities = []
         module = built.module.eval().to("cpu")
@@ -286,10 +296,11 @@ class ImageTask:
             return None, None
         data_cfg.update(batch_size=int(cfg.get("batch_size", data_cfg.get("batch_size", 32))), balance="none",
                         num_workers=data_cfg.get("num_workers", "auto"))
-        inventory = scan(data_cfg, seed, classes=module.class_names, required_splits=(split,),
-                         allow_key="allow_outside_root" if cfg.get("data_root") else "data.allow_outside_root")
         spec_fields = {k: v for k, v in module.hparams.input_spec.items() if k != "resize_to"}
         spec = InputSpec(**{**spec_fields, "mean": tuple(spec_fields["mean"]), "std": tuple(spec_fields["std"])})
+        inventory = scan(data_cfg, seed, classes=module.class_names, required_splits=(split,),
+                         allow_key="allow_outside_root" if cfg.get("data_root") else "data.allow_outside_root",
+                         reduce_to=spec.resize_to)
         return datamodule_for(inventory, spec, data_cfg, seed), inventory
 
     @classmethod

@@ -73,7 +73,7 @@ class StreamWorker:
         from confluent_kafka import Consumer
 
         self.model, self.settings = model, settings
-        self.scorer = Scorer(model, settings.max_batch_size, settings.top_k, settings.max_image_pixels)
+        self.scorer = Scorer(model, settings.max_batch_size, settings.top_k, settings.pixel_limit)
         self.read = (lambda m: image_records(m, settings.image_field)) if model.kind == IMAGE else table_records
         self.version = f"sha256:{model.version}"
         consumer_settings = client_settings(settings.source.bootstrap, {**settings.kafka, **settings.consumer},

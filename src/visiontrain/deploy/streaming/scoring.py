@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from visiontrain.core.image_decode import ImageRejected, ImageTooLarge, decode, decoded_size
+from visiontrain.core.image_decode import ImageRejected, PixelLimit, decode
 from visiontrain.core.image_preprocess import ImageSpec, preprocess
 from visiontrain.core.image_statistics import IMAGE_STATISTICS, image_statistics
 from visiontrain.core.json_rows import flat_row
@@ -49,9 +49,9 @@ class Scorer:
     """Scores records of one model kind; ``score(records)`` never raises for a bad input, only rejects it."""
 
     def __init__(self, model: OnnxModel, max_batch_size: int, top_k: int = 5,
-                 max_image_pixels: int = 50_000_000) -> None:
+                 pixel_limit: PixelLimit = PixelLimit()) -> None:
         self.model, self.max_batch_size, self.top_k = model, max(1, int(max_batch_size)), int(top_k)
-        self.max_image_pixels = int(max_image_pixels)
+        self.pixel_limit = pixel_limit
         self.is_image = model.kind == IMAGE
         if self.is_image:
             self.image_spec = ImageSpec.from_metadata(model.metadata.as_dict())
@@ -105,8 +105,8 @@ class Scorer:
         pixels, used, stats = [], [], []
         for record in records:
             try:
-                self._check_size(record.payload)  # from the header: a decompression bomb is never decoded
-                decoded = decode(record.payload, self.image_spec.resize_to)
+                # the limit is checked from the header: a decompression bomb is never decoded
+                decoded = decode(record.payload, self.image_spec.resize_to, limit=self.pixel_limit)
             except ImageRejected as error:
                 outcome.rejected.append(Rejected(record.origin, str(error), record.payload))
                 continue
@@ -121,9 +121,3 @@ class Scorer:
         outcome.outputs = {"confidence": np.array([r["top1_probability"] for r in results], dtype=np.float64),
                            "predicted_class": [r["top1"] for r in results]}
         return outcome
-
-    def _check_size(self, payload: bytes) -> None:
-        """Raise ImageTooLarge past ``max_image_pixels`` (as serve does), before any pixel is decoded."""
-        width, height = decoded_size(payload, self.image_spec.resize_to)
-        if width * height > self.max_image_pixels:
-            raise ImageTooLarge.over(width, height, self.max_image_pixels, "max_image_pixels")

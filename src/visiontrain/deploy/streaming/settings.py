@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from visiontrain.core.image_decode import PixelLimit
 from visiontrain.core.kafka import KafkaAddress, flat_settings
+from visiontrain.deploy.pixel_limit import pixel_limit
 from visiontrain.errors import ConfigError
 
 
@@ -40,7 +42,7 @@ class StreamSettings:
     max_wait_ms: float = 20.0
     image_field: str = "image"
     top_k: int = 5
-    max_image_pixels: int = 50_000_000
+    pixel_limit: PixelLimit = PixelLimit()  # max_image_pixels
     drift_window: int = 0
     drift_thresholds: tuple[float, float, float] = (0.25, 0.01, 0.1)  # PSI, KS p-value, KS statistic
     metrics_port: int | None = None
@@ -89,7 +91,7 @@ class StreamSettings:
                    max_batch_size=_positive(cfg, "max_batch_size", 256),
                    max_wait_ms=_positive(cfg, "max_wait_ms", 20.0, float),
                    image_field=str(cfg.get("image_field") or "image"), top_k=_positive(cfg, "top_k", 5),
-                   max_image_pixels=_positive(cfg, "max_image_pixels", 50_000_000),
+                   pixel_limit=pixel_limit(cfg),
                    drift_window=_positive(cfg, "drift_window", 0, allow_zero=True), metrics_port=port,
                    drift_thresholds=(_positive(cfg, "psi_threshold", 0.25, float),
                                      _positive(cfg, "ks_pvalue", 0.01, float),
