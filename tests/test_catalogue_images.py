@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
+import io
 import json
 import os
 import shutil
@@ -28,6 +30,7 @@ from PIL import Image
 
 from conftest import compose_train, run_cli, tiny_overrides
 from visiontrain.config.validation import validate_train_config
+from visiontrain.core.image_decode import PixelLimit
 from visiontrain.data.duplicates import DuplicatePolicy
 from visiontrain.data.image_io import read_rgb_array
 from visiontrain.data.inventory import build_inventory
@@ -187,6 +190,83 @@ def png_declaring_ten_billion_pixels(root):
     cap = 2 * Image.MAX_IMAGE_PIXELS  # Pillow refuses above twice its warning size
     return Expected({"train/ants/bomb.png": "image too large: 10,000,000,000 pixels, over data.max_image_pixels="
                      f"50,000,000 (Pillow refuses more than {cap:,}: a decompression bomb, or a scan too big to use)"})
+
+
+# --- pixel bombs: refused from the header (data.max_image_pixels), never decoded --------------------------
+
+@functools.lru_cache(maxsize=None)
+def png_bomb_bytes(width: int, height: int) -> bytes:
+    """A real, valid, all-black grayscale PNG: 11000x11000 is a 118 KB file that decodes to 121 M pixels (363 MB
+    as RGB). Written row by row through zlib, so making it costs no more memory than the file."""
+    packer = zlib.compressobj(9)
+    row = bytes(width + 1)  # filter byte 0, then the pixels
+    pixels = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", pixels)
+            + png_chunk(b"IEND", b""))
+
+
+@functools.lru_cache(maxsize=None)
+def jpeg_bomb_bytes(width: int, height: int) -> bytes:
+    """A real grayscale JPEG: 11000x11000 is 1.4 MB, 121 M pixels at full size, 1375x1375 at 1/8 DCT scale."""
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), 128).save(buffer, "JPEG", quality=50)
+    return buffer.getvalue()
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+DEFAULT_LIMIT = "data.max_image_pixels=50,000,000"
+BOMB_REASON = f"image too large: 11000x11000 = 121,000,000 pixels, over {DEFAULT_LIMIT}"
+
+
+@folder_case()
+def png_bomb_of_11000_by_11000_pixels(root):
+    write(root / "train/ants/bomb.png", png_bomb_bytes(11000, 11000))
+    return Expected({"train/ants/bomb.png": BOMB_REASON})
+
+
+@folder_case()
+def png_bomb_whose_pixel_data_is_garbage(root):
+    """Refused as too large, not as corrupt: the header is all that was read."""
+    data = bytearray(png_bomb_bytes(11000, 11000))
+    start = data.index(b"IDAT") + 4
+    data[start:start + 64] = bytes(range(64))
+    write(root / "train/ants/bomb.png", bytes(data))
+    return Expected({"train/ants/bomb.png": BOMB_REASON})
+
+
+@folder_case()
+def png_just_over_the_limit(root):
+    write(root / "val/bees/scan.png", png_bomb_bytes(7100, 7100))
+    return Expected({"val/bees/scan.png": f"image too large: 7100x7100 = 50,410,000 pixels, over {DEFAULT_LIMIT}"})
+
+
+@folder_case()
+def png_bomb_under_a_lowered_limit_names_the_limit(root):
+    write(root / "train/ants/wide.png", png_bomb_bytes(2000, 600))
+    return Expected({"train/ants/wide.png": "image too large: 2000x600 = 1,200,000 pixels, over "
+                     "data.max_image_pixels=1,000,000"},
+                    options={"pixel_limit": PixelLimit(1_000_000, "data.max_image_pixels")})
+
+
+@folder_case()
+def jpeg_of_11000_by_11000_pixels_is_decoded_at_an_eighth(root):
+    """121 M pixels at full size, 1.9 M at the draft size training decodes it at (shorter side >= 36 px)."""
+    write(root / "train/bees/panorama.jpg", jpeg_bomb_bytes(11000, 11000))
+    return Expected(used=("train/bees/panorama.jpg",), options={"reduce_to": 36})
+
+
+@folder_case()
+def jpeg_bomb_over_a_lowered_limit_at_its_draft_size(root):
+    write(root / "train/bees/panorama.jpg", jpeg_bomb_bytes(11000, 11000))
+    return Expected({"train/bees/panorama.jpg": "image too large: 11000x11000 (decoded at 1375x1375) = 1,890,625 "
+                     "pixels, over data.max_image_pixels=1,000,000"},
+                    options={"reduce_to": 36, "pixel_limit": PixelLimit(1_000_000, "data.max_image_pixels")})
 
 
 @folder_case()
@@ -635,6 +715,73 @@ def test_a_bad_duplicates_or_confinement_option_names_its_key(override, key, tmp
     assert raised.value.key == key and raised.value.fix.startswith(f"{key}=")
 
 
+def test_a_file_replaced_by_a_pixel_bomb_after_the_scan_stops_the_run_naming_it(tmp_path):
+    """The dataset decodes with the scan's limit: a file swapped for a bomb mid-run is refused from its header."""
+    import albumentations as A
+
+    from visiontrain.data.datamodule import ImageDataset
+
+    root = clean_imagefolder(tmp_path / "data")
+    inventory = build_inventory(root, pixel_limit=PixelLimit(2_000_000, "data.max_image_pixels"))
+    dataset = ImageDataset(inventory.splits["train"], A.Compose([]), None, inventory.pixel_limit)
+    swapped = write(Path(dataset.samples[0].path), png_bomb_bytes(11000, 11000))
+    with pytest.raises(DataError) as raised:
+        dataset[0]
+    assert str(raised.value) == (
+        f"{swapped} changed after the scan at the start of the run and can no longer be used (image too large: "
+        "11000x11000 = 121,000,000 pixels, over data.max_image_pixels=2,000,000): restore it, or remove it and "
+        "start the run again")
+    assert dataset[1][0].shape == (10, 12, 3)  # the others still decode
+
+
+CAP = 2 * Image.MAX_IMAGE_PIXELS  # Pillow refuses larger images whatever the limit says
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("0", "must be a whole number of pixels above 0, got 0"),
+    ("-1", "must be a whole number of pixels above 0, got -1"),
+    ("abc", "must be a whole number of pixels above 0, got 'abc'"),
+    ("0.5", "must be a whole number of pixels above 0, got 0.5"),
+    ("true", "must be a whole number of pixels above 0, got True"),
+    (str(CAP + 1), f"is {CAP + 1:,}, above the {CAP:,} pixels Pillow opens at all"),
+])
+def test_a_bad_max_image_pixels_names_its_key(value, problem, tmp_path):
+    root = clean_imagefolder(tmp_path / "data")
+    cfg = compose_train("data=image_folder", f"data.root={root}", f"data.max_image_pixels={value}",
+                        f"paths.run_dir={tmp_path}")
+    with pytest.raises(ConfigError) as raised:
+        validate_train_config(cfg)
+    assert (raised.value.key, raised.value.problem) == ("data.max_image_pixels", problem)
+    assert raised.value.fix == "data.max_image_pixels=50000000 (decoded pixels per image)"
+
+
+def test_the_largest_limit_pillow_opens_and_a_whole_float_are_accepted(tmp_path):
+    root = clean_imagefolder(tmp_path / "data")
+    for value in (str(CAP), "1e8"):
+        validate_train_config(compose_train("data=image_folder", f"data.root={root}",
+                                            f"data.max_image_pixels={value}", f"paths.run_dir={tmp_path}"))
+
+
+@pytest.mark.parametrize(("command", "override", "problem"), [
+    ("train", "data.max_image_pixels=abc", "must be a whole number of pixels above 0, got 'abc'"),
+    ("predict", "max_image_pixels=0", "must be a whole number of pixels above 0, got 0"),
+    ("drift", "max_image_pixels=-1", "must be a whole number of pixels above 0, got -1"),
+    ("predict", f"max_image_pixels={CAP + 1}", f"is {CAP + 1:,}, above the {CAP:,} pixels Pillow opens at all"),
+])
+def test_a_bad_pixel_limit_is_a_config_error_before_anything_runs(command, override, problem, tmp_path):
+    root = clean_imagefolder(tmp_path / "data")
+    run_dir = tmp_path / "run"
+    arguments = {"train": [o for o in tiny_overrides(root, run_dir) if not o.startswith("paths.")],
+                 "predict": [f"model={tmp_path / 'model.onnx'}", f"input={root}"],  # neither is opened
+                 "drift": [f"reference={tmp_path / 'model.onnx'}", f"current={root}"]}[command]
+    result = run_cli(command, *arguments, override, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=120)
+    key = override.split("=")[0]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-2:] == [f"visiontrain: config error: config key `{key}`: {problem}",
+                                                       f"  fix: {key}=50000000 (decoded pixels per image)"]
+    assert not (run_dir / "rejects.csv").exists() and not (run_dir / "predictions.csv").exists()
+
+
 # --- the whole story, once, through the command ------------------------------------------------------------
 
 @pytest.mark.slow  # a real `visiontrain train` process: about 30 s on two busy cores
@@ -674,3 +821,56 @@ def test_permission_cases_also_run_for_root_without_its_override_rights():
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=Path(__file__).parent)
     assert result.returncode == 0, result.stdout[-3000:]
     assert " passed" in result.stdout and "running as root" not in result.stdout, result.stdout[-3000:]
+
+
+@pytest.mark.slow  # a real `visiontrain train` (with its ONNX export), predict and drift: about a minute
+@pytest.mark.timeout(400)
+def test_pixel_bombs_are_listed_by_train_predict_and_drift_and_a_raised_limit_lets_a_big_scan_in(tmp_path):
+    """The 143 KB bomb of issue 25: training runs and lists it, as do predict and drift, each naming its key.
+
+    ``data.max_image_pixels=60000000`` lets a 7100x7100 scan (50.4 M pixels, over the default) train; an
+    11000x11000 JPEG trains too, decoded at 1/8 DCT scale.
+    """
+    root = clean_imagefolder(tmp_path / "data")
+    bomb = write(root / "train/ants/bomb.png", png_bomb_bytes(11000, 11000))
+    scan = write(root / "train/bees/scan.png", png_bomb_bytes(7100, 7100))
+    panorama = write(root / "train/bees/panorama.jpg", jpeg_bomb_bytes(11000, 11000))
+    run_dir = tmp_path / "run"
+    overrides = [o for o in tiny_overrides(root, run_dir) if not o.startswith(("paths.", "data.batch_size"))]
+
+    result = run_cli("train", *overrides, "data.batch_size=4", "schedule=full_finetune", "trainer.max_epochs=1",
+                     "data.max_image_pixels=60000000", f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=300)
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "DecompressionBomb" not in result.stderr + result.stdout
+    with (run_dir / "rejects.csv").open() as handle:
+        assert [(row["path"], row["split"], row["reason"]) for row in csv.DictReader(handle)] == [
+            (str(bomb), "train", "image too large: 11000x11000 = 121,000,000 pixels, over "
+                                 "data.max_image_pixels=60,000,000")]
+    with (run_dir / "split.csv").open() as handle:
+        used = {os.path.relpath(run_dir / row["path"], root) for row in csv.DictReader(handle)}  # relative paths
+    assert {"train/bees/scan.png", "train/bees/panorama.jpg"} <= used and "train/ants/bomb.png" not in used
+    data = json.loads((run_dir / "summary.json").read_text())["data"]
+    assert data["files_in"] == data["files_used"] + data["files_rejected"] == 10 + 3
+    assert (data["files_used"], data["rejected_by_reason"]) == (12, {"image too large": 1})
+
+    predictions = tmp_path / "predicted.csv"
+    predicted = run_cli("predict", f"model={run_dir / 'model.onnx'}", f"input={root / 'train'}",
+                        f"output={predictions}", "progress=false", cwd=tmp_path, timeout=120)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    with (tmp_path / "predicted_rejects.csv").open() as handle:
+        assert {row["path"]: row["reason"] for row in csv.DictReader(handle)} == {
+            str(bomb): "image too large: 11000x11000 = 121,000,000 pixels, over max_image_pixels=50,000,000",
+            str(scan): "image too large: 7100x7100 = 50,410,000 pixels, over max_image_pixels=50,000,000"}
+    with predictions.open() as handle:
+        assert len(list(csv.DictReader(handle))) == 6 + 3 - 2  # in = predicted + rejected
+    assert "9 files in = 7 predicted + 2 rejected" in predicted.stdout
+
+    drifted = run_cli("drift", f"reference={run_dir}", f"current={root / 'train'}", f"output={tmp_path / 'drift'}",
+                      cwd=tmp_path, timeout=120)
+    assert drifted.returncode in (0, 1), drifted.stderr[-3000:]
+    report = json.loads((tmp_path / "drift" / "drift.json").read_text())
+    assert sorted(map(tuple, report["unreadable"])) == [
+        (str(bomb), "image too large: 11000x11000 = 121,000,000 pixels, over max_image_pixels=50,000,000"),
+        (str(scan), "image too large: 7100x7100 = 50,410,000 pixels, over max_image_pixels=50,000,000")]
+    assert "7 images in" in report["current"]
