@@ -174,8 +174,9 @@ def _read_sql(source: str, table: str | None, query: str | None, limit: int) -> 
     finally:
         engine.dispose()
     if len(frame) > limit:
-        what = f"table {table!r}" if table is not None else "data.query"
-        raise too_many_rows(f"{shown} ({what})", limit, "select fewer rows in data.query (a WHERE clause)")
+        what, fix = (f"table {table!r}", "read fewer with data.query (a SELECT with a WHERE clause)") \
+            if table is not None else ("data.query", "add a WHERE clause to data.query")
+        raise too_many_rows(f"{shown} ({what})", limit, fix)
     return frame
 
 

@@ -17,6 +17,7 @@ listed in source_rejects.csv with its size, not parsed; one too large for the cl
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -106,8 +107,8 @@ def read_kafka_snapshot(url: str, overrides: Mapping[str, Any] | None = None,
     started_ms = time.time() * 1000
     try:
         partitions = _start_positions(consumer, address, limits.timeout_s)
-        return _read(consumer, address, partitions, _Reading(limits, started_ms + limits.late_s * 1000,
-                                                              client_errors))
+        reading = _Reading(limits, started_ms, client_errors)
+        return _read(consumer, address, partitions, reading)
     finally:
         consumer.close()
 
@@ -150,13 +151,14 @@ class _ClientErrors:
             self.too_large = error.str()
 
     def check(self) -> None:
-        if self.too_large is not None:
-            detail = self.too_large.split(": ", 1)[-1]
-            raise DataError(f"{self.address}: a message is too large for the Kafka client to fetch ({detail}); "
-                            f"{RECEIVE_LIMIT} is {self.receive_limit}. Raise data.kafka.{RECEIVE_LIMIT} above "
-                            "the message's size if it belongs in the topic (a message over "
-                            "data.kafka_max_message_bytes is then listed in source_rejects.csv, not read), or "
-                            "remove it from the topic.")
+        if self.too_large is None:
+            return
+        size = re.search(r"Invalid response size (\d+)", self.too_large)
+        answer = f"an answer of {int(size.group(1)):,} bytes" if size else self.too_large
+        raise DataError(f"{self.address}: a message is too large for the Kafka client to fetch ({answer}, over "
+                        f"its {RECEIVE_LIMIT}={self.receive_limit}); raise data.kafka.{RECEIVE_LIMIT} above the "
+                        "message's size if it belongs in the topic (a message over data.kafka_max_message_bytes "
+                        "is then listed in source_rejects.csv, not read), or remove it from the topic.")
 
 
 @dataclass
@@ -164,7 +166,7 @@ class _Reading:
     """The limits of one snapshot and what it collected: rows, their origin, and what held no row."""
 
     limits: SnapshotLimits
-    late_ms: float  # a message stamped after this (ms since the epoch) was produced after the read started
+    started_ms: float  # when the read started (ms since the epoch, as message timestamps are)
     client_errors: _ClientErrors
     rows: list[dict[str, Any]] = field(default_factory=list)
     lineage: list[tuple[str, int, int, int]] = field(default_factory=list)
@@ -200,7 +202,7 @@ class _Reading:
     def produced_late(self, message: Message) -> bool:
         """Whether ``message`` was stamped after the read started (and ``LATE_S``), by its timestamp."""
         kind, stamp = message.timestamp()
-        return kind != TIMESTAMP_NOT_AVAILABLE and stamp > self.late_ms
+        return kind != TIMESTAMP_NOT_AVAILABLE and stamp > self.started_ms + self.limits.late_s * 1000
 
 
 def _read(consumer: Consumer, address: KafkaAddress, partitions: list[_Partition], reading: _Reading) -> SourceRead:
@@ -252,7 +254,7 @@ def _read(consumer: Consumer, address: KafkaAddress, partitions: list[_Partition
         raise DataError(f"{address}: the topic holds no rows ({sum(p.messages for p in partitions)} messages, "
                         f"{len(reading.not_rows)} of them not rows); point data.source at the data.")
     return SourceRead(frame=pd.DataFrame(reading.rows), lineage=_lineage(reading.lineage),
-                      not_rows=_not_rows(reading.not_rows), report=_report(address, partitions))
+                      not_rows=_not_rows(reading.not_rows), report=_report(address, partitions, reading.started_ms))
 
 
 def _end(consumer: Consumer, address: KafkaAddress, partition: _Partition) -> None:
@@ -272,12 +274,13 @@ def _not_rows(entries: list[dict[str, Any]]) -> pd.DataFrame:
                                           "value"])
 
 
-def _report(address: KafkaAddress, partitions: list[_Partition]) -> dict[str, Any]:
-    """The data report's ``source``: the topic and, per partition, the offsets read and what they held."""
+def _report(address: KafkaAddress, partitions: list[_Partition], started_ms: float) -> dict[str, Any]:
+    """The data report's ``source``: the topic, when the snapshot started, and, per partition, the offsets read
+    and what they held."""
     described = [p.describe() for p in partitions]
     read = sum(p.messages for p in partitions)
     return {"kind": "kafka", "description": f"Kafka topic {address.topic} at {address.bootstrap}",
-            "url": str(address), "topic": address.topic, "read": read,
+            "url": str(address), "topic": address.topic, "started_ms": int(started_ms), "read": read,
             "rows": sum(p.rows for p in partitions), "not_rows": sum(p.not_rows for p in partitions),
             "partitions": described}
 

@@ -39,5 +39,5 @@ def size_text(count: int) -> str:
     """Bytes as people read them: ``64 MiB``, ``1.5 KiB``, ``200 bytes``."""
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if count >= scale:
-            return f"{count / scale:.4g} {unit}"
+            return f"{count / scale:.3g} {unit}"
     return f"{count} bytes"
