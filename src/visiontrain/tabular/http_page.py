@@ -5,7 +5,8 @@ Why a thread: requests' timeouts bound each socket read, not a page. A server th
 seconds (in its headers or its body), or keeps answering 503 with a ``Retry-After``, passes every read timeout
 and never finishes. The page is read in a worker thread and the caller waits for it until the deadline, so the
 run stops at the deadline whatever the worker is blocked in. The worker, told to stop, drops the connection
-after its current read (within ``read_timeout_s``); its log lines stay redacted until it ends.
+after its current read of the body (within ``read_timeout_s``); one still in its request (a trickled header, a
+retry's wait) ends with it, or with the process (it is a daemon thread). Its log lines stay redacted until then.
 
 Why ``read1``: the body is read as it arrives, one socket read at a time, decoded (gzip, deflate) to at most the
 bytes the limit leaves, so a page never holds more than its limit in memory. A Content-Length over the limit is
@@ -19,7 +20,7 @@ import logging
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import requests
 import urllib3
@@ -28,6 +29,9 @@ from visiontrain.core.table_files import first_line
 from visiontrain.errors import DataError
 from visiontrain.redaction import redact_text, redact_url
 from visiontrain.tabular.source_limits import size_text
+
+if TYPE_CHECKING:
+    from visiontrain.tabular.http_source import HttpOptions
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.connection", "urllib3.response")
@@ -107,10 +111,10 @@ def _redacted_logs(secrets: list[str]) -> Iterator[None]:
             logger.removeFilter(masking)
 
 
-def fetch_page(session: requests.Session, url: str, number: int, options: Any, secrets: list[str],
+def fetch_page(session: requests.Session, url: str, number: int, options: HttpOptions, secrets: list[str],
                limit: ByteLimit) -> Page:
     """Page ``number`` at ``url``, whole, or a DataError: the deadline passed, a limit was passed, the API
-    refused or failed (``options``: :class:`~visiontrain.tabular.http_source.HttpOptions`)."""
+    refused or failed. ``secrets``: values to mask in log lines and messages (the token, the URL's keys)."""
     reader = _PageReader(session, url, number, options, secrets, limit)
     worker = threading.Thread(target=reader.run, name=f"visiontrain-http-page-{number}", daemon=True)
     worker.start()
@@ -130,8 +134,8 @@ def fetch_page(session: requests.Session, url: str, number: int, options: Any, s
 class _PageReader:
     """The worker's side of :func:`fetch_page`: the request, its status, and the body within the limit."""
 
-    def __init__(self, session: requests.Session, url: str, number: int, options: Any, secrets: list[str],
-                 limit: ByteLimit) -> None:
+    def __init__(self, session: requests.Session, url: str, number: int, options: HttpOptions,
+                 secrets: list[str], limit: ByteLimit) -> None:
         self.session, self.url, self.number, self.options = session, url, number, options
         self.secrets, self.limit, self.shown = secrets, limit, redact_url(url)
         self.stop = threading.Event()

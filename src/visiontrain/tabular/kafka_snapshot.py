@@ -218,8 +218,8 @@ def _read(consumer: Consumer, address: KafkaAddress, partitions: list[_Partition
     Messages produced after the start may be read too; they are rows like the others. But a topic that grows
     faster than it is read would never show its end: past the start watermark, the first message stamped more
     than ``LATE_S`` after the start ends the partition (not read). On Apache Kafka everything past the start
-    watermark was produced after the start, so where it stops there is exact; on Tansu the last batch present
-    at the start is read whole unless its producer's clock ran ``LATE_S`` ahead of this machine's.
+    watermark was produced after the start, so stopping anywhere past it loses nothing; on Tansu the last batch
+    present at the start is read whole unless its producer's clock ran ``LATE_S`` ahead of this machine's.
     """
     by_number = {partition.number: partition for partition in partitions}
     consumer.assign([TopicPartition(address.topic, p.number, p.low) for p in partitions if not p.at_end])
