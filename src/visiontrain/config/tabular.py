@@ -19,6 +19,8 @@ from visiontrain.config.reading import Section
 from visiontrain.config.sections import Run
 from visiontrain.core.kafka import KafkaAddress, client_settings, flat_settings
 from visiontrain.errors import ConfigError
+from visiontrain.tabular.source_limits import (DEFAULT_MAX_ROWS, HTTP_MAX_PAGE_BYTES, HTTP_MAX_TOTAL_BYTES,
+                                               HTTP_PAGE_TIMEOUT_S, KAFKA_MAX_MESSAGE_BYTES)
 
 ENVIRONMENT_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")  # what a variable name looks like, and a token does not
 
@@ -95,6 +97,9 @@ class HttpSource(Section):
     max_pages: int = Field(ge=1, examples=["1000"])
     connect_timeout_s: float = Field(gt=0, examples=["10"])
     read_timeout_s: float = Field(gt=0, examples=["60"])
+    page_timeout_s: float = Field(HTTP_PAGE_TIMEOUT_S, gt=0, examples=["300"])
+    max_page_bytes: int = Field(HTTP_MAX_PAGE_BYTES, ge=1, examples=["67108864"])
+    max_total_bytes: int = Field(HTTP_MAX_TOTAL_BYTES, ge=1, examples=["1073741824"])
     retries: int = Field(ge=0, examples=["5"])
     backoff_s: float = Field(ge=0, examples=["0.5"])
 
@@ -124,6 +129,8 @@ class TableData(Section):
     format: Any = "auto"
     kafka: Any = None
     kafka_timeout_s: float | None = Field(None, gt=0, examples=["30"])
+    kafka_max_message_bytes: int = Field(KAFKA_MAX_MESSAGE_BYTES, ge=1, examples=["16777216"])
+    max_rows: int = Field(DEFAULT_MAX_ROWS, ge=1, examples=["5000000"])
     http: HttpSource | None = None
 
     @model_validator(mode="after")

@@ -4,17 +4,19 @@ Transient failures are retried by urllib3's ``Retry`` (exponential backoff on 42
 ``Retry-After``), each request has a connect and a read timeout, and a bearer token comes from the environment
 variable ``data.http.token_env`` names: it is sent only to the source's own host and never written anywhere.
 Pages follow a ``Link: rel="next"`` header, a ``next`` URL in the body, or a page parameter until an empty page
-(``data.http.pagination``); ``max_pages`` stops a server that never says "last page".
+(``data.http.pagination``); ``max_pages`` stops a server that never says "last page", and a next link back to a
+page already read stops the read too. Each page must arrive whole within ``page_timeout_s`` and hold at most
+``max_page_bytes``, all pages together at most ``max_total_bytes``, and the rows at most ``data.max_rows``
+(:mod:`visiontrain.tabular.http_page`): a server that trickles, never ends or sends gigabytes stops the run with
+an error naming the key to raise, instead of hanging it or filling memory.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import pandas as pd
@@ -23,14 +25,14 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from visiontrain.config.choices import HTTP_ROWS_KEYS
-from visiontrain.core.table_files import first_line
 from visiontrain.core.json_rows import JsonProblem, loads
 from visiontrain.errors import ConfigError, DataError
-from visiontrain.redaction import redact_text, redact_url, secrets_in_url
+from visiontrain.redaction import redact_url, secrets_in_url
+from visiontrain.tabular.http_page import RETRY_STATUSES, ByteLimit, Page, fetch_page
+from visiontrain.tabular.source_limits import (DEFAULT_MAX_ROWS, HTTP_MAX_PAGE_BYTES, HTTP_MAX_TOTAL_BYTES,
+                                               HTTP_PAGE_TIMEOUT_S, too_many_rows)
 from visiontrain.tabular.source_lineage import SourceRead
 
-RETRY_STATUSES = (429, 500, 502, 503, 504)
-URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.connection", "urllib3.response")
 MAX_WAIT_S = 60.0  # the longest pause between two attempts, backoff or Retry-After
 
 
@@ -46,6 +48,9 @@ class HttpOptions:
     max_pages: int = 1000
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
+    page_timeout_s: float = HTTP_PAGE_TIMEOUT_S
+    max_page_bytes: int = HTTP_MAX_PAGE_BYTES
+    max_total_bytes: int = HTTP_MAX_TOTAL_BYTES
     retries: int = 5
     backoff_s: float = 0.5
 
@@ -102,35 +107,10 @@ class _Pages:
     pages: list[dict[str, Any]]
 
 
-class _Redacting(logging.Filter):
-    """Masks known secrets in urllib3's log lines ("Retrying ... /path?api_key=..."): they reach the run log."""
-
-    def __init__(self, secrets: list[str]) -> None:
-        super().__init__()
-        self.secrets = secrets
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = redact_text(record.getMessage(), *self.secrets), None
-        return True
-
-
-@contextmanager
-def _redacted_logs(secrets: list[str]) -> Iterator[None]:
-    loggers = [logging.getLogger(name) for name in URLLIB3_LOGGERS]  # a filter sees its own logger's records
-    masking = _Redacting(secrets)
-    for logger in loggers:
-        logger.addFilter(masking)
-    try:
-        yield
-    finally:
-        for logger in loggers:
-            logger.removeFilter(masking)
-
-
-def read_http_source(url: str, options: HttpOptions) -> SourceRead:
+def read_http_source(url: str, options: HttpOptions, max_rows: int = DEFAULT_MAX_ROWS) -> SourceRead:
     """Every page of the JSON API at ``url`` as raw rows, each with its page URL (redacted) and index."""
     token = options.token()
-    with requests.Session() as session, _redacted_logs([*secrets_in_url(url), *([token] if token else [])]):
+    with requests.Session() as session:
         adapter = HTTPAdapter(max_retries=_BoundedRetry(
             total=options.retries, backoff_factor=options.backoff_s, backoff_max=MAX_WAIT_S,
             status_forcelist=RETRY_STATUSES, allowed_methods=frozenset({"GET"}), respect_retry_after_header=True,
@@ -139,10 +119,11 @@ def read_http_source(url: str, options: HttpOptions) -> SourceRead:
         session.mount("https://", adapter)
         session.headers["Accept"] = "application/json"
         session.auth = _BearerToken(token, _origin(url)) if token else None
-        return _read_pages(session, url, options, token)
+        return _read_pages(session, url, options, [*secrets_in_url(url), *([token] if token else [])], max_rows)
 
 
-def _read_pages(session: requests.Session, url: str, options: HttpOptions, token: str | None) -> SourceRead:
+def _read_pages(session: requests.Session, url: str, options: HttpOptions, secrets: list[str],
+                max_rows: int) -> SourceRead:
     """Page after page until the last (no next link or field; page mode: an empty page)."""
     found = _Pages([], [], [], [])
     has_page = options.page_param in dict(parse_qsl(urlsplit(url).query))
@@ -150,25 +131,36 @@ def _read_pages(session: requests.Session, url: str, options: HttpOptions, token
     page_number = _page_number(url, options.page_param) if numbered else None
     if numbered and not has_page:
         url = _with_page(url, options.page_param, page_number)
-    seen: set[str] = set()
+    seen: dict[str, int] = {}  # page URL -> its number
     used = "none"
+    read_bytes = 0
     next_url: str | None = url
     while next_url is not None:
-        if len(found.pages) >= options.max_pages:
-            raise DataError(f"{redact_url(url)}: more than data.http.max_pages={options.max_pages} pages; raise "
-                            "it if the API really has that many, or check that its last page says so.")
-        seen.add(next_url)
-        response, retries = _get(session, next_url, options, token)
-        body = _json_body(response, next_url)
+        number = len(found.pages) + 1
+        if number > options.max_pages:
+            raise DataError(f"{redact_url(url)}: more than data.http.max_pages={options.max_pages} pages (page "
+                            f"{number} would be {redact_url(next_url)}); raise data.http.max_pages if the API "
+                            "really has that many, or check that its last page says so (no next link; page "
+                            "mode: an empty page).")
+        seen[next_url] = number
+        limit = ByteLimit.for_page(options.max_page_bytes, options.max_total_bytes, read_bytes)
+        page = fetch_page(session, next_url, number, options, [*secrets_in_url(next_url), *secrets], limit)
+        read_bytes += len(page.body)
+        body = _json_body(page)
         items = _rows_of(body, options.rows_key, next_url)
-        _take(found, items, next_url, retries)
-        next_url, how = _next_page(response, body, next_url, options, page_number, bool(items))
+        _take(found, items, next_url, page.retries)
+        if len(found.rows) > max_rows:
+            raise too_many_rows(redact_url(url), max_rows, "filter the API's rows (a query parameter in "
+                                "data.source)")
+        next_url, how = _next_page(page, body, next_url, options, page_number, bool(items))
         if how == "page" and page_number is not None:
             page_number += 1
         used = how if how != "none" else used
         if next_url is not None and next_url in seen:
-            raise DataError(f"{redact_url(next_url)}: the API points back at a page already read (pagination "
-                            f"{used}); set data.http.pagination to the way this API pages.")
+            raise DataError(f"{redact_url(url)}: page {number} points back at page {seen[next_url]} "
+                            f"({redact_url(next_url)}), already read: following it would loop forever "
+                            f"(pagination {used}). Set data.http.pagination to the way this API pages, or check "
+                            "its next links.")
     if not found.rows:
         raise DataError(f"{redact_url(url)}: the API returned no rows ({len(found.pages)} pages, "
                         f"{len(found.not_rows)} items not rows); point data.source at the data.")
@@ -177,38 +169,13 @@ def _read_pages(session: requests.Session, url: str, options: HttpOptions, token
                       report=_report(url, found, used))
 
 
-def _get(session: requests.Session, url: str, options: HttpOptions,
-         token: str | None) -> tuple[requests.Response, int]:
-    """One page, retried as configured; returns it with the number of retries it took."""
-    shown = redact_url(url)
-    try:
-        response = session.get(url, timeout=(options.connect_timeout_s, options.read_timeout_s))
-    except requests.RequestException as error:  # connection refused, timeouts, retries exhausted on errors
-        reason = redact_text(first_line(error), *secrets_in_url(url), *([token] if token else []))
-        raise DataError(f"{shown}: the request failed after up to {options.retries} retries ({reason}); check "
-                        "data.source and that the API is reachable.") from None
-    history = getattr(getattr(response.raw, "retries", None), "history", ()) or ()
-    retries = len(history)
-    status = response.status_code
-    if status in (401, 403):
-        fix = f"check the token in ${options.token_env}" if options.token_env else \
-            "set data.http.token_env to the name of the environment variable holding the API token"
-        raise DataError(f"{shown}: the API refused the request ({status} {response.reason}); {fix}.")
-    if status in RETRY_STATUSES:
-        raise DataError(f"{shown}: still {status} {response.reason} after {retries} retries; try again later, "
-                        "or raise data.http.retries.")
-    if status >= 400:
-        raise DataError(f"{shown}: the API answered {status} {response.reason}; check data.source.")
-    return response, retries
-
-
-def _json_body(response: requests.Response, url: str) -> Any:
+def _json_body(page: Page) -> Any:
     """The page as JSON, read by the parser serve and stream use (deep nesting and huge integers handled)."""
     try:
-        return loads(response.content)
+        return loads(page.body)
     except JsonProblem:
-        kind = response.headers.get("Content-Type", "no content type")
-        raise DataError(f"{redact_url(url)}: the answer is not JSON ({kind}, {len(response.content)} bytes); "
+        kind = page.headers.get("Content-Type", "no content type")
+        raise DataError(f"{redact_url(page.url)}: the answer is not JSON ({kind}, {len(page.body)} bytes); "
                         "data.source must be a JSON API.") from None
 
 
@@ -251,12 +218,12 @@ def _take(found: _Pages, items: list[Any], url: str, retries: int) -> None:
                         "retries": retries})
 
 
-def _next_page(response: requests.Response, body: Any, url: str, options: HttpOptions, page_number: int | None,
+def _next_page(page: Page, body: Any, url: str, options: HttpOptions, page_number: int | None,
                had_items: bool) -> tuple[str | None, str]:
     """The next page's URL and how it was found (link | next | page), or (None, "none") after the last."""
     mode = options.pagination
-    if mode in ("auto", "link") and response.links.get("next", {}).get("url"):
-        return urljoin(url, response.links["next"]["url"]), "link"
+    if mode in ("auto", "link") and page.links.get("next", {}).get("url"):
+        return urljoin(url, page.links["next"]["url"]), "link"
     if mode in ("auto", "next") and isinstance(body, dict) and isinstance(body.get(options.next_key), str) \
             and body[options.next_key]:
         return urljoin(url, body[options.next_key]), "next"

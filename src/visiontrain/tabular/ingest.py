@@ -25,6 +25,7 @@ from visiontrain.core.table_files import FILE_SUFFIXES, check_unique_columns, fi
 from visiontrain.core.table_files import read_table as read_file
 from visiontrain.errors import ConfigError, DataError
 from visiontrain.redaction import redact_text, redact_url, secrets_in_url
+from visiontrain.tabular.source_limits import max_rows, too_many_rows
 from visiontrain.tabular.source_lineage import SourceRead
 
 SUFFIXES = {**FILE_SUFFIXES, ".db": "sql", ".sqlite": "sql", ".sqlite3": "sql"}
@@ -56,9 +57,11 @@ def read_source(source: str, fmt: str = "auto", table: str | None = None, query:
     """Every row of ``source`` as raw values, with each row's origin when the source is a topic or an API.
 
     ``options``: the ``data`` config, for the remote sources' keys (``data.kafka``, ``data.kafka_timeout_s``,
-    ``data.http``).
+    ``data.kafka_max_message_bytes``, ``data.http``) and ``data.max_rows``, which bounds every source: a
+    database or a remote source stops reading at the first row over it, a file (already read) is refused.
     """
     source = str(source)
+    limit = max_rows(options)
     kind = remote_kind(source)
     if kind is not None:
         remote = _read_remote(source, kind, fmt, table, query, options or {})
@@ -74,8 +77,12 @@ def read_source(source: str, fmt: str = "auto", table: str | None = None, query:
         raise ConfigError("data.table" if table is not None else "data.query",
                           f"only applies to SQL sources, and {source} is read as {fmt}",
                           "remove data.table and data.query, or point data.source at a database")
-    frame = _read_sql(source, table, query) if fmt == "sql" else \
-        read_file(_existing_file(source), fmt, format_key="data.format")
+    if fmt == "sql":
+        frame = _read_sql(source, table, query, limit)
+    else:
+        frame = read_file(_existing_file(source), fmt, format_key="data.format")
+        if len(frame) > limit:
+            raise too_many_rows(source, limit, "point data.source at a smaller extract", counted=len(frame))
     if frame.empty:
         columns = ", ".join(map(str, frame.columns)) or "none"
         raise DataError(f"{redact_url(source) if fmt == 'sql' else source}: the table has no rows (columns: "
@@ -95,14 +102,12 @@ def _read_remote(source: str, kind: str, fmt: str, table: str | None, query: str
         raise ConfigError("data.table" if table is not None else "data.query", "only applies to SQL sources",
                           "remove data.table and data.query")
     if kind == "kafka":
-        from visiontrain.tabular.kafka_snapshot import DEFAULT_TIMEOUT_S, read_kafka_snapshot
+        from visiontrain.tabular.kafka_snapshot import SnapshotLimits, read_kafka_snapshot
 
-        timeout = options.get("kafka_timeout_s")
-        return read_kafka_snapshot(source, options.get("kafka"),
-                                   DEFAULT_TIMEOUT_S if timeout is None else float(timeout))
+        return read_kafka_snapshot(source, options.get("kafka"), limits=SnapshotLimits.from_config(options))
     from visiontrain.tabular.http_source import HttpOptions, read_http_source
 
-    return read_http_source(source, HttpOptions.from_config(options.get("http")))
+    return read_http_source(source, HttpOptions.from_config(options.get("http")), max_rows(options))
 
 
 def _existing_file(source: str) -> Path:
@@ -131,7 +136,8 @@ def source_from_environment(variable: str) -> str:
     return value
 
 
-def _read_sql(source: str, table: str | None, query: str | None) -> pd.DataFrame:
+def _read_sql(source: str, table: str | None, query: str | None, limit: int) -> pd.DataFrame:
+    """The table or the query's rows, at most ``limit`` (``data.max_rows``): more is an error, not a cut."""
     if (table is None) == (query is None):
         raise ConfigError("data.table", "a SQL source needs exactly one of data.table (a table name) or "
                           f"data.query (a SELECT), got {'both' if table else 'neither'}",
@@ -153,9 +159,13 @@ def _read_sql(source: str, table: str | None, query: str | None) -> pd.DataFrame
         sqlalchemy.event.listen(engine, "connect", _read_only_sqlite)
     try:
         with engine.connect() as connection:
+            # a server-side cursor where the driver has one (PostgreSQL, MySQL): rows arrive as they are
+            # fetched, so a query returning far more than data.max_rows is stopped after limit + 1 of them
+            connection = connection.execution_options(stream_results=True)
             if table is not None:
-                return _read_sql_table(connection, table, shown)
-            return pd.read_sql(query, connection)  # a plain string runs as written: no ":name" binding
+                frame = _read_sql_table(connection, table, shown, limit + 1)
+            else:  # a plain string runs as written: no ":name" binding
+                frame = next(iter(pd.read_sql(query, connection, chunksize=limit + 1)))
     except (SQLAlchemyError, pd.errors.DatabaseError) as error:  # pandas wraps what SQLAlchemy raises
         cause = error.__cause__ if isinstance(error, pd.errors.DatabaseError) and error.__cause__ else error
         reason = _hide(first_line(getattr(cause, "orig", None) or cause), url)
@@ -163,6 +173,11 @@ def _read_sql(source: str, table: str | None, query: str | None) -> pd.DataFrame
                         f"and data.{'table' if table else 'query'}.") from None
     finally:
         engine.dispose()
+    if len(frame) > limit:
+        what, fix = (f"table {table!r}", "read fewer with data.query (a SELECT with a WHERE clause)") \
+            if table is not None else ("data.query", "add a WHERE clause to data.query")
+        raise too_many_rows(f"{shown} ({what})", limit, fix)
+    return frame
 
 
 _SQLITE_READING = {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE,
@@ -182,13 +197,14 @@ def _read_only_sqlite(connection: sqlite3.Connection, _record: Any) -> None:
     connection.set_authorizer(authorise)
 
 
-def _read_sql_table(connection: sqlalchemy.Connection, table: str, shown: str) -> pd.DataFrame:
+def _read_sql_table(connection: sqlalchemy.Connection, table: str, shown: str, rows: int) -> pd.DataFrame:
+    """The first ``rows`` rows of ``table`` (one chunk: the same column types as reading it whole)."""
     names = sqlalchemy.inspect(connection).get_table_names()
     if table not in names:
         raise DataError(f"{shown}: no table {table!r}; the tables are: {', '.join(names) or 'none'}. "
                         "Fix data.table, or use data.query.")
     try:
-        return pd.read_sql_table(table, connection)
+        return next(iter(pd.read_sql_table(table, connection, chunksize=rows)))
     except UnicodeDecodeError as error:  # pandas decodes TEXT columns; bytes stored in one may not be UTF-8
         raise DataError(f"{shown}: a text column of table {table!r} holds bytes that are not UTF-8 text "
                         f"({error.reason}); read it with data.query, leaving that column out or decoding it "

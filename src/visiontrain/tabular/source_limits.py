@@ -1,0 +1,43 @@
+"""How much a training source may deliver: ``data.max_rows`` for every source, and byte sizes in messages.
+
+A source that holds far more than expected (a SQL query without its WHERE, a topic that grew, an API that
+ignores its page size) must stop the run with an error naming the key to raise, not fill memory until the
+process is killed, and not be cut silently: a model trained on an arbitrary first part of a table is a wrong
+result nobody sees. The defaults here apply where a stored config (an older checkpoint's) lacks the key;
+``conf/data/*.yaml`` state the same values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from visiontrain.errors import DataError
+
+DEFAULT_MAX_ROWS = 5_000_000  # a churn table of this size is already a few GB of raw values in memory
+MAX_ROWS_KEY = "data.max_rows"
+KAFKA_MAX_MESSAGE_BYTES = 16 << 20  # one message of rows this large parses into a few hundred MB of objects
+HTTP_PAGE_TIMEOUT_S = 300.0  # one page, whole: connecting, retries, headers and body
+HTTP_MAX_PAGE_BYTES = 64 << 20  # one page's body, decoded: an API's page is KBs to a few MB
+HTTP_MAX_TOTAL_BYTES = 1 << 30  # all pages together: about 2.5 million Telco rows as JSON
+
+
+def max_rows(options: Mapping[str, Any] | None) -> int:
+    """``data.max_rows`` from the data config, or the default when it is absent."""
+    value = (options or {}).get("max_rows")
+    return DEFAULT_MAX_ROWS if value is None else int(value)
+
+
+def too_many_rows(where: str, limit: int, fix: str, counted: int | None = None) -> DataError:
+    """The error for a source holding more than ``data.max_rows`` rows: ``counted``, the rows it holds (a file,
+    read whole), or None where reading stopped at the first row over the limit."""
+    held = f"{counted:,} rows, more than {MAX_ROWS_KEY}={limit}" if counted is not None else \
+        f"more than {MAX_ROWS_KEY}={limit} rows (reading stopped at row {limit + 1:,})"
+    return DataError(f"{where}: {held}; raise {MAX_ROWS_KEY} if the table really is this large, or {fix}.")
+
+
+def size_text(count: int) -> str:
+    """Bytes as people read them: ``64 MiB``, ``1.5 KiB``, ``200 bytes``."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= scale:
+            return f"{count / scale:.3g} {unit}"
+    return f"{count} bytes"
