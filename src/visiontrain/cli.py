@@ -235,11 +235,12 @@ def _record_failed_trial(error: Exception) -> None:
 
 
 def _check_overrides(config_name: str) -> None:
-    """Unknown keys fail with a suggestion before Hydra starts (Hydra still reports every other mistake)."""
+    """Overrides Hydra cannot read and unknown keys fail naming the fix before Hydra starts (Hydra still reports
+    every other mistake)."""
     from hydra._internal.utils import get_args_parser
 
     from visiontrain.config import config_dir
-    from visiontrain.config.overrides import check_no_secrets, check_override_keys
+    from visiontrain.config.overrides import check_no_secrets, check_override_keys, check_override_syntax
     from visiontrain.errors import ConfigError
 
     try:
@@ -247,6 +248,7 @@ def _check_overrides(config_name: str) -> None:
     except SystemExit:  # malformed flags: let Hydra print its own usage
         return
     check_no_secrets(args.overrides)  # before anything can store or echo the command line
+    check_override_syntax(args.overrides)  # an unquoted URL: the override and how to quote it, not Hydra's grammar
     if args.config_dir or args.config_path or args.config_name or args.help or args.hydra_help:
         return
     try:

@@ -12,7 +12,8 @@ from pathlib import Path
 import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf
 
-from visiontrain.config.validation import validate_evaluate_config, validate_lr_find_config
+from visiontrain.config.validation import (validate_evaluate_config, validate_export_config,
+                                           validate_lr_find_config)
 from visiontrain.errors import ConfigError
 from visiontrain.tasks import task_class, task_name_of
 from visiontrain.tasks.image import ImageTask
@@ -83,12 +84,10 @@ def export(cfg: DictConfig) -> dict:
 
     Exits with code 3 when onnxruntime and PyTorch disagree beyond the tolerance.
     """
+    validate_export_config(cfg)
     ckpt, checkpoint = _checkpoint(cfg)
     run_dir = Path(cfg.paths.run_dir)
     output = Path(str(cfg.output)).expanduser() if cfg.get("output") else run_dir / "model.onnx"
-    quantize = cfg.get("quantize")
-    if quantize not in (None, "int8"):
-        raise ConfigError("quantize", f"must be null or int8, got {quantize!r}", "quantize=int8")
     task = task_class(task_name_of(checkpoint, ckpt))
     result = task.export_checkpoint(cfg, ckpt, checkpoint, output, run_dir)
     if not result["parity"]["passed"]:

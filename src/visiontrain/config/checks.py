@@ -12,11 +12,13 @@ from typing import Any, Callable, Literal
 from omegaconf import DictConfig, OmegaConf
 from pydantic import Field, model_validator
 
-from visiontrain.config.choices import LR_FIND_MIN_POINTS, LR_FIND_MODES, TABULAR_MODELS, TASKS, TTA_MODES
+from visiontrain.config.choices import LR_FIND_MIN_POINTS, LR_FIND_MODES, TABULAR_MODELS, TASKS
+from visiontrain.config.commands import (DriftOptions, EvaluateOptions, ExportOptions, PredictOptions,
+                                         ServeOptions, StreamOptions)
 from visiontrain.config.image import ImageTrainConfig
 from visiontrain.config.reading import Section, parse
-from visiontrain.config.sections import Optimizer, Trainer
-from visiontrain.config.tabular import MlpModel, TableData, TabularModelKind, TabularRun
+from visiontrain.config.sections import Monitor, Optimizer, Trainer
+from visiontrain.config.tabular import EstimatorModel, MlpModel, TableData, TabularModelKind, TabularRun
 from visiontrain.errors import ConfigError
 from visiontrain.redaction import has_secret
 from visiontrain.tabular.schema import SchemaDeclaration
@@ -24,11 +26,6 @@ from visiontrain.tabular.schema import SchemaDeclaration
 
 class TaskChoice(Section):
     task: Literal[TASKS]  # type: ignore[valid-type]
-
-
-class EvaluateConfig(Section):
-    split: Literal["val", "test"]
-    tta: Literal[TTA_MODES]  # type: ignore[valid-type]
 
 
 class LrFind(Section):
@@ -46,6 +43,9 @@ class LrFind(Section):
             raise ConfigError("lr_find.max_lr", f"is {self.max_lr:g}, not above lr_find.min_lr={self.min_lr:g}: "
                               "nothing to probe", f"lr_find.max_lr={self.min_lr * 1e6:g}")
         return self
+
+
+SWEEP_DIRECTIONS = {"max": "maximize", "min": "minimize"}  # monitor.mode -> the sweeper's direction
 
 
 class Sweeper(Section):
@@ -68,8 +68,34 @@ def check_train_config(cfg: DictConfig) -> str:
 
 
 def check_evaluate_config(cfg: DictConfig) -> None:
-    """`visiontrain evaluate`: its own keys (the checkpoint is checked when it is read)."""
-    parse(EvaluateConfig, cfg)
+    """`visiontrain evaluate`: its own keys and its trainer (the checkpoint's settings are checked when read)."""
+    parse(EvaluateOptions, cfg)
+    parse(Trainer, cfg, "trainer")
+
+
+def check_export_config(cfg: DictConfig) -> None:
+    """`visiontrain export`: its own keys (the opset's range needs torch: see the library checks)."""
+    parse(ExportOptions, cfg)
+
+
+def check_predict_config(cfg: DictConfig) -> None:
+    """`visiontrain predict`: every option, then the model and input files."""
+    parse(PredictOptions, cfg)
+
+
+def check_serve_config(cfg: DictConfig) -> None:
+    """`visiontrain serve`: every option (a port out of range would end in asyncio's traceback)."""
+    parse(ServeOptions, cfg)
+
+
+def check_stream_config(cfg: DictConfig) -> None:
+    """`visiontrain stream`: every option, and each Kafka address, before anything connects."""
+    parse(StreamOptions, cfg)
+
+
+def check_drift_config(cfg: DictConfig) -> None:
+    """`visiontrain drift`: thresholds, exit code, and the reference and current data named."""
+    parse(DriftOptions, cfg)
 
 
 def check_lr_find_config(cfg: DictConfig) -> None:
@@ -94,23 +120,25 @@ def check_sweeper(cfg: DictConfig) -> None:
     parse(Sweeper, cfg, "hydra.sweeper")
     if "direction" not in sweeper:
         return
-    mode = OmegaConf.select(cfg, "monitor.mode")
-    wanted = {"max": "maximize", "min": "minimize"}.get(str(mode))
+    monitor = parse(Monitor, cfg, "monitor")  # a misspelt mode would leave the direction unchecked
+    mode, metric = monitor.mode, monitor.metric
+    wanted = SWEEP_DIRECTIONS[mode]
     direction = sweeper["direction"]
     if OmegaConf.is_list(direction):  # a multi-objective study: the monitored metric is not the only objective
         return
     if direction not in ("maximize", "minimize"):
         raise ConfigError("hydra.sweeper.direction", f"must be maximize or minimize, got {direction!r}",
-                          f"hydra.sweeper.direction={wanted or 'maximize'}")
-    if wanted and direction != wanted:
-        metric = OmegaConf.select(cfg, "monitor.metric")
+                          f"hydra.sweeper.direction={wanted}")
+    if direction != wanted:
         raise ConfigError("hydra.sweeper.direction", f"is {direction}, but monitor.mode={mode} ({metric}): the "
                           "search would look for the worst model", f"hydra.sweeper.direction={wanted}")
 
 
-# the checks `visiontrain <command>` runs before importing the command's module; others have none to run
+# the checks `visiontrain <command>` runs before importing the command's module: one for every command
 COMMAND_CHECKS: dict[str, Callable[[DictConfig], Any]] = {
-    "train": check_train_config, "lr_find": check_lr_find_config, "evaluate": check_evaluate_config}
+    "train": check_train_config, "lr_find": check_lr_find_config, "evaluate": check_evaluate_config,
+    "export": check_export_config, "predict": check_predict_config, "serve": check_serve_config,
+    "stream": check_stream_config, "drift": check_drift_config}
 
 
 def _check_image(cfg: DictConfig) -> None:
@@ -137,6 +165,7 @@ def _check_tabular(cfg: DictConfig) -> None:
         parse(Optimizer, cfg, "optimizer")
         parse(MlpModel, cfg, "model")
     else:
+        parse(EstimatorModel, cfg, "model")
         task_type = str(cfg.data.task_type)
         if not OmegaConf.select(cfg, f"model.estimator.{task_type}._target_"):
             raise ConfigError(f"model.estimator.{task_type}", f"this model has no estimator for {task_type}",

@@ -19,6 +19,7 @@ BUILTIN_DATASETS = ("digits",)
 ACROSS_CLASSES_POLICIES = ("reject", "warn", "allow")
 WITHIN_CLASS_POLICIES = ("warn", "reject", "allow")
 MIXUP_MODES = ("batch", "pair", "elem")  # one mix per batch | per pair of images | per image
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "area")  # model.input.interpolation: core.image_preprocess's
 BN_STATS = ("frozen", "train")
 
 TABLE_FORMATS = ("csv", "json", "jsonl", "parquet", "sql")
@@ -29,6 +30,12 @@ HTTP_ROWS_KEYS = ("data", "results", "items", "rows", "records")  # data.http.ro
 BUILTIN_TABLES = ("churn", "diabetes")
 TABLE_TASK_TYPES = ("classification", "regression")
 THRESHOLD_METRICS = ("f1", "acc", "precision", "recall", "balanced_acc")
+MISSING_VALUE_RULES = ("impute", "reject")  # data.cleaning.missing_numeric / missing_category
+UNKNOWN_CATEGORY_RULES = ("reject", "missing")  # data.cleaning.unknown_category
+OUTLIER_RULES = ("clip", "flag", "reject")  # data.cleaning.outliers
+LEAKAGE_RULES = ("drop", "keep")  # data.inference.leakage
+NUMERIC_IMPUTERS = ("median", "mean")  # features.impute_numeric
+CATEGORY_IMPUTERS = ("most_frequent", "constant")  # features.impute_category
 TABULAR_MODELS = ("mlp", "logistic_regression", "gradient_boosting", "hist_gradient_boosting")  # conf/model/*.yaml
 
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -36,3 +43,6 @@ WANDB_MODES = ("auto", "online", "offline", "disabled")
 TTA_MODES = ("none", "hflip")  # none: the image as is | hflip: the image and its horizontal mirror
 LR_FIND_MODES = ("exponential", "linear")
 LR_FIND_MIN_POINTS = 20  # Lightning's suggestion skips the first 10 and the last point of the curve
+
+PREDICTION_OUTPUTS = (".csv", ".json", ".jsonl")  # `visiontrain predict output=`: the format from the extension
+SERVE_LOG_LEVELS = ("info", "warning", "error", "critical", "debug", "trace")  # uvicorn's log levels

@@ -13,8 +13,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from visiontrain.config.choices import (ACROSS_CLASSES_POLICIES, BN_STATS, BUILTIN_DATASETS, IMAGE_BALANCE,
-                                        IMAGE_FORMATS, MIXUP_MODES, MONITORABLE, WITHIN_CLASS_POLICIES)
-from visiontrain.config.reading import Section, below_one, existing_file
+                                        IMAGE_FORMATS, INTERPOLATIONS, MIXUP_MODES, MONITORABLE,
+                                        WITHIN_CLASS_POLICIES)
+from visiontrain.config.reading import Section, auto_or_count, below_one, existing_file
 from visiontrain.core.image_decode import DEFAULT_MAX_IMAGE_PIXELS, pixel_limit_problem
 from visiontrain.config.sections import Optimizer, Run, Trainer
 from visiontrain.errors import ConfigError
@@ -41,6 +42,7 @@ class Schedule(Section):
 class ModelInput(Section):
     image_size: int | None = Field(None, ge=1, examples=["224"])
     crop_pct: float | None = Field(None, gt=0, le=1, examples=["0.875"])
+    interpolation: Literal[INTERPOLATIONS] | None = None  # type: ignore[valid-type]  # null: the weights'
     mean: Any = None
     std: Any = None
 
@@ -149,10 +151,7 @@ class ImageData(Section):
     @field_validator("num_workers")
     @classmethod
     def _auto_or_a_count(cls, workers: Any) -> Any:
-        if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
-            raise ConfigError("data.num_workers", f"must be 'auto' or an integer >= 0, got {workers!r}",
-                              "data.num_workers=auto")
-        return workers
+        return auto_or_count(workers, "data.num_workers")
 
     @field_validator("pin_memory")
     @classmethod

@@ -8,6 +8,7 @@ looked up; an unknown key fails as a :class:`ConfigError` naming the nearest rea
 from __future__ import annotations
 
 import difflib
+import shlex
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -111,6 +112,62 @@ def _suggestion(key: str, known: list[str]) -> str:
     else:
         hint = ""
     return f"{hint}to add a new key on purpose write +{key}=..."
+
+
+# characters Hydra's override grammar reads as syntax when a value is not quoted (``?page=1``'s ``=`` most often)
+GRAMMAR_CHARACTERS = "=&#;!^<>`'\"~"
+
+
+def check_override_syntax(overrides: list[str]) -> None:
+    """Every override as Hydra's grammar reads it; the first it cannot read fails naming it and the quoting fix.
+
+    Hydra's own message (``mismatched input '=' expecting <EOF>``) names neither the key nor the fix. A URL with a
+    query (``data.source=https://host/api?page=1``) is the usual cause: its value needs quotes inside the override,
+    and the whole override quotes for the shell, ``'data.source="https://host/api?page=1"'``.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    for override in overrides:
+        try:
+            parser.parse_overrides([override])
+        except OverrideParseException as error:
+            raise _unreadable(override, str(error).strip().splitlines()[0], parser) from None
+
+
+def _unreadable(override: str, reason: str, parser: Any) -> ConfigError:
+    """The error for an override Hydra cannot read: ``key=value`` missing, or a value to quote (and how)."""
+    key, equals, value = override.partition("=")
+    name = key.lstrip("+~") or override
+    if not equals:
+        return ConfigError(name, f"`{override}` is not an override: each is key=value", f"{name}=<value>")
+    quoted = quoted_override(key, value, parser)
+    special = sorted({c for c in value if c in GRAMMAR_CHARACTERS or not c.isascii()})
+    if quoted is None or not special:
+        example = shlex.quote(quoted or f'{key}="<text>"')
+        return ConfigError(name, f"`{override}` cannot be read as an override (Hydra: {reason})",
+                           f"check its brackets and quotes; a value meant as text can be quoted: {example}")
+    shown = " ".join(f"`{c}`" for c in special)
+    return ConfigError(name, f"`{override}` cannot be read as an override: a value holding {shown} must be quoted "
+                       "inside the override, and the override quoted for the shell", shlex.quote(quoted))
+
+
+def quoted_override(key: str, value: str, parser: Any = None) -> str | None:
+    """``key="value"`` (or ``key='value'``, or escaped) that Hydra reads back as exactly ``value``; None if none."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = parser or OverridesParser.create()
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    for candidate in (f'{key}="{value}"', f"{key}='{value}'", f'{key}="{escaped}"'):
+        try:
+            parsed = parser.parse_overrides([candidate])[0]
+        except OverrideParseException:
+            continue
+        if parsed.value() == value:
+            return candidate
+    return None
 
 
 def check_no_secrets(overrides: list[str]) -> None:

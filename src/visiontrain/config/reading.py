@@ -31,12 +31,14 @@ class Section(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore", frozen=True, populate_by_name=True)
 
 
-def value(cfg: DictConfig, key: str, default: Any = None) -> Any:
-    """``cfg``'s value at the dotted ``key`` (``default`` if absent); unset or unresolvable values name the key."""
+def value(cfg: DictConfig, key: str, default: Any = None, example: Any = None) -> Any:
+    """``cfg``'s value at the dotted ``key`` (``default`` if absent); unset or unresolvable values name the key
+    (an unset one with ``key=<example>`` as the fix, when there is one)."""
     try:
         found = OmegaConf.select(cfg, key, default=default, throw_on_missing=True)
     except MissingMandatoryValue:
-        raise ConfigError(key, "is required but not set", f"pass {key}=<value> on the command line") from None
+        shown = "<value>" if example is None else example
+        raise ConfigError(key, "is required but not set", f"pass {key}={shown} on the command line") from None
     except InterpolationResolutionError as error:  # ${oc.env:DB_URL} with DB_URL unset, most often
         raise ConfigError(key, f"cannot be resolved ({str(error).splitlines()[0]})", "export the environment "
                           "variable it names before the run, or set the key directly") from None
@@ -58,11 +60,22 @@ def plain(cfg: DictConfig, key: str, default: Any = None) -> Any:
                           "variable it names before the run, or set the key directly") from None
 
 
-def existing_file(path: str | None, key: str, what: str, fix: str) -> str | None:
-    """``path`` when it is unset or names a file; otherwise the error naming ``key`` (``what``: "file", ...)."""
-    if path is not None and not Path(path).expanduser().is_file():
+def existing_file(path: str | None, key: str, what: str, fix: str, folders: bool = False) -> str | None:
+    """``path`` when it is unset or names a file (or, with ``folders``, a folder); otherwise the error naming
+    ``key`` (``what``: "file", "checkpoint", ...)."""
+    if path is None:
+        return path
+    found = Path(path).expanduser()
+    if not (found.exists() if folders else found.is_file()):
         raise ConfigError(key, f"{what} {path} does not exist", fix)
     return path
+
+
+def auto_or_count(setting: Any, key: str) -> Any:
+    """``setting`` when it is ``auto`` or a whole number >= 0 (worker and thread counts)."""
+    if setting != "auto" and (isinstance(setting, bool) or not isinstance(setting, int) or setting < 0):
+        raise ConfigError(key, f"must be 'auto' or an integer >= 0, got {setting!r}", f"{key}=auto")
+    return setting
 
 
 def below_one(value: float, key: str, why: str, fix: str) -> float:
@@ -91,7 +104,7 @@ def read(model: type[BaseModel], cfg: DictConfig, prefix: str = "") -> dict[str,
     for name, field in model.model_fields.items():
         key_name = field.alias or name
         key = f"{prefix}.{key_name}" if prefix else key_name
-        found = value(cfg, key, _ABSENT)
+        found = value(cfg, key, _ABSENT, field.examples[0] if field.examples else None)
         if found is _ABSENT:
             continue
         section = _section_model(field.annotation)
@@ -118,6 +131,8 @@ def config_error(error: ValidationError, model: type[BaseModel], prefix: str = "
     kind = first["type"]
     if kind == "missing":
         return ConfigError(key, "is required but not set", f"pass {key}=<value> on the command line")
+    if kind == "string_too_short":
+        return ConfigError(key, "must not be empty", fix)
     if kind.startswith(("int_", "float_", "string_", "list_", "dict_", "model_")):
         wanted = described or _TYPE_WORDS.get(kind.split("_")[0], "a valid value")
         return ConfigError(key, f"must be {wanted}, got {found!r} ({type(found).__name__})", fix)

@@ -70,6 +70,12 @@ class Trainer(Section):
     gradient_clip_val: float | None = Field(None, ge=0, examples=["1.0"])  # null: no clipping
     channels_last: bool | None = None
     compile: Any = None
+    benchmark: bool | None = None  # null: Lightning's choice
+    deterministic: Any = None
+    enable_progress_bar: bool | None = None
+    check_val_every_n_epoch: int | None = Field(None, ge=1, examples=["1"])
+    log_every_n_steps: int | None = Field(None, ge=1, examples=["10"])
+    num_sanity_val_steps: int | None = Field(None, ge=-1, examples=["0"])
 
     @field_validator("accelerator")
     @classmethod
@@ -89,6 +95,14 @@ class Trainer(Section):
                               f"of device ids or a string like \"0,1\"; got {devices!r}",
                               "trainer.devices=1 (or auto)")
         return devices
+
+    @field_validator("deterministic")
+    @classmethod
+    def _deterministic(cls, setting: Any) -> Any:
+        if setting is not None and not isinstance(setting, bool) and setting != "warn":
+            raise ConfigError("trainer.deterministic", f"must be true, false or warn, got {setting!r}",
+                              "trainer.deterministic=true")
+        return setting
 
     @field_validator("compile")
     @classmethod

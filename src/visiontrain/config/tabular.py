@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from visiontrain.config.choices import (BUILTIN_TABLES, CLASSIFICATION_MONITORS, HTTP_PAGINATION,
+from visiontrain.config.choices import (BUILTIN_TABLES, CATEGORY_IMPUTERS, CLASSIFICATION_MONITORS, HTTP_PAGINATION,
+                                        LEAKAGE_RULES, MISSING_VALUE_RULES, NUMERIC_IMPUTERS, OUTLIER_RULES,
                                         REGRESSION_MONITORS, REMOTE_SCHEMES, TABLE_BALANCE, TABLE_FORMATS,
-                                        TABLE_TASK_TYPES, THRESHOLD_METRICS)
+                                        TABLE_TASK_TYPES, THRESHOLD_METRICS, UNKNOWN_CATEGORY_RULES)
 from visiontrain.config.reading import Section
 from visiontrain.config.sections import Run
 from visiontrain.core.kafka import KafkaAddress, client_settings, flat_settings
@@ -44,12 +45,48 @@ class Decision(Section):
     threshold_metric: Literal[THRESHOLD_METRICS]  # type: ignore[valid-type]
 
 
+# a key left out takes the default of the code that reads it (CleaningRules, InferenceOptions, FeatureOptions):
+# this placeholder is never validated, while a value given (null included) is
+ABSENT: Any = None
+
+
+class Cleaning(Section):
+    """``data.cleaning``: what to repair and what to reject (the rules themselves: tabular.cleansing)."""
+
+    strip_whitespace: bool = ABSENT
+    normalise_yes_no: bool = ABSENT
+    drop_duplicates: bool = ABSENT
+    missing_numeric: Literal[MISSING_VALUE_RULES] = ABSENT  # type: ignore[valid-type]
+    missing_category: Literal[MISSING_VALUE_RULES] = ABSENT  # type: ignore[valid-type]
+    unknown_category: Literal[UNKNOWN_CATEGORY_RULES] = ABSENT  # type: ignore[valid-type]
+    outliers: Literal[OUTLIER_RULES] = ABSENT  # type: ignore[valid-type]
+    warn_reject_share: float = Field(ABSENT, ge=0, le=1, examples=["0.05"])
+
+
+class Inference(Section):
+    """``data.inference``: the thresholds column inference decides by."""
+
+    max_categories: int = Field(ABSENT, ge=2, examples=["50"])
+    leakage: Literal[LEAKAGE_RULES] = ABSENT  # type: ignore[valid-type]
+    leakage_score: float = Field(ABSENT, gt=0.5, le=1, examples=["0.97"])
+    range_margin: float = Field(ABSENT, ge=0, examples=["0.5"])
+
+
+class Features(Section):
+    """``features``: how columns become model inputs (``pca_components`` is checked with the pipeline)."""
+
+    impute_numeric: Literal[NUMERIC_IMPUTERS] = ABSENT  # type: ignore[valid-type]
+    impute_category: Literal[CATEGORY_IMPUTERS] = ABSENT  # type: ignore[valid-type]
+    scale: bool = ABSENT
+
+
 class TabularRun(Run):
     """The run-level keys of a tabular run; the metrics to monitor follow ``data.task_type``."""
 
     data: TableTask
     cv: CrossValidation
     decision: Decision
+    features: Features | None = None
 
     @model_validator(mode="after")
     def _fits_the_table(self) -> TabularRun:
@@ -63,6 +100,19 @@ class TabularRun(Run):
 
 class TabularModelKind(Section):
     kind: Literal["mlp", "estimator"]
+
+
+class EstimatorModel(Section):
+    """A scikit-learn model's own keys; its class is checked with scikit-learn in the library checks."""
+
+    scale_features: bool | None = None  # absent: scaled (trees set false); null would silently mean false
+
+    @field_validator("scale_features")
+    @classmethod
+    def _true_or_false(cls, scale: bool | None) -> bool:
+        if scale is None:
+            raise ConfigError("model.scale_features", "must be true or false, got None", "model.scale_features=false")
+        return scale
 
 
 class MlpModel(Section):
@@ -132,6 +182,8 @@ class TableData(Section):
     kafka_max_message_bytes: int = Field(KAFKA_MAX_MESSAGE_BYTES, ge=1, examples=["16777216"])
     max_rows: int = Field(DEFAULT_MAX_ROWS, ge=1, examples=["5000000"])
     http: HttpSource | None = None
+    cleaning: Cleaning | None = None
+    inference: Inference | None = None
 
     @model_validator(mode="after")
     def _splits_and_source(self) -> TableData:

@@ -18,8 +18,8 @@ from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT
 from omegaconf import DictConfig, OmegaConf
 from torch.onnx import _constants
 
-from visiontrain.config.checks import (check_evaluate_config, check_lr_find_config, check_no_literal_secrets,
-                                       check_sweeper, check_train_config)
+from visiontrain.config.checks import (check_evaluate_config, check_export_config, check_lr_find_config,
+                                       check_no_literal_secrets, check_sweeper, check_train_config)
 from visiontrain.config.reading import value
 from visiontrain.config.targets import UntrustedTarget, check_targets
 from visiontrain.data.builtin import is_materialised
@@ -33,11 +33,22 @@ from visiontrain.tabular.inference import InferenceOptions
 from visiontrain.tabular.ingest import detect_format, source_from_environment
 from visiontrain.tasks.image import input_spec_from, train_steps_for
 
-__all__ = ["validate_train_config", "validate_evaluate_config", "validate_lr_find_config", "validate_sweeper",
-           "check_no_literal_secrets"]
+__all__ = ["validate_train_config", "validate_evaluate_config", "validate_export_config", "validate_lr_find_config",
+           "validate_sweeper", "check_no_literal_secrets"]
 
 validate_sweeper = check_sweeper  # needs no library: the CLI calls it before a multirun starts
-validate_evaluate_config = check_evaluate_config  # the checkpoint's own settings are checked when it is read
+
+
+def validate_evaluate_config(cfg: DictConfig) -> None:
+    """`visiontrain evaluate`: its keys, then its trainer (the checkpoint's settings are checked when read)."""
+    check_evaluate_config(cfg)
+    _check_trainer(cfg)
+
+
+def validate_export_config(cfg: DictConfig) -> None:
+    """`visiontrain export`: its keys, then ``opset`` against the installed torch exporter."""
+    check_export_config(cfg)
+    _check_opset(cfg, "opset")
 
 
 def validate_train_config(cfg: DictConfig) -> None:
@@ -125,8 +136,21 @@ def _check_optimizer_class(cfg: DictConfig) -> None:
 
 
 def _check_trainer(cfg: DictConfig) -> None:
-    """A GPU that CUDA sees, and a precision Lightning's Trainer accepts."""
-    if str(value(cfg, "trainer.accelerator")) in ("gpu", "cuda") and not torch.cuda.is_available():
+    """An accelerator and strategy Lightning knows, a GPU that CUDA sees, and a precision Lightning accepts."""
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    accelerators = ("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators()))
+    accelerator = value(cfg, "trainer.accelerator")
+    if isinstance(accelerator, str) and accelerator not in accelerators:  # Lightning: after the data scan
+        raise ConfigError("trainer.accelerator", f"must be one of {', '.join(accelerators)}, got {accelerator!r}",
+                          "trainer=cpu (or trainer=gpu)")
+    strategy = value(cfg, "trainer.strategy", "auto")
+    strategies = ("auto", *sorted(StrategyRegistry.available_strategies()))
+    if isinstance(strategy, str) and strategy not in strategies:  # (a mapping: a Strategy with _target_)
+        raise ConfigError("trainer.strategy", f"must be one of Lightning's strategies ({', '.join(strategies[:8])}, "
+                          f"...), got {strategy!r}", "trainer.strategy=ddp (or auto)")
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError("trainer.accelerator", "asks for a GPU but CUDA sees none on this machine",
                           "trainer=cpu (or run on a machine with an NVIDIA GPU and driver)")
     precision = value(cfg, "trainer.precision")
@@ -146,12 +170,13 @@ def lightning_precisions() -> tuple[Any, ...]:
     return tuple(flatten(_PRECISION_INPUT))
 
 
-def _check_opset(cfg: DictConfig) -> None:
-    """``export.opset`` within what torch's ONNX exporter writes (both exports use the TorchScript one)."""
+def _check_opset(cfg: DictConfig, key: str = "export.opset") -> None:
+    """``export.opset`` (`export`'s ``opset``) within what torch's ONNX exporter writes (both exports use the
+    TorchScript one)."""
     highest = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", _constants.ONNX_MAX_OPSET)
     lowest = max(13, _constants.ONNX_MIN_OPSET)  # int8 quantization and the exported ops need 13
-    opset = value(cfg, "export.opset")
+    opset = value(cfg, key)
     if isinstance(opset, bool) or not isinstance(opset, int) or not lowest <= opset <= highest:
         exporter = f"torch {torch.__version__.split('+')[0]}"
-        raise ConfigError("export.opset", f"must be an integer from {lowest} to {highest} (what {exporter} "
-                          f"exports), got {opset!r}", f"export.opset={min(17, highest)}")
+        raise ConfigError(key, f"must be an integer from {lowest} to {highest} (what {exporter} exports), got "
+                          f"{opset!r}", f"{key}={min(17, highest)}")

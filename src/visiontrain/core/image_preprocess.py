@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from visiontrain.core.image_decode import PixelLimit, Source, decode
+from visiontrain.core.model_metadata import check_interpolation
 
 INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC,
                   "area": cv2.INTER_AREA}  # the names training records, as albumentations maps them
@@ -75,11 +76,12 @@ class ImageSpec:
     @classmethod
     def from_metadata(cls, metadata: Mapping[str, Any]) -> ImageSpec:
         _, height, width = (int(v) for v in metadata["input_size"])
-        interpolation = str(metadata.get("interpolation", "bilinear"))
+        interpolation = metadata.get("interpolation")
+        check_interpolation(interpolation)  # never resized some other way than the file says
+        recorded = {"interpolation": interpolation} if interpolation is not None else {}  # older exports: bilinear
         return cls(height=height, width=width, mean=tuple(float(v) for v in metadata["mean"]),
                    std=tuple(float(v) for v in metadata["std"]),
-                   resize_to=int(metadata.get("resize_to", max(height, width))),
-                   interpolation=interpolation if interpolation in INTERPOLATIONS else "bilinear")
+                   resize_to=int(metadata.get("resize_to", max(height, width))), **recorded)
 
     def lookup_table(self) -> np.ndarray:
         """uint8 value -> normalised float per channel, [3, 256] (albumentations' Normalize is a LUT too)."""

@@ -73,6 +73,7 @@ class ModelMetadata:
         if self.task not in TASKS:
             raise MetadataError(f"unknown task {self.task!r}: a visiontrain model is one of {', '.join(TASKS)}; "
                                 "re-export it with `visiontrain export`")
+        check_interpolation(self.interpolation)
 
     @property
     def is_image(self) -> bool:
@@ -127,6 +128,20 @@ class ModelMetadata:
         return cls.from_properties(dict(source.get_modelmeta().custom_metadata_map),
                                    [node.name for node in source.get_inputs()],
                                    [node.name for node in source.get_outputs()])
+
+
+def check_interpolation(interpolation: Any) -> None:
+    """An interpolation the deploy side can resize with (None: not recorded, an older export's bilinear).
+
+    Read as something else, the inputs would be resized unlike training's and every score would shift a little.
+    """
+    if interpolation is None:
+        return
+    from visiontrain.core.image_preprocess import INTERPOLATIONS  # OpenCV's flags: only for an image model
+
+    if interpolation not in INTERPOLATIONS:
+        raise MetadataError(f"the metadata field 'interpolation' is {interpolation!r}, not one of "
+                            f"{', '.join(INTERPOLATIONS)}: re-export the model with `visiontrain export`")
 
 
 def _decoded(name: str, text: str) -> Any:

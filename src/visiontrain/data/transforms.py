@@ -18,6 +18,7 @@ from hydra.utils import instantiate
 
 from visiontrain.core.image_preprocess import (INTERPOLATIONS, normalisation_constants, resize_and_crop,
                                                resize_to_for)
+from visiontrain.errors import ConfigError
 
 if TYPE_CHECKING:
     import torch
@@ -64,12 +65,16 @@ def resolve_input_spec(backbone: str, image_size: int | None = None, mean: Seque
     chosen = {"img_size": int(image_size) if image_size else None, "mean": mean, "std": std, "crop_pct": crop_pct,
               "interpolation": interpolation}
     config = resolve_data_config(args={k: v for k, v in chosen.items() if v is not None}, pretrained_cfg=defaults)
+    if config["interpolation"] not in INTERPOLATIONS:  # training and the ONNX file must use what was asked for
+        raise ConfigError("model.input.interpolation", f"must be one of {', '.join(INTERPOLATIONS)}; got "
+                          f"{config['interpolation']!r} (from {'the config' if interpolation else backbone})",
+                          "model.input.interpolation=bilinear")
     return InputSpec(
         image_size=int(config["input_size"][-1]),
         mean=tuple(float(v) for v in config["mean"]),
         std=tuple(float(v) for v in config["std"]),
         crop_pct=float(config["crop_pct"]),
-        interpolation=config["interpolation"] if config["interpolation"] in INTERPOLATIONS else "bilinear",
+        interpolation=config["interpolation"],
     )
 
 

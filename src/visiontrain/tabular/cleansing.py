@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from visiontrain.config.choices import MISSING_VALUE_RULES, OUTLIER_RULES, UNKNOWN_CATEGORY_RULES
 from visiontrain.core.table_values import YES_NO, YES_NO_WORDS, finite_or_nan, number_or_nan, value_text
 from visiontrain.errors import ConfigError, DataError
 from visiontrain.tabular.schema import ColumnSpec, TableSchema, check_option_names, plain_mapping
@@ -31,8 +32,8 @@ REPAIRING_RULES = ("whitespace_stripped", "yes_no_normalised", "numeric_coerced"
                    "outliers_clipped", "outliers_flagged", "missing_imputed")
 RULES = REJECTING_RULES + REPAIRING_RULES
 MAX_STRAY_TARGET_FRACTION = 0.01  # more rows than this (and > 10) with a third label: not mess, a mistake
-_CHOICES = {"missing_numeric": ("impute", "reject"), "missing_category": ("impute", "reject"),
-            "unknown_category": ("reject", "missing"), "outliers": ("clip", "flag", "reject")}
+_CHOICES = {"missing_numeric": MISSING_VALUE_RULES, "missing_category": MISSING_VALUE_RULES,
+            "unknown_category": UNKNOWN_CATEGORY_RULES, "outliers": OUTLIER_RULES}
 _SHARES = ("warn_reject_share",)
 _REJECT_FIXES = {  # what to change when one rule rejects a large share of the rows
     "duplicates": "if repeated rows are real observations, data.cleaning.drop_duplicates=false",
@@ -355,6 +356,8 @@ def _outliers(numbers: pd.Series, spec: ColumnSpec, rules: CleaningRules, ledger
     if rules.outliers == "flag":
         ledger.repaired("outliers_flagged", outside)
         return numbers
+    if rules.outliers != "reject":  # CleaningRules.from_config refuses anything else: never a silent choice here
+        raise ValueError(f"data.cleaning.outliers must be one of {', '.join(OUTLIER_RULES)}; got {rules.outliers!r}")
     if not outside.any():
         return numbers
     value = numbers[outside].map("{:g}".format)

@@ -18,6 +18,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from visiontrain.config.choices import CATEGORY_IMPUTERS, NUMERIC_IMPUTERS
 from visiontrain.errors import ConfigError
 from visiontrain.tabular.schema import TableSchema
 
@@ -37,12 +38,12 @@ class FeatureOptions:
     def from_config(cls, cfg: Mapping[str, Any] | None) -> "FeatureOptions":
         cfg = dict(cfg or {})
         options = cls(**{key: cfg[key] for key in cls.__dataclass_fields__ if key in cfg})
-        if options.impute_numeric not in ("median", "mean"):
-            raise ConfigError("features.impute_numeric", f"must be median or mean, got {options.impute_numeric!r}",
-                              "features.impute_numeric=median")
-        if options.impute_category not in ("most_frequent", "constant"):
-            raise ConfigError("features.impute_category", "must be most_frequent or constant, got "
-                              f"{options.impute_category!r}", "features.impute_category=most_frequent")
+        for key, allowed in (("impute_numeric", NUMERIC_IMPUTERS), ("impute_category", CATEGORY_IMPUTERS)):
+            if getattr(options, key) not in allowed:
+                raise ConfigError(f"features.{key}", f"must be {' or '.join(allowed)}, got "
+                                  f"{getattr(options, key)!r}", f"features.{key}={allowed[0]}")
+        if not isinstance(options.scale, bool):  # "no" would be true, and scale
+            raise ConfigError("features.scale", f"must be true or false, got {options.scale!r}", "features.scale=true")
         pca = options.pca_components
         if pca is not None and (isinstance(pca, bool) or not isinstance(pca, (int, float)) or pca <= 0
                                 or (isinstance(pca, float) and pca >= 1)):

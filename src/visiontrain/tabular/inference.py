@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from visiontrain.config.choices import LEAKAGE_RULES
 from visiontrain.core.table_values import number_or_nan
 from visiontrain.core.yes_no import YES_NO_WORDS
 from visiontrain.errors import ConfigError
@@ -54,9 +55,9 @@ class InferenceOptions:
                 or options.max_categories < 2:
             raise ConfigError("data.inference.max_categories", f"must be a count >= 2, got "
                               f"{options.max_categories!r}", "data.inference.max_categories=50")
-        if options.leakage not in ("drop", "keep"):
-            raise ConfigError("data.inference.leakage", f"must be drop or keep, got {options.leakage!r}",
-                              "data.inference.leakage=drop")
+        if options.leakage not in LEAKAGE_RULES:
+            raise ConfigError("data.inference.leakage", f"must be {' or '.join(LEAKAGE_RULES)}, got "
+                              f"{options.leakage!r}", f"data.inference.leakage={LEAKAGE_RULES[0]}")
         for key, allowed, valid in (("leakage_score", "in (0.5, 1]", lambda x: 0.5 < x <= 1),
                                     ("range_margin", ">= 0", lambda x: x >= 0)):
             number = getattr(options, key)

@@ -337,6 +337,8 @@ class ImageTask:
         try:
             datamodule, _ = cls._checkpoint_data(module, cfg, "val")
         except Exception as error:  # noqa: BLE001 - parity then falls back to random inputs, and says so
+            if cfg.get("data_root"):  # images the user named: a mistake to report, never replaced by noise
+                raise
             log.warning("no validation images for the parity check (%s); using random inputs", error)
         quantize = cfg.get("quantize")
         result = export_image_checkpoint(ckpt, output, datamodule, int(cfg.parity_images), float(cfg.atol),

@@ -355,9 +355,13 @@ class TabularTask:
         if str(cfg.get("tta", "none")) != "none":
             raise ConfigError("tta", "test-time augmentation is for image models", "tta=none")
         task, data, built = cls._from_checkpoint(cfg, ckpt, checkpoint, run_dir)
+        split = str(cfg.split)
+        if split not in built.datamodule.splits:  # never the val rows' metrics under the name asked for
+            raise ConfigError("split", f"the checkpoint's run held out no {split} rows (data.test_fraction=0)",
+                              "split=val (or data_root=<a table> to score new rows)")
         trainer: pl.Trainer = build_trainer(cfg.trainer, logger=False, enable_checkpointing=False)
         report = task.evaluate(trainer, data, built, None, run_dir)
-        result = report.get(str(cfg.split)) or report["val"]
+        result = report[split]
         write_json({"checkpoint": str(ckpt), **result, "data": data.summary["report"]}, run_dir / "evaluation.json")
         print("\n".join([f"evaluated {ckpt} on {result['rows']} {result['split']} rows:",
                          *[f"  {k} = {v:.4f}" for k, v in result["metrics"].items()],

@@ -13,14 +13,22 @@ from visiontrain.errors import ConfigError
 
 
 def _positive(cfg: Any, key: str, default: float, kind: type = int, allow_zero: bool = False) -> Any:
+    """A number above 0 (or >= 0); a whole one for ``kind=int``: null or 2.5 is a mistake, not 256 or 2."""
     value = cfg.get(key, default)
-    if value is None:
-        value = default
-    low_ok = value >= 0 if allow_zero else value > 0
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low_ok:
-        raise ConfigError(key, f"must be a number {'>= 0' if allow_zero else 'above 0'}, got {value!r}",
+    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if not number or not (value >= 0 if allow_zero else value > 0) or (kind is int and value != int(value)):
+        whole = "a whole number" if kind is int else "a number"
+        raise ConfigError(key, f"must be {whole} {'>= 0' if allow_zero else 'above 0'}, got {value!r}",
                           f"{key}={default}")
     return kind(value)
+
+
+def _text(cfg: Any, key: str) -> str:
+    """A text option that must not be empty (the CLI checks it first; this never falls back to a default)."""
+    value = cfg.get(key)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, f"must be non-empty text, got {value!r}", f"{key}=<text>")
+    return value
 
 
 def _optional_address(cfg: Any, key: str) -> KafkaAddress | None:
@@ -87,16 +95,16 @@ class StreamSettings:
         rejects = Path(str(cfg.rejects)) if cfg.get("rejects") else Path(str(cfg.paths.run_dir)) / "rejects.jsonl"
         return cls(source=source, group=group, output=output, dead_letter=_optional_address(cfg, "dead_letter"),
                    alerts=_optional_address(cfg, "alerts"), sink=str(sink) if sink else None,
-                   sink_table=str(cfg.get("sink_table") or "stream_results"), rejects=rejects.expanduser(),
+                   sink_table=_text(cfg, "sink_table"), rejects=rejects.expanduser(),
                    max_batch_size=_positive(cfg, "max_batch_size", 256),
                    max_wait_ms=_positive(cfg, "max_wait_ms", 20.0, float),
-                   image_field=str(cfg.get("image_field") or "image"), top_k=_positive(cfg, "top_k", 5),
+                   image_field=_text(cfg, "image_field"), top_k=_positive(cfg, "top_k", 5),
                    pixel_limit=pixel_limit(cfg),
                    drift_window=_positive(cfg, "drift_window", 0, allow_zero=True), metrics_port=port,
                    drift_thresholds=(_positive(cfg, "psi_threshold", 0.25, float),
                                      _positive(cfg, "ks_pvalue", 0.01, float),
                                      _positive(cfg, "ks_statistic", 0.1, float)),
-                   metrics_host=str(cfg.get("metrics_host") or "127.0.0.1"),
+                   metrics_host=_text(cfg, "metrics_host"),
                    lag_interval_s=_positive(cfg, "lag_interval_s", 5.0, float),
                    flush_timeout_s=_positive(cfg, "flush_timeout_s", 30.0, float),
                    idle_exit_s=None if idle is None else _positive(cfg, "idle_exit_s", 10.0, float),
