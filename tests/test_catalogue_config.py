@@ -177,3 +177,271 @@ def test_the_cli_stops_before_training_with_one_clear_message(overrides, key, tm
     assert "Traceback" not in result.stderr + result.stdout
     assert "Launching" not in result.stdout  # no trial of a sweep started
     assert not (tmp_path / "outputs").exists() and not list(Path(tmp_path).rglob("*.ckpt"))
+
+
+# --- every choice: a misspelt value is an error naming the key and the values, never a default --------------
+
+def compose_command(command: str, *overrides: str):
+    """``command``'s config composed as the CLI composes it (predict, serve, stream: from the ConfigStore)."""
+    from hydra import compose, initialize, initialize_config_dir
+
+    from visiontrain.cli import COMMANDS, STORED_CONFIGS, _store_config
+
+    name = COMMANDS[command][0]
+    if name in STORED_CONFIGS:
+        with initialize(version_base="1.3", config_path=None):
+            return compose(_store_config(name), overrides=list(overrides))
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+        return compose(name, overrides=list(overrides))
+
+
+def _choice_cases():
+    """(command, overrides that set the stage, key, the values it accepts): every fixed-choice key there is."""
+    from visiontrain.config import choices as c
+
+    table = ["experiment=churn"]
+    source = [*table, "data.source=/tables/churn.csv"]
+    serve_model = ["model=m.onnx"]
+    return [
+        ("train", [], "task", c.TASKS),
+        ("train", [], "model.input.interpolation", c.INTERPOLATIONS),
+        ("train", [], "schedule.bn_stats", c.BN_STATS),
+        ("train", ["augment/mixup=timm"], "augment.mixup.mode", c.MIXUP_MODES),
+        ("train", [], "data.balance", c.IMAGE_BALANCE),
+        ("train", [], "data.format", c.IMAGE_FORMATS),
+        ("train", [], "data.duplicates.across_classes", c.ACROSS_CLASSES_POLICIES),
+        ("train", [], "data.duplicates.within_class", c.WITHIN_CLASS_POLICIES),
+        ("train", [], "data.builtin", c.BUILTIN_DATASETS),
+        ("train", [], "monitor.mode", ("max", "min")),
+        ("train", [], "export.quantize", ("int8",)),
+        ("train", [], "trainer.compile", c.COMPILE_MODES),
+        ("train", ["logger=wandb"], "logger.wandb.mode", c.WANDB_MODES),
+        ("train", table, "data.task_type", c.TABLE_TASK_TYPES),
+        ("train", table, "data.balance", c.TABLE_BALANCE),
+        ("train", source, "data.format", ("auto", *c.TABLE_FORMATS)),
+        ("train", table, "data.http.pagination", c.HTTP_PAGINATION),
+        ("train", table, "decision.threshold_metric", c.THRESHOLD_METRICS),
+        ("train", table, "model.kind", ("mlp", "estimator")),
+        ("train", table, "data.cleaning.missing_numeric", c.MISSING_VALUE_RULES),
+        ("train", table, "data.cleaning.missing_category", c.MISSING_VALUE_RULES),
+        ("train", table, "data.cleaning.unknown_category", c.UNKNOWN_CATEGORY_RULES),
+        ("train", table, "data.cleaning.outliers", c.OUTLIER_RULES),
+        ("train", table, "data.inference.leakage", c.LEAKAGE_RULES),
+        ("train", table, "features.impute_numeric", c.NUMERIC_IMPUTERS),
+        ("train", table, "features.impute_category", c.CATEGORY_IMPUTERS),
+        ("lr_find", [], "lr_find.mode", c.LR_FIND_MODES),
+        ("evaluate", ["ckpt=x.ckpt"], "split", ("val", "test")),
+        ("evaluate", ["ckpt=x.ckpt"], "tta", c.TTA_MODES),
+        ("export", ["ckpt=x.ckpt"], "quantize", ("int8",)),
+        ("predict", [*serve_model, "input=x"], "split", ("train", "val", "test")),
+        ("serve", serve_model, "log_level", c.SERVE_LOG_LEVELS),
+    ]
+
+
+@pytest.mark.parametrize(("command", "stage", "key", "allowed"), _choice_cases(),
+                         ids=lambda v: v if isinstance(v, str) else None)
+def test_every_choice_refuses_a_misspelt_value_and_its_fix_passes(command, stage, key, allowed):
+    """The library-free check the CLI runs before any import: the key, every accepted value, a fix that works."""
+    from visiontrain.config.checks import COMMAND_CHECKS
+
+    check = COMMAND_CHECKS[command]
+    with pytest.raises(ConfigError) as raised:
+        check(compose_command(command, *stage, f"{key}=bogus"))
+
+    assert raised.value.key == key
+    assert ", ".join(map(str, allowed)) in raised.value.problem and "'bogus'" in raised.value.problem
+    fix = raised.value.fix
+    assert fix.startswith(f"{key}=") and fix.split("=", 1)[1].split()[0] in {str(v).lower() for v in allowed}
+    try:
+        check(compose_command(command, *stage, fix.split()[0]))
+    except ConfigError as other:  # the run may stop later for another reason (a file), never for this key
+        assert other.key != key, other
+
+
+# --- every command's options, through the real command line: exit 2, one line, the fix, nothing written ------
+
+# (command, arguments, the whole error line, the fix line): a file named model.onnx and a folder named images
+# exist in the working folder, so each run stops at the option itself
+COMMAND_MISTAKES = [
+    ("train", ["model.input.interpolation=cubicx"],
+     "config key `model.input.interpolation`: must be one of bilinear, bicubic, nearest, area; got 'cubicx'",
+     "model.input.interpolation=bilinear"),
+    ("predict", ["model=model.onnx", "input=images", "top_k=0"], "config key `top_k`: must be >= 1, got 0",
+     "top_k=5"),
+    ("predict", ["model=model.onnx", "input=images", "top_k=abc"],
+     "config key `top_k`: must be an integer, got 'abc' (str)", "top_k=5"),
+    ("predict", ["model=model.onnx", "input=images", "id_columns=customerID"],
+     "config key `id_columns`: must be a list of column names, got 'customerID' (str)", "id_columns=[customerID]"),
+    ("predict", ["model=model.onnx", "input=nowhere"], "config key `input`: input nowhere does not exist",
+     "input=<an image, image folder, image manifest or table file>"),
+    ("serve", ["model=model.onnx", "port=99999"], "config key `port`: must be <= 65535, got 99999", "port=8000"),
+    ("serve", ["model=model.onnx", "port=-1"], "config key `port`: must be >= 1, got -1", "port=8000"),
+    ("serve", ["model=model.onnx", "log_level=loud"],
+     "config key `log_level`: must be one of info, warning, error, critical, debug, trace; got 'loud'",
+     "log_level=info"),
+    ("serve", ["model=model.onnx", "docs=yes"], "config key `docs`: must be true or false, got 'yes'", "docs=true"),
+    ("stream", ["model=model.onnx", "source=kafka://localhost:9092/in", "group=g",
+                "output=kafka://localhost:9092/out", "top_k=2.5"],
+     "config key `top_k`: must be an integer, got 2.5 (float)", "top_k=5"),
+    ("stream", ["model=model.onnx", "source=kafka://localhost:9092/in", "group=g",
+                "output=kafka://localhost:9092/out", "metrics_port=70000"],
+     "config key `metrics_port`: must be <= 65535, got 70000", "metrics_port=9108"),
+    ("stream", ["model=model.onnx", "source=kafka://localhost:9092/in", "group=g",
+                "output=kafka://localhost:9092/out", "sink_table="], "config key `sink_table`: must not be empty",
+     "sink_table=stream_results"),
+    ("drift", ["reference=images", "current=images", "ks_pvalue=2"], "config key `ks_pvalue`: must be < 1, got 2",
+     "ks_pvalue=0.01"),
+    ("drift", ["reference=images", "current=images", "exit_code_on_drift=-1"],
+     "config key `exit_code_on_drift`: must be >= 0, got -1", "exit_code_on_drift=1"),
+    ("evaluate", ["ckpt=x.ckpt", "batch_size=0"], "config key `batch_size`: must be >= 1, got 0", "batch_size=64"),
+    ("evaluate", ["ckpt=x.ckpt"], "config key `ckpt`: checkpoint x.ckpt does not exist",
+     "ckpt=outputs/<experiment>/runs/<time>/checkpoints/last.ckpt"),
+    ("export", ["ckpt=x.ckpt", "quantize=int4"], "config key `quantize`: must be one of int8; got 'int4'",
+     "quantize=int8"),
+    ("export", ["ckpt=x.ckpt", "parity_images=-1"], "config key `parity_images`: must be >= 0, got -1",
+     "parity_images=32"),
+    # an unquoted URL: Hydra's grammar reads its `=` as syntax
+    ("train", ["experiment=churn", "data.source=https://api.example.com/rows?page=1&size=50"],
+     "config key `data.source`: `data.source=https://api.example.com/rows?page=1&size=50` cannot be read as an "
+     "override: a value holding `&` `=` must be quoted inside the override, and the override quoted for the shell",
+     """'data.source="https://api.example.com/rows?page=1&size=50"'"""),
+    ("train", ["experiment=churn", "data.source=postgresql://etl@db/churn?sslmode=require", "data.table=customers"],
+     "config key `data.source`: `data.source=postgresql://etl@db/churn?sslmode=require` cannot be read as an "
+     "override: a value holding `=` must be quoted inside the override, and the override quoted for the shell",
+     """'data.source="postgresql://etl@db/churn?sslmode=require"'"""),
+    ("predict", ["model=model.onnx", "input=https://files.example.com/t.csv?page=2"],
+     "config key `input`: `input=https://files.example.com/t.csv?page=2` cannot be read as an override: a value "
+     "holding `=` must be quoted inside the override, and the override quoted for the shell",
+     """'input="https://files.example.com/t.csv?page=2"'"""),
+    ("serve", ["model=model.onnx", "host"], "config key `host`: `host` is not an override: each is key=value",
+     "host=<value>"),
+]
+
+
+@pytest.fixture()
+def command_folder(tmp_path) -> Path:
+    (tmp_path / "model.onnx").write_bytes(b"not read: the option is refused first")
+    (tmp_path / "images").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize(("command", "arguments", "line", "fix"), COMMAND_MISTAKES,
+                         ids=lambda v: " ".join(v) if isinstance(v, list) else v if len(v) < 12 else None)
+def test_each_command_refuses_a_bad_option_in_one_line_before_it_starts(command, arguments, line, fix,
+                                                                         command_folder):
+    result = run_cli(command, *arguments, cwd=command_folder, timeout=120,
+                     env={"VISIONTRAIN_CACHE_DIR": str(command_folder / "cache")})
+
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.splitlines() == [f"visiontrain: config error: {line}", f"  fix: {fix}"], result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (command_folder / "outputs").exists() and not (command_folder / "cache").exists()
+
+
+@pytest.mark.parametrize(("command", "arguments", "printed"), [
+    ("train", ["experiment=churn"], "  source: https://api.example.com/rows?page=1&size=50\n"),
+    ("train", ["experiment=churn", "data.table=customers"], "  source: postgresql://etl@db/churn?sslmode=require\n"),
+    ("predict", ["model=model.onnx"], "input: https://files.example.com/t.csv?page=2\n"),
+], ids=["train-http", "train-sql", "predict"])
+def test_the_quoting_the_error_suggests_is_accepted_as_typed(command, arguments, printed, command_folder):
+    """The fix line of the grammar error, split as a shell splits it, composes to the URL itself."""
+    import shlex
+
+    key, url = (part.strip() for part in printed.split(": ", 1))
+    key = f"data.{key}" if command == "train" else key  # printed inside its section
+    fix = next(f for c, _, line, f in COMMAND_MISTAKES if c == command and url in line)
+    (override,) = shlex.split(fix)
+
+    result = run_cli(command, *arguments, override, "--cfg", "job", cwd=command_folder, timeout=120)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert printed in result.stdout
+    assert override == f'{key}="{url}"'
+
+
+# --- what a refused value used to fall back to: never any more ----------------------------------------------
+
+def test_an_unknown_interpolation_is_an_error_wherever_it_is_read():
+    """The input spec (training, the ONNX file it writes) and an ONNX file's metadata (predict, serve, stream)."""
+    from visiontrain.core.image_preprocess import ImageSpec
+    from visiontrain.core.model_metadata import MetadataError, ModelMetadata
+    from visiontrain.data.transforms import resolve_input_spec
+
+    with pytest.raises(ConfigError) as raised:
+        resolve_input_spec("resnet18", image_size=32, interpolation="cubicx")
+    assert raised.value.key == "model.input.interpolation" and "got 'cubicx'" in raised.value.problem
+    assert resolve_input_spec("resnet18", image_size=32, interpolation="nearest").interpolation == "nearest"
+
+    recorded = {"input_size": [3, 32, 32], "mean": [0.5] * 3, "std": [0.5] * 3, "resize_to": 36}
+    with pytest.raises(MetadataError, match="'interpolation' is 'cubicx'"):
+        ImageSpec.from_metadata({**recorded, "interpolation": "cubicx"})
+    with pytest.raises(MetadataError, match="re-export the model"):
+        ModelMetadata(task="image_classification", interpolation="cubicx")
+    assert ImageSpec.from_metadata({**recorded, "interpolation": "area"}).interpolation == "area"
+    assert ImageSpec.from_metadata(recorded).interpolation == "bilinear"  # exports from before it was recorded
+
+
+def test_stream_settings_never_fall_back_on_an_empty_or_truncated_value():
+    from visiontrain.deploy.streaming.settings import StreamSettings
+
+    stage = ["model=m.onnx", "source=kafka://localhost:9092/in", "group=g", "output=kafka://localhost:9092/out",
+             "rejects=rejects.jsonl"]
+    for override, key in (("sink_table=''", "sink_table"), ("image_field=null", "image_field"),
+                          ("top_k=2.5", "top_k"), ("max_batch_size=null", "max_batch_size")):
+        with pytest.raises(ConfigError) as raised:
+            StreamSettings.from_config(compose_command("stream", *stage, override))
+        assert raised.value.key == key, override
+
+
+@pytest.fixture(scope="module")
+def nearest_image_run(tmp_path_factory) -> Path:
+    """A tiny image classifier trained with model.input.interpolation=nearest (not the backbone's bicubic)."""
+    from conftest import TINY_BACKBONE, copy_hymenoptera
+
+    base = tmp_path_factory.mktemp("nearest")
+    data = copy_hymenoptera(base / "hymenoptera", per_class=4)
+    result = run_cli("train", "experiment=hymenoptera", f"data.root={data}", f"model.backbone={TINY_BACKBONE}",
+                     "model.weights=null", "model.input.image_size=32", "model.input.interpolation=nearest",
+                     "data.batch_size=4", "data.num_workers=0", "trainer.max_epochs=1", "schedule.freeze_epochs=0",
+                     "trainer.enable_progress_bar=false", f"hydra.run.dir={base / 'run'}", cwd=base)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return base / "run"
+
+
+def test_the_interpolation_asked_for_is_the_one_trained_and_recorded(nearest_image_run):
+    import json
+
+    from visiontrain.core.model_metadata import ModelMetadata
+
+    summary = json.loads((nearest_image_run / "summary.json").read_text())
+    assert ModelMetadata.read(nearest_image_run / "model.onnx").interpolation == "nearest"
+    assert "interpolation: nearest" in (nearest_image_run / ".hydra" / "config.yaml").read_text()
+    assert summary["export"]["parity"]["passed"]
+
+
+def test_export_data_root_that_holds_no_images_fails_instead_of_random_parity_inputs(nearest_image_run, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = run_cli("export", f"ckpt={nearest_image_run / 'checkpoints' / 'last.ckpt'}",
+                     f"data_root={tmp_path / 'empty'}", f"output={tmp_path / 'model.onnx'}",
+                     f"hydra.run.dir={tmp_path / 'export'}", cwd=tmp_path, timeout=300)
+
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "visiontrain: data error:" in result.stderr and "Traceback" not in result.stderr
+    assert "random inputs" not in result.stdout + result.stderr and not (tmp_path / "model.onnx").exists()
+
+
+def test_evaluate_split_test_of_a_run_without_test_rows_is_refused_not_scored_on_val(tmp_path):
+    train = run_cli("train", "experiment=churn", "model=logistic_regression", "data.test_fraction=0",
+                    "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+                    timeout=300, env={"VISIONTRAIN_CACHE_DIR": str(tmp_path / "cache")})
+    assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]
+    (ckpt,) = (tmp_path / "run" / "checkpoints").glob("last.ckpt")
+
+    result = run_cli("evaluate", f"ckpt={ckpt}", "split=test", f"hydra.run.dir={tmp_path / 'evaluate'}",
+                     cwd=tmp_path, timeout=300, env={"VISIONTRAIN_CACHE_DIR": str(tmp_path / "cache")})
+
+    assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stderr.splitlines() == [
+        "visiontrain: config error: config key `split`: the checkpoint's run held out no test rows "
+        "(data.test_fraction=0)", "  fix: split=val (or data_root=<a table> to score new rows)"]
+    assert not (tmp_path / "evaluate" / "evaluation.json").exists()

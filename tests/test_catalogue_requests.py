@@ -325,8 +325,8 @@ def test_token_mistakes_are_config_errors(setting, message, churn_model, tmp_pat
 
 
 @pytest.mark.parametrize("override,message", [
-    ("max_rows=0", "config key `max_rows`: must be a number above 0, got 0\n  fix: max_rows=1000"),
-    ("read_timeout_s=-1", "config key `read_timeout_s`: must be a number above 0, got -1"),
+    ("max_rows=0", "config key `max_rows`: must be >= 1, got 0\n  fix: max_rows=1000"),
+    ("read_timeout_s=-1", "config key `read_timeout_s`: must be > 0, got -1"),
     ("max_image_pixels=1000000000", "config key `max_image_pixels`: is 1,000,000,000, above the 178,956,970 pixels "
                                     "Pillow opens at all"),
 ])

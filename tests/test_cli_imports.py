@@ -29,6 +29,15 @@ def imported_modules(*args: str, cwd) -> tuple[subprocess.CompletedProcess, set[
     (["train", "optimizer.lr=abc"], 2, "config key `optimizer.lr`: must be a number, got 'abc'"),
     (["train", "experiment=churn", "data.val_fraction=0.7"], 2, "config key `data.val_fraction`: must be <= 0.5"),
     (["train", "optimizer.lrr=0.1"], 2, "did you mean optimizer.lr?"),
+    (["train", "model.input.interpolation=cubicx"], 2, "config key `model.input.interpolation`: must be one of"),
+    (["train", "experiment=churn", "data.cleaning.outliers=cap"], 2, "config key `data.cleaning.outliers`"),
+    (["train", "experiment=churn", "data.source=https://h/api?page=1"], 2, "'data.source=\"https://h/api?page=1\"'"),
+    (["predict", "model=m.onnx", "input=.", "top_k=0"], 2, "config key `top_k`: must be >= 1, got 0"),
+    (["serve", "model=m.onnx", "port=99999"], 2, "config key `port`: must be <= 65535, got 99999"),
+    (["stream", "model=m.onnx", "source=kafka://h:9092/t", "group=g", "max_wait_ms=0"], 2, "config key `max_wait_ms`"),
+    (["drift", "reference=.", "current=.", "psi_threshold=0"], 2, "config key `psi_threshold`: must be > 0"),
+    (["evaluate", "ckpt=x.ckpt", "split=train"], 2, "config key `split`: must be one of val, test"),
+    (["export", "ckpt=x.ckpt", "atol=0"], 2, "config key `atol`: must be > 0"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_help_and_config_errors_import_no_training_library(args, returncode, message, tmp_path):
     result, modules = imported_modules(*args, cwd=tmp_path)
