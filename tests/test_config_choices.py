@@ -16,3 +16,23 @@ def test_lightning_precisions_are_read_from_lightning():
     precisions = lightning_precisions()
     assert "32-true" in precisions and "bf16-mixed" in precisions and 16 in precisions
     assert "15-mixed" not in precisions
+
+
+def test_the_interpolations_the_checks_accept_are_those_the_resize_knows():
+    from visiontrain.core.image_preprocess import INTERPOLATIONS
+
+    assert set(choices.INTERPOLATIONS) == set(INTERPOLATIONS)
+
+
+def test_serve_log_levels_are_uvicorns():
+    from uvicorn.config import LOG_LEVELS
+
+    assert set(choices.SERVE_LOG_LEVELS) == set(LOG_LEVELS)
+
+
+def test_every_command_has_its_early_checks():
+    """The CLI runs them before it imports a command: no command left with only the late ones."""
+    from visiontrain.cli import COMMANDS
+    from visiontrain.config.checks import COMMAND_CHECKS
+
+    assert set(COMMAND_CHECKS) == set(COMMANDS)

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from visiontrain.config.choices import PREDICTION_OUTPUTS
 from visiontrain.core.files import list_images
 from visiontrain.core.image_decode import ImageRejected, PixelLimit
 from visiontrain.core.image_preprocess import ImageSpec, model_input
@@ -30,7 +31,7 @@ from visiontrain.deploy.table_input import ColumnsError, TableSpec, id_columns, 
 from visiontrain.errors import ConfigError, DataError
 from visiontrain.machine import available_cores
 
-OUTPUT_SUFFIXES = (".csv", ".json", ".jsonl")
+OUTPUT_SUFFIXES = PREDICTION_OUTPUTS  # the one tuple the CLI checks `output=` against before anything loads
 
 
 def predict(cfg: Any) -> dict[str, Any]:
