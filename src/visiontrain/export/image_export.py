@@ -29,6 +29,8 @@ def export_image_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: 
     float file on the validation images. With ``model.ema`` on, the EMA weights are exported (and checked).
     ``module``: the checkpoint's model when the caller has already loaded it (the file is then not read again).
     """
+    if quantize not in (None, "int8"):  # the config checks refuse it first; never a silently unquantized export
+        raise ValueError(f"quantize must be null or int8, got {quantize!r}")
     module = (module or load_classifier(ckpt_path)).eval()
     model = module.evaluation_model()
     spec = module.hparams.input_spec

@@ -16,6 +16,8 @@ from typing import Iterable
 
 from torch import nn
 
+from visiontrain.config.choices import BN_STATS
+
 
 @dataclass(frozen=True)
 class FineTuneSchedule:
@@ -28,6 +30,10 @@ class FineTuneSchedule:
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
     bn_stats: str = "frozen"  # frozen: BatchNorm keeps the pretrained statistics in stage 2 too | train
+
+    def __post_init__(self) -> None:
+        if self.bn_stats not in BN_STATS:  # the config check refuses it first; never a silent "train" here
+            raise ValueError(f"schedule.bn_stats must be one of {', '.join(BN_STATS)}; got {self.bn_stats!r}")
 
     def is_frozen(self, epoch: int) -> bool:
         return epoch < self.freeze_epochs
