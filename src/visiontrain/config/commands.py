@@ -14,7 +14,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from visiontrain.config.choices import PREDICTION_OUTPUTS, SERVE_LOG_LEVELS, TTA_MODES
-from visiontrain.config.reading import Section, auto_or_count, existing_file
+from visiontrain.config.reading import Section, auto_or_count, existing_file, pixel_limit_setting
+from visiontrain.core.image_decode import DEFAULT_MAX_IMAGE_PIXELS
 from visiontrain.core.kafka import KafkaAddress
 from visiontrain.core.manifest import SPLITS
 from visiontrain.errors import ConfigError
@@ -89,6 +90,17 @@ class ImageOutputs(Section):
     top_k: int = Field(ge=1, examples=["5"])
 
 
+class ImagePixels(Section):
+    """``max_image_pixels``: the rule every command applies to it, from core (a whole number, under Pillow's cap)."""
+
+    max_image_pixels: Any = DEFAULT_MAX_IMAGE_PIXELS
+
+    @field_validator("max_image_pixels")
+    @classmethod
+    def _a_pixel_limit(cls, pixels: Any) -> Any:
+        return pixel_limit_setting(pixels, "max_image_pixels")
+
+
 class DriftThresholds(Section):
     """When a feature counts as drifted (`drift`, and `stream`'s rolling windows)."""
 
@@ -97,7 +109,7 @@ class DriftThresholds(Section):
     ks_statistic: float = Field(gt=0, lt=1, examples=["0.1"])
 
 
-class PredictOptions(OnnxOptions, ImageOutputs):
+class PredictOptions(OnnxOptions, ImageOutputs, ImagePixels):
     """`visiontrain predict`."""
 
     input: str = Field(examples=["<an image, image folder, image manifest or table file>"])
@@ -134,8 +146,8 @@ def _names(value: Any, key: str) -> Any:
     raise ConfigError(key, f"must be a list of names, got {value!r}", f"{key}=[name1,name2]")
 
 
-class ServeOptions(OnnxOptions, ImageOutputs):
-    """`visiontrain serve`; the PIL pixel cap and the token are checked when the server starts."""
+class ServeOptions(OnnxOptions, ImageOutputs, ImagePixels):
+    """`visiontrain serve`; the token itself is checked when the server starts (it is never printed)."""
 
     host: str = Field(min_length=1, examples=["127.0.0.1"])
     port: int = Field(ge=1, le=MAX_PORT, examples=["8000"])
@@ -144,7 +156,6 @@ class ServeOptions(OnnxOptions, ImageOutputs):
     max_request_mb: float = Field(gt=0, examples=["10"])
     max_rows: int = Field(ge=1, examples=["1000"])
     max_images: int = Field(ge=1, examples=["64"])
-    max_image_pixels: int = Field(ge=1, examples=["50000000"])
     max_request_pixels: int = Field(ge=1, examples=["100000000"])
     read_timeout_s: float = Field(gt=0, examples=["30"])
     keep_alive_s: float = Field(gt=0, examples=["5"])
@@ -174,7 +185,7 @@ def _kafka_address(value: str | None, key: str) -> str | None:
     return value
 
 
-class StreamOptions(OnnxOptions, ImageOutputs, DriftThresholds):
+class StreamOptions(OnnxOptions, ImageOutputs, ImagePixels, DriftThresholds):
     """`visiontrain stream`; rules across options (an output, not the source topic) are checked at its start."""
 
     source: str = Field(examples=["kafka://localhost:9092/<topic>"])
@@ -188,7 +199,6 @@ class StreamOptions(OnnxOptions, ImageOutputs, DriftThresholds):
     max_batch_size: int = Field(ge=1, examples=["256"])
     max_wait_ms: float = Field(gt=0, examples=["20"])
     image_field: str = Field(min_length=1, examples=["image"])
-    max_image_pixels: int = Field(ge=1, examples=["50000000"])
     spin: bool
     drift_window: int = Field(ge=0, examples=["1000"])
     metrics_port: int | None = Field(None, ge=0, le=MAX_PORT, description="a port number (0: any free one) or null",
@@ -210,7 +220,7 @@ class StreamOptions(OnnxOptions, ImageOutputs, DriftThresholds):
         return _kafka_address(value, info.field_name)
 
 
-class DriftOptions(CommandOptions, DriftThresholds):
+class DriftOptions(CommandOptions, ImagePixels, DriftThresholds):
     """`visiontrain drift`."""
 
     reference: str = Field(examples=["outputs/<experiment>/runs/<time>"])

@@ -15,8 +15,8 @@ from pydantic import Field, field_validator, model_validator
 from visiontrain.config.choices import (ACROSS_CLASSES_POLICIES, BN_STATS, BUILTIN_DATASETS, IMAGE_BALANCE,
                                         IMAGE_FORMATS, INTERPOLATIONS, MIXUP_MODES, MONITORABLE,
                                         WITHIN_CLASS_POLICIES)
-from visiontrain.config.reading import Section, auto_or_count, below_one, existing_file
-from visiontrain.core.image_decode import DEFAULT_MAX_IMAGE_PIXELS, pixel_limit_problem
+from visiontrain.config.reading import Section, auto_or_count, below_one, existing_file, pixel_limit_setting
+from visiontrain.core.image_decode import DEFAULT_MAX_IMAGE_PIXELS
 from visiontrain.config.sections import Optimizer, Run, Trainer
 from visiontrain.errors import ConfigError
 
@@ -142,11 +142,7 @@ class ImageData(Section):
     @classmethod
     def _a_pixel_limit(cls, pixels: Any) -> Any:
         """The rule serve, stream, predict and drift apply to their ``max_image_pixels`` (core.image_decode)."""
-        problem = pixel_limit_problem(pixels)
-        if problem is not None:
-            raise ConfigError("data.max_image_pixels", problem,
-                              f"data.max_image_pixels={DEFAULT_MAX_IMAGE_PIXELS} (decoded pixels per image)")
-        return pixels
+        return pixel_limit_setting(pixels, "data.max_image_pixels")
 
     @field_validator("num_workers")
     @classmethod

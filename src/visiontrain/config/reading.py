@@ -78,6 +78,16 @@ def auto_or_count(setting: Any, key: str) -> Any:
     return setting
 
 
+def pixel_limit_setting(pixels: Any, key: str) -> Any:
+    """``pixels`` when it can be a ``max_image_pixels`` (core's one rule: a whole number, under Pillow's cap)."""
+    from visiontrain.core.image_decode import DEFAULT_MAX_IMAGE_PIXELS, pixel_limit_problem
+
+    problem = pixel_limit_problem(pixels)
+    if problem is not None:
+        raise ConfigError(key, problem, f"{key}={DEFAULT_MAX_IMAGE_PIXELS} (decoded pixels per image)")
+    return pixels
+
+
 def below_one(value: float, key: str, why: str, fix: str) -> float:
     """``value`` when it is not 1 (a range's open end, with the reason 1 is refused in ``why``)."""
     if value == 1:
