@@ -27,7 +27,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_cli, tiny_overrides
+from conftest import copy_hymenoptera, run_cli, tiny_overrides
 
 EPOCHS = 4
 MLP = ["experiment=churn", "data.batch_size=32", "trainer.enable_progress_bar=false",
@@ -152,8 +152,31 @@ def test_a_kill_mid_save_with_tmpdir_on_another_filesystem_loses_no_checkpoint(m
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def _immutable(folder: Path, on: bool) -> bool:
-    return subprocess.run(["chattr", "+i" if on else "-i", str(folder)], capture_output=True).returncode == 0
+def _immutable(*paths: Path, on: bool) -> bool:
+    """``chattr +i`` (or ``-i``): not even root can write, create or delete there. Test folders only."""
+    return subprocess.run(["chattr", "+i" if on else "-i", *map(str, paths)], capture_output=True).returncode == 0
+
+
+def _tree(folder: Path) -> list[Path]:
+    """``folder``, every folder and file under it (symbolic links have no flags of their own: W&B's latest-run)."""
+    return [folder, *sorted(p for p in folder.rglob("*") if not p.is_symlink())]
+
+
+def _can_make_immutable(tmp_path: Path) -> bool:
+    probe = tmp_path / "immutable-probe"
+    probe.mkdir()
+    if shutil.which("chattr") is None or not _immutable(probe, on=True):
+        return False
+    _immutable(probe, on=False)
+    return True
+
+
+def write_error(path: Path, run_dir: Path) -> str:
+    """The one line a refused write ends a training run with."""
+    fix = f"make {path.parent} writable" if path.parent == run_dir else \
+        f"make {path.parent} writable, and the rest of the run dir {run_dir} with it"
+    return (f"visiontrain: write error: cannot write {path} (Operation not permitted). The run stopped: {fix} (and "
+            f"check free space), then continue with `visiontrain train <the same overrides> resume={run_dir}`")
 
 
 def test_a_read_only_run_dir_fails_once_clearly(tmp_path):
@@ -161,18 +184,80 @@ def test_a_read_only_run_dir_fails_once_clearly(tmp_path):
     run_dir = tmp_path / "run"
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(parents=True)
-    if shutil.which("chattr") is None or not _immutable(checkpoints, True):
+    if not _can_make_immutable(tmp_path) or not _immutable(checkpoints, on=True):
         pytest.skip("chattr +i is not available on this filesystem")
     try:
         result = run_cli("train", *MLP, f"data.source={churn_csv(tmp_path / 'churn.csv')}", "trainer.max_epochs=2",
                          f"hydra.run.dir={run_dir}", cwd=tmp_path)
     finally:
-        _immutable(checkpoints, False)
+        _immutable(checkpoints, on=False)
     assert result.returncode == 1, result.stderr[-3000:]
-    assert result.stderr.count("cannot write the checkpoint") == 1
-    assert "Traceback" not in result.stderr
-    assert f"make {checkpoints} writable" in result.stderr and f"resume={run_dir}" in result.stderr
+    assert result.stderr.strip().splitlines() == [write_error(checkpoints / "best-epoch000.ckpt", run_dir)]
     assert not list(checkpoints.iterdir()) and not (run_dir / "summary.json").exists()
+
+
+PAUSE = "+callbacks.pause._target_=run_pause.PauseBeforeEpoch"  # tests/run_pause.py: holds the run before epoch 1
+
+
+def _image_args(tmp_path: Path) -> list[str]:
+    data = copy_hymenoptera(tmp_path / "images", per_class=4)
+    return [o for o in tiny_overrides(data, tmp_path / "run", "schedule.freeze_epochs=0")
+            if not o.startswith("paths.run_dir=")]
+
+
+READ_ONLY_RUNS = {  # name: (overrides, what turns immutable, the first write refused, W&B offline)
+    "churn MLP": (lambda tmp: [*MLP, f"data.source={churn_csv(tmp / 'churn.csv')}"], ".", "csv/metrics.csv", False),
+    "image classifier": (_image_args, ".", "csv/metrics.csv", False),
+    "churn MLP with W&B offline": (lambda tmp: [*MLP, f"data.source={churn_csv(tmp / 'churn.csv')}", "logger=wandb"],
+                                   ".", "csv/metrics.csv", True),
+    "only visiontrain.log": (lambda tmp: [*MLP, f"data.source={churn_csv(tmp / 'churn.csv')}"], "visiontrain.log",
+                             "visiontrain.log", False),
+}
+
+
+@pytest.mark.parametrize("case", list(READ_ONLY_RUNS))
+def test_a_run_dir_that_turns_read_only_after_epoch_0_ends_in_one_line_and_resumes(tmp_path, case):
+    """A real run is held before epoch 1 (tests/run_pause.py), its run dir made immutable, file by file, then let
+    go: whichever writer meets it first (the CSV logger here; W&B's files and visiontrain.log are in it too), the
+    run ends in the one `write error` line, exit 1, no traceback, nothing at teardown; and once the folder is
+    writable again, the `resume=` command it printed finishes the run with every epoch once."""
+    if not _can_make_immutable(tmp_path):
+        pytest.skip("chattr +i is not available on this filesystem")
+    make_args, frozen, first_refused, wandb = READ_ONLY_RUNS[case]
+    args, run_dir, pause = [*make_args(tmp_path), "trainer.max_epochs=2"], tmp_path / "run", tmp_path / "pause"
+    pause.mkdir()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "VISIONTRAIN_TEST_PAUSE": str(pause),
+           "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(Path(__file__).parent)]))}
+    if wandb:
+        env.update(HOME=str(tmp_path), WANDB_MODE="offline", VISIONTRAIN_CACHE_DIR=str(tmp_path / "cache"))
+        env.pop("WANDB_API_KEY", None)  # no credentials: offline, whatever this machine has
+    process = subprocess.Popen([sys.executable, "-m", "visiontrain", "train", *args, PAUSE, f"hydra.run.dir={run_dir}"],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (pause / "ready").exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (pause / "ready").exists(), f"the run never reached epoch 1: {process.stderr.read()[-3000:]}"
+        before = {p: p.stat().st_mtime_ns for p in _tree(run_dir) if p.is_file()}
+        assert _immutable(*_tree(run_dir / frozen), on=True)
+        (pause / "go").touch()
+        _, stderr = process.communicate(timeout=300)
+        after = {p: p.stat().st_mtime_ns for p in _tree(run_dir) if p.is_file()}
+    finally:
+        if process.poll() is None:
+            process.kill()
+        _immutable(*_tree(run_dir), on=False)
+    assert process.returncode == 1, stderr[-3000:]
+    own = [line for line in stderr.strip().splitlines() if not line.startswith("wandb: WARNING")]  # W&B's notices
+    assert own == [write_error(run_dir / first_refused, run_dir)]
+    if frozen == ".":
+        assert after == before  # not a byte written after it turned read-only
+    assert (wandb and list((run_dir / "wandb").glob("offline-run-*"))) or not wandb
+
+    offline = {"WANDB_API_KEY": None, **{k: env.get(k) for k in ("HOME", "WANDB_MODE", "VISIONTRAIN_CACHE_DIR")}}
+    result = run_cli("train", *args, f"resume={run_dir}", cwd=tmp_path, env=offline if wandb else None)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert history_epochs(run_dir) == [0, 1]
 
 
 # ----- hostile checkpoints ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -25,7 +26,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from visiontrain.config.targets import UntrustedTarget
-from visiontrain.errors import CheckpointError, CheckpointWriteError
+from visiontrain.errors import CheckpointError
 
 log = logging.getLogger("visiontrain")
 
@@ -43,7 +44,8 @@ def write_atomically(payload: bytes, target: Path) -> None:
             os.fsync(handle.fileno())
         os.replace(temporary, target)
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # a folder that refused the write refuses this too: keep the first error
+            temporary.unlink(missing_ok=True)
         raise
     folder = os.open(target.parent, os.O_RDONLY)
     try:
@@ -63,11 +65,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         target = Path(path)
         try:
             write_atomically(buffer.getvalue(), target)
-        except OSError as error:
-            raise CheckpointWriteError(
-                f"cannot write the checkpoint {target}: {error.strerror or error}. Training stopped; make "
-                f"{target.parent} writable (and check free space), then continue with "
-                f"`visiontrain train resume={target.parent.parent}`") from None
+        except OSError as error:  # named after the checkpoint, not its temporary file (the CLI words it once)
+            raise OSError(error.errno, error.strerror or str(error), str(target)) from None
 
 
 class EveryEpochCheckpoint(ModelCheckpoint):
