@@ -36,6 +36,13 @@ class CheckpointError(ValueError):
     """
 
 
+class CheckpointRefused(CheckpointError):
+    """A checkpoint holds something we never build or run (code, a class outside the allow-list, an interpolation).
+
+    Never skipped for another checkpoint of the run, as a damaged one is: a hostile file means someone wrote it.
+    """
+
+
 class RunWriteError(OSError):
     """A file of the run could not be written (a read-only or full run dir): the command stops once, naming the
     folder to fix and how to continue, whichever writer (checkpoint, logger, history, report) met it first."""

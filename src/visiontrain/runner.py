@@ -127,6 +127,10 @@ def _train(cfg: DictConfig) -> float | None:
         read_checkpoint(str(cfg.ckpt_path), key="ckpt_path")  # before the data scan: a bad file fails first
     started = time.perf_counter()
     run_dir = Path(cfg.paths.run_dir)
+    if cfg.get("ckpt_path"):  # where this run writes is never a surprise (resume=: the checkpoint's own run dir)
+        how = "resume from {}: the run goes on in its own run dir" if cfg.get("resume") else \
+            "ckpt_path={}: its training goes on in a new run dir"
+        log.info("%s %s (checkpoints, history, reports, ONNX)", how.format(cfg.ckpt_path), run_dir)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     is_main = rank_zero_only.rank == 0
 
