@@ -3,7 +3,8 @@ malicious checkpoint: each ends resumed with the same final epochs, or in one cl
 checkpoint never runs.
 
 Fault cases here: last.ckpt is the latest epoch, corrupt last.ckpt, kill mid-save with $TMPDIR on another
-filesystem, read-only run dir, malicious checkpoints (below). Two more live with the features they exercise:
+filesystem, a run dir that is or turns read-only (immutable: not even root can write; a real run held between two
+epochs by tests/run_pause.py while it turns so), malicious checkpoints and checkpoints outside a run dir (below). Two more live with the features they exercise:
 kill mid-epoch (test_tracking_sweeps.py::test_resume_latest_continues_a_killed_run_in_its_own_dir) and a
 failing sweep trial (test_tracking_sweeps.py::test_grid_sweep_goes_on_past_a_crashed_trial_...).
 
@@ -13,6 +14,8 @@ payload is live (loading it the unsafe way does create the marker), so the check
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import json
 import os
 import shutil
@@ -27,7 +30,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import run_cli, tiny_overrides
+from conftest import copy_hymenoptera, run_cli, tiny_overrides
 
 EPOCHS = 4
 MLP = ["experiment=churn", "data.batch_size=32", "trainer.enable_progress_bar=false",
@@ -152,8 +155,31 @@ def test_a_kill_mid_save_with_tmpdir_on_another_filesystem_loses_no_checkpoint(m
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def _immutable(folder: Path, on: bool) -> bool:
-    return subprocess.run(["chattr", "+i" if on else "-i", str(folder)], capture_output=True).returncode == 0
+def _immutable(*paths: Path, on: bool) -> bool:
+    """``chattr +i`` (or ``-i``): not even root can write, create or delete there. Test folders only."""
+    return subprocess.run(["chattr", "+i" if on else "-i", *map(str, paths)], capture_output=True).returncode == 0
+
+
+def _tree(folder: Path) -> list[Path]:
+    """``folder``, every folder and file under it (symbolic links have no flags of their own: W&B's latest-run)."""
+    return [folder, *sorted(p for p in folder.rglob("*") if not p.is_symlink())]
+
+
+def _can_make_immutable(tmp_path: Path) -> bool:
+    probe = tmp_path / "immutable-probe"
+    probe.mkdir()
+    if shutil.which("chattr") is None or not _immutable(probe, on=True):
+        return False
+    _immutable(probe, on=False)
+    return True
+
+
+def write_error(path: Path, run_dir: Path) -> str:
+    """The one line a refused write ends a training run with."""
+    fix = f"make {path.parent} writable" if path.parent == run_dir else \
+        f"make {path.parent} writable, and the rest of the run dir {run_dir} with it"
+    return (f"visiontrain: write error: cannot write {path} (Operation not permitted). The run stopped: {fix} (and "
+            f"check free space), then continue with `visiontrain train <the same overrides> resume={run_dir}`")
 
 
 def test_a_read_only_run_dir_fails_once_clearly(tmp_path):
@@ -161,18 +187,102 @@ def test_a_read_only_run_dir_fails_once_clearly(tmp_path):
     run_dir = tmp_path / "run"
     checkpoints = run_dir / "checkpoints"
     checkpoints.mkdir(parents=True)
-    if shutil.which("chattr") is None or not _immutable(checkpoints, True):
+    if not _can_make_immutable(tmp_path) or not _immutable(checkpoints, on=True):
         pytest.skip("chattr +i is not available on this filesystem")
     try:
         result = run_cli("train", *MLP, f"data.source={churn_csv(tmp_path / 'churn.csv')}", "trainer.max_epochs=2",
                          f"hydra.run.dir={run_dir}", cwd=tmp_path)
     finally:
-        _immutable(checkpoints, False)
+        _immutable(checkpoints, on=False)
     assert result.returncode == 1, result.stderr[-3000:]
-    assert result.stderr.count("cannot write the checkpoint") == 1
-    assert "Traceback" not in result.stderr
-    assert f"make {checkpoints} writable" in result.stderr and f"resume={run_dir}" in result.stderr
+    assert result.stderr.strip().splitlines() == [write_error(checkpoints / "best-epoch000.ckpt", run_dir)]
     assert not list(checkpoints.iterdir()) and not (run_dir / "summary.json").exists()
+
+
+PAUSE = "+callbacks.pause._target_=run_pause.PauseBeforeEpoch"  # tests/run_pause.py: holds the run before epoch 1
+
+
+def _image_args(tmp_path: Path) -> list[str]:
+    data = copy_hymenoptera(tmp_path / "images", per_class=4)
+    return [o for o in tiny_overrides(data, tmp_path / "run", "schedule.freeze_epochs=0")
+            if not o.startswith("paths.run_dir=")]
+
+
+READ_ONLY_RUNS = {  # name: (overrides, what turns immutable, the first write refused, W&B offline)
+    "churn MLP": (lambda tmp: [*MLP, f"data.source={churn_csv(tmp / 'churn.csv')}"], ".", "csv/metrics.csv", False),
+    "image classifier": (_image_args, ".", "csv/metrics.csv", False),
+    "churn MLP with W&B offline": (lambda tmp: [*MLP, f"data.source={churn_csv(tmp / 'churn.csv')}", "logger=wandb"],
+                                   ".", "csv/metrics.csv", True),
+    "only visiontrain.log": (lambda tmp: [*MLP, f"data.source={churn_csv(tmp / 'churn.csv')}"], "visiontrain.log",
+                             "visiontrain.log", False),
+}
+
+
+@pytest.mark.parametrize("case", list(READ_ONLY_RUNS))
+def test_a_run_dir_that_turns_read_only_after_epoch_0_ends_in_one_line_and_resumes(tmp_path, case):
+    """A real run is held before epoch 1 (tests/run_pause.py), its run dir made immutable, file by file, then let
+    go: whichever writer meets it first (the CSV logger here; W&B's files and visiontrain.log are in it too), the
+    run ends in the one `write error` line, exit 1, no traceback, nothing at teardown; and once the folder is
+    writable again, the `resume=` command it printed finishes the run with every epoch once."""
+    if not _can_make_immutable(tmp_path):
+        pytest.skip("chattr +i is not available on this filesystem")
+    make_args, frozen, first_refused, wandb = READ_ONLY_RUNS[case]
+    args, run_dir, pause = [*make_args(tmp_path), "trainer.max_epochs=2"], tmp_path / "run", tmp_path / "pause"
+    pause.mkdir()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "VISIONTRAIN_TEST_PAUSE": str(pause),
+           "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(Path(__file__).parent)]))}
+    if wandb:
+        env.update(HOME=str(tmp_path), WANDB_MODE="offline", VISIONTRAIN_CACHE_DIR=str(tmp_path / "cache"))
+        env.pop("WANDB_API_KEY", None)  # no credentials: offline, whatever this machine has
+    process = subprocess.Popen([sys.executable, "-m", "visiontrain", "train", *args, PAUSE, f"hydra.run.dir={run_dir}"],
+                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (pause / "ready").exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (pause / "ready").exists(), f"the run never reached epoch 1: {process.stderr.read()[-3000:]}"
+        before = {p: p.stat().st_mtime_ns for p in _tree(run_dir) if p.is_file()}
+        assert _immutable(*_tree(run_dir / frozen), on=True)
+        (pause / "go").touch()
+        _, stderr = process.communicate(timeout=300)
+        after = {p: p.stat().st_mtime_ns for p in _tree(run_dir) if p.is_file()}
+    finally:
+        if process.poll() is None:
+            process.kill()
+        _immutable(*_tree(run_dir), on=False)
+    assert process.returncode == 1, stderr[-3000:]
+    own = [line for line in stderr.strip().splitlines() if not line.startswith("wandb: WARNING")]  # W&B's notices
+    assert own == [write_error(run_dir / first_refused, run_dir)]
+    if frozen == ".":
+        assert after == before  # not a byte written after it turned read-only
+    assert (wandb and list((run_dir / "wandb").glob("offline-run-*"))) or not wandb
+
+    offline = {"WANDB_API_KEY": None, **{k: env.get(k) for k in ("HOME", "WANDB_MODE", "VISIONTRAIN_CACHE_DIR")}}
+    result = run_cli("train", *args, f"resume={run_dir}", cwd=tmp_path, env=offline if wandb else None)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"resume from {run_dir / 'checkpoints' / 'last.ckpt'}: the run goes on in its own run dir {run_dir} " \
+           "(checkpoints, history, reports, ONNX)" in result.stdout
+    assert history_epochs(run_dir) == [0, 1]
+
+
+@pytest.mark.parametrize(("command", "first_file"), [("evaluate", "rejects.csv"), ("export", "model.onnx")])
+def test_evaluate_and_export_into_a_read_only_run_dir_end_in_one_line(image_ckpt, tmp_path, command, first_file):
+    """The run dir exists with what Hydra writes first (.hydra/, the log) and is immutable itself: the command's
+    first file is refused, and it ends the way training does, minus the resume."""
+    out = tmp_path / "out"
+    (out / ".hydra").mkdir(parents=True)
+    (out / "visiontrain.log").touch()
+    if not _can_make_immutable(tmp_path) or not _immutable(out, on=True):
+        pytest.skip("chattr +i is not available on this filesystem")
+    try:
+        result = run_cli(command, f"ckpt={image_ckpt}", f"hydra.run.dir={out}", cwd=tmp_path)
+    finally:
+        _immutable(out, on=False)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines() == [
+        f"visiontrain: write error: cannot write {out / first_file} (Operation not permitted). `visiontrain "
+        f"{command}` stopped: make {out} writable (and check free space), then run it again"]
+    assert sorted(p.name for p in out.iterdir()) == [".hydra", "visiontrain.log"]
 
 
 # ----- hostile checkpoints ---------------------------------------------------------------------------------
@@ -226,14 +336,20 @@ def _write_images(root: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def image_ckpt(tmp_path_factory) -> Path:
+def image_run(tmp_path_factory) -> tuple[Path, list[str]]:
+    """A finished one-epoch run of a tiny image model, and its overrides; tests copy it before changing anything."""
     base = tmp_path_factory.mktemp("image")
     root = _write_images(base / "images")
     overrides = [o for o in tiny_overrides(root, base / "run", "trainer.max_epochs=1", "schedule.freeze_epochs=0",
                                            "export.onnx=false") if not o.startswith("paths.run_dir=")]
     result = run_cli("train", *overrides, f"hydra.run.dir={base / 'run'}", cwd=base)
     assert result.returncode == 0, result.stderr[-3000:]
-    return next((base / "run" / "checkpoints").glob("best-*.ckpt"))
+    return base / "run", overrides
+
+
+@pytest.fixture(scope="module")
+def image_ckpt(image_run) -> Path:
+    return next((image_run[0] / "checkpoints").glob("best-*.ckpt"))
 
 
 def _estimator_target(target: str, *args: str, **kwargs) -> callable:
@@ -261,8 +377,8 @@ def test_a_checkpoint_whose_estimator_would_unpickle_a_file_is_refused(estimator
     evil = rewrite(estimator_ckpt, tmp_path / "evil.ckpt", TABULAR_ATTACKS["torch.load of a pickle"](payload, marker))
     result = run_cli(command, f"ckpt={evil}", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
-    assert f"visiontrain: checkpoint error: ckpt={evil}: refused, model.estimator._target_ = 'torch.load' is not " \
-           "a estimator class" in result.stderr
+    assert f"visiontrain: checkpoint error: ckpt={evil}: refused, hyper_parameters.estimator._target_ = " \
+           "'torch.load' is not an estimator class" in result.stderr
     assert "Traceback" not in result.stderr
     assert not marker.exists()
     assert not (tmp_path / "out" / "model.onnx").exists()
@@ -276,7 +392,7 @@ def test_loading_a_tabular_checkpoint_never_builds_what_it_names(estimator_ckpt,
     marker = tmp_path / "code-ran"
     payload = live_payload(tmp_path, marker)
     evil = rewrite(estimator_ckpt, tmp_path / "evil.ckpt", TABULAR_ATTACKS[attack](payload, marker))
-    with pytest.raises(CheckpointError, match=f"ckpt={evil}: refused, model.estimator"):
+    with pytest.raises(CheckpointError, match=f"ckpt={evil}: refused, hyper_parameters.estimator"):
         load_tabular_model(evil)
     assert not marker.exists()
 
@@ -286,7 +402,7 @@ def test_a_stored_data_config_with_an_interpolation_is_refused(estimator_ckpt, t
                    lambda c: c["hyper_parameters"]["run_config"]["data"].update(source="${oc.env:HOME}/x.csv"))
     result = run_cli("evaluate", f"ckpt={evil}", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
     assert result.returncode == 2
-    assert "refused, run_config.data.source: stored settings must be plain values" in result.stderr
+    assert "refused, hyper_parameters.run_config.data.source: stored settings must be plain values" in result.stderr
 
 
 def test_a_checkpoint_naming_an_instantiator_is_refused(image_ckpt, tmp_path):
@@ -306,20 +422,137 @@ def test_a_backbone_name_that_would_fetch_from_a_hub_is_refused(image_ckpt, tmp_
     assert "not an image checkpoint of a timm architecture (backbone 'hf-hub:attacker/model')" in result.stderr
 
 
-def test_an_image_checkpoint_with_a_hostile_optimizer_is_evaluated_without_building_it(image_ckpt, tmp_path):
-    """Evaluation never builds the optimizer; and were the model trained, the allow-list would refuse it."""
+ALLOWED_OPTIMIZERS = "(allowed: subclasses of torch.optim.Optimizer from torch.optim); refusing to build it"
+PAYLOAD_VARIABLE = "VISIONTRAIN_TEST_PAYLOAD"  # what the ${oc.env:...} payload reads: a node that opens the marker
+
+
+def _optimizer(**node) -> callable:
+    return lambda contents: contents["hyper_parameters"].update(optimizer=node)
+
+
+def _augmentations(*steps: dict) -> callable:
+    return lambda contents: contents["hyper_parameters"]["run_config"]["augment"].update(train=list(steps))
+
+
+def _build(node: dict, **kwargs) -> None:
+    """What building a stored node without the allow-list does (Hydra's instantiate, as the optimizer is built)."""
+    from hydra.utils import instantiate
+
+    with contextlib.suppress(Exception):  # the payload has run by the time torch rejects what it returned
+        instantiate(node, **kwargs)
+
+
+def _call(node: dict) -> None:
+    """What any loader that imports and calls a `_target_` does (Hydra before 1.3.8's blocklist of names such as
+    os.system, which visiontrain does not rely on: it lists a few names, the allow-list allows a few classes)."""
+    module, _, name = node["_target_"].rpartition(".")
+    getattr(importlib.import_module(module), name)(*node.get("_args_", []))
+
+
+def _build_optimizer(node: dict) -> None:
+    _build(node, params=[torch.nn.Parameter(torch.zeros(1))], _convert_="all")
+
+
+def _build_augmentations(steps: list) -> None:
+    """How stored augmentations would be built without the allow-list (the training transform's own builder)."""
+    from visiontrain.data.transforms import build_train_transform, resolve_input_spec
+
+    with contextlib.suppress(Exception):
+        build_train_transform(resolve_input_spec("test_resnet", 32, None, None, None, None), steps)
+
+
+# name: (the change to a real checkpoint, the unsafe build that shows it live, the refusal after `refused, `)
+IMAGE_ATTACKS = {
+    "os.system as the optimizer": lambda marker: (
+        node := {"_target_": "os.system", "_args_": [f"touch {marker}"], "lr": 0.1},
+        _optimizer(**node), lambda: _call(node),
+        f"hyper_parameters.optimizer._target_ = 'os.system' is not an optimizer class {ALLOWED_OPTIMIZERS}"),
+    "builtins.open nested in the optimizer's arguments": lambda marker: (
+        node := {"_target_": "torch.optim.SGD", "lr": 0.1,
+                 "momentum": {"_target_": "builtins.open", "_args_": [str(marker), "w"]}},
+        _optimizer(**node), lambda: _build_optimizer(node),
+        f"hyper_parameters.optimizer.momentum._target_ = 'builtins.open' is not an optimizer class "
+        f"{ALLOWED_OPTIMIZERS}"),
+    "an ${oc.env:...} interpolation": lambda marker: (
+        node := {"_target_": "torch.optim.SGD", "lr": 0.1,
+                 "momentum": "${oc.create:${oc.env:" + PAYLOAD_VARIABLE + "}}"},
+        _optimizer(**node), lambda: _build_optimizer(node),
+        "hyper_parameters.optimizer.momentum: interpolations are not allowed in stored optimizer settings "
+        f"('${{oc.create:${{oc.env:{PAYLOAD_VARIABLE}}}}}')"),
+    "a _target_ in the stored augmentations": lambda marker: (
+        step := {"_target_": "builtins.open", "_args_": [str(marker), "w"]},
+        _augmentations(step), lambda: _build_augmentations([step]),
+        "hyper_parameters.run_config.augment.train[0]._target_ = 'builtins.open' is not an augmentation class "
+        "(allowed: subclasses of albumentations.core.transforms_interface.BasicTransform or "
+        "albumentations.core.composition.BaseCompose from albumentations); refusing to build it"),
+}
+
+
+def _files(folder: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("how", ["evaluate", "export", "resume", "ckpt_path"])
+@pytest.mark.parametrize("attack", list(IMAGE_ATTACKS))
+def test_every_setting_an_image_checkpoint_stores_passes_the_allow_list_on_every_path(image_run, tmp_path,
+                                                                                       monkeypatch, attack, how):
+    """Evaluate, export, resume= and ckpt_path= read a checkpoint through the one reader, which checks every
+    `_target_` and interpolation it stores, used on that path or not: each payload, shown live first (building
+    it the unsafe way creates the marker), is refused in one line, exit 2, the marker absent, nothing trained."""
     marker = tmp_path / "code-ran"
-    evil = rewrite(image_ckpt, tmp_path / "evil.ckpt", lambda c: c["hyper_parameters"].update(
-        optimizer={"_target_": "builtins.open", "_args_": [str(marker), "w"], "lr": 0.1}))
-    result = run_cli("evaluate", f"ckpt={evil}", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
+    monkeypatch.setenv(PAYLOAD_VARIABLE, f"{{_target_: builtins.open, _args_: [{marker}, w]}}")
+    _, change, build_unsafely, refusal = IMAGE_ATTACKS[attack](marker)
+    build_unsafely()
+    assert marker.exists(), "the payload must be live for the test to mean anything"
+    marker.unlink()
+
+    run_dir, overrides = image_run
+    victim = tmp_path / "run"
+    shutil.copytree(run_dir, victim)
+    evil = rewrite(victim / "checkpoints" / "last.ckpt", victim / "checkpoints" / "last.ckpt", change)
+    before = _files(victim)
+    out = tmp_path / "out"
+    key, command = {"evaluate": ("ckpt", ["evaluate", f"ckpt={evil}", f"hydra.run.dir={out}"]),
+                    "export": ("ckpt", ["export", f"ckpt={evil}", f"hydra.run.dir={out}"]),
+                    "resume": ("resume", ["train", *overrides, "trainer.max_epochs=2", f"resume={victim}"]),
+                    "ckpt_path": ("ckpt_path", ["train", *overrides, "trainer.max_epochs=2", f"ckpt_path={evil}",
+                                                f"hydra.run.dir={out}"])}[how]
+    result = run_cli(*command, cwd=tmp_path, env={PAYLOAD_VARIABLE: os.environ[PAYLOAD_VARIABLE]})
+
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines() == [f"visiontrain: checkpoint error: {key}={evil}: refused, {refusal}"]
+    assert not marker.exists()
+    assert _files(victim) == before  # resume trained no epoch into the run
+    assert not [p for p in out.rglob("*") if p.is_file() and ".hydra" not in p.parts and p.suffix != ".log"]
+
+
+def test_resuming_a_checkpoint_outside_a_run_dir_is_refused_and_ckpt_path_starts_a_new_run(image_run, tmp_path):
+    """resume= writes into the checkpoint's own run dir: one downloaded into a plain folder would get a whole run
+    written beside it, so it is refused naming ckpt_path=, which continues its training in a new run dir."""
+    run_dir, overrides = image_run
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    downloaded = downloads / "model.ckpt"
+    shutil.copy(run_dir / "checkpoints" / "last.ckpt", downloaded)
+
+    result = run_cli("train", *overrides, "trainer.max_epochs=2", f"resume={downloaded}", cwd=tmp_path)
+
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines() == [
+        f"visiontrain: config error: config key `resume`: {downloaded} is not in a run dir ({downloads} has no "
+        ".hydra/config.yaml), and resuming writes a whole run (checkpoints, history, reports, ONNX) into its run dir",
+        f"  fix: ckpt_path={downloaded} to continue its training in a new run dir (outputs/<experiment>/runs/<time>; "
+        "add hydra.run.dir=<folder> to choose it), or resume=<the run dir it was saved in>"]
+    assert [p.name for p in downloads.iterdir()] == ["model.ckpt"]
+
+    out = tmp_path / "new-run"
+    result = run_cli("train", *overrides, "trainer.max_epochs=2", f"ckpt_path={downloaded}", f"hydra.run.dir={out}",
+                     cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert not marker.exists()
-
-    from visiontrain.config.targets import UntrustedTarget, instantiate_trusted
-
-    with pytest.raises(UntrustedTarget, match="'builtins.open' is not a optimizer class"):
-        instantiate_trusted({"_target_": "builtins.open", "_args_": [str(marker), "w"]}, "optimizer", "optimizer")
-    assert not marker.exists()
+    assert f"ckpt_path={downloaded}: its training goes on in a new run dir {out} (checkpoints, history, reports, " \
+           "ONNX)" in result.stdout
+    assert history_epochs(out) == [0, 1]  # epoch 0 came with the checkpoint, epoch 1 trained here
+    assert [p.name for p in downloads.iterdir()] == ["model.ckpt"]
 
 
 @pytest.mark.parametrize("how", ["ckpt_path", "resume", "evaluate", "export"])
@@ -327,6 +560,8 @@ def test_a_checkpoint_that_is_a_code_pickle_is_refused_everywhere(tmp_path, how)
     marker = tmp_path / "code-ran"
     run_dir = tmp_path / "victim"
     (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / ".hydra").mkdir()
+    (run_dir / ".hydra" / "config.yaml").write_text("{}\n")  # a run dir, so resume= reads the checkpoint
     evil = run_dir / "checkpoints" / "last.ckpt"
     torch.save({"state_dict": {}, "epoch": 9, "hyper_parameters": {"x": MarkerPayload(marker)}}, evil)
     source = churn_csv(tmp_path / "churn.csv", rows=200)

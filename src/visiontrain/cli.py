@@ -109,6 +109,7 @@ def _run_hydra(command: str) -> None:
             route_library_output()  # after the import: Lightning attaches its console handler then
             return function(cfg)
         except Exception as error:
+            error = _as_write_error(error, command)
             if _in_multirun():  # a crashed trial is recorded and the sweep goes on
                 _record_failed_trial(error)
                 if _sweeper_counts_exceptions():
@@ -183,11 +184,23 @@ def _config_groups(conf: Path) -> str:
     return "".join(lines)
 
 
+def _as_write_error(error: Exception, command: str) -> Exception:
+    """A write the run dir refused, wherever in ``error``'s chain (any writer, teardown included), as one
+    :class:`RunWriteError` naming the folder to fix; any other error as it is."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from visiontrain.errors import run_write_error, write_failure
+
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    failure = write_failure(error, run_dir)
+    return error if failure is None else run_write_error(failure, run_dir, command)
+
+
 def _user_error(error: BaseException) -> tuple[str, int] | None:
     """What to call an error meant for the user, and the exit code; None for a bug (its traceback is shown)."""
-    from visiontrain.errors import CheckpointError, CheckpointWriteError, ConfigError, DataError, WeightsError
+    from visiontrain.errors import CheckpointError, ConfigError, DataError, RunWriteError, WeightsError
 
-    kinds = ((CheckpointWriteError, "write error", 1),  # the disk, not the config
+    kinds = ((RunWriteError, "write error", 1),  # the disk, not the config
              (ConfigError, "config error", 2), (DataError, "data error", 2), (WeightsError, "weights error", 2),
              (CheckpointError, "checkpoint error", 2))
     return next(((kind, code) for cls, kind, code in kinds if isinstance(error, cls)), None)

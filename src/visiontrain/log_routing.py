@@ -3,12 +3,20 @@
 The console is for a person: our own progress lines and warnings, errors from anyone, the end-of-run report.
 Libraries' informational lines (Lightning's "GPU available", its tips, checkpoint restores) and Python warnings
 from libraries (deprecations, "no optimizer" for a baseline) say nothing a user acts on, so they go to the log
-file only. Import-light: Hydra builds :class:`ConsoleFilter` from ``conf/hydra/default.yaml`` before any command.
+file only. Import-light: Hydra builds :class:`ConsoleFilter` and :class:`RunLogFileHandler` from
+``conf/hydra/default.yaml`` before any command.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import os
+import sys
+from pathlib import Path
+
+from visiontrain.errors import WRITE_ERRNOS
 
 OWN_LOGGER = "visiontrain"
 CONSOLE_LOGGERS = (OWN_LOGGER, "hydra")  # every level: ours, and Hydra's sweep lines ("#1 : seed=2")
@@ -47,3 +55,56 @@ def route_library_output() -> None:
             if type(handler) is logging.StreamHandler:  # not a FileHandler (a subclass) someone added
                 logger.removeHandler(handler)
         logger.propagate = True
+
+
+_failures: list[OSError] = []  # writes that log files could not make, oldest first
+
+
+class RunLogFileHandler(logging.FileHandler):
+    """``<run dir>/visiontrain.log``; once the run dir refuses a write, it stops writing, silently.
+
+    logging's own handler prints "--- Logging error ---" and a traceback on stderr for every record it cannot
+    write, so a run dir that turns read-only would bury the run's one ``write error`` line under them. The first
+    failure is kept instead (:func:`run_log_failure`), and the run stops on it like on any other refused write.
+    """
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not _keep_failure(self, sys.exc_info()[1]):
+            super().handleError(record)
+
+
+def quiet_file_logs(folder: Path) -> None:
+    """Every other library's log file inside ``folder`` (W&B's debug.log) fails like ours: kept, never printed."""
+    loggers = [logging.getLogger(), *(logger for logger in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(logger, logging.Logger))]
+    for handler in {handler for logger in loggers for handler in logger.handlers}:
+        if isinstance(handler, logging.FileHandler) and not isinstance(handler, RunLogFileHandler) and \
+                _inside(handler.baseFilename, folder):
+            handler.handleError = functools.partial(_handle_error, handler)  # type: ignore[method-assign]
+
+
+def run_log_failure(folder: Path) -> OSError | None:
+    """The first write a log file inside ``folder`` could not make; None while they are all written."""
+    return next((failure for failure in _failures if _inside(failure.filename, folder)), None)
+
+
+def _handle_error(handler: logging.FileHandler, record: logging.LogRecord) -> None:
+    if not _keep_failure(handler, sys.exc_info()[1]):
+        type(handler).handleError(handler, record)
+
+
+def _keep_failure(handler: logging.FileHandler, error: BaseException | None) -> bool:
+    """Keep ``error`` if it is a refused write, and stop the handler (its file closed); False for any other."""
+    if not isinstance(error, OSError) or error.errno not in WRITE_ERRNOS:
+        return False
+    _failures.append(OSError(error.errno, error.strerror or str(error), handler.baseFilename))
+    handler.emit = lambda record: None  # type: ignore[method-assign]  # nothing more into a refusing folder
+    stream, handler.stream = handler.stream, None
+    with contextlib.suppress(OSError, ValueError):  # its buffer cannot be written either
+        if stream is not None:
+            stream.close()
+    return True
+
+
+def _inside(path: str, folder: Path) -> bool:
+    return os.path.realpath(path).startswith(os.path.realpath(folder) + os.sep)

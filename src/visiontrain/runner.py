@@ -28,6 +28,7 @@ from visiontrain.training.checkpoints import read_checkpoint
 from visiontrain.training.hardware import build_trainer
 from visiontrain.training.history import MetricHistory
 from visiontrain.training.reports import library_versions, plot_curves, write_json
+from visiontrain.training.run_writes import RunWriteGuard, raise_if_log_failed
 
 log = logging.getLogger("visiontrain")
 
@@ -57,7 +58,8 @@ def fit_once(cfg: DictConfig, task: Task, data: PreparedData, split: Any, out_di
     built = task.build(data, split)
     loggers = instantiate_loggers(cfg.get("logger"))
     history = MetricHistory(str(out_dir / "history.csv"))
-    callbacks = instantiate_callbacks(cfg.get("callbacks"), bool(loggers) and built.has_learning_rate) + [history]
+    callbacks = instantiate_callbacks(cfg.get("callbacks"), bool(loggers) and built.has_learning_rate) + [
+        history, RunWriteGuard(out_dir)]
     overrides = dict(built.trainer_overrides)
     if not any(True for _ in built.module.parameters()):  # a fitted estimator: a table of zeros says nothing
         overrides.setdefault("enable_model_summary", False)
@@ -111,6 +113,7 @@ def train(cfg: DictConfig) -> float | None:
     """
     try:
         result = _train(cfg)
+        raise_if_log_failed(Path(cfg.paths.run_dir))  # what the run logged last was not written
     except BaseException:
         finish_active_run(exit_code=1)
         raise
@@ -124,6 +127,10 @@ def _train(cfg: DictConfig) -> float | None:
         read_checkpoint(str(cfg.ckpt_path), key="ckpt_path")  # before the data scan: a bad file fails first
     started = time.perf_counter()
     run_dir = Path(cfg.paths.run_dir)
+    if cfg.get("ckpt_path"):  # where this run writes is never a surprise (resume=: the checkpoint's own run dir)
+        how = "resume from {}: the run goes on in its own run dir" if cfg.get("resume") else \
+            "ckpt_path={}: its training goes on in a new run dir"
+        log.info("%s %s (checkpoints, history, reports, ONNX)", how.format(cfg.ckpt_path), run_dir)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     is_main = rank_zero_only.rank == 0
 

@@ -17,7 +17,8 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-_ENV_REFERENCE = re.compile(r"\$\{oc\.env:[A-Za-z_][A-Za-z0-9_]*\}")
+# the one interpolation a run stores: a data source URL with a secret, kept as the variable it came from
+ENV_REFERENCE = re.compile(r"\$\{oc\.env:[A-Za-z_][A-Za-z0-9_]*\}")
 _DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
 
 
@@ -27,19 +28,33 @@ class UntrustedTarget(ValueError):
 
 @dataclass(frozen=True)
 class Role:
-    """What a node of one role may build: subclasses of ``base`` defined under ``package``."""
+    """What a node of one role may build: subclasses of one of ``bases`` defined under one of ``packages``, or
+    one of the factories named in ``also`` (visiontrain's own, by their full name)."""
 
-    package: str
-    base: str
+    packages: tuple[str, ...]
+    bases: tuple[str, ...]
+    also: tuple[str, ...] = ()
 
-    def base_class(self) -> type:
-        module, _, name = self.base.rpartition(".")
-        return getattr(importlib.import_module(module), name)
+    def base_classes(self) -> tuple[type, ...]:
+        return tuple(getattr(importlib.import_module(module), name)
+                     for module, _, name in (base.rpartition(".") for base in self.bases))
+
+    def describe(self) -> str:
+        allowed = f"subclasses of {' or '.join(self.bases)} from {' or '.join(self.packages)}"
+        return allowed + "".join(f", or {name}" for name in self.also)
 
 
 ROLES = {
-    "optimizer": Role("torch.optim", "torch.optim.Optimizer"),
-    "estimator": Role("sklearn", "sklearn.base.BaseEstimator"),
+    "optimizer": Role(("torch.optim",), ("torch.optim.Optimizer",)),
+    "estimator": Role(("sklearn",), ("sklearn.base.BaseEstimator",)),
+    # what a checkpoint's stored run config names besides: its augmentations, and the run's trainer, loggers and
+    # callbacks (recorded by checkpoints written before those three were left out of it)
+    "augmentation": Role(("albumentations",), ("albumentations.core.transforms_interface.BasicTransform",
+                                               "albumentations.core.composition.BaseCompose")),
+    "trainer": Role(("lightning.pytorch",), ("lightning.pytorch.Trainer",)),
+    "logger": Role(("lightning.pytorch.loggers",), ("lightning.pytorch.loggers.Logger",),
+                   also=("visiontrain.tracking.wandb_run.create_wandb_logger",)),
+    "callback": Role(("lightning.pytorch.callbacks", "visiontrain"), ("lightning.pytorch.callbacks.Callback",)),
 }
 
 
@@ -53,18 +68,6 @@ def check_targets(node: Any, role: str, where: str) -> None:
             _check_one(value, allowed, role, path)
 
 
-def check_plain_data(node: Any, where: str) -> None:
-    """Raise :class:`UntrustedTarget` if stored settings that are only read hold a ``_target_`` or an interpolation.
-
-    One form is allowed whole: ``${oc.env:NAME}``, how a run stores a data source whose URL holds a password (see
-    :mod:`visiontrain.redaction`), so that ``evaluate`` reads the same variable again; no other resolver, no nesting.
-    """
-    for path, key, value in _walk(node, where):
-        interpolation = isinstance(value, str) and "${" in value and not _ENV_REFERENCE.fullmatch(value)
-        if key == "_target_" or interpolation:
-            raise UntrustedTarget(f"{path}: stored settings must be plain values, got {value!r}")
-
-
 def instantiate_trusted(node: Any, role: str, where: str, **kwargs: Any) -> Any:
     """``hydra.utils.instantiate`` after :func:`check_targets`: the only way stored settings become objects."""
     check_targets(node, role, where)
@@ -72,17 +75,19 @@ def instantiate_trusted(node: Any, role: str, where: str, **kwargs: Any) -> Any:
 
 
 def _check_one(target: Any, allowed: Role, role: str, path: str) -> None:
-    refusal = (f"{path} = {target!r} is not a {role} class (allowed: subclasses of {allowed.base} from "
-               f"{allowed.package}); refusing to build it")
+    article = "an" if role[0] in "aeiou" else "a"
+    refusal = f"{path} = {target!r} is not {article} {role} class (allowed: {allowed.describe()}); refusing to build it"
+    if isinstance(target, str) and target in allowed.also:
+        return
     if not isinstance(target, str) or not _DOTTED_NAME.fullmatch(target) or \
-            not (target + ".").startswith(allowed.package + "."):
+            not any((target + ".").startswith(package + ".") for package in allowed.packages):
         raise UntrustedTarget(refusal)
     module_name, _, attribute = target.rpartition(".")
-    try:  # importing a module of torch.optim or sklearn runs only that library's code
+    try:  # importing a module of an allowed package runs only that library's code
         found = getattr(importlib.import_module(module_name), attribute)
     except (ImportError, AttributeError):
         raise UntrustedTarget(f"{path} = {target!r} cannot be imported") from None
-    if not isinstance(found, type) or not issubclass(found, allowed.base_class()):
+    if not isinstance(found, type) or not issubclass(found, allowed.base_classes()):
         raise UntrustedTarget(refusal)
 
 

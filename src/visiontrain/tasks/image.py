@@ -26,8 +26,8 @@ from visiontrain.errors import ConfigError
 from visiontrain.export.image_export import export_image_checkpoint, model_inputs
 from visiontrain.models.classifier import ImageClassifier, load_classifier
 from visiontrain.models.weight_source import WeightSource, weight_source
-from visiontrain.redaction import config_without_secrets
 from visiontrain.tasks.base import BuiltModel, PreparedData
+from visiontrain.training.checkpoints import stored_run_config
 from visiontrain.training.hardware import build_trainer
 from visiontrain.training.reports import write_confusion, write_json
 
@@ -174,7 +174,7 @@ class ImageTask:
             drop_rate=float(cfg.model.drop_rate), label_smoothing=float(cfg.model.label_smoothing),
             class_weights=data.class_weights, optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
             schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
-            run_config=config_without_secrets(cfg), mixup=mixup if mixing else None,
+            run_config=stored_run_config(cfg), mixup=mixup if mixing else None,
             ema=OmegaConf.to_container(cfg.model.ema, resolve=True) if "ema" in cfg.model else None)
         if module.weights_report:
             log.info(module.weights_report["summary"])

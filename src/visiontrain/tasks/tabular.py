@@ -18,10 +18,9 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from visiontrain.config.targets import UntrustedTarget, check_plain_data
-from visiontrain.errors import CheckpointError, ConfigError
+from visiontrain.errors import ConfigError
 from visiontrain.export.tabular_export import export_tabular_checkpoint
-from visiontrain.redaction import config_without_secrets, redact_url
+from visiontrain.redaction import redact_url
 from visiontrain.tabular.cleansing import describe_reject_warning
 from visiontrain.tabular.datamodule import TabularDataModule
 from visiontrain.tabular.features import FeatureOptions, build_feature_pipeline, feature_names, model_inputs, transform
@@ -34,6 +33,7 @@ from visiontrain.tabular.schema import TableSchema, write_schema
 from visiontrain.tabular.source_lineage import describe_not_rows
 from visiontrain.tabular.splits import Split, check_class_sizes, holdout_split, kfold_splits, split_from_parts
 from visiontrain.tasks.base import BuiltModel, PreparedData
+from visiontrain.training.checkpoints import stored_run_config
 from visiontrain.training.hardware import build_trainer
 from visiontrain.training.reports import write_confusion, write_json
 
@@ -180,7 +180,7 @@ class TabularTask:
         An inferred schema is written out, so that evaluating the checkpoint on new rows uses the training
         schema, not one inferred from those rows.
         """
-        run_config = config_without_secrets(self.cfg)
+        run_config = stored_run_config(self.cfg)
         run_config["data"].update({**schema.as_config(), "schema": None})
         return run_config
 
@@ -329,13 +329,10 @@ class TabularTask:
                          ) -> tuple[TabularTask, TableData, BuiltModel]:
         """The checkpoint's own table and split (same source, cleansing and seed), or ``data_root`` scored whole.
 
-        The stored run config is data: an interpolation in it (``${oc.env:...}``) is refused, not resolved.
+        The stored run config is data: reading the file refused any interpolation in it but the ``${oc.env:NAME}``
+        of a data source URL with a secret (:func:`~visiontrain.training.checkpoints.check_stored_settings`).
         """
         module = load_tabular_model(ckpt, checkpoint)
-        try:
-            check_plain_data(module.hparams.run_config.get("data", {}), "run_config.data")
-        except UntrustedTarget as error:
-            raise CheckpointError(f"ckpt={ckpt}: refused, {error}") from None
         run_config = OmegaConf.create(module.hparams.run_config)
         if cfg.get("data_root"):
             run_config.data.source = str(Path(str(cfg.data_root)).expanduser())

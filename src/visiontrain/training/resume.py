@@ -1,10 +1,11 @@
 """``resume=latest`` (or a checkpoint): continue a run in its own run dir, with no path or W&B id typed by hand.
 
 Resolved before Hydra starts: the override becomes ``hydra.run.dir=<that run's dir>`` and
-``ckpt_path=<its last.ckpt>``; a damaged ``last.ckpt`` (a kill mid-write on an old version, a full disk) falls
-back to the newest intact checkpoint of the run, with a warning. Lightning then restores epoch, optimizer, LR schedule and callback states (best-k
-checkpoints, early stopping, history); the freeze stage follows from the epoch; the W&B run id is read from the
-run dir.
+``ckpt_path=<its last.ckpt>``; a checkpoint outside any run dir is refused (``ckpt_path=`` starts a new run from
+it); a damaged ``last.ckpt`` (a kill mid-write on an old version, a full disk) falls back to the newest intact
+checkpoint of the run, with a warning. Lightning then restores epoch, optimizer, LR schedule and callback states
+(best-k checkpoints, early stopping, history); the freeze stage follows from the epoch; the W&B run id is read
+from the run dir.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from visiontrain.errors import CheckpointError, ConfigError
+from visiontrain.errors import CheckpointError, CheckpointRefused, ConfigError
 from visiontrain.training.checkpoints import TEMPORARY_SUFFIX, checkpoint_info, newest_intact
 
 log = logging.getLogger("visiontrain")
 
 LAST = Path("checkpoints") / "last.ckpt"
+RUN_CONFIG = Path(".hydra") / "config.yaml"  # Hydra writes it into every run dir as the run starts
 
 
 def _runs_root(config_name: str, overrides: list[str], config_dir: Path) -> Path:
@@ -45,13 +47,15 @@ def intact_checkpoint(requested: Path) -> Path:
         log.warning("resume: removing %s, left by a checkpoint write that was interrupted", leftover.name)
         leftover.unlink(missing_ok=True)
     try:
-        checkpoint_info(requested)
+        checkpoint_info(requested, key="resume")
         return requested
+    except CheckpointRefused:
+        raise  # not damaged but hostile: someone wrote it, and no other file of that run is to be trusted blindly
     except CheckpointError as error:
         if requested.exists() and requested.name != LAST.name:
             raise  # a checkpoint named by hand: resume exactly that one, or say why not
         damaged = str(error)
-    fallback, problems = newest_intact(requested.parent, preferred=requested)
+    fallback, problems = newest_intact(requested.parent, preferred=requested, key="resume")
     if fallback is None:
         raise CheckpointError(f"no intact checkpoint to resume from in {requested.parent}: " + "; ".join(
             [damaged, *[p for p in problems if damaged not in p]]))
@@ -86,6 +90,25 @@ def resume_overrides(config_name: str, overrides: list[str], config_dir: Path, m
         if not checkpoint.is_file() and not any(checkpoint.parent.glob("*.ckpt")):
             raise ConfigError("resume", f"{checkpoint} does not exist", "resume=latest, or resume=<run dir>/"
                               "checkpoints/last.ckpt")
-    checkpoint = intact_checkpoint(checkpoint.resolve())
-    run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    checkpoint = checkpoint.resolve()
+    run_dir = run_dir_of(checkpoint)
+    checkpoint = intact_checkpoint(checkpoint)
     return [*others, f"resume={value}", f"hydra.run.dir='{run_dir}'", f"ckpt_path='{checkpoint}'"]
+
+
+def run_dir_of(checkpoint: Path) -> Path:
+    """The run dir a resume from ``checkpoint`` continues (and writes into): the one it was saved in.
+
+    A run dir is a folder Hydra ran a run in (it holds ``.hydra/config.yaml``), with the checkpoint in its
+    ``checkpoints/`` or beside it. A checkpoint anywhere else (downloaded, copied out) is refused before anything
+    is written: resuming would fill its folder with a whole run. ``ckpt_path=`` continues its training in a new run
+    dir instead, under outputs/ or wherever ``hydra.run.dir=`` says.
+    """
+    run_dir = checkpoint.parent.parent if checkpoint.parent.name == LAST.parent.name else checkpoint.parent
+    if not (run_dir / RUN_CONFIG).is_file():
+        raise ConfigError("resume", f"{checkpoint} is not in a run dir ({run_dir} has no {RUN_CONFIG}), and "
+                          "resuming writes a whole run (checkpoints, history, reports, ONNX) into its run dir",
+                          f"ckpt_path={checkpoint} to continue its training in a new run dir (outputs/<experiment>/"
+                          "runs/<time>; add hydra.run.dir=<folder> to choose it), or resume=<the run dir it was "
+                          "saved in>")
+    return run_dir
