@@ -211,8 +211,18 @@ def _exit_with(error: BaseException) -> NoReturn:
     from visiontrain.redaction import redact_text
 
     kind, code = _user_error(error)
-    print(f"visiontrain: {kind}: {redact_text(str(error))}", file=sys.stderr, flush=True)
+    print(f"visiontrain: {kind}: {redact_text(_own_message(error))}", file=sys.stderr, flush=True)
     raise SystemExit(code) from None
+
+
+def _own_message(error: BaseException) -> str:
+    """``error``'s message without the wrapper torch puts around an error raised in a DataLoader worker process
+    ("Caught DataError in DataLoader worker process 0. Original Traceback ..."): the user reads our line only."""
+    text = str(error)
+    raised_as = f"{type(error).__module__}.{type(error).__qualname__}: "
+    if text.startswith("Caught ") and "Original Traceback" in text and raised_as in text:
+        return text.rsplit(raised_as, 1)[1].rstrip("\n")
+    return text
 
 
 def _in_multirun() -> bool:
