@@ -143,6 +143,28 @@ def run_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None) 
     return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
 
 
+PAUSE_CALLBACK = "+callbacks.pause._target_=run_pause.PauseBeforeEpoch"  # tests/run_pause.py
+
+
+def start_paused_run(args: list[str], pause: Path, cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    """A real `visiontrain train` that holds still before epoch 1 (tests/run_pause.py) until ``pause/go`` exists;
+    returns once it is held there, so a test can change the world at a known point."""
+    merged = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", **(env or {}),
+              "VISIONTRAIN_TEST_PAUSE": str(pause),
+              "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(Path(__file__).parent)]))}
+    environment = {key: value for key, value in merged.items() if value is not None}  # None: unset it (as run_cli)
+    pause.mkdir(exist_ok=True)
+    process = subprocess.Popen([sys.executable, "-m", "visiontrain", "train", *args, PAUSE_CALLBACK], cwd=cwd,
+                               env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not (pause / "ready").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not (pause / "ready").exists():
+        process.kill()
+        raise AssertionError(f"the run never reached epoch 1: {process.communicate()[1][-3000:]}")
+    return process
+
+
 def compose_train(*overrides: str):
     """The real training config, composed as the CLI would (run_dir given, since Hydra is not running)."""
     from hydra import compose, initialize_config_dir

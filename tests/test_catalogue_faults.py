@@ -30,7 +30,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import copy_hymenoptera, run_cli, tiny_overrides
+from conftest import copy_hymenoptera, run_cli, start_paused_run, tiny_overrides
 
 EPOCHS = 4
 MLP = ["experiment=churn", "data.batch_size=32", "trainer.enable_progress_bar=false",
@@ -199,9 +199,6 @@ def test_a_read_only_run_dir_fails_once_clearly(tmp_path):
     assert not list(checkpoints.iterdir()) and not (run_dir / "summary.json").exists()
 
 
-PAUSE = "+callbacks.pause._target_=run_pause.PauseBeforeEpoch"  # tests/run_pause.py: holds the run before epoch 1
-
-
 def _image_args(tmp_path: Path) -> list[str]:
     data = copy_hymenoptera(tmp_path / "images", per_class=4)
     return [o for o in tiny_overrides(data, tmp_path / "run", "schedule.freeze_epochs=0")
@@ -228,19 +225,10 @@ def test_a_run_dir_that_turns_read_only_after_epoch_0_ends_in_one_line_and_resum
         pytest.skip("chattr +i is not available on this filesystem")
     make_args, frozen, first_refused, wandb = READ_ONLY_RUNS[case]
     args, run_dir, pause = [*make_args(tmp_path), "trainer.max_epochs=2"], tmp_path / "run", tmp_path / "pause"
-    pause.mkdir()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "VISIONTRAIN_TEST_PAUSE": str(pause),
-           "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(Path(__file__).parent)]))}
-    if wandb:
-        env.update(HOME=str(tmp_path), WANDB_MODE="offline", VISIONTRAIN_CACHE_DIR=str(tmp_path / "cache"))
-        env.pop("WANDB_API_KEY", None)  # no credentials: offline, whatever this machine has
-    process = subprocess.Popen([sys.executable, "-m", "visiontrain", "train", *args, PAUSE, f"hydra.run.dir={run_dir}"],
-                               cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {"HOME": str(tmp_path), "WANDB_MODE": "offline", "VISIONTRAIN_CACHE_DIR": str(tmp_path / "cache"),
+           "WANDB_API_KEY": None} if wandb else {}  # no credentials: offline, whatever this machine has
+    process = start_paused_run([*args, f"hydra.run.dir={run_dir}"], pause, cwd=tmp_path, env=env)
     try:
-        deadline = time.monotonic() + 300
-        while not (pause / "ready").exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert (pause / "ready").exists(), f"the run never reached epoch 1: {process.stderr.read()[-3000:]}"
         before = {p: p.stat().st_mtime_ns for p in _tree(run_dir) if p.is_file()}
         assert _immutable(*_tree(run_dir / frozen), on=True)
         (pause / "go").touch()
@@ -257,8 +245,7 @@ def test_a_run_dir_that_turns_read_only_after_epoch_0_ends_in_one_line_and_resum
         assert after == before  # not a byte written after it turned read-only
     assert (wandb and list((run_dir / "wandb").glob("offline-run-*"))) or not wandb
 
-    offline = {"WANDB_API_KEY": None, **{k: env.get(k) for k in ("HOME", "WANDB_MODE", "VISIONTRAIN_CACHE_DIR")}}
-    result = run_cli("train", *args, f"resume={run_dir}", cwd=tmp_path, env=offline if wandb else None)
+    result = run_cli("train", *args, f"resume={run_dir}", cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resume from {run_dir / 'checkpoints' / 'last.ckpt'}: the run goes on in its own run dir {run_dir} " \
            "(checkpoints, history, reports, ONNX)" in result.stdout

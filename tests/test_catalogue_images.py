@@ -737,25 +737,13 @@ def test_a_file_replaced_by_a_pixel_bomb_after_the_scan_stops_the_run_naming_it(
 def test_a_bomb_swapped_in_mid_run_ends_in_one_line_from_a_loader_worker_process(tmp_path):
     """The same swap in a real run whose images are decoded by a DataLoader worker process: torch wraps the
     worker's error in its traceback, and the user still reads one line, ours, and no traceback."""
-    import time
-
-    from conftest import copy_hymenoptera
+    from conftest import copy_hymenoptera, start_paused_run
 
     data, run_dir, pause = copy_hymenoptera(tmp_path / "images", per_class=4), tmp_path / "run", tmp_path / "pause"
-    pause.mkdir()
     args = [o for o in tiny_overrides(data, run_dir, "schedule.freeze_epochs=0", "trainer.max_epochs=2")
             if o != "data.num_workers=0" and not o.startswith("paths.run_dir=")]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "VISIONTRAIN_TEST_PAUSE": str(pause),
-           "PYTHONPATH": os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), str(Path(__file__).parent)]))}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "visiontrain", "train", *args, "data.num_workers=1", f"hydra.run.dir={run_dir}",
-         "+callbacks.pause._target_=run_pause.PauseBeforeEpoch"],  # tests/run_pause.py: held before epoch 1
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = start_paused_run([*args, "data.num_workers=1", f"hydra.run.dir={run_dir}"], pause, cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 300
-        while not (pause / "ready").exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert (pause / "ready").exists(), f"the run never reached epoch 1: {process.stderr.read()[-3000:]}"
         swapped = write(sorted((data / "train" / "ants").iterdir())[0], png_bomb_bytes(11000, 11000))
         (pause / "go").touch()
         _, stderr = process.communicate(timeout=300)
