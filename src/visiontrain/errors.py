@@ -65,13 +65,17 @@ def write_failure(error: BaseException, folder: Path) -> OSError | None:
     while current is not None and all(current is not seen for seen in chain):
         chain.append(current)  # as a traceback shows it: ``raise ... from None`` hides what it replaced
         current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
-    root = os.path.realpath(folder)
     for candidate in reversed(chain):
-        if isinstance(candidate, OSError) and candidate.errno in WRITE_ERRNOS and candidate.filename:
-            path = os.path.realpath(os.fsdecode(candidate.filename))
-            if path == root or path.startswith(root + os.sep):
-                return candidate
+        if isinstance(candidate, OSError) and candidate.errno in WRITE_ERRNOS and candidate.filename and \
+                is_inside(os.fsdecode(candidate.filename), folder):
+            return candidate
     return None
+
+
+def is_inside(path: str | Path, folder: str | Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies under it, symlinks resolved."""
+    path, root = os.path.realpath(path), os.path.realpath(folder)
+    return path == root or path.startswith(root + os.sep)
 
 
 def run_write_error(failure: OSError, run_dir: Path, command: str) -> RunWriteError:

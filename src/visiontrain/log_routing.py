@@ -12,11 +12,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import sys
 from pathlib import Path
 
-from visiontrain.errors import WRITE_ERRNOS
+from visiontrain.errors import WRITE_ERRNOS, is_inside
 
 OWN_LOGGER = "visiontrain"
 CONSOLE_LOGGERS = (OWN_LOGGER, "hydra")  # every level: ours, and Hydra's sweep lines ("#1 : seed=2")
@@ -79,13 +78,13 @@ def quiet_file_logs(folder: Path) -> None:
                                       if isinstance(logger, logging.Logger))]
     for handler in {handler for logger in loggers for handler in logger.handlers}:
         if isinstance(handler, logging.FileHandler) and not isinstance(handler, RunLogFileHandler) and \
-                _inside(handler.baseFilename, folder):
+                is_inside(handler.baseFilename, folder):
             handler.handleError = functools.partial(_handle_error, handler)  # type: ignore[method-assign]
 
 
 def run_log_failure(folder: Path) -> OSError | None:
     """The first write a log file inside ``folder`` could not make; None while they are all written."""
-    return next((failure for failure in _failures if _inside(failure.filename, folder)), None)
+    return next((failure for failure in _failures if is_inside(failure.filename, folder)), None)
 
 
 def _handle_error(handler: logging.FileHandler, record: logging.LogRecord) -> None:
@@ -104,7 +103,3 @@ def _keep_failure(handler: logging.FileHandler, error: BaseException | None) -> 
         if stream is not None:
             stream.close()
     return True
-
-
-def _inside(path: str, folder: Path) -> bool:
-    return os.path.realpath(path).startswith(os.path.realpath(folder) + os.sep)

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from visiontrain.config.choices import PREDICTION_OUTPUTS, SERVE_LOG_LEVELS, TTA_MODES
-from visiontrain.config.reading import Section, auto_or_count, existing_file, pixel_limit_setting
+from visiontrain.config.reading import Section, auto_or_count, existing_file, pixel_limit
 from visiontrain.core.image_decode import DEFAULT_MAX_IMAGE_PIXELS
 from visiontrain.core.kafka import KafkaAddress
 from visiontrain.core.manifest import SPLITS
@@ -98,7 +98,8 @@ class ImagePixels(Section):
     @field_validator("max_image_pixels")
     @classmethod
     def _a_pixel_limit(cls, pixels: Any) -> Any:
-        return pixel_limit_setting(pixels, "max_image_pixels")
+        pixel_limit(pixels, "max_image_pixels")
+        return pixels
 
 
 class DriftThresholds(Section):

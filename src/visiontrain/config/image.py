@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 from visiontrain.config.choices import (ACROSS_CLASSES_POLICIES, BN_STATS, BUILTIN_DATASETS, IMAGE_BALANCE,
                                         IMAGE_FORMATS, INTERPOLATIONS, MIXUP_MODES, MONITORABLE,
                                         WITHIN_CLASS_POLICIES)
-from visiontrain.config.reading import Section, auto_or_count, below_one, existing_file, pixel_limit_setting
+from visiontrain.config.reading import Section, auto_or_count, below_one, existing_file, pixel_limit
 from visiontrain.core.image_decode import DEFAULT_MAX_IMAGE_PIXELS
 from visiontrain.config.sections import Optimizer, Run, Trainer
 from visiontrain.errors import ConfigError
@@ -142,7 +142,8 @@ class ImageData(Section):
     @classmethod
     def _a_pixel_limit(cls, pixels: Any) -> Any:
         """The rule serve, stream, predict and drift apply to their ``max_image_pixels`` (core.image_decode)."""
-        return pixel_limit_setting(pixels, "data.max_image_pixels")
+        pixel_limit(pixels, "data.max_image_pixels")
+        return pixels
 
     @field_validator("num_workers")
     @classmethod

@@ -11,7 +11,7 @@ from __future__ import annotations
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import InterpolationResolutionError, MissingMandatoryValue
@@ -19,6 +19,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.fields import FieldInfo
 
 from visiontrain.errors import ConfigError
+
+if TYPE_CHECKING:
+    from visiontrain.core.image_decode import PixelLimit
 
 Model = TypeVar("Model", bound=BaseModel)
 _ABSENT = object()
@@ -78,14 +81,16 @@ def auto_or_count(setting: Any, key: str) -> Any:
     return setting
 
 
-def pixel_limit_setting(pixels: Any, key: str) -> Any:
-    """``pixels`` when it can be a ``max_image_pixels`` (core's one rule: a whole number, under Pillow's cap)."""
-    from visiontrain.core.image_decode import DEFAULT_MAX_IMAGE_PIXELS, pixel_limit_problem
+def pixel_limit(pixels: Any, key: str) -> PixelLimit:
+    """A ``max_image_pixels`` setting (None: the default) as core's :class:`PixelLimit`, after core's one rule (a
+    whole number, under Pillow's cap); the one reader of the key for training, predict, serve, stream and drift."""
+    from visiontrain.core.image_decode import DEFAULT_MAX_IMAGE_PIXELS, PixelLimit, pixel_limit_problem
 
+    pixels = DEFAULT_MAX_IMAGE_PIXELS if pixels is None else pixels
     problem = pixel_limit_problem(pixels)
     if problem is not None:
         raise ConfigError(key, problem, f"{key}={DEFAULT_MAX_IMAGE_PIXELS} (decoded pixels per image)")
-    return pixels
+    return PixelLimit(int(pixels), key)
 
 
 def below_one(value: float, key: str, why: str, fix: str) -> float:

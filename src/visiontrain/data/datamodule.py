@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from visiontrain.core.image_decode import PixelLimit
-from visiontrain.data.image_io import TRAINING_LIMIT, decode_scanned
+from visiontrain.data.image_io import TRAINING_LIMIT, read_rgb_array
 from visiontrain.data.inventory import Inventory, Sample
 from visiontrain.machine import available_cores
 
@@ -35,7 +35,7 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         sample = self.samples[index]
-        image = np.asarray(decode_scanned(sample.path, self.reduce_to, self.pixel_limit).image)
+        image = read_rgb_array(sample.path, self.reduce_to, self.pixel_limit)
         return self.transform(image=image)["image"], sample.label
 
 

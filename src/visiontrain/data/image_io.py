@@ -11,24 +11,16 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-
 from visiontrain.core.image_decode import DEFAULT_MAX_IMAGE_PIXELS, DecodedImage, ImageRejected, PixelLimit, decode
 from visiontrain.errors import DataError
 
 TRAINING_LIMIT = PixelLimit(DEFAULT_MAX_IMAGE_PIXELS, "data.max_image_pixels")  # conf/data/*.yaml's default
 
 
-def open_rgb(path: str | os.PathLike, reduce_to: int | None = None, limit: PixelLimit = TRAINING_LIMIT
-             ) -> Image.Image:
-    """``path`` decoded to RGB, EXIF orientation applied; a JPEG at reduced DCT scale when ``reduce_to``."""
-    return decode(Path(path), reduce_to, limit=limit).image
-
-
 def read_rgb_array(path: str | os.PathLike, reduce_to: int | None = None, limit: PixelLimit = TRAINING_LIMIT
                    ) -> np.ndarray:
-    """``open_rgb`` as an HxWx3 uint8 array, the input albumentations expects."""
-    return np.asarray(open_rgb(path, reduce_to, limit))
+    """A file the scan accepted, as the HxWx3 uint8 array albumentations expects (see :func:`decode_scanned`)."""
+    return np.asarray(decode_scanned(path, reduce_to, limit).image)
 
 
 def why_unusable(path: Path, reduce_to: int | None = None, limit: PixelLimit = TRAINING_LIMIT) -> str | None:

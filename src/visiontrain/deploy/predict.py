@@ -20,12 +20,12 @@ from typing import Any, Iterator
 import numpy as np
 
 from visiontrain.config.choices import PREDICTION_OUTPUTS
+from visiontrain.config.reading import pixel_limit
 from visiontrain.core.files import list_images
 from visiontrain.core.image_decode import ImageRejected, PixelLimit
 from visiontrain.core.image_preprocess import ImageSpec, model_input
 from visiontrain.core.manifest import SPLITS, header_columns, read_manifest
 from visiontrain.deploy.model import IMAGE, OnnxModel, batched, open_model
-from visiontrain.deploy.pixel_limit import pixel_limit
 from visiontrain.core.table_files import FILE_SUFFIXES
 from visiontrain.deploy.table_input import ColumnsError, TableSpec, id_columns, is_table_file, prepare, read_table
 from visiontrain.errors import ConfigError, DataError
@@ -37,7 +37,7 @@ OUTPUT_SUFFIXES = PREDICTION_OUTPUTS  # the one tuple the CLI checks `output=` a
 def predict(cfg: Any) -> dict[str, Any]:
     """Run the command from its config (conf/predict.yaml); returns the counts and file paths."""
     started = time.perf_counter()
-    limit = pixel_limit(cfg)  # image models: checked before the model is opened
+    limit = pixel_limit(cfg.get("max_image_pixels"), "max_image_pixels")  # before the model is opened
     model = open_model(cfg.get("model"), threads=int(cfg.get("threads") or 0))
     source = Path(str(cfg.input)).expanduser()
     if not source.exists():

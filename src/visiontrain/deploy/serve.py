@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from visiontrain.config.reading import pixel_limit
 from visiontrain.core.image_decode import ImageRejected, ImageTooLarge, PixelLimit, decode, decoded_size
 from visiontrain.core.image_preprocess import ImageSpec, preprocess
 from visiontrain.core.image_statistics import IMAGE_STATISTICS, image_statistics
@@ -37,7 +38,6 @@ from visiontrain.deploy.batcher import Batcher
 from visiontrain.deploy.connection_deadline import deadline_protocol
 from visiontrain.deploy.metrics import RequestMetrics, ServeMetrics
 from visiontrain.deploy.model import IMAGE, OnnxModel, open_model
-from visiontrain.deploy.pixel_limit import pixel_limit
 from visiontrain.deploy.request_body import ClientError, parse_json, read_body, rejected_rows, table_rows
 from visiontrain.deploy.table_input import TableSpec, prepare_rows
 from visiontrain.errors import ConfigError
@@ -92,7 +92,7 @@ class ServeSettings:
                 raise ConfigError(key, f"must be a number above 0, got {value!r}",
                                   f"{key}={getattr(cls, key)}")
             values[key] = kind(value)
-        values["max_image_pixels"] = pixel_limit(cfg).pixels
+        values["max_image_pixels"] = pixel_limit(cfg.get("max_image_pixels"), "max_image_pixels").pixels
         return cls(**values, max_wait_ms=float(cfg.get("max_wait_ms", 5)), drift_window=_drift_window(cfg),
                    log_predictions=str(cfg.log_predictions) if cfg.get("log_predictions") else None,
                    log_drop_columns=_names(cfg.get("log_drop_columns")), docs=bool(cfg.get("docs", False)),

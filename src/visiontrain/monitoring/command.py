@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from visiontrain.config.reading import pixel_limit
 from visiontrain.core.image_decode import PixelLimit
 from visiontrain.core.table_files import read_table
 from visiontrain.core.table_values import ModelInputs
 from visiontrain.deploy.model import OnnxModel
-from visiontrain.deploy.pixel_limit import pixel_limit
 from visiontrain.monitoring.current import image_inputs, prediction_log, prediction_outputs, table_inputs
 from visiontrain.monitoring.drift import Thresholds, compare, load_reference, write_report
 from visiontrain.monitoring.reference import IMAGE_STATISTICS
@@ -63,7 +63,7 @@ def drift(cfg: Any) -> dict[str, Any]:
     if not cfg.get("reference") or not cfg.get("current"):
         raise ConfigError("reference" if not cfg.get("reference") else "current", "is required",
                           "visiontrain drift reference=<run dir or model.onnx> current=<table, folder or .jsonl>")
-    limit = pixel_limit(cfg)  # image folders: checked here, before anything is read
+    limit = pixel_limit(cfg.get("max_image_pixels"), "max_image_pixels")  # before anything is read
     try:
         reference, model = load_reference(str(cfg.reference))
     except (FileNotFoundError, ValueError) as error:

@@ -127,7 +127,8 @@ def fetch_page(session: requests.Session, url: str, number: int, options: HttpOp
                         "data.http.page_timeout_s if the API is really this slow.")
     if reader.error is not None:
         raise reader.error
-    assert reader.page is not None
+    if reader.page is None:  # the worker ended with neither a page nor an error: a bug, not the server's doing
+        raise RuntimeError(f"page {number} of {redact_url(url)}: the reader ended without a page or an error")
     return reader.page
 
 

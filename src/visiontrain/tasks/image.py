@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from visiontrain.core.image_decode import DEFAULT_MAX_IMAGE_PIXELS, PixelLimit
+from visiontrain.config.reading import pixel_limit
+from visiontrain.core.image_decode import PixelLimit
 from visiontrain.data.builtin import materialise_builtin
 from visiontrain.data.datamodule import (ImageDataModule, class_weights, processes_per_node,
                                          resolve_pin_memory)
@@ -54,8 +55,8 @@ def scan(data_cfg: DictConfig | dict, seed: int, classes: list[str] | None = Non
 
 
 def training_pixel_limit(data_cfg: DictConfig | dict) -> PixelLimit:
-    """``data.max_image_pixels`` (checked with the config; a run saved before the key existed: the default)."""
-    return PixelLimit(int(data_cfg.get("max_image_pixels") or DEFAULT_MAX_IMAGE_PIXELS), "data.max_image_pixels")
+    """``data.max_image_pixels`` (a run saved before the key existed: the default)."""
+    return pixel_limit(data_cfg.get("max_image_pixels"), "data.max_image_pixels")
 
 
 def input_spec_from(cfg: DictConfig) -> InputSpec:
@@ -109,9 +110,11 @@ def check_mixup_data(inventory: Inventory, batch_size: int, processes: int = 1) 
 
 @dataclass(frozen=True, kw_only=True)
 class ImageData(PreparedData):
-    """The checked inventory of image files and, with ``data.balance=loss_weights``, the class weights."""
+    """The checked inventory of image files, the input spec it was decoded for (decided once, here, and used by
+    ``build``) and, with ``data.balance=loss_weights``, the class weights."""
 
     inventory: Inventory
+    spec: InputSpec
     class_weights: list[float] | None = None
 
 
@@ -137,7 +140,8 @@ class ImageTask:
         """Check every file once: the inventory, its counts, the split it made and the rejects report."""
         cfg = self.cfg
         started = time.perf_counter()
-        inventory = scan(cfg.data, int(cfg.seed), reduce_to=input_spec_from(cfg).resize_to)
+        spec = input_spec_from(cfg)
+        inventory = scan(cfg.data, int(cfg.seed), reduce_to=spec.resize_to)
         if is_main_process:
             inventory.write_rejects(run_dir / "rejects.csv")
             inventory.write_split(run_dir / "split.csv")
@@ -149,12 +153,11 @@ class ImageTask:
                    **inventory.counts(), "class_weights": weights, "rejects_csv": str(run_dir / "rejects.csv"),
                    "split_csv": str(run_dir / "split.csv"),
                    "seconds": round(time.perf_counter() - started, 3)}
-        return ImageData(summary=summary, inventory=inventory, class_weights=weights)
+        return ImageData(summary=summary, inventory=inventory, spec=spec, class_weights=weights)
 
     def build(self, data: ImageData, split: None = None) -> ImageModel:
         """The classifier on its starting weights and the datamodule of the inventory's own split."""
-        cfg = self.cfg
-        spec = input_spec_from(cfg)
+        cfg, spec = self.cfg, data.spec
         mixup = OmegaConf.to_container(cfg.augment.mixup, resolve=True) if "mixup" in cfg.augment else None
         mixing = mixup_enabled(mixup)
         if mixing:

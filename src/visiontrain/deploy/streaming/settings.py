@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from visiontrain.config.reading import pixel_limit
 from visiontrain.core.image_decode import PixelLimit
 from visiontrain.core.kafka import KafkaAddress, flat_settings
-from visiontrain.deploy.pixel_limit import pixel_limit
 from visiontrain.errors import ConfigError
 
 
@@ -99,7 +99,7 @@ class StreamSettings:
                    max_batch_size=_positive(cfg, "max_batch_size", 256),
                    max_wait_ms=_positive(cfg, "max_wait_ms", 20.0, float),
                    image_field=_text(cfg, "image_field"), top_k=_positive(cfg, "top_k", 5),
-                   pixel_limit=pixel_limit(cfg),
+                   pixel_limit=pixel_limit(cfg.get("max_image_pixels"), "max_image_pixels"),
                    drift_window=_positive(cfg, "drift_window", 0, allow_zero=True), metrics_port=port,
                    drift_thresholds=(_positive(cfg, "psi_threshold", 0.25, float),
                                      _positive(cfg, "ks_pvalue", 0.01, float),
