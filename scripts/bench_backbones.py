@@ -64,7 +64,7 @@ def create_model(name: str, num_classes: int) -> torch.nn.Module:
     """timm's model with random weights and a ``num_classes`` head; an unknown name says what timm knows."""
     import timm
 
-    from visiontrain.models.backbone import check_backbone_name
+    from visiontrain.image.backbone import check_backbone_name
 
     check_backbone_name(name)
     return timm.create_model(name, pretrained=False, num_classes=num_classes).eval()
@@ -157,7 +157,7 @@ def median_seconds(function: Callable[[], Any], calls: int) -> float:
 
 def onnxruntime_speed(path: Path, image_size: int, threads: int, repeats: int) -> dict[str, float]:
     """Batch-1 latency (median ms of ``repeats`` calls) and batch-32 throughput (images/s)."""
-    from visiontrain.deploy.model import OnnxModel
+    from visiontrain.inference.onnx_model import OnnxModel
 
     session = OnnxModel(path, threads=threads).session
     generator = np.random.default_rng(0)

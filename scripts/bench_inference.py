@@ -5,7 +5,7 @@ check, int8 file calibrated on training images and scored on the validation imag
 same random-normal input and with each engine's default threads (all cores):
 
 - PyTorch eager: the checkpoint's model in eval mode under ``torch.inference_mode``;
-- onnxruntime float32 and int8: ``visiontrain.deploy.model.OnnxModel``, what `predict` and `serve` use.
+- onnxruntime float32 and int8: ``visiontrain.inference.onnx_model.OnnxModel``, what `predict` and `serve` use.
 
 Latency at batch 1 (median of ``--calls`` calls) and throughput at batch 32; engines interleaved per repeat,
 after warm-up. Ratios per repeat, then their median.
@@ -50,8 +50,8 @@ def per_call_ms(function, inputs, calls: int) -> float:
 
 
 def bench_checkpoint(ckpt: Path, repeats: int, calls: int) -> dict:
-    from visiontrain.deploy.model import OnnxModel
-    from visiontrain.models.classifier import load_classifier
+    from visiontrain.inference.onnx_model import OnnxModel
+    from visiontrain.image.classifier import load_classifier
 
     with tempfile.TemporaryDirectory() as scratch:
         exported = export_with_int8(ckpt, Path(scratch))

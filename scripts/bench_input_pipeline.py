@@ -76,8 +76,8 @@ def loaders(root: Path, workers: int, batch_size: int) -> tuple[dict[str, tuple]
     """name -> (DataLoader, what the main process does with each batch, or None)."""
     import albumentations as A
 
-    from visiontrain.data.transforms import normalise
-    from visiontrain.tasks.image import datamodule_for, input_spec_from, scan, train_steps_for
+    from visiontrain.image.transforms import normalise
+    from visiontrain.image.task import datamodule_for, input_spec_from, scan, train_steps_for
 
     cfg = compose_train("experiment=hymenoptera", f"data.root={root}", "model.pretrained=false",
                         f"data.num_workers={workers}", f"data.batch_size={batch_size}", "paths.run_dir=/tmp/unused")

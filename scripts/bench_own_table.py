@@ -27,7 +27,7 @@ from benchlib import compose_train, machine, markdown_table, write_results  # no
 
 
 def run(data: Path, target: str, positive: str | None, model: str, *extra: str) -> dict:
-    from visiontrain.runner import train
+    from visiontrain.commands.train import train
 
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = Path(scratch) / "run"

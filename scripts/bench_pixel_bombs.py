@@ -43,7 +43,7 @@ RESIZE_TO = 256  # the default model's resize size (224 px input, crop_pct 0.875
 
 _SCAN = """
 import inspect, json, resource, sys, time
-from visiontrain.data import inventory as module
+from visiontrain.image import inventory as module
 root, version = sys.argv[1], sys.argv[2]
 options = {}
 if version != "before":

@@ -173,7 +173,7 @@ def main() -> None:
     parser.add_argument("serve_overrides", nargs="*", help="`visiontrain serve` overrides, e.g. threads=1")
     args = parser.parse_args()
 
-    from visiontrain.deploy.model import IMAGE, OnnxModel
+    from visiontrain.inference.onnx_model import IMAGE, OnnxModel
 
     model = OnnxModel(args.model)
     kind = "image" if model.kind == IMAGE else "table"

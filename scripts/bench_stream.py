@@ -60,7 +60,7 @@ def train_model(work: Path) -> Path:
 def ceiling(model: Path, payloads: list[bytes], batch_size: int) -> float:
     """Rows/s of the stream's own parse -> cleanse -> score -> serialise, in this process, no broker."""
     from visiontrain.core.json_rows import loads
-    from visiontrain.deploy.model import OnnxModel
+    from visiontrain.inference.onnx_model import OnnxModel
     from visiontrain.core.kafka_records import Origin, Record
     from visiontrain.deploy.streaming.scoring import Scorer
 

@@ -14,7 +14,7 @@ import pytest
 from conftest import compose_train, run_cli
 from visiontrain.config import config_dir
 from visiontrain.config.overrides import check_no_secrets, check_override_keys, compose_for_sweep
-from visiontrain.config.validation import validate_sweeper, validate_train_config
+from visiontrain.commands.validation import validate_sweeper, validate_train_config
 from visiontrain.errors import ConfigError
 
 CHURN = ("experiment=churn",)
@@ -365,7 +365,7 @@ def test_an_unknown_interpolation_is_an_error_wherever_it_is_read():
     """The input spec (training, the ONNX file it writes) and an ONNX file's metadata (predict, serve, stream)."""
     from visiontrain.core.image_preprocess import ImageSpec
     from visiontrain.core.model_metadata import MetadataError, ModelMetadata
-    from visiontrain.data.transforms import resolve_input_spec
+    from visiontrain.image.transforms import resolve_input_spec
 
     with pytest.raises(ConfigError) as raised:
         resolve_input_spec("resnet18", image_size=32, interpolation="cubicx")

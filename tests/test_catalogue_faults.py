@@ -442,7 +442,7 @@ def _build_optimizer(node: dict) -> None:
 
 def _build_augmentations(steps: list) -> None:
     """How stored augmentations would be built without the allow-list (the training transform's own builder)."""
-    from visiontrain.data.transforms import build_train_transform, resolve_input_spec
+    from visiontrain.image.transforms import build_train_transform, resolve_input_spec
 
     with contextlib.suppress(Exception):
         build_train_transform(resolve_input_spec("test_resnet", 32, None, None, None, None), steps)

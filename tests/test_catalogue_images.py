@@ -29,11 +29,11 @@ import pytest
 from PIL import Image
 
 from conftest import compose_train, run_cli, tiny_overrides
-from visiontrain.config.validation import validate_train_config
+from visiontrain.commands.validation import validate_train_config
 from visiontrain.core.image_decode import PixelLimit
-from visiontrain.data.duplicates import DuplicatePolicy
-from visiontrain.data.image_io import read_rgb_array
-from visiontrain.data.inventory import build_inventory
+from visiontrain.image.duplicates import DuplicatePolicy
+from visiontrain.image.image_io import read_rgb_array
+from visiontrain.image.inventory import build_inventory
 from visiontrain.errors import ConfigError, DataError
 
 
@@ -719,7 +719,7 @@ def test_a_file_replaced_by_a_pixel_bomb_after_the_scan_stops_the_run_naming_it(
     """The dataset decodes with the scan's limit: a file swapped for a bomb mid-run is refused from its header."""
     import albumentations as A
 
-    from visiontrain.data.datamodule import ImageDataset
+    from visiontrain.image.datamodule import ImageDataset
 
     root = clean_imagefolder(tmp_path / "data")
     inventory = build_inventory(root, pixel_limit=PixelLimit(2_000_000, "data.max_image_pixels"))

@@ -26,7 +26,7 @@ from omegaconf import open_dict
 from conftest import compose_train
 from visiontrain.errors import ConfigError, DataError
 from visiontrain.tabular.loading import load_clean_table
-from visiontrain.tasks.tabular import TabularTask
+from visiontrain.tabular.task import TabularTask
 
 SCHEMA = {"target": "churn", "task_type": "classification", "positive_label": "Yes", "id_columns": ["id"],
           "columns": {"plan": {"type": "category", "categories": ["Basic", "Pro"]},
@@ -332,7 +332,7 @@ def churn_config(tmp_path: Path, source: Path, columns: dict[str, Any]):
 
 def test_typed_parquet_columns_train_and_export_a_matching_onnx_file(tmp_path):
     """Booleans with gaps (as a number and as yes/no), and a number present in only two rows: all export."""
-    from visiontrain.runner import train
+    from visiontrain.commands.train import train
 
     table = good_rows(80).assign(
         autopay=pd.array([True, False, None, True] * 20, dtype=object), paperless=[True, False] * 40,
@@ -351,7 +351,7 @@ def test_typed_parquet_columns_train_and_export_a_matching_onnx_file(tmp_path):
 
 
 def test_an_all_blank_numeric_column_stops_the_run_before_training(tmp_path):
-    from visiontrain.runner import train
+    from visiontrain.commands.train import train
 
     table = good_rows(40).assign(discount="")
     table.to_csv(tmp_path / "customers.csv", index=False)
@@ -364,9 +364,9 @@ def test_an_all_blank_numeric_column_stops_the_run_before_training(tmp_path):
 
 def test_a_numeric_column_blank_in_every_training_row_still_exports(tmp_path):
     """Values only in held-out rows: the imputer keeps the column (zeros), so ONNX has the scaler's width."""
-    from visiontrain.export.tabular_onnx import onnx_feeds, pipeline_graph
+    from visiontrain.tabular.onnx_graph import onnx_feeds, pipeline_graph
     from visiontrain.tabular.features import FeatureOptions, build_feature_pipeline, model_inputs, transform
-    from visiontrain.tabular.schema import TableSchema
+    from visiontrain.config.table_schema import TableSchema
 
     schema = TableSchema.from_config({**SCHEMA, "columns": {**SCHEMA["columns"], "discount": "numeric"}})
     table = good_rows(20).assign(discount=[np.nan] * 16 + [5.0, 7.5, np.nan, 1.0])

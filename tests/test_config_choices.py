@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from visiontrain.config import choices
-from visiontrain.config.validation import lightning_precisions
+from visiontrain.commands.validation import lightning_precisions
 
 
 def test_the_checks_accept_exactly_the_tasks_the_runner_can_build():
-    from visiontrain.tasks import TASKS
+    from visiontrain.registry import TASKS
 
     assert choices.TASKS == tuple(TASKS)
 

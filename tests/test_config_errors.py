@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import compose_train, run_cli
-from visiontrain.config.validation import validate_train_config
+from visiontrain.commands.validation import validate_train_config
 from visiontrain.errors import ConfigError
 
 # (overrides, the key the message must name, a piece of the fix it must give)

@@ -9,12 +9,12 @@ from hydra.utils import instantiate
 from conftest import TINY_BACKBONE, compose_train
 from visiontrain.config import config_dir
 from visiontrain.config.choices import TABULAR_MODELS
-from visiontrain.config.validation import validate_train_config
-from visiontrain.data.transforms import build_train_transform, resolve_input_spec
+from visiontrain.commands.validation import validate_train_config
+from visiontrain.image.transforms import build_train_transform, resolve_input_spec
 from visiontrain.errors import ConfigError
-from visiontrain.runner import instantiate_callbacks, instantiate_loggers
+from visiontrain.commands.train import instantiate_callbacks, instantiate_loggers
 from visiontrain.training.hardware import build_trainer
-from visiontrain.tasks import task_for_config
+from visiontrain.registry import task_for_config
 
 CONF = config_dir()
 
@@ -96,7 +96,7 @@ def test_every_trainer_composes_and_fails_clearly_without_its_hardware(hardware,
 
 def test_builtin_data_never_overwrites_a_folder_of_the_users(tiny_hymenoptera, tmp_path):
     """`data.root=my_photos` with the default built-in data must stop, not replace the photos with digits."""
-    from visiontrain.data.builtin import materialise_builtin
+    from visiontrain.image.builtin import materialise_builtin
     from visiontrain.errors import DataError
 
     before = sorted(p.relative_to(tiny_hymenoptera) for p in tiny_hymenoptera.rglob("*"))
@@ -148,7 +148,7 @@ def test_slurm_launcher_config_composes():
 
 def test_your_own_folder_does_not_inherit_the_quickstarts_settings(tiny_hymenoptera, tmp_path):
     """`data=image_folder data.root=DIR`: the model's own input spec, flips, the default rate, a run named after it."""
-    from visiontrain.tasks.image import input_spec_from
+    from visiontrain.image.task import input_spec_from
 
     cfg = compose_train("data=image_folder", f"data.root={tiny_hymenoptera}", f"paths.run_dir={tmp_path}")
     spec = input_spec_from(cfg)

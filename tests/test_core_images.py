@@ -19,8 +19,8 @@ from visiontrain.core.files import IMAGE_SUFFIXES, list_images
 from visiontrain.core.image_decode import ImageRejected, PixelLimit, decode
 from visiontrain.core.image_preprocess import INTERPOLATIONS, resize_and_crop, resize_to_for
 from visiontrain.core.image_statistics import image_statistics
-from visiontrain.data.image_io import read_rgb_array, why_unusable
-from visiontrain.data.transforms import build_eval_transform, resolve_input_spec
+from visiontrain.image.image_io import read_rgb_array, why_unusable
+from visiontrain.image.transforms import build_eval_transform, resolve_input_spec
 
 
 def _photo(path: Path, size: tuple[int, int], **save) -> Path:

@@ -10,7 +10,7 @@ from conftest import TINY_BACKBONE
 from visiontrain.core.model_metadata import ModelMetadata
 from visiontrain.export.onnx_export import export_onnx
 from visiontrain.export.parity import check_parity
-from visiontrain.models.backbone import create_backbone
+from visiontrain.image.backbone import create_backbone
 
 
 def trained_like(model: torch.nn.Module) -> torch.nn.Module:

@@ -26,7 +26,7 @@ def hgb_run(tmp_path_factory):
     """
     from threadpoolctl import threadpool_limits
 
-    from visiontrain.runner import train
+    from visiontrain.commands.train import train
 
     base = tmp_path_factory.mktemp("hgb")
     run_dir = base / "run"
@@ -51,8 +51,8 @@ def test_hist_gradient_boosting_trains_exports_and_passes_parity(hgb_run):
 
 
 def test_the_run_writes_importance_to_csv_summary_report_and_data_report(hgb_run, capsys):
-    from visiontrain.runner import print_report
-    from visiontrain.tasks.tabular import TabularTask
+    from visiontrain.commands.train import print_report
+    from visiontrain.tabular.task import TabularTask
 
     run_dir, summary = hgb_run["run_dir"], hgb_run["summary"]
     importance = summary["evaluation"]["val"]["feature_importance"]
@@ -94,7 +94,7 @@ def _rows_on_a_rounded_threshold() -> tuple[np.ndarray, np.ndarray]:
 
 
 def _onnx_scores(estimator, features: np.ndarray) -> np.ndarray:
-    from visiontrain.export.tabular_onnx import estimator_graph
+    from visiontrain.tabular.onnx_graph import estimator_graph
 
     model = estimator_graph(estimator, features.shape[1], True, 17)
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -154,7 +154,7 @@ def test_float32_floor_is_the_largest_float32_not_above():
 
 # ----- permutation importance on a table whose answer is known ----------------------------------------------
 def _planted_table(rows: int, regression: bool) -> tuple[pd.DataFrame, object]:
-    from visiontrain.tabular.schema import TableSchema
+    from visiontrain.config.table_schema import TableSchema
 
     rng = np.random.default_rng(3)
     strong, weak, noise = rng.normal(size=rows), rng.normal(size=rows), rng.normal(size=rows)

@@ -17,11 +17,11 @@ import torch
 from timm.loss import SoftTargetCrossEntropy
 
 from conftest import compose_train, run_cli, tiny_overrides
-from visiontrain.config.validation import validate_evaluate_config, validate_lr_find_config, validate_train_config
+from visiontrain.commands.validation import validate_evaluate_config, validate_lr_find_config, validate_train_config
 from visiontrain.errors import ConfigError
-from visiontrain.export.image_export import model_inputs
-from visiontrain.models.classifier import load_classifier
-from visiontrain.tasks.image import ImageModel, ImageTask
+from visiontrain.image.export import model_inputs
+from visiontrain.image.classifier import load_classifier
+from visiontrain.image.task import ImageModel, ImageTask
 from visiontrain.training.lr_find import group_rates_kept
 
 
@@ -103,7 +103,7 @@ def test_with_mixup_the_training_loader_keeps_full_even_batches(tiny_hymenoptera
 
 
 def test_a_tiny_run_with_mixup_and_cutmix_trains_evaluates_and_exports(tiny_hymenoptera, tmp_path):
-    from visiontrain.runner import train
+    from visiontrain.commands.train import train
 
     cfg = compose_train(*tiny_overrides(tiny_hymenoptera, tmp_path, *MIXUP, "augment.mixup.cutmix_alpha=1.0",
                                         "augment.mixup.mode=elem", "schedule=full_finetune", "trainer.max_epochs=2"))
@@ -166,7 +166,7 @@ def test_the_exported_onnx_model_is_the_averaged_one(ema_run):
 
 
 def test_fine_tuning_from_such_a_checkpoint_starts_from_the_averaged_weights(ema_run):
-    from visiontrain.models.weights import read_state_dict
+    from visiontrain.image.weights import read_state_dict
 
     state = torch.load(ema_run["best"], map_location="cpu", weights_only=True)["state_dict"]
     loaded = read_state_dict(ema_run["best"])  # what model.weights_file=<best.ckpt> reads

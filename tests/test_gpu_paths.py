@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import compose_train, run_cli, tiny_overrides
-from visiontrain.tasks.image import ImageTask
+from visiontrain.image.task import ImageTask
 from visiontrain.training.hardware import build_trainer
 
 pytestmark = pytest.mark.gpu

@@ -68,7 +68,7 @@ def manifest_without_split(tmp_path: Path) -> tuple[Path, dict]:
 
 @pytest.mark.parametrize("layout", [imagefolder_with_test, seeded_class_tree, manifest_without_split])
 def test_split_csv_lists_every_image_once_and_reads_back_as_the_same_split(layout, tmp_path):
-    from visiontrain.data.inventory import build_inventory
+    from visiontrain.image.inventory import build_inventory
 
     root, options = layout(tmp_path)
     inventory = build_inventory(root, **options)
@@ -97,7 +97,7 @@ def samples_of(inventory) -> dict[str, list[tuple[str, int]]]:
 
 def test_a_split_csv_of_symlinked_data_names_the_same_files(tmp_path):
     """A data root reached through a symlink, and a symlinked photo: the file reads back as the same images."""
-    from visiontrain.data.inventory import build_inventory
+    from visiontrain.image.inventory import build_inventory
 
     real = class_tree(tmp_path / "disk" / "tree", per_class=2)
     photo = next((real / "bees").iterdir())
@@ -113,7 +113,7 @@ def test_a_split_csv_of_symlinked_data_names_the_same_files(tmp_path):
 
 
 def test_a_split_csv_names_files_outside_its_folder_and_says_which_key_trusts_it(tmp_path):
-    from visiontrain.data.inventory import build_inventory
+    from visiontrain.image.inventory import build_inventory
     from visiontrain.errors import DataError
 
     inventory = build_inventory(copy_hymenoptera(tmp_path / "photos", per_class=2))
@@ -124,7 +124,7 @@ def test_a_split_csv_names_files_outside_its_folder_and_says_which_key_trusts_it
 
 
 def test_the_data_line_counts_each_split_and_class_and_the_rejected():
-    from visiontrain.tasks.image import ImageTask
+    from visiontrain.image.task import ImageTask
 
     data = {"per_split": {"train": 196, "val": 48},
             "per_class": {"train": {"ants": 98, "bees": 98}, "val": {"ants": 24, "bees": 24}},

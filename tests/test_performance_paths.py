@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from conftest import TINY_BACKBONE, compose_train, run_cli, tiny_overrides
-from visiontrain.data.datamodule import resolve_pin_memory
-from visiontrain.models.classifier import ImageClassifier
-from visiontrain.tasks.image import ImageTask
+from visiontrain.image.datamodule import resolve_pin_memory
+from visiontrain.image.classifier import ImageClassifier
+from visiontrain.image.task import ImageTask
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -186,7 +186,7 @@ def test_quantized_model_keeps_most_decisions_of_the_float_model(tmp_path):
 def test_large_jpegs_decode_at_reduced_scale_never_below_the_target(tmp_path):
     from PIL import Image
 
-    from visiontrain.data.image_io import read_rgb_array
+    from visiontrain.image.image_io import read_rgb_array
 
     photo = Image.effect_mandelbrot((2000, 1500), (-2, -1.5, 1, 1.5), 60).convert("RGB")
     photo.save(tmp_path / "large.jpg", quality=90)
@@ -197,7 +197,7 @@ def test_large_jpegs_decode_at_reduced_scale_never_below_the_target(tmp_path):
     assert read_rgb_array(tmp_path / "large.png", reduce_to=235).shape == (1500, 2000, 3)  # only JPEG can
     cfg = compose_train("experiment=hymenoptera", "data.root=.", "model.weights=null", "model.backbone=resnet18",
                         "paths.run_dir=.")
-    from visiontrain.tasks.image import input_spec_from
+    from visiontrain.image.task import input_spec_from
 
     assert input_spec_from(cfg).resize_to == 235  # floor(224 / 0.95), as timm; what training passes as reduce_to
 
@@ -205,7 +205,7 @@ def test_large_jpegs_decode_at_reduced_scale_never_below_the_target(tmp_path):
 def test_auto_workers_share_the_cores_between_the_training_processes_of_a_node():
     import os
 
-    from visiontrain.data.datamodule import MAX_AUTO_WORKERS, auto_num_workers, processes_per_node
+    from visiontrain.image.datamodule import MAX_AUTO_WORKERS, auto_num_workers, processes_per_node
 
     cores = len(os.sched_getaffinity(0))
     assert auto_num_workers() == max(1, min(MAX_AUTO_WORKERS, cores - 1))

@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from conftest import compose_train, tiny_overrides
-from visiontrain.tasks.image import ImageTask
+from visiontrain.image.task import ImageTask
 from visiontrain.training.schedule import FineTuneSchedule, StagedLR, trainable_in_stage_two
 
 

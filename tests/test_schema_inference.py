@@ -18,7 +18,7 @@ from conftest import TELCO_SAMPLE, compose_train, run_cli
 from visiontrain.errors import ConfigError
 from visiontrain.tabular.inference import InferenceOptions, infer_schema
 from visiontrain.tabular.loading import load_clean_table
-from visiontrain.tabular.schema import SchemaDeclaration, TableSchema
+from visiontrain.config.table_schema import SchemaDeclaration, TableSchema
 
 FAST = ["trainer.enable_progress_bar=false", "model=logistic_regression"]
 IDENTIFIERS = {"RowNumber", "CustomerId", "Surname"}
@@ -98,7 +98,7 @@ def test_inference_looks_at_the_training_rows_only(bank_csv, tmp_path):
 
 
 def test_the_written_schema_reads_back_and_reproduces_the_run(bank_run, tmp_path):
-    from visiontrain.runner import train
+    from visiontrain.commands.train import train
 
     first = bank_run["summary"]
     run_dir = tmp_path / "again"
@@ -170,7 +170,7 @@ def test_a_declared_schema_wins_and_its_leaks_are_flagged_not_dropped(tmp_path):
     declared = TableSchema.from_config(compose_train("experiment=churn").data).as_config()
     declared["columns"]["RetentionScore"] = {"type": "numeric"}
     schema.write_text(yaml.safe_dump(declared))
-    from visiontrain.tasks.tabular import TabularTask
+    from visiontrain.tabular.task import TabularTask
 
     cfg = compose_train("experiment=churn", f"data.source={path}", f"data.schema={schema}", "seed=1")
     data = TabularTask(cfg).prepare(tmp_path / "run", True)
@@ -179,7 +179,7 @@ def test_a_declared_schema_wins_and_its_leaks_are_flagged_not_dropped(tmp_path):
 
 
 def test_a_rule_that_rejects_many_rows_warns_with_the_column_and_values(bank_csv, tmp_path, capsys):
-    from visiontrain.runner import train
+    from visiontrain.commands.train import train
 
     schema = tmp_path / "schema.yaml"  # a category list that missed one country: a quarter of the rows
     schema.write_text("base: inferred\ncolumns:\n  Geography: {type: category, categories: [France, Spain]}\n")

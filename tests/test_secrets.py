@@ -19,9 +19,9 @@ import torch
 import yaml
 
 from conftest import compose_train, run_cli
-from visiontrain.config.validation import validate_train_config
+from visiontrain.commands.validation import validate_train_config
 from visiontrain.errors import ConfigError
-from visiontrain.redaction import config_without_secrets, redact_text, redact_url, secrets_in_url
+from visiontrain.core.redaction import config_without_secrets, redact_text, redact_url, secrets_in_url
 from wandb_records import read_records
 
 PASSWORD = "hunter2-Zq9"  # distinctive: no path or library text contains it by chance

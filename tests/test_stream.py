@@ -89,7 +89,7 @@ def _coordinates(messages) -> list[tuple[int, int, int]]:
 
 def _expected_scores(model: Path, rows: list[dict]) -> list[float]:
     """The same rows through `predict`'s code in-process: what every streamed result must equal."""
-    from visiontrain.deploy.model import OnnxModel
+    from visiontrain.inference.onnx_model import OnnxModel
     from visiontrain.deploy.table_input import TableSpec, prepare_rows
 
     onnx = OnnxModel(model)
@@ -268,7 +268,7 @@ def test_live_metrics_and_a_drift_alert_while_streaming(kafka_broker, churn_mode
     assert value("visiontrain_drift_drifted", feature="tenure") == 1
     assert value("visiontrain_consumer_lag") == 0
     info = next(sample for sample in samples if sample.name == "visiontrain_model_info")
-    assert info.labels["sha256"] == __import__("visiontrain.deploy.model", fromlist=["file_sha256"]).file_sha256(
+    assert info.labels["sha256"] == __import__("visiontrain.inference.onnx_model", fromlist=["file_sha256"]).file_sha256(
         churn_model["onnx"])
 
     alert = json.loads(warnings[0].value())  # the second window: the moved rows
@@ -288,7 +288,7 @@ def image_model(tmp_path_factory) -> dict:
 
 
 def test_images_as_bytes_or_base64_json_are_classified_like_predict(kafka_broker, image_model, tmp_path):
-    from visiontrain.deploy.model import OnnxModel
+    from visiontrain.inference.onnx_model import OnnxModel
 
     photos = image_model["photos"]
     source, output, dead = (new_topic(kafka_broker, 1) for _ in range(3))

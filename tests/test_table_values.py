@@ -13,7 +13,7 @@ from visiontrain.core.table_values import FLOAT32_MAX, category_text, model_inpu
 from visiontrain.errors import DataError
 from visiontrain.monitoring.current import table_inputs
 from visiontrain.tabular.cleansing import CleaningRules, cleanse
-from visiontrain.tabular.schema import TableSchema
+from visiontrain.config.table_schema import TableSchema
 
 SCHEMA = {"target": "churn", "task_type": "classification", "positive_label": "Yes",
           "columns": {"charges": {"type": "numeric"}, "paperless": {"type": "boolean"},

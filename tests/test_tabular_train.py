@@ -17,7 +17,7 @@ FAST = ["trainer.enable_progress_bar=false", "trainer.max_epochs=4", "trainer.lo
 
 
 def run_in_process(tmp_path: Path, *overrides: str) -> dict:
-    from visiontrain.runner import train
+    from visiontrain.commands.train import train
 
     run_dir = tmp_path / "run"
     cfg = compose_train("experiment=churn", f"paths.run_dir={run_dir}", f"paths.cache_dir={tmp_path / 'cache'}",
@@ -83,7 +83,7 @@ def test_exported_onnx_takes_raw_columns_and_matches_the_model(churn_run):
 def test_feature_pipeline_is_fitted_on_training_rows_only(tmp_path):
     """Scaler, imputer and encoder statistics come from the training rows, whatever val and test hold."""
     from visiontrain.tabular.splits import Split
-    from visiontrain.tasks.tabular import TabularTask
+    from visiontrain.tabular.task import TabularTask
 
     cfg = compose_train("experiment=churn", f"paths.run_dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path}")
     task = TabularTask(cfg)
@@ -112,7 +112,7 @@ def test_feature_pipeline_is_fitted_on_training_rows_only(tmp_path):
 @pytest.mark.parametrize("model", ["logistic_regression", "gradient_boosting"])
 def test_baselines_share_the_runner_checkpoints_and_export(tmp_path, model):
     from visiontrain.tabular.models import load_tabular_model
-    from visiontrain.tasks import TASK_KEY
+    from visiontrain.core.names import TASK_KEY
     from visiontrain.training.checkpoints import read_checkpoint
 
     summary = run_in_process(tmp_path, f"model={model}")
@@ -155,7 +155,7 @@ def test_a_real_sqlite_database_is_a_source(tmp_path):
 
 
 def test_regression_path_on_diabetes_with_kfold(tmp_path):
-    from visiontrain.runner import train
+    from visiontrain.commands.train import train
 
     run_dir = tmp_path / "run"
     cfg = compose_train("experiment=diabetes", f"paths.run_dir={run_dir}", f"paths.cache_dir={tmp_path}",
@@ -180,7 +180,7 @@ def test_regression_path_on_diabetes_with_kfold(tmp_path):
     ("features.pca_components=1.5", "features.pca_components"),
 ])
 def test_tabular_config_mistakes_fail_before_any_row_is_read(tmp_path, override, key):
-    from visiontrain.config.validation import validate_train_config
+    from visiontrain.commands.validation import validate_train_config
     from visiontrain.errors import ConfigError
 
     cfg = compose_train("experiment=churn", f"paths.run_dir={tmp_path}", override)

@@ -11,8 +11,9 @@ import inspect
 import pytest
 
 from visiontrain.errors import CheckpointError
-from visiontrain.tasks import TASK_KEY, TASKS, task_class, task_name_of
-from visiontrain.tasks.base import Task
+from visiontrain.core.names import TASK_KEY
+from visiontrain.registry import TASKS, task_class, task_name_of
+from visiontrain.training.task import Task
 
 CONTRACT = {name: member for name, member in vars(Task).items()
             if not name.startswith("_") and (callable(member) or isinstance(member, classmethod))}

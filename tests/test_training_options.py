@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 
 from conftest import TINY_BACKBONE, compose_train, tiny_overrides
-from visiontrain.data.datamodule import ImageDataModule
-from visiontrain.data.inventory import build_inventory
-from visiontrain.data.transforms import build_eval_transform, build_train_transform, resolve_input_spec
-from visiontrain.tasks.image import ImageTask
+from visiontrain.image.datamodule import ImageDataModule
+from visiontrain.image.inventory import build_inventory
+from visiontrain.image.transforms import build_eval_transform, build_train_transform, resolve_input_spec
+from visiontrain.image.task import ImageTask
 
 
 def test_class_weighted_loss_weights_the_rare_class_up(tiny_hymenoptera, tmp_path):

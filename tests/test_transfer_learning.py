@@ -14,13 +14,13 @@ import torch
 from PIL import Image
 
 from conftest import HYMENOPTERA, PHOTOS, TINY_BACKBONE, compose_train, run_cli, tiny_overrides
-from visiontrain.config.validation import validate_train_config
-from visiontrain.data.transforms import build_eval_transform, normalise, resolve_input_spec
+from visiontrain.commands.validation import validate_train_config
+from visiontrain.image.transforms import build_eval_transform, normalise, resolve_input_spec
 from visiontrain.errors import ConfigError, WeightsError
-from visiontrain.models import packaged_weights as packages
-from visiontrain.models.backbone import create_backbone, find_head_parameters
-from visiontrain.models.classifier import ImageClassifier
-from visiontrain.models.weights import load_weights, read_state_dict
+from visiontrain.image import packaged_weights as packages
+from visiontrain.image.backbone import create_backbone, find_head_parameters
+from visiontrain.image.classifier import ImageClassifier
+from visiontrain.image.weights import load_weights, read_state_dict
 
 LITE0 = packages.PACKAGED_WEIGHTS["efficientnet_lite0.in1k"]
 ANT, BEE, DAISY = 310, 309, 985
@@ -123,7 +123,7 @@ def test_weights_from_a_missing_package_fail_before_training_naming_the_pip_line
 
 def test_the_input_spec_follows_the_weights():
     cfg = compose_train("model.weights=efficientnet_lite2.in1k", "data=image_folder", "data.root=.", "paths.run_dir=.")
-    from visiontrain.tasks.image import input_spec_from
+    from visiontrain.image.task import input_spec_from
 
     spec = input_spec_from(cfg)
     assert (spec.image_size, spec.mean, spec.std, spec.crop_pct, spec.interpolation) == \
@@ -138,9 +138,9 @@ def test_the_frozen_stage_fits_the_head_as_well_as_a_linear_probe_on_the_same_fe
     regression on the frozen features of the same model, and summary.json says where the weights came from."""
     from sklearn.linear_model import LogisticRegression
 
-    from visiontrain.export.image_export import model_inputs
-    from visiontrain.models.classifier import load_classifier
-    from visiontrain.tasks.image import datamodule_for, scan
+    from visiontrain.image.export import model_inputs
+    from visiontrain.image.classifier import load_classifier
+    from visiontrain.image.task import datamodule_for, scan
 
     run_dir = tmp_path / "run"
     result = run_cli("train", "experiment=hymenoptera", f"data.root={HYMENOPTERA}", "schedule=linear_probe",
@@ -159,7 +159,7 @@ def test_the_frozen_stage_fits_the_head_as_well_as_a_linear_probe_on_the_same_fe
     cfg = compose_train("experiment=hymenoptera", f"data.root={HYMENOPTERA}", "model.input.image_size=160",
                         "data.num_workers=0", f"paths.run_dir={tmp_path}")
     inventory = scan(cfg.data, int(cfg.seed))
-    from visiontrain.tasks.image import input_spec_from
+    from visiontrain.image.task import input_spec_from
 
     datamodule = datamodule_for(inventory, input_spec_from(cfg), cfg.data, int(cfg.seed))
     features, labels = {}, {}
@@ -177,7 +177,7 @@ def test_the_frozen_stage_fits_the_head_as_well_as_a_linear_probe_on_the_same_fe
 
 
 def test_freezing_a_backbone_without_pretrained_weights_warns_naming_full_finetune(tiny_hymenoptera, tmp_path, caplog):
-    from visiontrain.tasks import task_for_config
+    from visiontrain.registry import task_for_config
 
     for weights, expect_warning in (("model.weights=null", True), ("model.weights_file=null", False)):
         overrides = tiny_overrides(tiny_hymenoptera, tmp_path, "schedule.freeze_epochs=1")

@@ -11,8 +11,8 @@ from safetensors.torch import save_file
 
 from conftest import TINY_BACKBONE
 from visiontrain.errors import WeightsError
-from visiontrain.models.backbone import create_backbone
-from visiontrain.models.classifier import ImageClassifier
+from visiontrain.image.backbone import create_backbone
+from visiontrain.image.classifier import ImageClassifier
 
 SPEC = {"image_size": 32, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}  # an InputSpec.to_dict() in short
 
@@ -88,7 +88,7 @@ def test_without_network_pretrained_weights_come_from_the_hub_cache_at_once(tiny
     from safetensors.torch import load_file
 
     from conftest import run_cli
-    from visiontrain.models.backbone import hub_reachable
+    from visiontrain.image.backbone import hub_reachable
 
     if hub_reachable():
         pytest.skip("the model hub is reachable from here; this checks the offline path")

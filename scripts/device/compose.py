@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 from visiontrain.config import config_dir
-from visiontrain.config.validation import validate_train_config
+from visiontrain.commands.validation import validate_train_config
 
 
 def validate(overrides: list[str], run_dir: str) -> str | None:

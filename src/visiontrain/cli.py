@@ -44,10 +44,10 @@ outside the package with `visiontrain train --config-dir my_conf experiment=<you
 
 # command -> (config name in conf/, "module:function" run with the composed config)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("train", "visiontrain.runner:train"),
-    "lr_find": ("lr_find", "visiontrain.commands:lr_find"),
-    "evaluate": ("evaluate", "visiontrain.commands:evaluate"),
-    "export": ("export", "visiontrain.commands:export"),
+    "train": ("train", "visiontrain.commands.train:train"),
+    "lr_find": ("lr_find", "visiontrain.commands.checkpoints:lr_find"),
+    "evaluate": ("evaluate", "visiontrain.commands.checkpoints:evaluate"),
+    "export": ("export", "visiontrain.commands.checkpoints:export"),
     "predict": ("predict", "visiontrain.deploy.predict:predict"),
     "serve": ("serve", "visiontrain.deploy.serve:serve"),
     "drift": ("drift", "visiontrain.monitoring.command:drift"),
@@ -91,7 +91,7 @@ def _run_hydra(command: str) -> None:
     from visiontrain.config import config_dir
     from visiontrain.config.checks import COMMAND_CHECKS
     from visiontrain.errors import CheckpointError, ConfigError
-    from visiontrain.log_routing import route_library_output
+    from visiontrain.core.log_routing import route_library_output
 
     config_name = COMMANDS[command][0]
 
@@ -208,7 +208,7 @@ def _user_error(error: BaseException) -> tuple[str, int] | None:
 
 def _exit_with(error: BaseException) -> NoReturn:
     """One line on stderr, secrets masked, and the exit code of :func:`_user_error`: no traceback."""
-    from visiontrain.redaction import redact_text
+    from visiontrain.core.redaction import redact_text
 
     kind, code = _user_error(error)
     print(f"visiontrain: {kind}: {redact_text(_own_message(error))}", file=sys.stderr, flush=True)
@@ -245,7 +245,7 @@ def _record_failed_trial(error: Exception) -> None:
 
     from hydra.core.hydra_config import HydraConfig
 
-    from visiontrain.redaction import redact_text
+    from visiontrain.core.redaction import redact_text
     from visiontrain.sweeps.summary import FAILED_FILE
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -337,8 +337,8 @@ def _close_failed_run(error: BaseException) -> None:
     from hydra.core.hydra_config import HydraConfig
 
     from visiontrain.errors import ConfigError
-    from visiontrain.log_routing import FILE_ONLY
-    from visiontrain.redaction import redact_text
+    from visiontrain.core.log_routing import FILE_ONLY
+    from visiontrain.core.redaction import redact_text
 
     kind, _ = _user_error(error)
     logging.getLogger("visiontrain").error("%s: %s", kind, redact_text(str(error)), extra=FILE_ONLY)

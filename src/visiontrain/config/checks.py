@@ -1,7 +1,7 @@
 """The config checks that need no library but pydantic: types, ranges, choices, rules across keys, files.
 
 `visiontrain` runs them on the composed config before it imports the command's module, so a mistake is reported
-within a second; :mod:`visiontrain.config.validation` runs them again, then the checks that need torch, timm or
+within a second; :mod:`visiontrain.commands.validation` runs them again, then the checks that need torch, timm or
 scikit-learn. Nothing here imports those, or any module that does.
 """
 
@@ -20,8 +20,8 @@ from visiontrain.config.reading import Section, parse
 from visiontrain.config.sections import Monitor, Optimizer, Trainer
 from visiontrain.config.tabular import EstimatorModel, MlpModel, TableData, TabularModelKind, TabularRun
 from visiontrain.errors import ConfigError
-from visiontrain.redaction import has_secret
-from visiontrain.tabular.schema import SchemaDeclaration
+from visiontrain.core.redaction import has_secret
+from visiontrain.config.table_schema import SchemaDeclaration
 
 
 class TaskChoice(Section):

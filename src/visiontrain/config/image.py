@@ -2,7 +2,7 @@
 
 Types, ranges and choices of every key the run reads, and the rules across keys (frozen epochs vs epochs, mixup
 vs an odd batch). What needs a library (timm's backbone names, albumentations transforms, packaged weights) is
-checked afterwards, in :mod:`visiontrain.config.validation`.
+checked afterwards, in :mod:`visiontrain.commands.validation`.
 """
 
 from __future__ import annotations

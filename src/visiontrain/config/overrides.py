@@ -15,7 +15,7 @@ from typing import Any, Iterator
 from omegaconf import DictConfig
 
 from visiontrain.errors import ConfigError
-from visiontrain.redaction import URL_PATTERN, has_secret
+from visiontrain.core.redaction import URL_PATTERN, has_secret
 
 
 # keys that lived elsewhere in earlier versions: the error names the new place

@@ -1,8 +1,8 @@
 """The tabular config (``task=tabular``) as pydantic models: run, model, splits and source of a table.
 
-The declared columns are :class:`visiontrain.tabular.schema.TableSchema`'s to read; the cleaning rules, the
+The declared columns are :class:`visiontrain.config.table_schema.TableSchema`'s to read; the cleaning rules, the
 feature options, the estimator class and where the source points are checked afterwards, with the libraries
-that use them (:mod:`visiontrain.config.validation`).
+that use them (:mod:`visiontrain.commands.validation`).
 """
 
 from __future__ import annotations
@@ -20,10 +20,15 @@ from visiontrain.config.reading import Section
 from visiontrain.config.sections import Run
 from visiontrain.core.kafka import KafkaAddress, client_settings, flat_settings
 from visiontrain.errors import ConfigError
-from visiontrain.tabular.source_limits import (DEFAULT_MAX_ROWS, HTTP_MAX_PAGE_BYTES, HTTP_MAX_TOTAL_BYTES,
-                                               HTTP_PAGE_TIMEOUT_S, KAFKA_MAX_MESSAGE_BYTES)
 
 ENVIRONMENT_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")  # what a variable name looks like, and a token does not
+
+# the limits on what a training source may deliver (tabular/source_limits.py enforces them)
+DEFAULT_MAX_ROWS = 5_000_000  # a churn table of this size is already a few GB of raw values in memory
+KAFKA_MAX_MESSAGE_BYTES = 16 << 20  # one message of rows this large parses into a few hundred MB of objects
+HTTP_PAGE_TIMEOUT_S = 300.0  # one page, whole: connecting, retries, headers and body
+HTTP_MAX_PAGE_BYTES = 64 << 20  # one page's body, decoded: an API's page is KBs to a few MB
+HTTP_MAX_TOTAL_BYTES = 1 << 30  # all pages together: about 2.5 million Telco rows as JSON
 
 
 class TableTask(Section):

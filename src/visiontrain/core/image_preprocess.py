@@ -1,6 +1,6 @@
 """The eval preprocessing, once: shorter side to ``resize_to``, centre crop, normalise.
 
-Training's eval transform (an albumentations step in :mod:`visiontrain.data.transforms`) and the deploy side
+Training's eval transform (an albumentations step in :mod:`visiontrain.image.transforms`) and the deploy side
 (predict, serve) both call :func:`resize_and_crop`, and both take their normalisation constants from
 :func:`normalisation_constants`, so the model inputs agree to the bit. The resize is ``cv2.resize``, as
 albumentations does it; PIL's own resize antialiases and would differ by up to 2.3 (normalised units).

@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.exposition import start_http_server
 
 if TYPE_CHECKING:
-    from visiontrain.deploy.model import OnnxModel
+    from visiontrain.inference.onnx_model import OnnxModel
     from visiontrain.monitoring.rolling import WindowResult
 
 BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)  # inputs per scored batch

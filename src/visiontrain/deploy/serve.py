@@ -37,11 +37,11 @@ from visiontrain.deploy.access import BearerAuth, load_token
 from visiontrain.deploy.batcher import Batcher
 from visiontrain.deploy.connection_deadline import deadline_protocol
 from visiontrain.deploy.metrics import RequestMetrics, ServeMetrics
-from visiontrain.deploy.model import IMAGE, OnnxModel, open_model
+from visiontrain.inference.onnx_model import IMAGE, OnnxModel, open_model
 from visiontrain.deploy.request_body import ClientError, parse_json, read_body, rejected_rows, table_rows
 from visiontrain.deploy.table_input import TableSpec, prepare_rows
 from visiontrain.errors import ConfigError
-from visiontrain.machine import available_cores
+from visiontrain.core.machine import available_cores
 from visiontrain.monitoring.current import prediction_outputs
 from visiontrain.monitoring.rolling import RollingDrift
 

@@ -9,9 +9,10 @@ import numpy as np
 
 from visiontrain.config.reading import pixel_limit
 from visiontrain.core.image_decode import PixelLimit
+from visiontrain.core.names import IMAGE_TASK
 from visiontrain.core.table_files import read_table
 from visiontrain.core.table_values import ModelInputs
-from visiontrain.deploy.model import OnnxModel
+from visiontrain.inference.onnx_model import OnnxModel
 from visiontrain.monitoring.current import image_inputs, prediction_log, prediction_outputs, table_inputs
 from visiontrain.monitoring.drift import Thresholds, compare, load_reference, write_report
 from visiontrain.monitoring.reference import IMAGE_STATISTICS
@@ -48,7 +49,7 @@ def _from_log(rows: list[dict[str, Any]], reference: dict[str, Any],
 
     frame = pd.DataFrame([row.get("input", row) for row in rows])
     rejected: list[tuple[str, str]] = []
-    if reference["task"] == "image_classification":
+    if reference["task"] == IMAGE_TASK:
         inputs = {name: frame[name].to_numpy(dtype=np.float64) for name in IMAGE_STATISTICS if name in frame}
     else:
         table = table_inputs(frame, reference["inputs"])
@@ -77,7 +78,7 @@ def drift(cfg: Any) -> dict[str, Any]:
         rows = prediction_log(current)
         inputs, outputs, rejected = _from_log(rows, reference, str(current))
         described = f"{len(rows)} logged predictions in {current}"
-    elif reference["task"] == "image_classification":
+    elif reference["task"] == IMAGE_TASK:
         from visiontrain.core.image_preprocess import ImageSpec
 
         reduce_to = ImageSpec.from_metadata(model.metadata.as_dict()).resize_to if model else None

@@ -33,7 +33,7 @@ def image_inputs(folder: Path, limit: int | None = None, *, pixel_limit: PixelLi
                  reduce_to: int | None = None) -> tuple[dict[str, Any], list[Path], list[tuple[str, str]]]:
     """Input statistics of every readable image under ``folder``; unreadable files are listed, not fatal.
 
-    Decoded as the reference was (:meth:`visiontrain.tasks.image.ImageTask.reference_stats`) and as serve and
+    Decoded as the reference was (:meth:`visiontrain.image.task.ImageTask.reference_stats`) and as serve and
     stream decode: JPEGs at reduced DCT scale when ``reduce_to`` (the model's resize size) allows. An image over
     ``pixel_limit`` is listed from its header, undecoded.
     """

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from visiontrain.deploy.model import OnnxModel
+from visiontrain.inference.onnx_model import OnnxModel
 from visiontrain.monitoring.statistics import categorical_psi, ks_two_sample, numeric_psi
 
 

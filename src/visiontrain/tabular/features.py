@@ -20,7 +20,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from visiontrain.config.choices import CATEGORY_IMPUTERS, NUMERIC_IMPUTERS
 from visiontrain.errors import ConfigError
-from visiontrain.tabular.schema import TableSchema
+from visiontrain.config.table_schema import TableSchema
 
 MISSING_CATEGORY = ""  # how a missing category reaches the pipeline (and the ONNX file): an empty string
 

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from visiontrain.tabular.cleansing import CleaningResult, CleaningRules, cleanse
 from visiontrain.tabular.inference import InferenceOptions, InferredSchema, infer_schema, target_labels
 from visiontrain.tabular.ingest import read_source, source_from_environment
-from visiontrain.tabular.schema import SchemaDeclaration, TableSchema
+from visiontrain.config.table_schema import SchemaDeclaration, TableSchema
 from visiontrain.tabular.source_lineage import SourceRead
 from visiontrain.tabular.splits import holdout_split
 

@@ -12,13 +12,10 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from visiontrain.errors import DataError
+from visiontrain.config.tabular import (DEFAULT_MAX_ROWS, HTTP_MAX_PAGE_BYTES, HTTP_MAX_TOTAL_BYTES,  # noqa: F401
+                                        HTTP_PAGE_TIMEOUT_S, KAFKA_MAX_MESSAGE_BYTES)
 
-DEFAULT_MAX_ROWS = 5_000_000  # a churn table of this size is already a few GB of raw values in memory
 MAX_ROWS_KEY = "data.max_rows"
-KAFKA_MAX_MESSAGE_BYTES = 16 << 20  # one message of rows this large parses into a few hundred MB of objects
-HTTP_PAGE_TIMEOUT_S = 300.0  # one page, whole: connecting, retries, headers and body
-HTTP_MAX_PAGE_BYTES = 64 << 20  # one page's body, decoded: an API's page is KBs to a few MB
-HTTP_MAX_TOTAL_BYTES = 1 << 30  # all pages together: about 2.5 million Telco rows as JSON
 
 
 def max_rows(options: Mapping[str, Any] | None) -> int:

@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
 
 from visiontrain.errors import DataError
+from visiontrain.training.task import Split
 
-
-@dataclass(frozen=True)
-class Split:
-    name: str                 # "final" or "fold1".."foldK"
-    train: np.ndarray         # positions into the cleaned table
-    val: np.ndarray
-    test: np.ndarray
+__all__ = ["Split", "check_class_sizes", "holdout_split", "kfold_splits", "split_from_parts"]
 
 
 def check_class_sizes(labels: np.ndarray, class_names: Sequence[str], target: str, val_fraction: float,

@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from visiontrain.redaction import config_without_secrets
+from visiontrain.core.redaction import config_without_secrets
 
 log = logging.getLogger("visiontrain")
 PLOTS = {"confusion_png": "eval/confusion_matrix", "roc_png": "eval/roc_curve", "pr_png": "eval/pr_curve",

@@ -28,7 +28,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from visiontrain.config.targets import ENV_REFERENCE, UntrustedTarget, check_targets
 from visiontrain.errors import CheckpointError, CheckpointRefused
-from visiontrain.redaction import config_without_secrets
+from visiontrain.core.redaction import config_without_secrets
 
 log = logging.getLogger("visiontrain")
 
@@ -195,7 +195,7 @@ def _is_setting(path: tuple[Any, ...]) -> bool:
 
 
 def stored_run_config(cfg: Any) -> dict[str, Any]:
-    """The run's config as its checkpoints keep it: no secret (see :mod:`visiontrain.redaction`), and not the run's
+    """The run's config as its checkpoints keep it: no secret (see :mod:`visiontrain.core.redaction`), and not the run's
     trainer, loggers and callbacks, which say how it ran, not what it trained, and may name a user's own classes."""
     run_config = config_without_secrets(cfg)
     for key in RUN_ONLY_KEYS:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from visiontrain.errors import ConfigError
-from visiontrain.redaction import redact_url
+from visiontrain.core.redaction import redact_url
 
 COLUMNS = ("topic", "partition", "offset", "row", "key", "source_timestamp_ms", "model", "model_version",
            "scored_at", "label", "score", "result")

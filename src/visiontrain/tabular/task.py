@@ -18,9 +18,11 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from visiontrain.core.names import TABULAR_TASK
+from visiontrain.tabular.checks import check_tabular_libraries
 from visiontrain.errors import ConfigError
-from visiontrain.export.tabular_export import export_tabular_checkpoint
-from visiontrain.redaction import redact_url
+from visiontrain.tabular.export import export_tabular_checkpoint
+from visiontrain.core.redaction import redact_url
 from visiontrain.tabular.cleansing import describe_reject_warning
 from visiontrain.tabular.datamodule import TabularDataModule
 from visiontrain.tabular.features import FeatureOptions, build_feature_pipeline, feature_names, model_inputs, transform
@@ -29,10 +31,10 @@ from visiontrain.tabular.inference import InferenceOptions, leak_flags
 from visiontrain.tabular.loading import LoadedTable, load_clean_table, table_source
 from visiontrain.tabular.metrics import confusion, plot_roc_pr
 from visiontrain.tabular.models import EstimatorModel, TabularMLP, TabularModel, load_tabular_model
-from visiontrain.tabular.schema import TableSchema, write_schema
+from visiontrain.config.table_schema import TableSchema, write_schema
 from visiontrain.tabular.source_lineage import describe_not_rows
 from visiontrain.tabular.splits import Split, check_class_sizes, holdout_split, kfold_splits, split_from_parts
-from visiontrain.tasks.base import BuiltModel, PreparedData
+from visiontrain.training.task import BuiltModel, PreparedData
 from visiontrain.training.checkpoints import stored_run_config
 from visiontrain.training.hardware import build_trainer
 from visiontrain.training.reports import write_confusion, write_json
@@ -56,9 +58,10 @@ class TableData(PreparedData):
 
 
 class TabularTask:
-    """How the runner prepares, fits, evaluates and exports a tabular model (see :class:`~visiontrain.tasks.base.Task`)."""
+    """How the runner prepares, fits, evaluates and exports a tabular model (see :class:`~visiontrain.training.task.Task`)."""
 
-    name = "tabular"
+    name = TABULAR_TASK
+    check_libraries = staticmethod(check_tabular_libraries)  # the config checks that need scikit-learn
     report_split = "test"  # the held-out rows: never seen while fitting, tuning or picking the checkpoint
 
     def __init__(self, cfg: DictConfig) -> None:

@@ -11,11 +11,11 @@ import torch
 
 from visiontrain.core.model_metadata import MISSING_VALUES, ModelMetadata
 from visiontrain.export.parity import check_table_parity
-from visiontrain.export.tabular_onnx import (decision_graph, estimator_graph, join, onnx_feeds, pipeline_graph,
+from visiontrain.tabular.onnx_graph import (decision_graph, estimator_graph, join, onnx_feeds, pipeline_graph,
                                              torch_graph)
 from visiontrain.tabular.features import model_inputs, transform
 from visiontrain.tabular.models import EstimatorModel, TabularModel, load_tabular_model
-from visiontrain.tabular.schema import TableSchema
+from visiontrain.config.table_schema import TableSchema
 
 
 def export_tabular_checkpoint(ckpt_path: str | Path, onnx_path: Path, schema: TableSchema, rows: pd.DataFrame,

@@ -13,20 +13,20 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from visiontrain.config.targets import instantiate_trusted
-from visiontrain.data.mixup import build_mixup
-from visiontrain.data.transforms import apply_normalisation, normalisation_tensors
+from visiontrain.image.mixup import build_mixup
+from visiontrain.image.transforms import apply_normalisation, normalisation_tensors
 from visiontrain.errors import CheckpointError
-from visiontrain.models.backbone import backbone_layer_ids, create_backbone, find_head_parameters
-from visiontrain.models.ema import build_ema
-from visiontrain.models.packaged_weights import packaged_weights
-from visiontrain.models.tta import TTA_MODES, tta_logits
-from visiontrain.models.weights import load_weights
-from visiontrain.tasks import TASK_KEY
+from visiontrain.image.backbone import backbone_layer_ids, create_backbone, find_head_parameters
+from visiontrain.training.ema import build_ema
+from visiontrain.image.packaged_weights import packaged_weights
+from visiontrain.image.tta import TTA_MODES, tta_logits
+from visiontrain.image.weights import load_weights
+from visiontrain.core.names import TASK_KEY
 from visiontrain.training.checkpoints import module_from_checkpoint, read_checkpoint
 from visiontrain.training.schedule import (FineTuneSchedule, StagedLR, build_param_groups, stage_name,
                                            trainable_in_stage_two)
 
-TASK_NAME = "image_classification"  # recorded in every checkpoint (see visiontrain.tasks)
+TASK_NAME = "image_classification"  # recorded in every checkpoint (see visiontrain.registry)
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "lr": 1e-3, "weight_decay": 0.05}
 
@@ -279,7 +279,7 @@ def load_classifier(ckpt_path: str | Path, tta: str = "none", checkpoint: dict[s
 
     The file is read as plain data (:func:`read_checkpoint`) and the model rebuilt from our class; a backbone
     name that would fetch anything (``hf-hub:``, ``local-dir:``) is refused. ``tta``: the test-time augmentation
-    its evaluation steps use (see :mod:`visiontrain.models.tta`).
+    its evaluation steps use (see :mod:`visiontrain.image.tta`).
     """
     checkpoint = checkpoint if checkpoint is not None else read_checkpoint(ckpt_path)
     hparams = checkpoint.get("hyper_parameters") or {}

@@ -10,13 +10,14 @@ import numpy as np
 import torch
 
 from visiontrain import __version__
+from visiontrain.core.names import IMAGE_TASK
 from visiontrain.core.model_metadata import PIXEL_SCALE, ModelMetadata
-from visiontrain.data.datamodule import ImageDataModule
-from visiontrain.data.transforms import normalise
+from visiontrain.image.datamodule import ImageDataModule
+from visiontrain.image.transforms import normalise
 from visiontrain.errors import ConfigError
 from visiontrain.export.onnx_export import INPUT_NAME, export_onnx
 from visiontrain.export.parity import check_parity
-from visiontrain.models.classifier import ImageClassifier, load_classifier
+from visiontrain.image.classifier import ImageClassifier, load_classifier
 
 
 def export_image_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: ImageDataModule | None,
@@ -35,7 +36,7 @@ def export_image_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: 
     model = module.evaluation_model()
     spec = module.hparams.input_spec
     metadata = ModelMetadata(
-        task="image_classification", class_names=list(module.class_names), input_name=INPUT_NAME,
+        task=IMAGE_TASK, class_names=list(module.class_names), input_name=INPUT_NAME,
         input_size=[3, spec["image_size"], spec["image_size"]], mean=list(spec["mean"]), std=list(spec["std"]),
         resize_to=spec["resize_to"], crop="center", interpolation=spec["interpolation"], pixel_scale=PIXEL_SCALE,
         backbone=module.hparams.backbone, source_checkpoint=str(Path(ckpt_path).resolve()), metric=metric or {},

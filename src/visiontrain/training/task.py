@@ -14,9 +14,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 if TYPE_CHECKING:  # the contract itself imports no training library
     import lightning.pytorch as pl
+    import numpy as np
     from omegaconf import DictConfig
 
-    from visiontrain.tabular.splits import Split
+
+@dataclass(frozen=True)
+class Split:
+    """One fit's rows: train fits, val stops early and picks the best checkpoint, test is scored once."""
+
+    name: str                 # "final" or "fold1".."foldK"
+    train: np.ndarray         # positions into the cleaned table
+    val: np.ndarray
+    test: np.ndarray
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,8 +59,8 @@ class BuiltModel:
 class Task(Protocol):
     """One kind of model the runner trains: image classification or tabular prediction.
 
-    ``name`` is the task type; it is decided once, by :func:`visiontrain.tasks.task_class`, and recorded in every
-    checkpoint (:func:`visiontrain.tasks.task_name_of`) and in the ONNX metadata.
+    ``name`` is the task type; it is decided once, by :func:`visiontrain.registry.task_class`, and recorded in every
+    checkpoint (:func:`visiontrain.registry.task_name_of`) and in the ONNX metadata.
     """
 
     name: ClassVar[str]

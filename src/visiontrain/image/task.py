@@ -15,19 +15,21 @@ from omegaconf import DictConfig, OmegaConf
 
 from visiontrain.config.reading import pixel_limit
 from visiontrain.core.image_decode import PixelLimit
-from visiontrain.data.builtin import materialise_builtin
-from visiontrain.data.datamodule import (ImageDataModule, class_weights, processes_per_node,
+from visiontrain.image.builtin import materialise_builtin
+from visiontrain.image.datamodule import (ImageDataModule, class_weights, processes_per_node,
                                          resolve_pin_memory)
-from visiontrain.data.duplicates import DuplicatePolicy
-from visiontrain.data.image_io import decode_scanned
-from visiontrain.data.inventory import Inventory, build_inventory
-from visiontrain.data.mixup import mixup_enabled
-from visiontrain.data.transforms import InputSpec, build_eval_transform, build_train_transform, resolve_input_spec
+from visiontrain.image.duplicates import DuplicatePolicy
+from visiontrain.image.image_io import decode_scanned
+from visiontrain.image.inventory import Inventory, build_inventory
+from visiontrain.image.mixup import mixup_enabled
+from visiontrain.image.transforms import InputSpec, build_eval_transform, build_train_transform, resolve_input_spec
+from visiontrain.core.names import IMAGE_TASK
+from visiontrain.image.checks import check_image_libraries
 from visiontrain.errors import ConfigError
-from visiontrain.export.image_export import export_image_checkpoint, model_inputs
-from visiontrain.models.classifier import ImageClassifier, load_classifier
-from visiontrain.models.weight_source import WeightSource, weight_source
-from visiontrain.tasks.base import BuiltModel, PreparedData
+from visiontrain.image.export import export_image_checkpoint, model_inputs
+from visiontrain.image.classifier import ImageClassifier, load_classifier
+from visiontrain.image.weight_source import WeightSource, weight_source
+from visiontrain.training.task import BuiltModel, PreparedData
 from visiontrain.training.checkpoints import stored_run_config
 from visiontrain.training.hardware import build_trainer
 from visiontrain.training.reports import write_confusion, write_json
@@ -127,9 +129,10 @@ class ImageModel(BuiltModel):
 
 
 class ImageTask:
-    """How the runner builds, evaluates and exports an image classifier (see :class:`~visiontrain.tasks.base.Task`)."""
+    """How the runner builds, evaluates and exports an image classifier (see :class:`~visiontrain.training.task.Task`)."""
 
-    name = "image_classification"
+    name = IMAGE_TASK
+    check_libraries = staticmethod(check_image_libraries)  # the config checks that need timm and albumentations
     curve_metric = "acc"
     report_split = "val"  # whose confusion matrix the report points at
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from visiontrain.errors import ConfigError
-from visiontrain.models.packaged_weights import PackagedWeights, packaged_weights
+from visiontrain.image.packaged_weights import PackagedWeights, packaged_weights
 
 
 @dataclass(frozen=True)

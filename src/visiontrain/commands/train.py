@@ -19,9 +19,9 @@ from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelChec
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
-from visiontrain.config.validation import validate_train_config
-from visiontrain.tasks import task_for_config
-from visiontrain.tasks.base import PreparedData, Task
+from visiontrain.commands.validation import validate_train_config
+from visiontrain.registry import task_for_config
+from visiontrain.training.task import PreparedData, Task
 from visiontrain.tracking.results import log_run_results, wandb_loggers
 from visiontrain.tracking.wandb_run import finish_active_run
 from visiontrain.training.checkpoints import read_checkpoint

@@ -1,0 +1,1 @@
+"""One module per command: its entry point takes the composed, checked config."""

@@ -1,0 +1,52 @@
+"""Check a composed config before training: wrong types and values fail here, naming the key and the fix.
+
+Unknown keys (``optimizer.lrr=...``) are caught earlier, in :mod:`visiontrain.config.overrides`. The checks that
+need no library (:mod:`visiontrain.config.checks`, pydantic models) run first, and the `visiontrain` command
+runs those alone before it imports any command. This module adds what only the libraries can tell: Lightning's
+precisions, the opsets torch exports, whether CUDA sees a GPU, timm's backbone names, packaged weights,
+albumentations transforms, torch.optim and scikit-learn classes, the table's cleaning rules and its source.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig
+
+from visiontrain.config.checks import (check_evaluate_config, check_export_config, check_lr_find_config,
+                                       check_no_literal_secrets, check_sweeper, check_train_config)
+from visiontrain.core.names import IMAGE_TASK
+from visiontrain.registry import task_class
+from visiontrain.training.checks import check_opset, check_trainer, lightning_precisions
+
+__all__ = ["validate_train_config", "validate_evaluate_config", "validate_export_config", "validate_lr_find_config",
+           "validate_sweeper", "check_no_literal_secrets",
+           "lightning_precisions"]
+
+validate_sweeper = check_sweeper  # needs no library: the CLI calls it before a multirun starts
+
+
+def validate_evaluate_config(cfg: DictConfig) -> None:
+    """`visiontrain evaluate`: its keys, then its trainer (the checkpoint's settings are checked when read)."""
+    check_evaluate_config(cfg)
+    check_trainer(cfg)
+
+
+def validate_export_config(cfg: DictConfig) -> None:
+    """`visiontrain export`: its keys, then ``opset`` against the installed torch exporter."""
+    check_export_config(cfg)
+    check_opset(cfg, "opset")
+
+
+def validate_train_config(cfg: DictConfig) -> None:
+    """Every check that can fail without touching data or weights, then the data location."""
+    task = check_train_config(cfg)
+    check_trainer(cfg)
+    check_opset(cfg)
+    task_class(task).check_libraries(cfg)
+
+
+def validate_lr_find_config(cfg: DictConfig) -> None:
+    """`visiontrain lr_find`: everything `train` checks, then the range test's own keys."""
+    check_lr_find_config(cfg)
+    check_trainer(cfg)
+    check_opset(cfg)
+    task_class(IMAGE_TASK).check_libraries(cfg)

@@ -1,1 +1,0 @@
-"""Where images come in: discovery, checking, splitting, augmentation and loading."""
