@@ -45,9 +45,9 @@ outside the package with `visiontrain train --config-dir my_conf experiment=<you
 # command -> (config name in conf/, "module:function" run with the composed config)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "visiontrain.commands.train:train"),
-    "lr_find": ("lr_find", "visiontrain.commands.checkpoints:lr_find"),
-    "evaluate": ("evaluate", "visiontrain.commands.checkpoints:evaluate"),
-    "export": ("export", "visiontrain.commands.checkpoints:export"),
+    "lr_find": ("lr_find", "visiontrain.commands.lr_find:lr_find"),
+    "evaluate": ("evaluate", "visiontrain.commands.evaluate:evaluate"),
+    "export": ("export", "visiontrain.commands.export:export"),
     "predict": ("predict", "visiontrain.deploy.predict:predict"),
     "serve": ("serve", "visiontrain.deploy.serve:serve"),
     "drift": ("drift", "visiontrain.monitoring.command:drift"),

@@ -1,49 +1,17 @@
-"""`visiontrain evaluate` and `visiontrain export` work on a finished checkpoint; `visiontrain lr_find` before one.
-
-The checkpoint is read once, as plain data; the task it records (:func:`visiontrain.registry.task_name_of`) does the
-rest, so these commands never ask which kind of model they hold.
-"""
+"""`visiontrain lr_find`: the learning-rate range test, before a run, on the data `train` would use."""
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf
 
-from visiontrain.commands.validation import (validate_evaluate_config, validate_export_config,
-                                           validate_lr_find_config)
-from visiontrain.errors import ConfigError
+from visiontrain.commands.validation import validate_lr_find_config
 from visiontrain.core.names import IMAGE_TASK
-from visiontrain.registry import task_class, task_name_of
-from visiontrain.training.checkpoints import read_checkpoint
+from visiontrain.registry import task_class
 from visiontrain.training.hardware import build_trainer
 from visiontrain.training.lr_find import LRFindSettings, find_learning_rate, write_lr_find
-
-log = logging.getLogger("visiontrain")
-
-
-def _checkpoint(cfg: DictConfig) -> tuple[Path, dict]:
-    """The ``ckpt=`` file and its contents, read once as plain data (see :func:`read_checkpoint`)."""
-    if OmegaConf.is_missing(cfg, "ckpt"):
-        raise ConfigError("ckpt", "is required", "ckpt=outputs/<experiment>/runs/<time>/checkpoints/last.ckpt")
-    path = Path(str(cfg.ckpt)).expanduser()
-    if "://" not in str(cfg.ckpt) and not path.is_file():
-        raise ConfigError("ckpt", f"checkpoint {path} does not exist", "ckpt=/path/to/a/visiontrain.ckpt")
-    return path, read_checkpoint(str(cfg.ckpt))
-
-
-def evaluate(cfg: DictConfig) -> float | None:
-    """Evaluate a checkpoint on its validation split (or ``data_root``); write metrics and confusion matrix.
-
-    ``tta=hflip`` (image models): every prediction is the average of the softmax on the image and on its mirror
-    image (see :mod:`visiontrain.image.tta`); evaluation.json records the mode.
-    """
-    validate_evaluate_config(cfg)
-    ckpt, checkpoint = _checkpoint(cfg)
-    task = task_class(task_name_of(checkpoint, ckpt))
-    return task.evaluate_checkpoint(cfg, ckpt, checkpoint, Path(cfg.paths.run_dir))
 
 
 def lr_find(cfg: DictConfig) -> float | None:
@@ -77,19 +45,3 @@ def lr_find(cfg: DictConfig) -> float | None:
     lines.append(f"  written to {run_dir} ({files['png'].name}, {files['json'].name})")
     print("\n".join(lines), flush=True)
     return result.suggestion
-
-
-def export(cfg: DictConfig) -> dict:
-    """Export a checkpoint to ONNX and check it with onnxruntime on the checkpoint's own held-out data.
-
-    Exits with code 3 when onnxruntime and PyTorch disagree beyond the tolerance.
-    """
-    validate_export_config(cfg)
-    ckpt, checkpoint = _checkpoint(cfg)
-    run_dir = Path(cfg.paths.run_dir)
-    output = Path(str(cfg.output)).expanduser() if cfg.get("output") else run_dir / "model.onnx"
-    task = task_class(task_name_of(checkpoint, ckpt))
-    result = task.export_checkpoint(cfg, ckpt, checkpoint, output, run_dir)
-    if not result["parity"]["passed"]:
-        raise SystemExit(3)
-    return result
