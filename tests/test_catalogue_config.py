@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from conftest import compose_train, run_cli
+from visiontrain.commands.validation import validate_sweeper, validate_train_config
 from visiontrain.config import config_dir
 from visiontrain.config.overrides import check_no_secrets, check_override_keys, compose_for_sweep
-from visiontrain.commands.validation import validate_sweeper, validate_train_config
 from visiontrain.errors import ConfigError
 
 CHURN = ("experiment=churn",)

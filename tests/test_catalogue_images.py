@@ -31,11 +31,10 @@ from PIL import Image
 from conftest import compose_train, run_cli, tiny_overrides
 from visiontrain.commands.validation import validate_train_config
 from visiontrain.core.image_decode import PixelLimit
+from visiontrain.errors import ConfigError, DataError
 from visiontrain.image.duplicates import DuplicatePolicy
 from visiontrain.image.image_io import read_rgb_array
 from visiontrain.image.inventory import build_inventory
-from visiontrain.errors import ConfigError, DataError
-
 
 
 def _modes_are_enforced() -> bool:

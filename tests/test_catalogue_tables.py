@@ -25,8 +25,8 @@ from omegaconf import open_dict
 
 from conftest import compose_train
 from visiontrain.errors import ConfigError, DataError
+from visiontrain.registry import task_for_config
 from visiontrain.tabular.loading import load_clean_table
-from visiontrain.tabular.task import TabularTask
 
 SCHEMA = {"target": "churn", "task_type": "classification", "positive_label": "Yes", "id_columns": ["id"],
           "columns": {"plan": {"type": "category", "categories": ["Basic", "Pro"]},
@@ -285,7 +285,7 @@ def run_case(case: Case, tmp_path: Path) -> dict[str, Any]:
                         f"cv.folds={case.data.get('cv_folds', 0)}")
     with open_dict(cfg):
         cfg.data.update(data_config(path, case))
-    task = TabularTask(cfg)
+    task = task_for_config(cfg)
     data = task.prepare(tmp_path / "run", True).summary
     return {"report": data["report"], "rejects": pd.read_csv(data["rejects_csv"])}
 
@@ -364,9 +364,9 @@ def test_an_all_blank_numeric_column_stops_the_run_before_training(tmp_path):
 
 def test_a_numeric_column_blank_in_every_training_row_still_exports(tmp_path):
     """Values only in held-out rows: the imputer keeps the column (zeros), so ONNX has the scaler's width."""
-    from visiontrain.tabular.onnx_graph import onnx_feeds, pipeline_graph
-    from visiontrain.tabular.features import FeatureOptions, build_feature_pipeline, model_inputs, transform
     from visiontrain.config.table_schema import TableSchema
+    from visiontrain.tabular.features import FeatureOptions, build_feature_pipeline, model_inputs, transform
+    from visiontrain.tabular.onnx_graph import onnx_feeds, pipeline_graph
 
     schema = TableSchema.from_config({**SCHEMA, "columns": {**SCHEMA["columns"], "discount": "numeric"}})
     table = good_rows(20).assign(discount=[np.nan] * 16 + [5.0, 7.5, np.nan, 1.0])

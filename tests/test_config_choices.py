@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from visiontrain.config import choices
 from visiontrain.commands.validation import lightning_precisions
+from visiontrain.config import choices
 
 
 def test_the_checks_accept_exactly_the_tasks_the_runner_can_build():

@@ -7,14 +7,14 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import TINY_BACKBONE, compose_train
+from visiontrain.commands.train import instantiate_callbacks, instantiate_loggers
+from visiontrain.commands.validation import validate_train_config
 from visiontrain.config import config_dir
 from visiontrain.config.choices import TABULAR_MODELS
-from visiontrain.commands.validation import validate_train_config
-from visiontrain.image.transforms import build_train_transform, resolve_input_spec
 from visiontrain.errors import ConfigError
-from visiontrain.commands.train import instantiate_callbacks, instantiate_loggers
-from visiontrain.training.hardware import build_trainer
+from visiontrain.image.transforms import build_train_transform, resolve_input_spec
 from visiontrain.registry import task_for_config
+from visiontrain.training.hardware import build_trainer
 
 CONF = config_dir()
 
@@ -96,8 +96,8 @@ def test_every_trainer_composes_and_fails_clearly_without_its_hardware(hardware,
 
 def test_builtin_data_never_overwrites_a_folder_of_the_users(tiny_hymenoptera, tmp_path):
     """`data.root=my_photos` with the default built-in data must stop, not replace the photos with digits."""
-    from visiontrain.image.builtin import materialise_builtin
     from visiontrain.errors import DataError
+    from visiontrain.image.builtin import materialise_builtin
 
     before = sorted(p.relative_to(tiny_hymenoptera) for p in tiny_hymenoptera.rglob("*"))
     cfg = compose_train(f"data.root={tiny_hymenoptera}", f"paths.run_dir={tmp_path}")

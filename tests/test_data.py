@@ -13,12 +13,17 @@ import torch
 from PIL import Image
 
 from conftest import compose_train, copy_hymenoptera
+from visiontrain.errors import DataError
 from visiontrain.image.builtin import is_materialised, materialise_builtin
 from visiontrain.image.datamodule import ImageDataModule, class_weights
 from visiontrain.image.image_io import read_rgb_array, why_unusable
 from visiontrain.image.inventory import build_inventory
-from visiontrain.image.transforms import build_eval_transform, build_train_transform, normalise, resolve_input_spec
-from visiontrain.errors import DataError
+from visiontrain.image.transforms import (
+    build_eval_transform,
+    build_train_transform,
+    normalise,
+    resolve_input_spec,
+)
 
 
 def assert_nothing_lost(inventory) -> None:

@@ -11,8 +11,13 @@ import pytest
 from PIL import Image, ImageEnhance
 
 from conftest import TELCO_SAMPLE, run_cli, tiny_overrides
-from visiontrain.monitoring.statistics import categorical_psi, categorical_reference, ks_two_sample, numeric_psi, \
-    numeric_reference
+from visiontrain.monitoring.statistics import (
+    categorical_psi,
+    categorical_reference,
+    ks_two_sample,
+    numeric_psi,
+    numeric_reference,
+)
 
 BLOCK_TORCH = """
 import sys
@@ -206,7 +211,6 @@ def _as_stored_before_point_bins(summary: dict) -> dict:
 
 def test_models_exported_before_point_bins_still_load_and_score_a_constant_feature(tmp_path):
     from test_model_metadata import IMAGE_DICT, onnx_file, written_today
-
     from visiontrain.core.model_metadata import ModelMetadata
     from visiontrain.monitoring.current import image_inputs
     from visiontrain.monitoring.drift import Thresholds, compare, load_reference

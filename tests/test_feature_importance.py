@@ -172,8 +172,13 @@ def _planted_table(rows: int, regression: bool) -> tuple[pd.DataFrame, object]:
 
 
 def _fitted_linear_model(table: pd.DataFrame, schema, regression: bool):
-    from visiontrain.tabular.features import FeatureOptions, build_feature_pipeline, feature_names, transform
-    from visiontrain.tabular.features import model_inputs
+    from visiontrain.tabular.features import (
+        FeatureOptions,
+        build_feature_pipeline,
+        feature_names,
+        model_inputs,
+        transform,
+    )
     from visiontrain.tabular.models import EstimatorModel
 
     pipeline = build_feature_pipeline(schema, FeatureOptions()).fit(model_inputs(table, schema))

@@ -17,18 +17,23 @@ import torch
 from timm.loss import SoftTargetCrossEntropy
 
 from conftest import compose_train, run_cli, tiny_overrides
-from visiontrain.commands.validation import validate_evaluate_config, validate_lr_find_config, validate_train_config
+from visiontrain.commands.validation import (
+    validate_evaluate_config,
+    validate_lr_find_config,
+    validate_train_config,
+)
 from visiontrain.errors import ConfigError
-from visiontrain.image.export import model_inputs
 from visiontrain.image.classifier import load_classifier
-from visiontrain.image.task import ImageModel, ImageTask
+from visiontrain.image.export import model_inputs
+from visiontrain.image.task import ImageModel
+from visiontrain.registry import task_for_config
 from visiontrain.training.lr_find import group_rates_kept
 
 
 def build(data_root: Path, run_dir: Path, *extra: str):
     cfg = compose_train(*tiny_overrides(data_root, run_dir, *extra))
     validate_train_config(cfg)
-    task = ImageTask(cfg)
+    task = task_for_config(cfg)
     built = task.build(task.prepare(run_dir, True), None)
     return built, built.datamodule, built.module
 
@@ -263,7 +268,8 @@ def test_a_mistake_in_the_new_keys_fails_before_training_naming_key_and_fix(over
 
 
 def compose(config: str, *overrides: str):
-    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
 
     from visiontrain.config import config_dir
 

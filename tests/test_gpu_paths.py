@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import compose_train, run_cli, tiny_overrides
-from visiontrain.image.task import ImageTask
+from visiontrain.registry import task_for_config
 from visiontrain.training.hardware import build_trainer
 
 pytestmark = pytest.mark.gpu
@@ -46,7 +46,7 @@ def fit_with_probe(data_root, run_dir, *overrides: str) -> tuple[dict[str, Any],
     """One epoch of a real fit with ``overrides``; what the probe saw and the datamodule that fed it."""
     cfg = compose_train(*tiny_overrides(data_root, run_dir, "trainer.max_epochs=1", "schedule.freeze_epochs=0",
                                         *overrides))
-    task = ImageTask(cfg)
+    task = task_for_config(cfg)
     built = task.build(task.prepare(run_dir, True), None)
     datamodule, module = built.datamodule, built.module
     probe = FirstConvProbe()

@@ -113,8 +113,8 @@ def test_a_split_csv_of_symlinked_data_names_the_same_files(tmp_path):
 
 
 def test_a_split_csv_names_files_outside_its_folder_and_says_which_key_trusts_it(tmp_path):
-    from visiontrain.image.inventory import build_inventory
     from visiontrain.errors import DataError
+    from visiontrain.image.inventory import build_inventory
 
     inventory = build_inventory(copy_hymenoptera(tmp_path / "photos", per_class=2))
     split_csv = inventory.write_split(tmp_path / "run" / "split.csv")

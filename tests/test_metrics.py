@@ -192,9 +192,9 @@ def test_drift_window_is_checked_before_the_server_starts(churn, tmp_path):
 def test_drift_window_needs_a_model_that_carries_its_reference(churn, tmp_path):
     import onnx
 
-    from visiontrain.inference.onnx_model import OnnxModel
     from visiontrain.deploy.serve import ServeSettings, create_app
     from visiontrain.errors import ConfigError
+    from visiontrain.inference.onnx_model import OnnxModel
 
     stored = onnx.load(str(churn["onnx"]))
     kept = [prop for prop in stored.metadata_props if prop.key != "reference_stats"]
@@ -214,8 +214,8 @@ def test_drift_window_needs_a_model_that_carries_its_reference(churn, tmp_path):
 @pytest.fixture(scope="module")
 def scoring(churn) -> dict[str, Any]:
     """The model, its reference, and what serve computes for rows: cleansed inputs and outputs."""
-    from visiontrain.inference.onnx_model import OnnxModel
     from visiontrain.deploy.table_input import TableSpec, prepare_rows
+    from visiontrain.inference.onnx_model import OnnxModel
     from visiontrain.monitoring.current import prediction_outputs
 
     model = OnnxModel(churn["onnx"])

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from conftest import TINY_BACKBONE, compose_train, run_cli, tiny_overrides
-from visiontrain.image.datamodule import resolve_pin_memory
 from visiontrain.image.classifier import ImageClassifier
-from visiontrain.image.task import ImageTask
+from visiontrain.image.datamodule import resolve_pin_memory
+from visiontrain.registry import task_for_config
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -159,7 +159,7 @@ def test_gpu_run_with_bf16_channels_last_and_pinned_memory(tiny_hymenoptera, tmp
 @pytest.mark.gpu
 def test_gpu_datamodule_pins_memory(tiny_hymenoptera, tmp_path):
     cfg = compose_train(*tiny_overrides(tiny_hymenoptera, tmp_path, "trainer=gpu"))
-    task = ImageTask(cfg)
+    task = task_for_config(cfg)
     built = task.build(task.prepare(tmp_path, True), None)
     datamodule = built.datamodule
     assert datamodule.pin_memory and next(iter(datamodule.train_dataloader()))[0].is_pinned()
@@ -225,7 +225,7 @@ def test_the_trainer_config_applies_channels_last_to_the_model_it_fits(tiny_hyme
 
     cfg = compose_train(*tiny_overrides(tiny_hymenoptera, tmp_path, "trainer.channels_last=true",
                                         "trainer.max_epochs=1", "schedule.freeze_epochs=0"))
-    task = ImageTask(cfg)
+    task = task_for_config(cfg)
     built = task.build(task.prepare(tmp_path, True), None)
     datamodule, module = built.datamodule, built.module
     trainer = build_trainer(cfg.trainer, logger=False, enable_checkpointing=False)

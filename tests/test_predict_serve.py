@@ -91,9 +91,9 @@ def _meta(onnx_path: Path) -> dict:
 
 def _training_pixels(paths: list[Path], meta: dict) -> np.ndarray:
     """The training eval transform (albumentations + torch) on ``paths``: what the model saw in validation."""
-    from visiontrain.image.image_io import read_rgb_array
     import torch
 
+    from visiontrain.image.image_io import read_rgb_array
     from visiontrain.image.transforms import InputSpec, build_eval_transform, normalise
 
     size = meta["input_size"][-1]
@@ -230,10 +230,10 @@ def test_predict_on_a_messy_churn_table_rejects_only_the_unparseable_row(churn_m
     assert "BLANKS" in set(scored["customerID"])  # blanks are missing values (imputed), not rejects
 
     # the light cleansing feeds the model what training's cleansing would have (outliers left unclipped)
-    from visiontrain.tabular.onnx_graph import onnx_feeds
+    from visiontrain.config.table_schema import TableSchema
     from visiontrain.tabular.cleansing import CleaningRules, cleanse
     from visiontrain.tabular.features import model_inputs
-    from visiontrain.config.table_schema import TableSchema
+    from visiontrain.tabular.onnx_graph import onnx_feeds
 
     data = compose_train("experiment=churn").data
     schema = TableSchema.from_config(data)
@@ -251,8 +251,8 @@ def test_predict_on_a_messy_churn_table_rejects_only_the_unparseable_row(churn_m
 
 
 def test_predict_reads_parquet_and_jsonl_like_csv(churn_model, tmp_path):
-    from visiontrain.inference.onnx_model import OnnxModel
     from visiontrain.deploy.predict import predict_table
+    from visiontrain.inference.onnx_model import OnnxModel
 
     raw = churn_model["raw"].head(50)
     raw.to_csv(tmp_path / "rows.csv", index=False)
@@ -365,8 +365,8 @@ def test_serve_scores_json_rows_like_predict(churn_server, churn_model, tmp_path
     served = response.json()["predictions"]
 
     raw.to_csv(tmp_path / "rows.csv", index=False)
-    from visiontrain.inference.onnx_model import OnnxModel
     from visiontrain.deploy.predict import predict_table
+    from visiontrain.inference.onnx_model import OnnxModel
 
     model = OnnxModel(churn_model["onnx"])
     predicted, _ = predict_table(model, tmp_path / "rows.csv", 8, None, progress=False)

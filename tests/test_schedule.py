@@ -10,13 +10,13 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from conftest import compose_train, tiny_overrides
-from visiontrain.image.task import ImageTask
+from visiontrain.registry import task_for_config
 from visiontrain.training.schedule import FineTuneSchedule, StagedLR, trainable_in_stage_two
 
 
 def build(data_root: Path, run_dir: Path, *extra: str):
     cfg = compose_train(*tiny_overrides(data_root, run_dir, *extra))
-    task = ImageTask(cfg)
+    task = task_for_config(cfg)
     built = task.build(task.prepare(run_dir, True), None)
     datamodule, module = built.datamodule, built.module
     return cfg, datamodule, module

@@ -15,10 +15,11 @@ import yaml
 
 from bank_table import LEAK_COLUMN, bank_table
 from conftest import TELCO_SAMPLE, compose_train, run_cli
+from visiontrain.config.table_schema import SchemaDeclaration, TableSchema
 from visiontrain.errors import ConfigError
+from visiontrain.registry import task_for_config
 from visiontrain.tabular.inference import InferenceOptions, infer_schema
 from visiontrain.tabular.loading import load_clean_table
-from visiontrain.config.table_schema import SchemaDeclaration, TableSchema
 
 FAST = ["trainer.enable_progress_bar=false", "model=logistic_regression"]
 IDENTIFIERS = {"RowNumber", "CustomerId", "Surname"}
@@ -170,10 +171,9 @@ def test_a_declared_schema_wins_and_its_leaks_are_flagged_not_dropped(tmp_path):
     declared = TableSchema.from_config(compose_train("experiment=churn").data).as_config()
     declared["columns"]["RetentionScore"] = {"type": "numeric"}
     schema.write_text(yaml.safe_dump(declared))
-    from visiontrain.tabular.task import TabularTask
 
     cfg = compose_train("experiment=churn", f"data.source={path}", f"data.schema={schema}", "seed=1")
-    data = TabularTask(cfg).prepare(tmp_path / "run", True)
+    data = task_for_config(cfg).prepare(tmp_path / "run", True)
     assert "RetentionScore" in data.schema.columns
     assert any("RetentionScore" in warning and "leak" in warning for warning in data.summary["warnings"])
 

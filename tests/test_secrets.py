@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import http.server
 import json
-import sqlite3
 import socket
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -20,8 +20,8 @@ import yaml
 
 from conftest import compose_train, run_cli
 from visiontrain.commands.validation import validate_train_config
-from visiontrain.errors import ConfigError
 from visiontrain.core.redaction import config_without_secrets, redact_text, redact_url, secrets_in_url
+from visiontrain.errors import ConfigError
 from wandb_records import read_records
 
 PASSWORD = "hunter2-Zq9"  # distinctive: no path or library text contains it by chance

@@ -89,8 +89,8 @@ def _coordinates(messages) -> list[tuple[int, int, int]]:
 
 def _expected_scores(model: Path, rows: list[dict]) -> list[float]:
     """The same rows through `predict`'s code in-process: what every streamed result must equal."""
-    from visiontrain.inference.onnx_model import OnnxModel
     from visiontrain.deploy.table_input import TableSpec, prepare_rows
+    from visiontrain.inference.onnx_model import OnnxModel
 
     onnx = OnnxModel(model)
     prepared = prepare_rows(rows, TableSpec.from_metadata(onnx.metadata, onnx.input_columns()))

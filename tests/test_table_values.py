@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from visiontrain.config.table_schema import TableSchema
 from visiontrain.core.table_files import read_table
 from visiontrain.core.table_values import FLOAT32_MAX, category_text, model_inputs, parse_number
 from visiontrain.errors import DataError
 from visiontrain.monitoring.current import table_inputs
 from visiontrain.tabular.cleansing import CleaningRules, cleanse
-from visiontrain.config.table_schema import TableSchema
 
 SCHEMA = {"target": "churn", "task_type": "classification", "positive_label": "Yes",
           "columns": {"charges": {"type": "numeric"}, "paperless": {"type": "boolean"},

@@ -14,12 +14,12 @@ from omegaconf import OmegaConf
 
 from conftest import TELCO, TELCO_SAMPLE
 from visiontrain.config import config_dir
-from visiontrain.errors import ConfigError, DataError
+from visiontrain.config.table_schema import TableSchema
 from visiontrain.core.redaction import redact_url
+from visiontrain.errors import ConfigError, DataError
 from visiontrain.tabular.builtin import generate_churn_table, materialise_builtin_churn
 from visiontrain.tabular.cleansing import CleaningResult, CleaningRules, cleanse
 from visiontrain.tabular.ingest import detect_format, read_table
-from visiontrain.config.table_schema import TableSchema
 
 TELCO_SCHEMA = OmegaConf.to_container(OmegaConf.load(config_dir() / "data" / "churn.yaml"))  # the shipped schema
 TELCO_COLUMNS = ["customerID", "gender", "SeniorCitizen", "Partner", "Dependents", "tenure", "PhoneService",

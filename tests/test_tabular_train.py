@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from conftest import TELCO, TELCO_SAMPLE, compose_train, run_cli
+from visiontrain.registry import task_for_config
 
 FAST = ["trainer.enable_progress_bar=false", "trainer.max_epochs=4", "trainer.log_every_n_steps=5"]
 
@@ -83,10 +84,9 @@ def test_exported_onnx_takes_raw_columns_and_matches_the_model(churn_run):
 def test_feature_pipeline_is_fitted_on_training_rows_only(tmp_path):
     """Scaler, imputer and encoder statistics come from the training rows, whatever val and test hold."""
     from visiontrain.tabular.splits import Split
-    from visiontrain.tabular.task import TabularTask
 
     cfg = compose_train("experiment=churn", f"paths.run_dir={tmp_path / 'run'}", f"paths.cache_dir={tmp_path}")
-    task = TabularTask(cfg)
+    task = task_for_config(cfg)
     data = task.prepare(tmp_path / "run", True)
     table = data.table
     # the rows of two-year contracts are never in training: the encoder must not know that category
@@ -111,8 +111,8 @@ def test_feature_pipeline_is_fitted_on_training_rows_only(tmp_path):
 
 @pytest.mark.parametrize("model", ["logistic_regression", "gradient_boosting"])
 def test_baselines_share_the_runner_checkpoints_and_export(tmp_path, model):
-    from visiontrain.tabular.models import load_tabular_model
     from visiontrain.core.names import TASK_KEY
+    from visiontrain.tabular.models import load_tabular_model
     from visiontrain.training.checkpoints import read_checkpoint
 
     summary = run_in_process(tmp_path, f"model={model}")

@@ -10,8 +10,8 @@ import inspect
 
 import pytest
 
-from visiontrain.errors import CheckpointError
 from visiontrain.core.names import TASK_KEY
+from visiontrain.errors import CheckpointError
 from visiontrain.registry import TASKS, task_class, task_name_of
 from visiontrain.training.task import Task
 

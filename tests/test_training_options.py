@@ -11,7 +11,7 @@ from conftest import TINY_BACKBONE, compose_train, tiny_overrides
 from visiontrain.image.datamodule import ImageDataModule
 from visiontrain.image.inventory import build_inventory
 from visiontrain.image.transforms import build_eval_transform, build_train_transform, resolve_input_spec
-from visiontrain.image.task import ImageTask
+from visiontrain.registry import task_for_config
 
 
 def test_class_weighted_loss_weights_the_rare_class_up(tiny_hymenoptera, tmp_path):
@@ -20,7 +20,7 @@ def test_class_weighted_loss_weights_the_rare_class_up(tiny_hymenoptera, tmp_pat
     for extra in sorted((data / "train" / "bees").iterdir())[2:]:
         extra.unlink()  # 8 ants, 2 bees
     cfg = compose_train(*tiny_overrides(data, tmp_path, "data.balance=loss_weights"))
-    task = ImageTask(cfg)
+    task = task_for_config(cfg)
     data = task.prepare(tmp_path, True)
     module = task.build(data, None).module
     assert data.summary["per_class"]["train"] == {"ants": 8, "bees": 2}

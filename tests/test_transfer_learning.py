@@ -15,11 +15,11 @@ from PIL import Image
 
 from conftest import HYMENOPTERA, PHOTOS, TINY_BACKBONE, compose_train, run_cli, tiny_overrides
 from visiontrain.commands.validation import validate_train_config
-from visiontrain.image.transforms import build_eval_transform, normalise, resolve_input_spec
 from visiontrain.errors import ConfigError, WeightsError
 from visiontrain.image import packaged_weights as packages
 from visiontrain.image.backbone import create_backbone, find_head_parameters
 from visiontrain.image.classifier import ImageClassifier
+from visiontrain.image.transforms import build_eval_transform, normalise, resolve_input_spec
 from visiontrain.image.weights import load_weights, read_state_dict
 
 LITE0 = packages.PACKAGED_WEIGHTS["efficientnet_lite0.in1k"]
@@ -138,8 +138,8 @@ def test_the_frozen_stage_fits_the_head_as_well_as_a_linear_probe_on_the_same_fe
     regression on the frozen features of the same model, and summary.json says where the weights came from."""
     from sklearn.linear_model import LogisticRegression
 
-    from visiontrain.image.export import model_inputs
     from visiontrain.image.classifier import load_classifier
+    from visiontrain.image.export import model_inputs
     from visiontrain.image.task import datamodule_for, scan
 
     run_dir = tmp_path / "run"

@@ -90,8 +90,8 @@ def _run_hydra(command: str) -> None:
 
     from visiontrain.config import config_dir
     from visiontrain.config.checks import COMMAND_CHECKS
-    from visiontrain.errors import CheckpointError, ConfigError
     from visiontrain.core.log_routing import route_library_output
+    from visiontrain.errors import CheckpointError, ConfigError
 
     config_name = COMMANDS[command][0]
 
@@ -336,9 +336,9 @@ def _close_failed_run(error: BaseException) -> None:
 
     from hydra.core.hydra_config import HydraConfig
 
-    from visiontrain.errors import ConfigError
     from visiontrain.core.log_routing import FILE_ONLY
     from visiontrain.core.redaction import redact_text
+    from visiontrain.errors import ConfigError
 
     kind, _ = _user_error(error)
     logging.getLogger("visiontrain").error("%s: %s", kind, redact_text(str(error)), extra=FILE_ONLY)

@@ -25,9 +25,14 @@ def task_class(name: str) -> type:
     return getattr(importlib.import_module(module), cls)
 
 
-def task_for_config(cfg: Any) -> Any:
-    """The task a training config describes: ``task: image_classification`` (default) or ``task: tabular``."""
-    return task_class(str(cfg.get("task", IMAGE_TASK)))(cfg)
+def task_for_config(cfg: Any, settings: Any = None) -> Any:
+    """The task a training config describes (``task: image_classification``, the default, or ``task: tabular``),
+    given the typed settings the config parsed into (parsed here when the caller has not)."""
+    if settings is None:
+        from visiontrain.config.checks import check_train_config
+
+        settings = check_train_config(cfg)
+    return task_class(settings.task)(cfg, settings)
 
 
 def task_name_of(checkpoint: dict[str, Any], path: Any = "") -> str:

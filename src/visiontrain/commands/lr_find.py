@@ -8,8 +8,7 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf
 
 from visiontrain.commands.validation import validate_lr_find_config
-from visiontrain.core.names import IMAGE_TASK
-from visiontrain.registry import task_class
+from visiontrain.registry import task_for_config
 from visiontrain.training.hardware import build_trainer
 from visiontrain.training.lr_find import LRFindSettings, find_learning_rate, write_lr_find
 
@@ -25,7 +24,7 @@ def lr_find(cfg: DictConfig) -> float | None:
     run_dir = Path(cfg.paths.run_dir)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     probe = OmegaConf.merge(cfg, {"schedule": {"freeze_epochs": 0}})  # the fine-tune stage: head and backbone
-    task = task_class(IMAGE_TASK)(probe)
+    task = task_for_config(probe)
     built = task.build(task.prepare(run_dir, True), None)
     datamodule, module = built.datamodule, built.module
     settings = LRFindSettings(**OmegaConf.to_container(cfg.lr_find, resolve=True))

@@ -21,7 +21,6 @@ from omegaconf import DictConfig
 
 from visiontrain.commands.validation import validate_train_config
 from visiontrain.registry import task_for_config
-from visiontrain.training.task import PreparedData, Task
 from visiontrain.tracking.results import log_run_results, wandb_loggers
 from visiontrain.tracking.wandb_run import finish_active_run
 from visiontrain.training.checkpoints import read_checkpoint
@@ -29,6 +28,7 @@ from visiontrain.training.hardware import build_trainer
 from visiontrain.training.history import MetricHistory
 from visiontrain.training.reports import library_versions, plot_curves, write_json
 from visiontrain.training.run_writes import RunWriteGuard, raise_if_log_failed
+from visiontrain.training.task import PreparedData, Task
 
 log = logging.getLogger("visiontrain")
 
@@ -122,7 +122,7 @@ def train(cfg: DictConfig) -> float | None:
 
 
 def _train(cfg: DictConfig) -> float | None:
-    validate_train_config(cfg)
+    settings = validate_train_config(cfg)
     if cfg.get("ckpt_path") and not cfg.get("resume"):  # resume= checked its own file (and its fallbacks)
         read_checkpoint(str(cfg.ckpt_path), key="ckpt_path")  # before the data scan: a bad file fails first
     started = time.perf_counter()
@@ -134,7 +134,7 @@ def _train(cfg: DictConfig) -> float | None:
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     is_main = rank_zero_only.rank == 0
 
-    task: Task = task_for_config(cfg)
+    task: Task = task_for_config(cfg, settings)
     data = task.prepare(run_dir, is_main)
     log.info(task.describe_data(data.summary))
     cross_validation = cross_validate(cfg, task, data, run_dir) if data.folds else None

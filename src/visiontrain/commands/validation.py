@@ -11,8 +11,15 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from visiontrain.config.checks import (check_evaluate_config, check_export_config, check_lr_find_config,
-                                       check_no_literal_secrets, check_sweeper, check_train_config)
+from visiontrain.config.checks import (
+    TrainSettings,
+    check_evaluate_config,
+    check_export_config,
+    check_lr_find_config,
+    check_no_literal_secrets,
+    check_sweeper,
+    check_train_config,
+)
 from visiontrain.core.names import IMAGE_TASK
 from visiontrain.registry import task_class
 from visiontrain.training.checks import check_opset, check_trainer, lightning_precisions
@@ -36,12 +43,14 @@ def validate_export_config(cfg: DictConfig) -> None:
     check_opset(cfg, "opset")
 
 
-def validate_train_config(cfg: DictConfig) -> None:
-    """Every check that can fail without touching data or weights, then the data location."""
-    task = check_train_config(cfg)
+def validate_train_config(cfg: DictConfig) -> TrainSettings:
+    """Every check that can fail without touching data or weights, then the data location; returns the typed
+    settings the run reads."""
+    settings = check_train_config(cfg)
     check_trainer(cfg)
     check_opset(cfg)
-    task_class(task).check_libraries(cfg)
+    task_class(settings.task).check_libraries(cfg)
+    return settings
 
 
 def validate_lr_find_config(cfg: DictConfig) -> None:

@@ -13,15 +13,21 @@ from omegaconf import DictConfig, OmegaConf
 from pydantic import Field, model_validator
 
 from visiontrain.config.choices import LR_FIND_MIN_POINTS, LR_FIND_MODES, TABULAR_MODELS, TASKS
-from visiontrain.config.commands import (DriftOptions, EvaluateOptions, ExportOptions, PredictOptions,
-                                         ServeOptions, StreamOptions)
+from visiontrain.config.commands import (
+    DriftOptions,
+    EvaluateOptions,
+    ExportOptions,
+    PredictOptions,
+    ServeOptions,
+    StreamOptions,
+)
 from visiontrain.config.image import ImageTrainConfig
 from visiontrain.config.reading import Section, parse
 from visiontrain.config.sections import Monitor, Optimizer, Trainer
-from visiontrain.config.tabular import EstimatorModel, MlpModel, TableData, TabularModelKind, TabularRun
-from visiontrain.errors import ConfigError
-from visiontrain.core.redaction import has_secret
 from visiontrain.config.table_schema import SchemaDeclaration
+from visiontrain.config.tabular import EstimatorModel, MlpModel, TableData, TabularModelKind, TabularRun
+from visiontrain.core.redaction import has_secret
+from visiontrain.errors import ConfigError
 
 
 class TaskChoice(Section):
@@ -56,15 +62,15 @@ class Sweeper(Section):
     max_failure_rate: float | None = Field(None, ge=0, le=1, examples=["1.0"])
 
 
-def check_train_config(cfg: DictConfig) -> str:
-    """Every check of ``train`` that needs no library; returns the task."""
+TrainSettings = ImageTrainConfig | TabularRun  # what a training config parses into, by its ``task``
+
+
+def check_train_config(cfg: DictConfig) -> TrainSettings:
+    """Every check of ``train`` that needs no library; returns the parsed, typed settings (``.task`` names the
+    task), which the run then reads instead of the raw config."""
     task = parse(TaskChoice, cfg).task
     check_no_literal_secrets(cfg)
-    if task == "tabular":
-        _check_tabular(cfg)
-    else:
-        _check_image(cfg)
-    return task
+    return _check_tabular(cfg) if task == "tabular" else _check_image(cfg)
 
 
 def check_evaluate_config(cfg: DictConfig) -> None:
@@ -141,7 +147,7 @@ COMMAND_CHECKS: dict[str, Callable[[DictConfig], Any]] = {
     "stream": check_stream_config, "drift": check_drift_config}
 
 
-def _check_image(cfg: DictConfig) -> None:
+def _check_image(cfg: DictConfig) -> ImageTrainConfig:
     """Table data or a tabular model in an image run points at the tabular experiments; then every key."""
     if OmegaConf.select(cfg, "data.kind") == "table":
         raise ConfigError("data", "is a table, but this run trains an image classifier",
@@ -149,12 +155,12 @@ def _check_image(cfg: DictConfig) -> None:
     if OmegaConf.select(cfg, "model.kind") in ("mlp", "estimator"):
         raise ConfigError("model", "is a tabular model, but this run trains an image classifier",
                           "model=timm for images, or experiment=churn model=... for tables")
-    parse(ImageTrainConfig, cfg)
+    return parse(ImageTrainConfig, cfg)
 
 
-def _check_tabular(cfg: DictConfig) -> None:
+def _check_tabular(cfg: DictConfig) -> TabularRun:
     """Run, model, trainer and table, in that order; the declared columns are read as training reads them."""
-    parse(TabularRun, cfg)
+    settings = parse(TabularRun, cfg)
     if "backbone" in (OmegaConf.select(cfg, "model") or {}):
         raise ConfigError("model", "is an image backbone, but this run trains on a table",
                           " or ".join(f"model={name}" for name in TABULAR_MODELS))
@@ -176,6 +182,7 @@ def _check_tabular(cfg: DictConfig) -> None:
     if schema.task_type == "classification" and not schema.positive_label:
         raise ConfigError("data.positive_label", "a classification target needs the value that means positive",
                           'data.positive_label="Yes"')
+    return settings
 
 
 def check_no_literal_secrets(cfg: DictConfig, prefix: str = "") -> None:

@@ -12,12 +12,20 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from visiontrain.config.choices import (ACROSS_CLASSES_POLICIES, BN_STATS, BUILTIN_DATASETS, IMAGE_BALANCE,
-                                        IMAGE_FORMATS, INTERPOLATIONS, MIXUP_MODES, MONITORABLE,
-                                        WITHIN_CLASS_POLICIES)
+from visiontrain.config.choices import (
+    ACROSS_CLASSES_POLICIES,
+    BN_STATS,
+    BUILTIN_DATASETS,
+    IMAGE_BALANCE,
+    IMAGE_FORMATS,
+    INTERPOLATIONS,
+    MIXUP_MODES,
+    MONITORABLE,
+    WITHIN_CLASS_POLICIES,
+)
 from visiontrain.config.reading import Section, auto_or_count, below_one, existing_file, pixel_limit
-from visiontrain.core.image_decode import DEFAULT_MAX_IMAGE_PIXELS
 from visiontrain.config.sections import Optimizer, Run, Trainer
+from visiontrain.core.image_decode import DEFAULT_MAX_IMAGE_PIXELS
 from visiontrain.errors import ConfigError
 
 

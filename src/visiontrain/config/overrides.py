@@ -14,9 +14,8 @@ from typing import Any, Iterator
 
 from omegaconf import DictConfig
 
-from visiontrain.errors import ConfigError
 from visiontrain.core.redaction import URL_PATTERN, has_secret
-
+from visiontrain.errors import ConfigError
 
 # keys that lived elsewhere in earlier versions: the error names the new place
 MOVED = {f"augment.{name}": f"model.input.{name}" for name in ("image_size", "mean", "std", "crop_pct", "interpolation")}

@@ -12,8 +12,9 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from visiontrain.config.choices import COMPILE_MODES, MINIMISED, WANDB_MODES
+from visiontrain.config.choices import COMPILE_MODES, MINIMISED, TASKS, WANDB_MODES
 from visiontrain.config.reading import Section, existing_file
+from visiontrain.core.names import IMAGE_TASK
 from visiontrain.errors import ConfigError
 
 
@@ -153,6 +154,7 @@ class Callbacks(Section):
 class Run(Section):
     """What every training run has: the seed, the monitor, export, a checkpoint to resume, tracking."""
 
+    task: Literal[TASKS] = IMAGE_TASK  # type: ignore[valid-type]
     seed: int = Field(ge=0, examples=["42"])
     monitor: Monitor
     export: Export

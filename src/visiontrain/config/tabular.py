@@ -12,10 +12,23 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from visiontrain.config.choices import (BUILTIN_TABLES, CATEGORY_IMPUTERS, CLASSIFICATION_MONITORS, HTTP_PAGINATION,
-                                        LEAKAGE_RULES, MISSING_VALUE_RULES, NUMERIC_IMPUTERS, OUTLIER_RULES,
-                                        REGRESSION_MONITORS, REMOTE_SCHEMES, TABLE_BALANCE, TABLE_FORMATS,
-                                        TABLE_TASK_TYPES, THRESHOLD_METRICS, UNKNOWN_CATEGORY_RULES)
+from visiontrain.config.choices import (
+    BUILTIN_TABLES,
+    CATEGORY_IMPUTERS,
+    CLASSIFICATION_MONITORS,
+    HTTP_PAGINATION,
+    LEAKAGE_RULES,
+    MISSING_VALUE_RULES,
+    NUMERIC_IMPUTERS,
+    OUTLIER_RULES,
+    REGRESSION_MONITORS,
+    REMOTE_SCHEMES,
+    TABLE_BALANCE,
+    TABLE_FORMATS,
+    TABLE_TASK_TYPES,
+    THRESHOLD_METRICS,
+    UNKNOWN_CATEGORY_RULES,
+)
 from visiontrain.config.reading import Section
 from visiontrain.config.sections import Run
 from visiontrain.core.kafka import KafkaAddress, client_settings, flat_settings

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from visiontrain.core.yes_no import YES_NO, YES_NO_WORDS
+
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # what the exported table models take
 FLOAT64_MAX = sys.float_info.max
 EXACT_INTEGERS = 2**53  # floats below this that are whole read as integers ("1", not "1.0")

@@ -18,6 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from visiontrain.core.json_rows import JsonProblem, flat_row, loads
 from visiontrain.deploy.table_input import ColumnsError, TableSpec
 
+
 class ClientError(HTTPException):
     """A client mistake whose body also lists what broke (``rejected``, ``missing``...) beside ``detail``.
 

@@ -16,7 +16,8 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from visiontrain.core.model_metadata import ModelMetadata
-from visiontrain.core.table_files import file_format, read_table as read_table_file
+from visiontrain.core.table_files import file_format
+from visiontrain.core.table_files import read_table as read_table_file
 from visiontrain.core.table_values import ModelInputs, is_yes_no_column, model_inputs
 
 

@@ -13,18 +13,23 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from visiontrain.config.targets import instantiate_trusted
-from visiontrain.image.mixup import build_mixup
-from visiontrain.image.transforms import apply_normalisation, normalisation_tensors
+from visiontrain.core.names import TASK_KEY
 from visiontrain.errors import CheckpointError
 from visiontrain.image.backbone import backbone_layer_ids, create_backbone, find_head_parameters
-from visiontrain.training.ema import build_ema
+from visiontrain.image.mixup import build_mixup
 from visiontrain.image.packaged_weights import packaged_weights
+from visiontrain.image.transforms import apply_normalisation, normalisation_tensors
 from visiontrain.image.tta import TTA_MODES, tta_logits
 from visiontrain.image.weights import load_weights
-from visiontrain.core.names import TASK_KEY
 from visiontrain.training.checkpoints import module_from_checkpoint, read_checkpoint
-from visiontrain.training.schedule import (FineTuneSchedule, StagedLR, build_param_groups, stage_name,
-                                           trainable_in_stage_two)
+from visiontrain.training.ema import build_ema
+from visiontrain.training.schedule import (
+    FineTuneSchedule,
+    StagedLR,
+    build_param_groups,
+    stage_name,
+    trainable_in_stage_two,
+)
 
 TASK_NAME = "image_classification"  # recorded in every checkpoint (see visiontrain.registry)
 

@@ -13,9 +13,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from visiontrain.core.image_decode import PixelLimit
+from visiontrain.core.machine import available_cores
 from visiontrain.image.image_io import TRAINING_LIMIT, read_rgb_array
 from visiontrain.image.inventory import Inventory, Sample
-from visiontrain.core.machine import available_cores
 
 
 class ImageDataset(Dataset):

@@ -10,14 +10,14 @@ import numpy as np
 import torch
 
 from visiontrain import __version__
-from visiontrain.core.names import IMAGE_TASK
 from visiontrain.core.model_metadata import PIXEL_SCALE, ModelMetadata
-from visiontrain.image.datamodule import ImageDataModule
-from visiontrain.image.transforms import normalise
+from visiontrain.core.names import IMAGE_TASK
 from visiontrain.errors import ConfigError
 from visiontrain.export.onnx_export import INPUT_NAME, export_onnx
 from visiontrain.export.parity import check_parity
 from visiontrain.image.classifier import ImageClassifier, load_classifier
+from visiontrain.image.datamodule import ImageDataModule
+from visiontrain.image.transforms import normalise
 
 
 def export_image_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: ImageDataModule | None,

@@ -19,11 +19,11 @@ from typing import Iterable
 from visiontrain.config.choices import IMAGE_FORMATS as FORMATS
 from visiontrain.core.files import describe, is_hidden, walk
 from visiontrain.core.image_decode import PixelLimit
+from visiontrain.core.machine import available_cores
 from visiontrain.core.manifest import SPLITS, outside_folder, read_manifest, write_manifest
+from visiontrain.errors import DataError
 from visiontrain.image.duplicates import DuplicatePolicy, describe_group, resolve_duplicates
 from visiontrain.image.image_io import TRAINING_LIMIT, why_unusable
-from visiontrain.errors import DataError
-from visiontrain.core.machine import available_cores
 
 log = logging.getLogger("visiontrain")
 

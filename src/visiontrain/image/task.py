@@ -13,26 +13,36 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from visiontrain.config.image import ImageTrainConfig
 from visiontrain.config.reading import pixel_limit
 from visiontrain.core.image_decode import PixelLimit
+from visiontrain.core.names import IMAGE_TASK
+from visiontrain.errors import ConfigError
 from visiontrain.image.builtin import materialise_builtin
-from visiontrain.image.datamodule import (ImageDataModule, class_weights, processes_per_node,
-                                         resolve_pin_memory)
+from visiontrain.image.checks import check_image_libraries
+from visiontrain.image.classifier import ImageClassifier, load_classifier
+from visiontrain.image.datamodule import (
+    ImageDataModule,
+    class_weights,
+    processes_per_node,
+    resolve_pin_memory,
+)
 from visiontrain.image.duplicates import DuplicatePolicy
+from visiontrain.image.export import export_image_checkpoint, model_inputs
 from visiontrain.image.image_io import decode_scanned
 from visiontrain.image.inventory import Inventory, build_inventory
 from visiontrain.image.mixup import mixup_enabled
-from visiontrain.image.transforms import InputSpec, build_eval_transform, build_train_transform, resolve_input_spec
-from visiontrain.core.names import IMAGE_TASK
-from visiontrain.image.checks import check_image_libraries
-from visiontrain.errors import ConfigError
-from visiontrain.image.export import export_image_checkpoint, model_inputs
-from visiontrain.image.classifier import ImageClassifier, load_classifier
+from visiontrain.image.transforms import (
+    InputSpec,
+    build_eval_transform,
+    build_train_transform,
+    resolve_input_spec,
+)
 from visiontrain.image.weight_source import WeightSource, weight_source
-from visiontrain.training.task import BuiltModel, PreparedData
 from visiontrain.training.checkpoints import stored_run_config
 from visiontrain.training.hardware import build_trainer
 from visiontrain.training.reports import write_confusion, write_json
+from visiontrain.training.task import BuiltModel, PreparedData
 
 log = logging.getLogger("visiontrain")
 
@@ -136,8 +146,9 @@ class ImageTask:
     curve_metric = "acc"
     report_split = "val"  # whose confusion matrix the report points at
 
-    def __init__(self, cfg: DictConfig) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: DictConfig, settings: ImageTrainConfig) -> None:
+        self.cfg = cfg  # the raw config: what Hydra instantiates (trainer, callbacks, loggers, optimizer, ...)
+        self.settings = settings  # the same config parsed and typed: what everything else reads
 
     def prepare(self, run_dir: Path, is_main_process: bool) -> ImageData:
         """Check every file once: the inventory, its counts, the split it made and the rejects report."""

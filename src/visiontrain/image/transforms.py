@@ -16,8 +16,12 @@ import numpy as np
 from albumentations.pytorch import ToTensorV2
 from hydra.utils import instantiate
 
-from visiontrain.core.image_preprocess import (INTERPOLATIONS, normalisation_constants, resize_and_crop,
-                                               resize_to_for)
+from visiontrain.core.image_preprocess import (
+    INTERPOLATIONS,
+    normalisation_constants,
+    resize_and_crop,
+    resize_to_for,
+)
 from visiontrain.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 
 from visiontrain.config.choices import MISSING_VALUE_RULES, OUTLIER_RULES, UNKNOWN_CATEGORY_RULES
+from visiontrain.config.table_schema import ColumnSpec, TableSchema, check_option_names, plain_mapping
 from visiontrain.core.table_values import YES_NO, YES_NO_WORDS, finite_or_nan, number_or_nan, value_text
 from visiontrain.errors import ConfigError, DataError
-from visiontrain.config.table_schema import ColumnSpec, TableSchema, check_option_names, plain_mapping
 from visiontrain.tabular.source_lineage import source_markdown
 
 # Rules that reject, in the order their reason wins when a row breaks several.

@@ -9,13 +9,19 @@ from typing import Any
 import pandas as pd
 import torch
 
+from visiontrain.config.table_schema import TableSchema
 from visiontrain.core.model_metadata import MISSING_VALUES, ModelMetadata
 from visiontrain.export.parity import check_table_parity
-from visiontrain.tabular.onnx_graph import (decision_graph, estimator_graph, join, onnx_feeds, pipeline_graph,
-                                             torch_graph)
 from visiontrain.tabular.features import model_inputs, transform
 from visiontrain.tabular.models import EstimatorModel, TabularModel, load_tabular_model
-from visiontrain.config.table_schema import TableSchema
+from visiontrain.tabular.onnx_graph import (
+    decision_graph,
+    estimator_graph,
+    join,
+    onnx_feeds,
+    pipeline_graph,
+    torch_graph,
+)
 
 
 def export_tabular_checkpoint(ckpt_path: str | Path, onnx_path: Path, schema: TableSchema, rows: pd.DataFrame,

@@ -19,8 +19,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from visiontrain.config.choices import CATEGORY_IMPUTERS, NUMERIC_IMPUTERS
-from visiontrain.errors import ConfigError
 from visiontrain.config.table_schema import TableSchema
+from visiontrain.errors import ConfigError
 
 MISSING_CATEGORY = ""  # how a missing category reaches the pipeline (and the ONNX file): an empty string
 

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any, Iterator
 import requests
 import urllib3
 
+from visiontrain.core.redaction import redact_text, redact_url
 from visiontrain.core.table_files import first_line
 from visiontrain.errors import DataError
-from visiontrain.core.redaction import redact_text, redact_url
 from visiontrain.tabular.source_limits import size_text
 
 if TYPE_CHECKING:

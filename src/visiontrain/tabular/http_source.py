@@ -26,11 +26,16 @@ from urllib3.util.retry import Retry
 
 from visiontrain.config.choices import HTTP_ROWS_KEYS
 from visiontrain.core.json_rows import JsonProblem, loads
-from visiontrain.errors import ConfigError, DataError
 from visiontrain.core.redaction import redact_url, secrets_in_url
+from visiontrain.errors import ConfigError, DataError
 from visiontrain.tabular.http_page import RETRY_STATUSES, ByteLimit, Page, fetch_page
-from visiontrain.tabular.source_limits import (DEFAULT_MAX_ROWS, HTTP_MAX_PAGE_BYTES, HTTP_MAX_TOTAL_BYTES,
-                                               HTTP_PAGE_TIMEOUT_S, too_many_rows)
+from visiontrain.tabular.source_limits import (
+    DEFAULT_MAX_ROWS,
+    HTTP_MAX_PAGE_BYTES,
+    HTTP_MAX_TOTAL_BYTES,
+    HTTP_PAGE_TIMEOUT_S,
+    too_many_rows,
+)
 from visiontrain.tabular.source_lineage import SourceRead
 
 MAX_WAIT_S = 60.0  # the longest pause between two attempts, backoff or Retry-After

@@ -21,10 +21,10 @@ import torch
 from sklearn import metrics as skm
 
 from visiontrain.config.choices import MINIMISED
+from visiontrain.config.table_schema import TableSchema
 from visiontrain.tabular.features import encode, model_inputs
 from visiontrain.tabular.metrics import binary_metrics, regression_metrics
 from visiontrain.tabular.models import TabularModel
-from visiontrain.config.table_schema import TableSchema
 
 MAX_ROWS = 2000  # enough rows for a stable ranking; the cost grows with rows x columns x repeats
 REPEATS = 5

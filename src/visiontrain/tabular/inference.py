@@ -22,12 +22,17 @@ import numpy as np
 import pandas as pd
 
 from visiontrain.config.choices import LEAKAGE_RULES
+from visiontrain.config.table_schema import (
+    ColumnSpec,
+    SchemaDeclaration,
+    TableSchema,
+    check_option_names,
+    plain_mapping,
+)
 from visiontrain.core.table_values import number_or_nan
 from visiontrain.core.yes_no import YES_NO_WORDS
 from visiontrain.errors import ConfigError
 from visiontrain.tabular.cleansing import as_text, infer_positive_label, source_kind
-from visiontrain.config.table_schema import (ColumnSpec, SchemaDeclaration, TableSchema, check_option_names,
-                                        plain_mapping)
 
 NUMERIC_SHARE = 0.98   # a column is numeric when at least this share of its present values are numbers
 UNIQUE_SHARE = 0.95    # ... an identifier when at least this share of its rows hold distinct values

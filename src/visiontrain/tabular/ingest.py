@@ -21,10 +21,10 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from visiontrain.config.choices import TABLE_FORMATS as FORMATS
 from visiontrain.config.tabular import remote_kind
+from visiontrain.core.redaction import redact_text, redact_url, secrets_in_url
 from visiontrain.core.table_files import FILE_SUFFIXES, check_unique_columns, first_line, real_suffixes
 from visiontrain.core.table_files import read_table as read_file
 from visiontrain.errors import ConfigError, DataError
-from visiontrain.core.redaction import redact_text, redact_url, secrets_in_url
 from visiontrain.tabular.source_limits import max_rows, too_many_rows
 from visiontrain.tabular.source_lineage import SourceRead
 

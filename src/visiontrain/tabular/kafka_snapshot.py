@@ -23,12 +23,24 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import pandas as pd
-from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from visiontrain.core.kafka import CONSUMER_DEFAULTS, KafkaAddress, client_settings, flat_settings
 from visiontrain.core.kafka_records import Rejected, origin_of, table_records
 from visiontrain.errors import DataError
-from visiontrain.tabular.source_limits import DEFAULT_MAX_ROWS, KAFKA_MAX_MESSAGE_BYTES, size_text, too_many_rows
+from visiontrain.tabular.source_limits import (
+    DEFAULT_MAX_ROWS,
+    KAFKA_MAX_MESSAGE_BYTES,
+    size_text,
+    too_many_rows,
+)
 from visiontrain.tabular.source_lineage import SourceRead
 
 log = logging.getLogger("visiontrain")

@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+from visiontrain.config.table_schema import SchemaDeclaration, TableSchema
 from visiontrain.tabular.cleansing import CleaningResult, CleaningRules, cleanse
 from visiontrain.tabular.inference import InferenceOptions, InferredSchema, infer_schema, target_labels
 from visiontrain.tabular.ingest import read_source, source_from_environment
-from visiontrain.config.table_schema import SchemaDeclaration, TableSchema
 from visiontrain.tabular.source_lineage import SourceRead
 from visiontrain.tabular.splits import holdout_split
 

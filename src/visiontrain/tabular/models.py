@@ -21,8 +21,8 @@ from sklearn.pipeline import Pipeline
 from torch import nn
 
 from visiontrain.config.targets import instantiate_trusted
-from visiontrain.errors import CheckpointError
 from visiontrain.core.names import TASK_KEY
+from visiontrain.errors import CheckpointError
 from visiontrain.tabular.metrics import binary_metrics, regression_metrics, tune_threshold
 from visiontrain.tabular.tree_thresholds import snap_split_thresholds
 from visiontrain.training.checkpoints import module_from_checkpoint, read_checkpoint

@@ -11,9 +11,14 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from visiontrain.config.tabular import (  # noqa: F401
+    DEFAULT_MAX_ROWS,
+    HTTP_MAX_PAGE_BYTES,
+    HTTP_MAX_TOTAL_BYTES,
+    HTTP_PAGE_TIMEOUT_S,
+    KAFKA_MAX_MESSAGE_BYTES,
+)
 from visiontrain.errors import DataError
-from visiontrain.config.tabular import (DEFAULT_MAX_ROWS, HTTP_MAX_PAGE_BYTES, HTTP_MAX_TOTAL_BYTES,  # noqa: F401
-                                        HTTP_PAGE_TIMEOUT_S, KAFKA_MAX_MESSAGE_BYTES)
 
 MAX_ROWS_KEY = "data.max_rows"
 

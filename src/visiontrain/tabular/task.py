@@ -18,26 +18,34 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from visiontrain.config.table_schema import TableSchema, write_schema
+from visiontrain.config.reading import parse
+from visiontrain.config.tabular import TabularRun
 from visiontrain.core.names import TABULAR_TASK
-from visiontrain.tabular.checks import check_tabular_libraries
-from visiontrain.errors import ConfigError
-from visiontrain.tabular.export import export_tabular_checkpoint
 from visiontrain.core.redaction import redact_url
+from visiontrain.errors import ConfigError
+from visiontrain.tabular.checks import check_tabular_libraries
 from visiontrain.tabular.cleansing import describe_reject_warning
 from visiontrain.tabular.datamodule import TabularDataModule
-from visiontrain.tabular.features import FeatureOptions, build_feature_pipeline, feature_names, model_inputs, transform
+from visiontrain.tabular.export import export_tabular_checkpoint
+from visiontrain.tabular.features import (
+    FeatureOptions,
+    build_feature_pipeline,
+    feature_names,
+    model_inputs,
+    transform,
+)
 from visiontrain.tabular.importance import ImportanceResult, importance_metric, permutation_feature_importance
 from visiontrain.tabular.inference import InferenceOptions, leak_flags
 from visiontrain.tabular.loading import LoadedTable, load_clean_table, table_source
 from visiontrain.tabular.metrics import confusion, plot_roc_pr
 from visiontrain.tabular.models import EstimatorModel, TabularMLP, TabularModel, load_tabular_model
-from visiontrain.config.table_schema import TableSchema, write_schema
 from visiontrain.tabular.source_lineage import describe_not_rows
 from visiontrain.tabular.splits import Split, check_class_sizes, holdout_split, kfold_splits, split_from_parts
-from visiontrain.training.task import BuiltModel, PreparedData
 from visiontrain.training.checkpoints import stored_run_config
 from visiontrain.training.hardware import build_trainer
 from visiontrain.training.reports import write_confusion, write_json
+from visiontrain.training.task import BuiltModel, PreparedData
 
 log = logging.getLogger("visiontrain")
 
@@ -64,8 +72,9 @@ class TabularTask:
     check_libraries = staticmethod(check_tabular_libraries)  # the config checks that need scikit-learn
     report_split = "test"  # the held-out rows: never seen while fitting, tuning or picking the checkpoint
 
-    def __init__(self, cfg: DictConfig) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: DictConfig, settings: TabularRun) -> None:
+        self.cfg = cfg  # the raw config: what Hydra instantiates (trainer, callbacks, loggers, optimizer, ...)
+        self.settings = settings  # the same config parsed and typed: what everything else reads
         self.is_classifier = str(cfg.data.task_type) == "classification"
         self.curve_metric = "roc_auc" if self.is_classifier else "rmse"
 
@@ -340,7 +349,7 @@ class TabularTask:
         if cfg.get("data_root"):
             run_config.data.source = str(Path(str(cfg.data_root)).expanduser())
             run_config.data.format = "auto"
-        task = cls(run_config)
+        task = cls(run_config, parse(TabularRun, run_config))  # the stored config, checked as a new one is
         data = task.prepare(run_dir, True)
         if cfg.get("data_root"):  # a new table: every kept row is scored
             everything = np.arange(len(data.table))

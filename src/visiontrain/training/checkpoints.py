@@ -27,8 +27,8 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from visiontrain.config.targets import ENV_REFERENCE, UntrustedTarget, check_targets
-from visiontrain.errors import CheckpointError, CheckpointRefused
 from visiontrain.core.redaction import config_without_secrets
+from visiontrain.errors import CheckpointError, CheckpointRefused
 
 log = logging.getLogger("visiontrain")
 

@@ -24,7 +24,11 @@ from typing import Any, Iterator
 
 import lightning.pytorch as pl
 from lightning.pytorch.tuner import Tuner
-from torch.optim.optimizer import Optimizer, register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+from torch.optim.optimizer import (
+    Optimizer,
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
 from torch.utils.data import DataLoader
 
 from visiontrain.training.reports import write_json

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 
-from visiontrain.errors import write_failure
 from visiontrain.core.log_routing import quiet_file_logs, run_log_failure
+from visiontrain.errors import write_failure
 
 
 class RunWriteGuard(pl.Callback):

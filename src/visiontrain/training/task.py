@@ -67,7 +67,8 @@ class Task(Protocol):
     curve_metric: str    # the metric plotted next to the loss in curves.png
     report_split: str    # the split whose confusion matrix the report points at
 
-    def __init__(self, cfg: DictConfig) -> None: ...
+    def __init__(self, cfg: DictConfig, settings: Any) -> None:
+        """``cfg`` for what Hydra instantiates; ``settings``, the same config parsed by its pydantic model."""
 
     def prepare(self, run_dir: Path, is_main_process: bool) -> PreparedData:
         """Read and check the data once; write its rejects and report files into ``run_dir``."""

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from visiontrain.core.kafka import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, client_settings, describe_settings
-from visiontrain.inference.onnx_model import IMAGE, OnnxModel, open_model
-from visiontrain.deploy.streaming.delivery import Delivery, RejectsFile
 from visiontrain.core.kafka_records import Record, Rejected, image_records, table_records
+from visiontrain.core.redaction import redact_url
+from visiontrain.deploy.streaming.delivery import Delivery, RejectsFile
 from visiontrain.deploy.streaming.scoring import BatchOutcome, Scorer
 from visiontrain.deploy.streaming.settings import StreamSettings
 from visiontrain.deploy.streaming.sinks import open_sink, sink_row
-from visiontrain.core.redaction import redact_url
+from visiontrain.inference.onnx_model import IMAGE, OnnxModel, open_model
 
 log = logging.getLogger("visiontrain.stream")
 

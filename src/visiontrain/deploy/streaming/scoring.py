@@ -17,9 +17,9 @@ from visiontrain.core.image_decode import ImageRejected, PixelLimit, decode
 from visiontrain.core.image_preprocess import ImageSpec, preprocess
 from visiontrain.core.image_statistics import IMAGE_STATISTICS, image_statistics
 from visiontrain.core.json_rows import flat_row
-from visiontrain.inference.onnx_model import IMAGE, OnnxModel
 from visiontrain.core.kafka_records import Origin, Record, Rejected
 from visiontrain.deploy.table_input import ColumnsError, TableSpec, prepare_rows, row_ids
+from visiontrain.inference.onnx_model import IMAGE, OnnxModel
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
-from visiontrain.errors import ConfigError
 from visiontrain.core.redaction import redact_url
+from visiontrain.errors import ConfigError
 
 COLUMNS = ("topic", "partition", "offset", "row", "key", "source_timestamp_ms", "model", "model_version",
            "scored_at", "label", "score", "result")
