@@ -288,8 +288,8 @@ def yaml_files(command: Command, choices: dict[str, str | None]) -> list[tuple[P
 
 
 def with_plain_defaults(path: Path) -> list[Path]:
-    """``path`` and the files its defaults list names plainly (``- default`` in conf/trainer/cpu.yaml, ``- train``
-    in conf/lr_find.yaml): files of its own folder, composed under it."""
+    """``path`` and the files its defaults list names plainly (``- default`` in conf/trainer/cpu.yaml,
+    ``- train`` in conf/lr_find.yaml): files of its own folder, composed under it."""
     if not path.is_file():
         return []
     names = re.findall(r"^\s*-\s*(\w+)\s*$", path.read_text(), re.MULTILINE)
@@ -527,8 +527,8 @@ def rows_for(command: Command, models: dict[str, type[BaseModel]]
                 options = sorted(p.stem for p in (_conf() / name).glob("*.yaml"))
                 section.intro.append(f"Config group `{name}`: `{name}={group}` here; options: "
                                      + ", ".join(f"`{o}`" for o in options) + ".")
-                section.intro += next((header for path in with_plain_defaults(_conf() / name / f"{group}.yaml")
-                                       if (header := file_header(path))), [])
+                files = with_plain_defaults(_conf() / name / f"{group}.yaml")
+                section.intro += next((header for path in files if (header := file_header(path))), [])
             if model is not None and first_paragraph(model.__doc__):
                 section.intro.append(first_paragraph(model.__doc__))
             shown.add(name)
