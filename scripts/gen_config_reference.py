@@ -99,19 +99,42 @@ NO_VALUE = object()
 # ---------------------------------------------------------------------------------------------- the models
 
 
+PACKAGE = "visiontrain.config"
+IMPORT_ERRORS: dict[str, str] = {}  # module -> why it could not be imported (reported if a root is missing)
+
+
 def discover_models() -> dict[str, type[BaseModel]]:
-    """Every pydantic model defined in a module of the visiontrain.config package, by class name."""
-    package = importlib.import_module("visiontrain.config")
-    found: dict[str, type[BaseModel]] = {}
+    """Every pydantic model in the namespace of a module of the visiontrain.config package, by class name: the
+    ones defined there first, then any a module imports (a section that moved out and is used from here)."""
+    package = importlib.import_module(PACKAGE)
+    defined: dict[str, type[BaseModel]] = {}
+    imported: dict[str, type[BaseModel]] = {}
     for module_info in pkgutil.iter_modules(package.__path__):
         if module_info.name in SKIP_MODULES:
             continue
-        module = importlib.import_module(f"{package.__name__}.{module_info.name}")
-        for name, member in vars(module).items():
-            if (inspect.isclass(member) and issubclass(member, BaseModel) and member is not BaseModel
-                    and member.__module__.startswith(package.__name__)):
-                found.setdefault(name, member)
-    return found
+        name = f"{PACKAGE}.{module_info.name}"
+        try:
+            module = importlib.import_module(name)
+        except Exception as error:  # noqa: BLE001 - one broken module must not hide the others' sections
+            IMPORT_ERRORS[name] = f"{type(error).__name__}: {error}"
+            continue
+        for attribute, member in vars(module).items():
+            if inspect.isclass(member) and issubclass(member, BaseModel) and member is not BaseModel:
+                own = member.__module__.startswith(PACKAGE)
+                (defined if own else imported).setdefault(attribute, member)
+    return {**imported, **defined}
+
+
+def root_models(command: Command, models: dict[str, type[BaseModel]]
+                ) -> tuple[tuple[str, type[BaseModel]], ...]:
+    """The (prefix, model) sections of ``command``; a model no longer found fails naming what to fix."""
+    missing = [name for _, name in command.sections if name not in models]
+    if missing:
+        errors = "".join(f"\n  {module}: {error}" for module, error in IMPORT_ERRORS.items())
+        raise SystemExit(f"gen_config_reference: {command.title} reads {', '.join(missing)}, which no module "
+                         f"of {PACKAGE} holds any more; update COMMANDS at the top of {Path(__file__).name}"
+                         + (f"\nmodules that failed to import:{errors}" if errors else ""))
+    return tuple((prefix, models[name]) for prefix, name in command.sections)
 
 
 def section_model(annotation: Any) -> type[BaseModel] | None:
@@ -476,7 +499,7 @@ def typed_row(key: str, typed: TypedKey, value: Any, yaml_help: str | None, py_h
 def rows_for(command: Command, models: dict[str, type[BaseModel]]
              ) -> tuple[list[Section], set[type[BaseModel]]]:
     """The sections of one command's reference, and the models it used."""
-    sections = tuple((prefix, models[name]) for prefix, name in command.sections)
+    sections = root_models(command, models)
     keys, section_of = typed_keys(sections)
     tree, choices = compose(command)
     comments: dict[str, str] = {}
@@ -602,7 +625,8 @@ def render(models: dict[str, type[BaseModel]]) -> str:
                 cells = (f"`{row.key}`", cell(row.type), cell(row.default), cell(row.allowed), cell(row.help))
                 lines.append("| " + " | ".join(cells) + " |")
             lines.append("")
-    unreached = [m for name, m in sorted(models.items()) if m not in reached(models, used)]
+    unreached = [m for name, m in sorted(models.items())
+                 if m not in reached(models, used) and m.__module__.startswith(PACKAGE)]
     if unreached:
         lines += ["## Sections no command above reads", "",
                   "Typed sections in `visiontrain.config` that the table above does not reach: add them to "
