@@ -29,7 +29,7 @@ test: $(STAMP)
 test-all: PYTEST_ARGS = -n 2
 test-all: test
 
-# the GPU check (README: "Checking every CUDA path"): pack .device/ here, then a dry run without CUDA
+# the GPU check (docs/contributing.md: "The GPU check"): pack .device/ here, then a dry run without CUDA
 device-wheels: $(STAMP)
 	PYTHON=$(BIN)/python bash scripts/device_wheels.sh
 

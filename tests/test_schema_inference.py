@@ -224,7 +224,7 @@ def test_a_missing_schema_file_fails_before_training(tmp_path):
 
 
 def test_an_experiment_kept_outside_the_package_runs_with_config_dir(bank_csv, tmp_path):
-    """The README's recipe: your own experiment in your own folder, found through Hydra's --config-dir."""
+    """docs/configuration.md's recipe: your own experiment in your own folder, found through --config-dir."""
     experiment = tmp_path / "my_conf" / "experiment" / "bank.yaml"
     experiment.parent.mkdir(parents=True)
     experiment.write_text(f"# @package _global_\ndefaults:\n  - churn\n  - _self_\ntask_name: bank\n"
