@@ -262,7 +262,7 @@ class ImageClassifier(pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         settings = dict(self.hparams.optimizer or DEFAULT_OPTIMIZER)
         lr, weight_decay = float(settings["lr"]), float(settings.get("weight_decay", 0.0))
-        groups = build_param_groups(self.model.named_parameters(), self.head_names, self.layer_ids,
+        groups = build_param_groups(self.model, self.head_names, self.layer_ids,
                                     self.trainable_names - self.head_names, lr, weight_decay, self.schedule)
         optimizer = instantiate_trusted(settings, "optimizer", "optimizer", params=groups, _convert_="all")
         total_steps = int(self.trainer.estimated_stepping_batches)
