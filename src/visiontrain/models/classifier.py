@@ -97,6 +97,8 @@ class ImageClassifier(pl.LightningModule):
         self.register_buffer("pixel_scale", scale, persistent=False)    # stay out of checkpoints
         self.channels_last = False
         self._features_fn = self._head_fn = None  # compiled callables when trainer.compile is set
+        size = int(input_spec["image_size"])  # one image, for the FLOPs (and layer sizes) of the model summary
+        self.example_input_array = torch.zeros(1, 3, size, size)
 
     def _load_starting_weights(self, weights: str | None, weights_file: str | None) -> dict[str, Any] | None:
         """Packaged weights (by name) or a local file into the backbone; what was loaded, for the run's report."""
@@ -171,6 +173,8 @@ class ImageClassifier(pl.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
+        if not self.backbone_frozen and self._features_fn is None:  # timm's forward: head(features(x)), called
+            return self.model(images)  # as a module, so hooks (the model summary's FLOPs and sizes) see it
         features_fn = self._features_fn or self.model.forward_features
         if self.backbone_frozen:
             with torch.no_grad():
