@@ -856,7 +856,7 @@ def test_pixel_bombs_are_listed_by_train_predict_and_drift_and_a_raised_limit_le
     root = clean_imagefolder(tmp_path / "data")
     bomb = write(root / "train/ants/bomb.png", png_bomb_bytes(11000, 11000))
     scan = write(root / "train/bees/scan.png", png_bomb_bytes(7100, 7100))
-    panorama = write(root / "train/bees/panorama.jpg", jpeg_bomb_bytes(11000, 11000))
+    write(root / "train/bees/panorama.jpg", jpeg_bomb_bytes(11000, 11000))
     run_dir = tmp_path / "run"
     overrides = [o for o in tiny_overrides(root, run_dir) if not o.startswith(("paths.", "data.batch_size"))]
 

@@ -3,9 +3,11 @@ stopped by a config or data mistake leave no empty run dir; run folders are name
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+from lightning.pytorch.utilities.model_summary import summarize
 
 from conftest import TELCO_SAMPLE, compose_train, run_cli, tiny_overrides
 
@@ -17,6 +19,12 @@ LIBRARY_LOGS = ("GPU available", "Restoring states from the checkpoint")  # kept
 
 def _console(result) -> str:
     return result.stdout + result.stderr
+
+
+def _total_flops(console: str) -> str | None:
+    """The model summary's FLOPs total ("Total FLOPs: 8.2 M" in Rich's table, "8.2 M  Total Flops" without)."""
+    match = re.search(r"Total FLOPs: *(\S+(?: [KMGTB])?)|(\S+(?: [KMGTB])?) +Total Flops", console)
+    return next(filter(None, match.groups())) if match else None
 
 
 def _assert_quiet(result, run_dir: Path) -> str:
@@ -51,6 +59,18 @@ def test_an_image_run_prints_the_report_and_logs_the_rest(tiny_hymenoptera, tmp_
     console = _assert_quiet(result, run_dir)
     assert "best checkpoint    " in console and "best-epoch" in console
     assert "epoch 1: stage fine_tune" in console  # our own lines stay
+    assert _total_flops(console) not in (None, "0"), "the model summary measures FLOPs, never prints a 0"
+    model_row = next(line for line in console.splitlines() if " model " in line and "ResNet" in line)
+    cells = [cell.strip() for cell in re.split(r"[│|]", model_row)]
+    assert cells[cells.index("ResNet") + 3] not in ("0", "") and "[1, 3," in model_row, model_row  # its FLOPs
+
+
+def test_the_tabular_mlp_s_summary_measures_its_flops():
+    from visiontrain.tabular.models import TabularMLP
+
+    model = TabularMLP(in_features=6, hidden=[8], task_type="classification", class_names=["no", "yes"],
+                       feature_names=[f"f{i}" for i in range(6)])
+    assert summarize(model).total_flops == 2 * (6 * 8 + 8 * 1)  # two Linear layers, one row
 
 
 def test_a_config_error_leaves_no_run_dir(tmp_path):

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
+import timm
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from conftest import compose_train, tiny_overrides
 from visiontrain.registry import task_for_config
-from visiontrain.training.schedule import FineTuneSchedule, StagedLR, trainable_in_stage_two
+from visiontrain.training.schedule import FineTuneSchedule, StagedLR, build_param_groups, trainable_in_stage_two
 
 
 def build(data_root: Path, run_dir: Path, *extra: str):
@@ -143,3 +144,21 @@ def test_frozen_stage_is_derived_from_the_epoch():
     assert trainable_in_stage_two(layers, "all") == set(layers)
     assert trainable_in_stage_two(layers, 2) == {"b.w", "c.w"}
     assert trainable_in_stage_two(layers, 0) == set()
+
+
+def test_vit_tokens_and_position_embedding_get_no_weight_decay():
+    """What timm's no_weight_decay() names (cls_token, pos_embed) trains without decay, as biases and norms do."""
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=3, img_size=32)
+    names = {name for name, _ in model.named_parameters()}
+    head = {name for name in names if name.startswith("head.")}
+    layer_ids = {name: 0 for name in names - head}
+    groups = build_param_groups(model, head, layer_ids, names - head, lr=0.01, weight_decay=0.05,
+                                schedule=FineTuneSchedule())
+    decay_of = {id(p): g["weight_decay"] for g in groups for p in g["params"]}
+    parameters = dict(model.named_parameters())
+    assert {"cls_token", "pos_embed"} <= set(model.no_weight_decay())
+    for name in ("cls_token", "pos_embed", "blocks.0.norm1.weight", "blocks.0.attn.qkv.bias", "head.bias"):
+        assert decay_of[id(parameters[name])] == 0.0, name
+    for name in ("patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "head.weight"):
+        assert decay_of[id(parameters[name])] == 0.05, name
+    assert len(decay_of) == len(parameters), "every parameter is in exactly one group"

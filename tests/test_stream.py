@@ -23,6 +23,7 @@ import pytest
 
 from conftest import run_cli, train_tiny_image_model
 from kafka_broker import consume_all, new_topic, produce
+from visiontrain.core.files import sha256_of_file
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -268,8 +269,7 @@ def test_live_metrics_and_a_drift_alert_while_streaming(kafka_broker, churn_mode
     assert value("visiontrain_drift_drifted", feature="tenure") == 1
     assert value("visiontrain_consumer_lag") == 0
     info = next(sample for sample in samples if sample.name == "visiontrain_model_info")
-    assert info.labels["sha256"] == __import__("visiontrain.inference.onnx_model", fromlist=["file_sha256"]).file_sha256(
-        churn_model["onnx"])
+    assert info.labels["sha256"] == sha256_of_file(churn_model["onnx"])
 
     alert = json.loads(warnings[0].value())  # the second window: the moved rows
     assert alert["index"] == 1 and "tenure" in alert["drifted"] and alert["model_version"].startswith("sha256:")

@@ -5,11 +5,14 @@ so the three agree on what is tried and why anything else is not. A folder that 
 but not entered), a FIFO, a socket, a device file, a broken or looping symlink: each comes back as an entry with
 the reason it cannot be used, so nothing under the folder is skipped in silence. Only ``stat`` calls are made
 here; a FIFO is never opened (opening one blocks).
+
+:func:`sha256_of_file` is the one checksum of a file's bytes (model versions, weights reports, duplicates).
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 from dataclasses import dataclass
@@ -88,6 +91,15 @@ def describe(error: OSError) -> str:
     if error.errno == errno.ENOENT:
         return "file not found"
     return (error.strerror or type(error).__name__).lower()
+
+
+def sha256_of_file(path: str | Path) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB blocks (``hashlib.file_digest`` needs Python 3.11)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _walk(folder: Path, ancestors: frozenset[tuple[int, int]]) -> Iterator[Entry]:

@@ -102,6 +102,8 @@ class ImageClassifier(pl.LightningModule):
         self.register_buffer("pixel_scale", scale, persistent=False)    # stay out of checkpoints
         self.channels_last = False
         self._features_fn = self._head_fn = None  # compiled callables when trainer.compile is set
+        size = int(input_spec["image_size"])  # one image, for the FLOPs (and layer sizes) of the model summary
+        self.example_input_array = torch.zeros(1, 3, size, size)
 
     def _load_starting_weights(self, weights: str | None, weights_file: str | None) -> dict[str, Any] | None:
         """Packaged weights (by name) or a local file into the backbone; what was loaded, for the run's report."""
@@ -176,6 +178,8 @@ class ImageClassifier(pl.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
+        if not self.backbone_frozen and self._features_fn is None:  # timm's forward: head(features(x)), called
+            return self.model(images)  # as a module, so hooks (the model summary's FLOPs and sizes) see it
         features_fn = self._features_fn or self.model.forward_features
         if self.backbone_frozen:
             with torch.no_grad():
@@ -267,7 +271,7 @@ class ImageClassifier(pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         settings = dict(self.hparams.optimizer or DEFAULT_OPTIMIZER)
         lr, weight_decay = float(settings["lr"]), float(settings.get("weight_decay", 0.0))
-        groups = build_param_groups(self.model.named_parameters(), self.head_names, self.layer_ids,
+        groups = build_param_groups(self.model, self.head_names, self.layer_ids,
                                     self.trainable_names - self.head_names, lr, weight_decay, self.schedule)
         optimizer = instantiate_trusted(settings, "optimizer", "optimizer", params=groups, _convert_="all")
         total_steps = int(self.trainer.estimated_stepping_batches)

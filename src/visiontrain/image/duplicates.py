@@ -11,7 +11,6 @@ Policies (``data.duplicates``):
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Generic, Mapping, Protocol, Sequence, TypeVar
 
 from visiontrain.config.choices import ACROSS_CLASSES_POLICIES, WITHIN_CLASS_POLICIES
+from visiontrain.core.files import sha256_of_file
 
 _SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
 
@@ -135,7 +135,6 @@ def content_groups(paths: Sequence[Path], workers: int = 4) -> list[list[int]]:
 
 def _sha256(path: Path) -> str | None:
     try:
-        with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
+        return sha256_of_file(path)
     except OSError:
         return None

@@ -12,13 +12,13 @@ another size is left to the new task (re-created), one of the same size is loade
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from visiontrain.core.files import sha256_of_file
 from visiontrain.errors import WeightsError
 
 _TORCH_SUFFIXES = {".pth", ".pt", ".bin"}
@@ -127,14 +127,6 @@ def match_by_order(source: dict[str, torch.Tensor], own: dict[str, torch.Tensor]
     return mapping
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_weights(model: nn.Module, path: str | Path, head_names: set[str] | None = None) -> LoadReport:
     """Copy the file's tensors into ``model`` (names first, else order); refuse a file that does not fit."""
     source = read_state_dict(path)
@@ -159,4 +151,4 @@ def load_weights(model: nn.Module, path: str | Path, head_names: set[str] | None
         source=str(path), method=method, loaded=sorted(mapping), remapped=sum(1 for m, f in mapping.items() if m != f),
         skipped=[n for n in _weights_only(source) if n not in used], head="loaded" if head and head[0] in mapping
         else "re-created", missing=sorted(n for n in _weights_only(own) if n not in mapping),
-        first_pairs=pairs[:_PAIRS_SHOWN], last_pairs=pairs[-_PAIRS_SHOWN:], sha256=file_sha256(path))
+        first_pairs=pairs[:_PAIRS_SHOWN], last_pairs=pairs[-_PAIRS_SHOWN:], sha256=sha256_of_file(path))

@@ -7,7 +7,6 @@ Works for both kinds `visiontrain train` writes: image classifiers (``image`` in
 
 from __future__ import annotations
 
-import hashlib
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 import numpy as np
 import onnxruntime as ort
 
+from visiontrain.core.files import sha256_of_file
 from visiontrain.core.model_metadata import MetadataError, ModelMetadata
 
 if TYPE_CHECKING:
@@ -38,15 +38,6 @@ else:  # the recipe in the itertools documentation; drop it with Python 3.11
 
 class ModelError(ValueError):
     """The file is not a model these commands can run; the message says why and what to do."""
-
-
-def file_sha256(path: Path) -> str:
-    """The model version clients see: identical bytes, identical predictions."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class OnnxModel:
@@ -74,7 +65,7 @@ class OnnxModel:
         self.output_names = [node.name for node in self.session.get_outputs()]
         self.kind = IMAGE if self.metadata.is_image else TABLE
         self._check_outputs()
-        self.version = file_sha256(self.path)
+        self.version = sha256_of_file(self.path)  # identical bytes, identical predictions
         self.class_names: list[str] = self.metadata.class_names
 
     def _check_outputs(self) -> None:

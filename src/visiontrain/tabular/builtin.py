@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from visiontrain.core.files import sha256_of_file
 from visiontrain.errors import DataError
 
 GENERATOR = "churn-v1"  # bump when the generated table changes, so materialised copies are rewritten
@@ -176,7 +177,7 @@ def materialise_builtin_churn(path: Path, rows: int = 4000, seed: int = 0) -> Pa
     path = Path(path).expanduser()
     marker = path.with_name(path.name + ".complete")  # says which table the CSV holds, and its checksum
     wanted = {"generator": GENERATOR, "rows": rows, "seed": seed}
-    if path.is_file() and _read_marker(marker) == {**wanted, "sha256": _sha256(path.read_bytes())}:
+    if path.is_file() and _read_marker(marker) == {**wanted, "sha256": sha256_of_file(path)}:
         return path
     data = generate_churn_table(rows, seed).to_csv(index=False, lineterminator="\n").encode()
     if path.exists() and not _is_ours(path, marker) and path.read_bytes() != data:
@@ -185,12 +186,8 @@ def materialise_builtin_churn(path: Path, rows: int = 4000, seed: int = 0) -> Pa
                         "built-in table choose another path.")
     path.parent.mkdir(parents=True, exist_ok=True)
     _atomic_write(path, data)
-    _atomic_write(marker, (json.dumps({**wanted, "sha256": _sha256(data)}) + "\n").encode())
+    _atomic_write(marker, (json.dumps({**wanted, "sha256": hashlib.sha256(data).hexdigest()}) + "\n").encode())
     return path
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _read_marker(marker: Path) -> dict | None:
@@ -203,7 +200,7 @@ def _read_marker(marker: Path) -> dict | None:
 def _is_ours(path: Path, marker: Path) -> bool:
     """A built-in table we wrote (perhaps with other rows or seed): the marker records its checksum."""
     recorded = _read_marker(marker) or {}
-    return path.is_file() and recorded.get("sha256") == _sha256(path.read_bytes())
+    return path.is_file() and recorded.get("sha256") == sha256_of_file(path)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

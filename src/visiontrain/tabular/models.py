@@ -159,6 +159,7 @@ class TabularMLP(TabularModel):
             width = size
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
+        self.example_input_array = torch.zeros(1, in_features)  # one row, for the FLOPs of the model summary
         weight = torch.tensor(positive_weight) if positive_weight else None
         self.criterion = nn.BCEWithLogitsLoss(pos_weight=weight) if self.is_classifier else nn.MSELoss()
 

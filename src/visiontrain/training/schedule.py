@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable
 
+from timm.optim import param_groups_weight_decay
 from torch import nn
 
 from visiontrain.config.choices import BN_STATS
@@ -54,23 +54,29 @@ def trainable_in_stage_two(layer_ids: dict[str, int], unfreeze: str | int) -> se
     return {name for name, layer in layer_ids.items() if layer >= depth - top}
 
 
-def build_param_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], head: set[str],
-                       layer_ids: dict[str, int], trainable: set[str], lr: float, weight_decay: float,
-                       schedule: FineTuneSchedule) -> list[dict]:
-    """Optimizer groups: the head, then one group per backbone layer; no weight decay on biases and norms.
+def build_param_groups(model: nn.Module, head: set[str], layer_ids: dict[str, int], trainable: set[str],
+                       lr: float, weight_decay: float, schedule: FineTuneSchedule) -> list[dict]:
+    """Optimizer groups: the head, then one group per backbone layer, each split into decay and no decay.
+
+    The parameters without weight decay are those timm exempts (:func:`decay_exemptions`): biases, norms and
+    what the model's ``no_weight_decay()`` names.
 
     Every group carries ``name``, ``role`` (head/backbone) and its configured ``lr``, so learning-rate
     monitors show the stages and tests can check the rates, and ``lr_scale``, that rate as a share of ``lr``
     (what the learning-rate finder keeps when it sets one rate on every group).
     """
     depth = max(layer_ids.values(), default=0) + 1
+    exempt = decay_exemptions(model)
     groups: dict[tuple[str, int, bool], dict] = {}
-    for name, parameter in named_parameters:
+    for name, parameter in model.named_parameters():
         if name not in head and name not in trainable:
             continue
         role = "head" if name in head else "backbone"
         layer = depth if role == "head" else layer_ids[name]
-        no_decay = parameter.ndim <= 1 or name.endswith(".bias")
+        if id(parameter) not in exempt:
+            raise ValueError(f"parameter {name} is in the optimizer's groups but does not require gradients; "
+                             "a parameter that trains in any stage must keep requires_grad=True")
+        no_decay = exempt[id(parameter)]
         key = (role, layer, no_decay)
         if key not in groups:
             scale = 1.0 if role == "head" else schedule.backbone_lr_scale * (
@@ -80,6 +86,17 @@ def build_param_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], hea
                            "weight_decay": 0.0 if no_decay else weight_decay}
         groups[key]["params"].append(parameter)
     return [groups[k] for k in sorted(groups, key=lambda k: (k[0] != "head", -k[1], k[2]))]
+
+
+def decay_exemptions(model: nn.Module) -> dict[int, bool]:
+    """By id, for every parameter that requires gradients: whether timm trains it without weight decay.
+
+    Exempt are biases, 1-D parameters (norms) and what the model's ``no_weight_decay()`` names (a ViT's
+    ``cls_token`` and ``pos_embed``), as timm's own ``create_optimizer_v2`` decides.
+    """
+    names = model.no_weight_decay() if hasattr(model, "no_weight_decay") else ()
+    groups = param_groups_weight_decay(model, weight_decay=1.0, no_weight_decay_list=names)
+    return {id(p): group["weight_decay"] == 0.0 for group in groups for p in group["params"]}
 
 
 @dataclass
