@@ -172,8 +172,8 @@ def _planted_table(rows: int, regression: bool) -> tuple[pd.DataFrame, object]:
 
 
 def _fitted_linear_model(table: pd.DataFrame, schema, regression: bool):
+    from visiontrain.config.tabular import Features
     from visiontrain.tabular.features import (
-        FeatureOptions,
         build_feature_pipeline,
         feature_names,
         model_inputs,
@@ -181,7 +181,7 @@ def _fitted_linear_model(table: pd.DataFrame, schema, regression: bool):
     )
     from visiontrain.tabular.models import EstimatorModel
 
-    pipeline = build_feature_pipeline(schema, FeatureOptions()).fit(model_inputs(table, schema))
+    pipeline = build_feature_pipeline(schema, Features()).fit(model_inputs(table, schema))
     target = table["label"].to_numpy(dtype=float) if regression else (table["label"] == "Yes").to_numpy(int)
     estimator = {"_target_": "sklearn.linear_model.Ridge"} if regression else \
         {"_target_": "sklearn.linear_model.LogisticRegression", "max_iter": 1000}
