@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy
 from omegaconf import OmegaConf
 
-from conftest import TELCO, TELCO_SAMPLE
+from conftest import TELCO, TELCO_SAMPLE, compose_train
 from visiontrain.config import config_dir
 from visiontrain.config.reading import validate
 from visiontrain.config.table_schema import TableSchema
@@ -472,3 +472,21 @@ def test_builtin_churn_table_is_written_once_and_never_over_a_users_file(tmp_pat
     with pytest.raises(DataError, match="not the built-in churn table"):
         materialise_builtin_churn(users, rows=300)
     assert users.read_text() == "id,churn\n1,Yes\n"
+
+
+def test_an_older_checkpoints_config_parses_with_the_defaults_of_keys_added_since(tmp_path):
+    """A stored run config (no trainer) from before the source limits, HTTP sources and feature options: the
+    keys it lacks take the typed config's defaults, which are the YAML's."""
+    from visiontrain.config.checks import check_train_config, tabular_settings
+    from visiontrain.training.checkpoints import stored_run_config
+
+    cfg = compose_train("experiment=churn", "model=logistic_regression", f"paths.run_dir={tmp_path}")
+    stored = stored_run_config(cfg)
+    for key in ("http", "max_rows", "kafka_timeout_s", "kafka_max_message_bytes"):
+        stored["data"].pop(key)
+    stored.pop("features")
+    older = tabular_settings(OmegaConf.create(stored), stored=True)
+    current = check_train_config(cfg)
+    assert older.trainer is None and older.data.http == current.data.http
+    assert older.data.max_rows == current.data.max_rows and older.features == current.features
+    assert older.data.cleaning == current.data.cleaning and older.data.declaration == current.data.declaration

@@ -381,7 +381,7 @@ class TabularTask:
         if cfg.get("quantize"):
             raise ConfigError("quantize", "int8 quantization is for image models", "quantize=null")
         task, data, built = cls._from_checkpoint(cfg, ckpt, checkpoint, run_dir)
-        atol = float(built.module.hparams.run_config["export"]["atol"])  # the tolerance the run was trained with
+        atol = task.settings.export.atol  # the tolerance the run was trained with (its stored config)
         result = export_tabular_checkpoint(ckpt, output, data.schema, data.held_out, atol, int(cfg.opset), None,
                                            module=built.module)
         write_json(result, run_dir / "export.json")
