@@ -1,8 +1,11 @@
-"""The tabular config (``task=tabular``) as pydantic models: run, model, splits and source of a table.
+"""The tabular config (``task=tabular``) as pydantic models, parsed once into :class:`TabularTrainConfig`.
 
-The declared columns are :class:`visiontrain.config.table_schema.TableSchema`'s to read; the cleaning rules, the
-feature options, the estimator class and where the source points are checked afterwards, with the libraries
-that use them (:mod:`visiontrain.commands.validation`).
+The root holds the run's keys, the table (:class:`TableData`: its source, the limits and settings of a remote
+source, cleaning, inference, the split and the declared schema, read by
+:class:`visiontrain.config.table_schema.SchemaDeclaration`), the model, the features, and the optimizer and
+trainer. Each section's defaults are the ones ``conf/`` states, and apply where a stored config (an older
+checkpoint's) lacks a key. The estimator's class and where the source points are checked afterwards, with the
+libraries that use them (:mod:`visiontrain.commands.validation`).
 """
 
 from __future__ import annotations
