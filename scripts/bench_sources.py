@@ -39,11 +39,12 @@ ROW = b'{"customerID": "c1", "tenure": 3, "Churn": "No"}'
 CLIENT = """
 import json, sys, time
 from visiontrain.errors import DataError
+from visiontrain.config.tabular import HttpSource, SourceOptions
 from visiontrain.tabular.ingest import read_source
 url, http = sys.argv[1], json.loads(sys.argv[2])
 started = time.perf_counter()
 try:
-    outcome = f"read {len(read_source(url, options={'http': http})[0])} rows"
+    outcome = f"read {len(read_source(url, options=SourceOptions(http=HttpSource(**http)))[0])} rows"
 except DataError as error:
     outcome = f"DataError: {error}"
 print(json.dumps({"read_s": time.perf_counter() - started, "outcome": outcome}))

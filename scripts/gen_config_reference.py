@@ -65,7 +65,7 @@ COMMANDS: tuple[Command, ...] = (
                  "one). The quickstart's `data=digits` changes a few (64 px, `schedule=domain_shift`, "
                  "8 epochs); `experiment=hymenoptera` others (`augment=strong`, batch 16, 10 epochs)."),
     Command("visiontrain train (tables)", "train", ("experiment=churn", "logger=wandb"),
-            (("", "TaskChoice"), ("", "TabularRun"), ("data", "TableData"), ("model", "TabularModelKind"),
+            (("", "TaskChoice"), ("model", "TabularModelKind"), ("", "TabularTrainConfig"),
              ("model", "MlpModel"), ("model", "EstimatorModel"), ("optimizer", "Optimizer"),
              ("trainer", "Trainer")),
             hide=("paths",),

@@ -25,19 +25,21 @@ import sqlalchemy
 
 from conftest import TELCO_SAMPLE, compose_train, free_port, run_cli
 from kafka_broker import new_topic, produce
+from visiontrain.config.checks import check_train_config
+from visiontrain.config.tabular import HttpSource, SourceOptions
 from visiontrain.errors import ConfigError, DataError
-from visiontrain.tabular.http_source import HttpOptions, read_http_source
+from visiontrain.tabular.http_source import read_http_source
 from visiontrain.tabular.ingest import read_source
 from visiontrain.tabular.kafka_snapshot import SnapshotLimits, read_kafka_snapshot
 
 MIB = 1 << 20
 TRICKLE_S = 0.25  # between two bytes of a trickling answer: far under every read timeout below
 ROW = {"customerID": "c1", "tenure": 3, "Churn": "No"}
-FAST = HttpOptions(retries=0, page_timeout_s=10, read_timeout_s=5, max_page_bytes=MIB, max_total_bytes=4 * MIB)
+FAST = HttpSource(retries=0, page_timeout_s=10, read_timeout_s=5, max_page_bytes=MIB, max_total_bytes=4 * MIB)
 
 
-def options(**changes) -> HttpOptions:
-    return HttpOptions(**{**FAST.__dict__, **changes})
+def options(**changes) -> HttpSource:
+    return HttpSource(**{**FAST.__dict__, **changes})
 
 
 # --- a hostile API --------------------------------------------------------------------------------------------
@@ -271,10 +273,10 @@ def crm_db(tmp_path) -> Path:
     (None, "SELECT * FROM customers", "data.query", "add a WHERE clause to data.query"),
 ])
 def test_a_sql_source_with_more_rows_than_max_rows_stops(crm_db, table, query, what, fix):
-    frame, _ = read_source(str(crm_db), table=table, query=query, options={"max_rows": 50})
+    frame, _ = read_source(str(crm_db), table=table, query=query, options=SourceOptions(max_rows=50))
     assert len(frame) == 50  # at the limit: every row, nothing cut
     with pytest.raises(DataError) as error:
-        read_source(str(crm_db), table=table, query=query, options={"max_rows": 49})
+        read_source(str(crm_db), table=table, query=query, options=SourceOptions(max_rows=49))
     assert str(error.value) == (
         f"sqlite:///{crm_db} ({what}): more than data.max_rows=49 rows (reading stopped at row 50); raise "
         f"data.max_rows if the table really is this large, or {fix}.")
@@ -292,7 +294,7 @@ def test_a_file_with_more_rows_than_max_rows_is_refused(tmp_path):
     path = tmp_path / "customers.csv"
     pd.read_csv(TELCO_SAMPLE, dtype=str).head(30).to_csv(path, index=False)
     with pytest.raises(DataError) as error:
-        read_source(str(path), options={"max_rows": 29})
+        read_source(str(path), options=SourceOptions(max_rows=29))
     assert str(error.value) == (f"{path}: 30 rows, more than data.max_rows=29; raise data.max_rows if the table "
                                 "really is this large, or point data.source at a smaller extract.")
 
@@ -440,8 +442,9 @@ def test_the_defaults_suit_a_real_source():
     assert (cfg.data.max_rows, cfg.data.kafka_max_message_bytes) == (5_000_000, 16 * MIB)
     http = cfg.data.http
     assert (http.page_timeout_s, http.max_page_bytes, http.max_total_bytes) == (300, 64 * MIB, 1 << 30)
-    assert HttpOptions() == HttpOptions.from_config(http)  # the code's defaults (older configs) are the same
-    assert SnapshotLimits.from_config(cfg.data) == SnapshotLimits()
+    settings = check_train_config(cfg).data  # the YAML and the model's defaults (older configs) agree
+    assert HttpSource() == settings.http
+    assert SnapshotLimits.of(settings) == SnapshotLimits()
 
 
 # --- the CLI ----------------------------------------------------------------------------------------------------------

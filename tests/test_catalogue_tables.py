@@ -365,7 +365,8 @@ def test_an_all_blank_numeric_column_stops_the_run_before_training(tmp_path):
 def test_a_numeric_column_blank_in_every_training_row_still_exports(tmp_path):
     """Values only in held-out rows: the imputer keeps the column (zeros), so ONNX has the scaler's width."""
     from visiontrain.config.table_schema import TableSchema
-    from visiontrain.tabular.features import FeatureOptions, build_feature_pipeline, model_inputs, transform
+    from visiontrain.config.tabular import Features
+    from visiontrain.tabular.features import build_feature_pipeline, model_inputs, transform
     from visiontrain.tabular.onnx_graph import onnx_feeds, pipeline_graph
 
     schema = TableSchema.from_config({**SCHEMA, "columns": {**SCHEMA["columns"], "discount": "numeric"}})
@@ -374,7 +375,7 @@ def test_a_numeric_column_blank_in_every_training_row_still_exports(tmp_path):
     cleaned = load_clean_table({**SCHEMA, "source": str(tmp_path / "customers.csv"),
                                 "columns": {**SCHEMA["columns"], "discount": "numeric"}}).cleaned
     train_rows, held_out = cleaned.frame.iloc[:16], cleaned.frame.iloc[16:]
-    pipeline = build_feature_pipeline(schema, FeatureOptions()).fit(model_inputs(train_rows, schema))
+    pipeline = build_feature_pipeline(schema, Features()).fit(model_inputs(train_rows, schema))
 
     graph = pipeline_graph(pipeline, schema.numeric_features, schema.categorical_features, opset=17)
     session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])

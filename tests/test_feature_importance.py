@@ -52,7 +52,7 @@ def test_hist_gradient_boosting_trains_exports_and_passes_parity(hgb_run):
 
 def test_the_run_writes_importance_to_csv_summary_report_and_data_report(hgb_run, capsys):
     from visiontrain.commands.train import print_report
-    from visiontrain.tabular.task import TabularTask
+    from visiontrain.registry import task_for_config
 
     run_dir, summary = hgb_run["run_dir"], hgb_run["summary"]
     importance = summary["evaluation"]["val"]["feature_importance"]
@@ -69,7 +69,7 @@ def test_the_run_writes_importance_to_csv_summary_report_and_data_report(hgb_run
     assert summary["timings_seconds"]["feature_importance"] > 0
     assert "## Feature importance" in (run_dir / "data_report.md").read_text()
 
-    print_report(summary, TabularTask(compose_train("experiment=churn")))
+    print_report(summary, task_for_config(compose_train("experiment=churn")))
     line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("feature importance"))
     assert rows[0]["feature"] in line and "feature_importance.csv" in line
 
@@ -172,8 +172,8 @@ def _planted_table(rows: int, regression: bool) -> tuple[pd.DataFrame, object]:
 
 
 def _fitted_linear_model(table: pd.DataFrame, schema, regression: bool):
+    from visiontrain.config.tabular import Features
     from visiontrain.tabular.features import (
-        FeatureOptions,
         build_feature_pipeline,
         feature_names,
         model_inputs,
@@ -181,7 +181,7 @@ def _fitted_linear_model(table: pd.DataFrame, schema, regression: bool):
     )
     from visiontrain.tabular.models import EstimatorModel
 
-    pipeline = build_feature_pipeline(schema, FeatureOptions()).fit(model_inputs(table, schema))
+    pipeline = build_feature_pipeline(schema, Features()).fit(model_inputs(table, schema))
     target = table["label"].to_numpy(dtype=float) if regression else (table["label"] == "Yes").to_numpy(int)
     estimator = {"_target_": "sklearn.linear_model.Ridge"} if regression else \
         {"_target_": "sklearn.linear_model.LogisticRegression", "max_iter": 1000}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import dataclasses
 import hashlib
 import json
 import os
@@ -230,15 +229,16 @@ def test_predict_on_a_messy_churn_table_rejects_only_the_unparseable_row(churn_m
     assert "BLANKS" in set(scored["customerID"])  # blanks are missing values (imputed), not rejects
 
     # the light cleansing feeds the model what training's cleansing would have (outliers left unclipped)
+    from visiontrain.config.checks import check_train_config
     from visiontrain.config.table_schema import TableSchema
-    from visiontrain.tabular.cleansing import CleaningRules, cleanse
+    from visiontrain.tabular.cleansing import cleanse
     from visiontrain.tabular.features import model_inputs
     from visiontrain.tabular.onnx_graph import onnx_feeds
 
     data = compose_train("experiment=churn").data
     schema = TableSchema.from_config(data)
-    rules = dataclasses.replace(CleaningRules.from_config(data.cleaning), outliers="flag",
-                                drop_duplicates=False)
+    cleaning = check_train_config(compose_train("experiment=churn")).data.cleaning
+    rules = cleaning.model_copy(update={"outliers": "flag", "drop_duplicates": False})
     clean = cleanse(pd.read_csv(source, dtype=str, keep_default_na=False), schema, rules).frame
     session = ort.InferenceSession(str(churn_model["onnx"]), providers=["CPUExecutionProvider"])
     probability, _ = session.run(None, onnx_feeds(model_inputs(clean, schema), schema.numeric_features,

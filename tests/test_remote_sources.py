@@ -18,8 +18,9 @@ import pytest
 
 from conftest import TELCO_SAMPLE, free_port, run_cli
 from kafka_broker import new_topic, produce
+from visiontrain.config.tabular import HttpSource
 from visiontrain.errors import ConfigError, DataError
-from visiontrain.tabular.http_source import HttpOptions, read_http_source
+from visiontrain.tabular.http_source import read_http_source
 from visiontrain.tabular.ingest import detect_format, read_source
 from visiontrain.tabular.kafka_snapshot import read_kafka_snapshot
 
@@ -108,7 +109,7 @@ def telco_api(telco):
 def api_token(monkeypatch):
     monkeypatch.setenv(TOKEN_ENV, TOKEN)
     TelcoApi.attempts.clear()
-    return HttpOptions(token_env=TOKEN_ENV, backoff_s=0.01)
+    return HttpSource(token_env=TOKEN_ENV, backoff_s=0.01)
 
 
 @pytest.mark.parametrize("path, pagination, not_rows", [("/page/customers?page=1", "page", 0),
@@ -133,25 +134,25 @@ def test_http_api_pages_are_read_whole_with_retries_counted(telco_api, api_token
 
 
 def test_page_mode_adds_the_page_parameter_and_stops_at_an_empty_page(telco_api, api_token, telco):
-    options = HttpOptions(token_env=TOKEN_ENV, pagination="page", rows_key="results", backoff_s=0.01)
+    options = HttpSource(token_env=TOKEN_ENV, pagination="page", rows_key="results", backoff_s=0.01)
     read = read_http_source(f"{telco_api}/page/customers", options)
     assert len(read.frame) == len(telco) and read.report["pages"] == len(telco) // PAGE_SIZE + 2
     assert read.lineage["url"].iloc[0].endswith("/page/customers?page=1")
     with pytest.raises(DataError, match="no list under data.http.rows_key='rows'"):
-        read_http_source(f"{telco_api}/page/customers", HttpOptions(token_env=TOKEN_ENV, rows_key="rows"))
+        read_http_source(f"{telco_api}/page/customers", HttpSource(token_env=TOKEN_ENV, rows_key="rows"))
 
 
 def test_http_errors_name_the_fix_and_never_the_token(telco_api, api_token, monkeypatch):
     with pytest.raises(DataError, match=r"still 503 .* after 2 retries") as error:
-        read_http_source(f"{telco_api}/always503", HttpOptions(token_env=TOKEN_ENV, retries=2, backoff_s=0.01))
+        read_http_source(f"{telco_api}/always503", HttpSource(token_env=TOKEN_ENV, retries=2, backoff_s=0.01))
     assert f"{telco_api}/always503" in str(error.value)
     with pytest.raises(DataError, match="not JSON"):
         read_http_source(f"{telco_api}/html", api_token)
     with pytest.raises(DataError, match=r"max_pages=3"):
-        read_http_source(f"{telco_api}/next/customers", HttpOptions(token_env=TOKEN_ENV, max_pages=3,
+        read_http_source(f"{telco_api}/next/customers", HttpSource(token_env=TOKEN_ENV, max_pages=3,
                                                                     backoff_s=0.01))
     with pytest.raises(DataError, match="401 .*set data.http.token_env"):
-        read_http_source(f"{telco_api}/next/customers", HttpOptions())
+        read_http_source(f"{telco_api}/next/customers", HttpSource())
     monkeypatch.setenv(TOKEN_ENV, "wrong-token")
     with pytest.raises(DataError, match=rf"401 .*check the token in \${TOKEN_ENV}") as error:
         read_http_source(f"{telco_api}/next/customers", api_token)
@@ -160,14 +161,14 @@ def test_http_errors_name_the_fix_and_never_the_token(telco_api, api_token, monk
     with pytest.raises(ConfigError, match=f"data.http.token_env.*{TOKEN_ENV}"):
         read_http_source(f"{telco_api}/next/customers", api_token)
     with pytest.raises(DataError, match="request failed"):
-        read_http_source(f"http://127.0.0.1:{free_port()}/x", HttpOptions(retries=1, backoff_s=0.01))
+        read_http_source(f"http://127.0.0.1:{free_port()}/x", HttpSource(retries=1, backoff_s=0.01))
 
 
 def test_a_key_in_the_url_reaches_no_log_line_or_error(telco_api, api_token, caplog):
     """A URL from data.source_env may carry ?api_key=: urllib3's retry warnings and the error mask it."""
     caplog.set_level("DEBUG")
     with pytest.raises(DataError) as error:
-        read_http_source(f"{telco_api}/always503?api_key={TOKEN}", HttpOptions(token_env=TOKEN_ENV, retries=2,
+        read_http_source(f"{telco_api}/always503?api_key={TOKEN}", HttpSource(token_env=TOKEN_ENV, retries=2,
                                                                                backoff_s=0.01))
     assert "api_key=***" in str(error.value) and TOKEN not in str(error.value)
     assert any(record.name == "urllib3.util.retry" for record in caplog.records)

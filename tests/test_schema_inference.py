@@ -16,9 +16,10 @@ import yaml
 from bank_table import LEAK_COLUMN, bank_table
 from conftest import TELCO_SAMPLE, compose_train, run_cli
 from visiontrain.config.table_schema import SchemaDeclaration, TableSchema
+from visiontrain.config.tabular import Inference
 from visiontrain.errors import ConfigError
 from visiontrain.registry import task_for_config
-from visiontrain.tabular.inference import InferenceOptions, infer_schema
+from visiontrain.tabular.inference import infer_schema
 from visiontrain.tabular.loading import load_clean_table
 
 FAST = ["trainer.enable_progress_bar=false", "model=logistic_regression"]
@@ -153,7 +154,7 @@ def test_identifiers_free_text_and_unusable_columns_are_listed_with_the_reason()
                           "blank": [""] * rows, "when": pd.date_range("2024-01-01", periods=rows),
                           "spend": np.linspace(0, 99.5, rows), "churned": ["yes", "no"] * 30})
     declaration = SchemaDeclaration.from_config({"target": "churned", "positive_label": "yes", "columns": "auto"})
-    inferred = infer_schema(train, declaration, InferenceOptions(max_categories=50))
+    inferred = infer_schema(train, declaration, Inference(max_categories=50))
     reasons = {note.name: note.reason for note in inferred.left_out}
     assert list(inferred.schema.columns) == ["plan", "spend"]
     assert reasons["order_id"].startswith("identifier") and reasons["note"].startswith("free text")

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 
 from visiontrain.config.table_schema import TableSchema
+from visiontrain.config.tabular import Cleaning
 from visiontrain.core.table_files import read_table
 from visiontrain.core.table_values import FLOAT32_MAX, category_text, model_inputs, parse_number
 from visiontrain.errors import DataError
 from visiontrain.monitoring.current import table_inputs
-from visiontrain.tabular.cleansing import CleaningRules, cleanse
+from visiontrain.tabular.cleansing import cleanse
 
 SCHEMA = {"target": "churn", "task_type": "classification", "positive_label": "Yes",
           "columns": {"charges": {"type": "numeric"}, "paperless": {"type": "boolean"},
@@ -31,7 +32,7 @@ def raw_table() -> pd.DataFrame:
 
 def test_training_and_deploy_read_each_value_alike():
     raw = raw_table()
-    trained = cleanse(raw, TableSchema.from_config(SCHEMA), CleaningRules(outliers="flag"))
+    trained = cleanse(raw, TableSchema.from_config(SCHEMA), Cleaning(outliers="flag"))
     served = model_inputs({name: raw[name].tolist() for name in ("charges", "paperless", "plan")}, len(raw),
                           {"charges": "float", "paperless": "string", "plan": "string"}, yes_no={"paperless"})
     numbers = trained.frame["charges"].to_numpy()

@@ -12,13 +12,15 @@ import pytest
 import sqlalchemy
 from omegaconf import OmegaConf
 
-from conftest import TELCO, TELCO_SAMPLE
+from conftest import TELCO, TELCO_SAMPLE, compose_train
 from visiontrain.config import config_dir
+from visiontrain.config.reading import validate
 from visiontrain.config.table_schema import TableSchema
+from visiontrain.config.tabular import Cleaning
 from visiontrain.core.redaction import redact_url
 from visiontrain.errors import ConfigError, DataError
 from visiontrain.tabular.builtin import generate_churn_table, materialise_builtin_churn
-from visiontrain.tabular.cleansing import CleaningResult, CleaningRules, cleanse
+from visiontrain.tabular.cleansing import CleaningResult, cleanse
 from visiontrain.tabular.ingest import detect_format, read_table
 
 TELCO_SCHEMA = OmegaConf.to_container(OmegaConf.load(config_dir() / "data" / "churn.yaml"))  # the shipped schema
@@ -78,7 +80,7 @@ def assert_nothing_lost(result) -> None:
 def messy(tmp_path: Path, **rules) -> CleaningResult:
     path = tmp_path / "messy.csv"
     path.write_text(MESSY_CSV)
-    return cleanse(read_table(str(path)), small_schema(), CleaningRules(**rules))
+    return cleanse(read_table(str(path)), small_schema(), Cleaning(**rules))
 
 
 def counts(result) -> dict[str, tuple[int, int]]:
@@ -102,7 +104,7 @@ def test_every_format_gives_the_same_cleansed_table(tmp_path, suffix):
         table.to_sql("customers", sqlalchemy.create_engine(f"sqlite:///{path}"), index=False)
 
     raw = read_table(str(path), table="customers" if suffix == ".db" else None)
-    result = cleanse(raw, small_schema(), CleaningRules())
+    result = cleanse(raw, small_schema(), Cleaning())
 
     assert list(raw.columns) == list(table.columns) and len(raw) == 5
     assert_nothing_lost(result)
@@ -215,7 +217,7 @@ def test_real_telco_export_is_cleansed_without_losing_a_row(source, tmp_path):
     rows, senior, positives, negatives = TELCO_FIGURES[source]
     raw = read_table(str(source))
 
-    result = cleanse(raw, TableSchema.from_config(TELCO_SCHEMA), CleaningRules())
+    result = cleanse(raw, TableSchema.from_config(TELCO_SCHEMA), Cleaning())
 
     report = result.report
     assert list(raw.columns) == TELCO_COLUMNS
@@ -306,7 +308,7 @@ def test_no_rule_combination_loses_or_invents_a_row(tmp_path):
     choices = itertools.product([True, False], [True, False], ["impute", "reject"], ["impute", "reject"],
                                 ["reject", "missing"], ["clip", "flag", "reject"])
     for strip, duplicates, numeric, category, unknown, outliers in choices:
-        rules = CleaningRules(strip_whitespace=strip, drop_duplicates=duplicates, missing_numeric=numeric,
+        rules = Cleaning(strip_whitespace=strip, drop_duplicates=duplicates, missing_numeric=numeric,
                               missing_category=category, unknown_category=unknown, outliers=outliers)
         result = cleanse(raw, schema, rules)
         assert_nothing_lost(result)
@@ -321,7 +323,7 @@ def test_a_missing_column_is_named_with_the_closest_match(tmp_path):
     raw = raw.rename(columns={"tenure": "Tenure", "MonthlyCharges": "MonthlyCharge"})
 
     with pytest.raises(DataError) as error:
-        cleanse(raw, TableSchema.from_config(TELCO_SCHEMA), CleaningRules())
+        cleanse(raw, TableSchema.from_config(TELCO_SCHEMA), Cleaning())
 
     message = str(error.value)
     assert "'tenure' (did you mean 'Tenure'?)" in message
@@ -360,17 +362,20 @@ def test_schema_from_yaml_config_and_its_errors_name_the_key():
         TableSchema.from_config({"target": "churn", "task_type": "ranking", "columns": {"a": "numeric"}})
 
 
-def test_cleaning_rules_from_config_reject_typos_and_bad_values():
-    assert CleaningRules.from_config(None) == CleaningRules()
-    assert CleaningRules.from_config(OmegaConf.create({"outliers": "flag"})).outliers == "flag"
-    with pytest.raises(ConfigError, match="clip | flag | reject") as error:
-        CleaningRules.from_config({"outliers": "drop"})
+def test_cleaning_rules_reject_typos_and_bad_values():
+    def rules(values):
+        return validate(Cleaning, values, "data.cleaning")
+
+    assert rules({}) == Cleaning()
+    assert rules({"outliers": "flag"}).outliers == "flag"
+    with pytest.raises(ConfigError, match="clip, flag, reject") as error:
+        rules({"outliers": "drop"})
     assert error.value.key == "data.cleaning.outliers"
     with pytest.raises(ConfigError, match="data.cleaning.drop_duplicates=") as error:
-        CleaningRules.from_config({"drop_duplicate": True})
+        rules({"drop_duplicate": True})
     assert error.value.key == "data.cleaning.drop_duplicate"
-    with pytest.raises(ConfigError, match="true | false"):
-        CleaningRules.from_config({"strip_whitespace": "yes"})
+    with pytest.raises(ConfigError, match="true or false"):
+        rules({"strip_whitespace": "yes"})
 
 
 def test_a_positive_label_that_never_occurs_is_a_config_error(tmp_path):
@@ -379,7 +384,7 @@ def test_a_positive_label_that_never_occurs_is_a_config_error(tmp_path):
     schema = TableSchema.from_config({**SMALL, "positive_label": "Churned"})
 
     with pytest.raises(ConfigError, match="'Churned' never occurs") as error:
-        cleanse(read_table(str(path)), schema, CleaningRules())
+        cleanse(read_table(str(path)), schema, Cleaning())
     assert error.value.key == "data.positive_label"
 
 
@@ -388,7 +393,7 @@ def test_a_third_class_is_not_dropped_silently():
     schema = TableSchema.from_config({"target": "label", "positive_label": "a", "columns": {"x": "numeric"}})
 
     with pytest.raises(DataError, match="a binary task needs two target values"):
-        cleanse(raw, schema, CleaningRules())
+        cleanse(raw, schema, Cleaning())
 
 
 def test_regression_target_is_a_number_and_unparseable_ones_are_rejected():
@@ -396,7 +401,7 @@ def test_regression_target_is_a_number_and_unparseable_ones_are_rejected():
     schema = TableSchema.from_config({"target": "price", "task_type": "regression",
                                       "columns": {"x": "numeric"}})
 
-    result = cleanse(raw, schema, CleaningRules())
+    result = cleanse(raw, schema, Cleaning())
 
     assert counts(result) == {"target_missing": (0, 1), "target_unparseable": (0, 1)}
     assert result.frame["price"].tolist() == [10.5, 20.5]
@@ -425,7 +430,7 @@ def test_builtin_churn_table_has_every_kind_of_mess_and_can_be_learned():
 
     raw = generate_churn_table()
     schema = TableSchema.from_config(TELCO_SCHEMA)
-    result = cleanse(raw, schema, CleaningRules())
+    result = cleanse(raw, schema, Cleaning())
 
     rules = result.report["rules"]
     for rule in ("duplicates", "target_missing", "unknown_category"):
@@ -435,7 +440,7 @@ def test_builtin_churn_table_has_every_kind_of_mess_and_can_be_learned():
         assert rules[rule]["repaired"] > 0, rule
     assert result.report["missing_by_column"]["TotalCharges"] > 0  # " " for customers of tenure 0
     assert result.report["missing_by_column"]["MonthlyCharges"] > 0
-    strict = cleanse(raw, schema, CleaningRules(outliers="reject"))
+    strict = cleanse(raw, schema, Cleaning(outliers="reject"))
     assert strict.report["rules"]["outliers_rejected"]["rejected"] > 0
     assert 0.20 <= result.report["target"]["positive_rate"] <= 0.30
     assert_nothing_lost(result)
@@ -467,3 +472,21 @@ def test_builtin_churn_table_is_written_once_and_never_over_a_users_file(tmp_pat
     with pytest.raises(DataError, match="not the built-in churn table"):
         materialise_builtin_churn(users, rows=300)
     assert users.read_text() == "id,churn\n1,Yes\n"
+
+
+def test_an_older_checkpoints_config_parses_with_the_defaults_of_keys_added_since(tmp_path):
+    """A stored run config (no trainer) from before the source limits, HTTP sources and feature options: the
+    keys it lacks take the typed config's defaults, which are the YAML's."""
+    from visiontrain.config.checks import check_train_config, tabular_settings
+    from visiontrain.training.checkpoints import stored_run_config
+
+    cfg = compose_train("experiment=churn", "model=logistic_regression", f"paths.run_dir={tmp_path}")
+    stored = stored_run_config(cfg)
+    for key in ("http", "max_rows", "kafka_timeout_s", "kafka_max_message_bytes"):
+        stored["data"].pop(key)
+    stored.pop("features")
+    older = tabular_settings(OmegaConf.create(stored), stored=True)
+    current = check_train_config(cfg)
+    assert older.trainer is None and older.data.http == current.data.http
+    assert older.data.max_rows == current.data.max_rows and older.features == current.features
+    assert older.data.cleaning == current.data.cleaning and older.data.declaration == current.data.declaration

@@ -24,8 +24,14 @@ from visiontrain.config.commands import (
 from visiontrain.config.image import ImageTrainConfig
 from visiontrain.config.reading import Section, parse
 from visiontrain.config.sections import Monitor, Optimizer, Trainer
-from visiontrain.config.table_schema import SchemaDeclaration
-from visiontrain.config.tabular import EstimatorModel, MlpModel, TableData, TabularModelKind, TabularRun
+from visiontrain.config.tabular import (
+    EstimatorModel,
+    MlpModel,
+    TableData,
+    TabularModelKind,
+    TabularRun,
+    TabularTrainConfig,
+)
 from visiontrain.core.redaction import has_secret
 from visiontrain.errors import ConfigError
 
@@ -62,7 +68,7 @@ class Sweeper(Section):
     max_failure_rate: float | None = Field(None, ge=0, le=1, examples=["1.0"])
 
 
-TrainSettings = ImageTrainConfig | TabularRun  # what a training config parses into, by its ``task``
+TrainSettings = ImageTrainConfig | TabularTrainConfig  # what a training config parses into, by its ``task``
 
 
 def check_train_config(cfg: DictConfig) -> TrainSettings:
@@ -158,31 +164,40 @@ def _check_image(cfg: DictConfig) -> ImageTrainConfig:
     return parse(ImageTrainConfig, cfg)
 
 
-def _check_tabular(cfg: DictConfig) -> TabularRun:
+def _check_tabular(cfg: DictConfig) -> TabularTrainConfig:
     """Run, model, trainer and table, in that order; the declared columns are read as training reads them."""
-    settings = parse(TabularRun, cfg)
+    return tabular_settings(cfg)
+
+
+def tabular_settings(cfg: DictConfig, stored: bool = False) -> TabularTrainConfig:
+    """A tabular training config (``stored``: a checkpoint's, which keeps no trainer) checked key by key, in the
+    order of its mistakes' messages, into the one typed :class:`TabularTrainConfig` the run reads."""
+    run = parse(TabularRun, cfg)
     if "backbone" in (OmegaConf.select(cfg, "model") or {}):
         raise ConfigError("model", "is an image backbone, but this run trains on a table",
                           " or ".join(f"model={name}" for name in TABULAR_MODELS))
     if OmegaConf.select(cfg, "data.kind") != "table":
         raise ConfigError("data", "is an image dataset, but this run trains on a table",
                           "data=churn, data=diabetes, or data.source=<your table> with experiment=churn")
+    optimizer = None
+    model: MlpModel | EstimatorModel
     if parse(TabularModelKind, cfg, "model").kind == "mlp":
-        parse(Optimizer, cfg, "optimizer")
-        parse(MlpModel, cfg, "model")
+        optimizer = parse(Optimizer, cfg, "optimizer")
+        model = parse(MlpModel, cfg, "model")
     else:
-        parse(EstimatorModel, cfg, "model")
-        task_type = str(cfg.data.task_type)
+        model = parse(EstimatorModel, cfg, "model")
+        task_type = run.data.task_type
         if not OmegaConf.select(cfg, f"model.estimator.{task_type}._target_"):
             raise ConfigError(f"model.estimator.{task_type}", f"this model has no estimator for {task_type}",
                               " or ".join(f"model={name}" for name in TABULAR_MODELS if name != "mlp"))
-    parse(Trainer, cfg, "trainer")
-    parse(TableData, cfg, "data")
-    schema = SchemaDeclaration.from_config(cfg.data)
-    if schema.task_type == "classification" and not schema.positive_label:
+    trainer = None if stored else parse(Trainer, cfg, "trainer")
+    data = parse(TableData, cfg, "data")  # the declared schema (and its file) read and checked with it
+    if data.declaration.task_type == "classification" and not data.declaration.positive_label:
         raise ConfigError("data.positive_label", "a classification target needs the value that means positive",
                           'data.positive_label="Yes"')
-    return settings
+    run_keys = {name: getattr(run, name) for name in TabularRun.model_fields if name in run.model_fields_set}
+    return TabularTrainConfig(**{**run_keys, "data": data, "model": model, "optimizer": optimizer,
+                                 "trainer": trainer})
 
 
 def check_no_literal_secrets(cfg: DictConfig, prefix: str = "") -> None:

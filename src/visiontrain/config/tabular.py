@@ -1,8 +1,11 @@
-"""The tabular config (``task=tabular``) as pydantic models: run, model, splits and source of a table.
+"""The tabular config (``task=tabular``) as pydantic models, parsed once into :class:`TabularTrainConfig`.
 
-The declared columns are :class:`visiontrain.config.table_schema.TableSchema`'s to read; the cleaning rules, the
-feature options, the estimator class and where the source points are checked afterwards, with the libraries
-that use them (:mod:`visiontrain.commands.validation`).
+The root holds the run's keys, the table (:class:`TableData`: its source, the limits and settings of a remote
+source, cleaning, inference, the split and the declared schema, read by
+:class:`visiontrain.config.table_schema.SchemaDeclaration`), the model, the features, and the optimizer and
+trainer. Each section's defaults are the ones ``conf/`` states, and apply where a stored config (an older
+checkpoint's) lacks a key. The estimator's class and where the source points are checked afterwards, with the
+libraries that use them (:mod:`visiontrain.commands.validation`).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from visiontrain.config.choices import (
     BUILTIN_TABLES,
@@ -30,7 +33,8 @@ from visiontrain.config.choices import (
     UNKNOWN_CATEGORY_RULES,
 )
 from visiontrain.config.reading import Section
-from visiontrain.config.sections import Run
+from visiontrain.config.sections import Optimizer, Run, Trainer
+from visiontrain.config.table_schema import SchemaDeclaration, check_option_names
 from visiontrain.core.kafka import KafkaAddress, client_settings, flat_settings
 from visiontrain.errors import ConfigError
 
@@ -63,39 +67,62 @@ class Decision(Section):
     threshold_metric: Literal[THRESHOLD_METRICS]  # type: ignore[valid-type]
 
 
-# a key left out takes the default of the code that reads it (CleaningRules, InferenceOptions, FeatureOptions):
-# this placeholder is never validated, while a value given (null included) is
-ABSENT: Any = None
+def _known_options(values: Any, model: type[Section], prefix: str, what: str) -> Any:
+    """A key of a mapping ``values`` that ``model`` does not declare is a ConfigError naming it and the closest
+    option (a typo in a YAML file, which the command-line override check does not see)."""
+    if isinstance(values, dict):
+        check_option_names(values, list(model.model_fields), prefix, what)
+    return values
 
 
 class Cleaning(Section):
     """``data.cleaning``: what to repair and what to reject (the rules themselves: tabular.cleansing)."""
 
-    strip_whitespace: bool = ABSENT
-    normalise_yes_no: bool = ABSENT
-    drop_duplicates: bool = ABSENT
-    missing_numeric: Literal[MISSING_VALUE_RULES] = ABSENT  # type: ignore[valid-type]
-    missing_category: Literal[MISSING_VALUE_RULES] = ABSENT  # type: ignore[valid-type]
-    unknown_category: Literal[UNKNOWN_CATEGORY_RULES] = ABSENT  # type: ignore[valid-type]
-    outliers: Literal[OUTLIER_RULES] = ABSENT  # type: ignore[valid-type]
-    warn_reject_share: float = Field(ABSENT, ge=0, le=1, examples=["0.05"])
+    strip_whitespace: bool = True
+    normalise_yes_no: bool = True  # yes/YES/y/true/1 -> "Yes", no/n/false/0 -> "No" in No/Yes columns
+    drop_duplicates: bool = True  # exact duplicates over all columns, ids included: the first is kept
+    missing_numeric: Literal[MISSING_VALUE_RULES] = "impute"  # type: ignore[valid-type]  # impute | reject
+    missing_category: Literal[MISSING_VALUE_RULES] = "impute"  # type: ignore[valid-type]
+    unknown_category: Literal[UNKNOWN_CATEGORY_RULES] = "reject"  # type: ignore[valid-type]  # reject | missing
+    outliers: Literal[OUTLIER_RULES] = "clip"  # type: ignore[valid-type]  # outside [min, max]: clip | flag | reject
+    warn_reject_share: float = Field(0.05, ge=0, le=1, examples=["0.05"])  # one rule rejecting more warns
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known(cls, values: Any) -> Any:
+        return _known_options(values, cls, "data.cleaning", "a cleaning option")
 
 
 class Inference(Section):
     """``data.inference``: the thresholds column inference decides by."""
 
-    max_categories: int = Field(ABSENT, ge=2, examples=["50"])
-    leakage: Literal[LEAKAGE_RULES] = ABSENT  # type: ignore[valid-type]
-    leakage_score: float = Field(ABSENT, gt=0.5, le=1, examples=["0.97"])
-    range_margin: float = Field(ABSENT, ge=0, examples=["0.5"])
+    max_categories: int = Field(50, ge=2, examples=["50"])  # a text column with more values is free text
+    leakage: Literal[LEAKAGE_RULES] = "drop"  # type: ignore[valid-type]  # drop (and flag) | keep (flag only)
+    leakage_score: float = Field(0.97, gt=0.5, le=1, examples=["0.97"])  # single-column ROC-AUC (|Spearman|)
+    range_margin: float = Field(0.5, ge=0, examples=["0.5"])  # training min/max widened by this share of the span
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known(cls, values: Any) -> Any:
+        return _known_options(values, cls, "data.inference", "an inference option")
 
 
 class Features(Section):
-    """``features``: how columns become model inputs (``pca_components`` is checked with the pipeline)."""
+    """``features``: how columns become model inputs."""
 
-    impute_numeric: Literal[NUMERIC_IMPUTERS] = ABSENT  # type: ignore[valid-type]
-    impute_category: Literal[CATEGORY_IMPUTERS] = ABSENT  # type: ignore[valid-type]
-    scale: bool = ABSENT
+    impute_numeric: Literal[NUMERIC_IMPUTERS] = "median"  # type: ignore[valid-type]
+    impute_category: Literal[CATEGORY_IMPUTERS] = "most_frequent"  # type: ignore[valid-type]
+    scale: bool = True
+    pca_components: Any = None  # int: that many components; float in (0, 1): the share of variance kept
+
+    @field_validator("pca_components")
+    @classmethod
+    def _count_or_share(cls, pca: Any) -> float | int | None:
+        if pca is not None and (isinstance(pca, bool) or not isinstance(pca, (int, float)) or pca <= 0
+                                or (isinstance(pca, float) and pca >= 1)):
+            raise ConfigError("features.pca_components", f"must be null, a count >= 1 or a variance fraction "
+                              f"in (0, 1), got {pca!r}", "features.pca_components=0.95")
+        return pca
 
 
 class TabularRun(Run):
@@ -104,7 +131,7 @@ class TabularRun(Run):
     data: TableTask
     cv: CrossValidation
     decision: Decision
-    features: Features | None = None
+    features: Features = Features()  # absent (an older checkpoint's config): the defaults
 
     @model_validator(mode="after")
     def _fits_the_table(self) -> TabularRun:
@@ -123,6 +150,9 @@ class TabularModelKind(Section):
 class EstimatorModel(Section):
     """A scikit-learn model's own keys; its class is checked with scikit-learn in the library checks."""
 
+    kind: Literal["estimator"] = "estimator"
+    name: str | None = None  # names the run folder unless an experiment does
+    estimator: Any = None  # per task type, the scikit-learn class (``_target_``) and its arguments: instantiated
     scale_features: bool | None = None  # absent: scaled (trees set false); null would silently mean false
 
     @field_validator("scale_features")
@@ -134,6 +164,10 @@ class EstimatorModel(Section):
 
 
 class MlpModel(Section):
+    """The MLP's keys (its optimizer is ``optimizer.*``)."""
+
+    kind: Literal["mlp"] = "mlp"
+    name: str | None = None
     hidden: Any = None
     dropout: float = Field(ge=0, le=0.95, examples=["0.2"])
     cosine: bool
@@ -158,18 +192,29 @@ class HttpSource(Section):
     """``data.http.*``: how a JSON API is read (``data.source=https://...``)."""
 
     token_env: str | None = None
-    pagination: Literal[HTTP_PAGINATION]  # type: ignore[valid-type]
-    next_key: str = Field(min_length=1, examples=["next"])
-    page_param: str = Field(min_length=1, examples=["page"])
-    rows_key: str = Field(min_length=1, examples=["auto"])
-    max_pages: int = Field(ge=1, examples=["1000"])
-    connect_timeout_s: float = Field(gt=0, examples=["10"])
-    read_timeout_s: float = Field(gt=0, examples=["60"])
+    pagination: Literal[HTTP_PAGINATION] = "auto"  # type: ignore[valid-type]  # auto | link | next | page | none
+    next_key: str = Field("next", min_length=1, examples=["next"])  # the body's field holding the next page's URL
+    page_param: str = Field("page", min_length=1, examples=["page"])  # the query parameter of page-numbered APIs
+    rows_key: str = Field("auto", min_length=1, examples=["auto"])  # auto: the body if a list, else HTTP_ROWS_KEYS
+    max_pages: int = Field(1000, ge=1, examples=["1000"])
+    connect_timeout_s: float = Field(10.0, gt=0, examples=["10"])
+    read_timeout_s: float = Field(60.0, gt=0, examples=["60"])
     page_timeout_s: float = Field(HTTP_PAGE_TIMEOUT_S, gt=0, examples=["300"])
     max_page_bytes: int = Field(HTTP_MAX_PAGE_BYTES, ge=1, examples=["67108864"])
     max_total_bytes: int = Field(HTTP_MAX_TOTAL_BYTES, ge=1, examples=["1073741824"])
-    retries: int = Field(ge=0, examples=["5"])
-    backoff_s: float = Field(ge=0, examples=["0.5"])
+    retries: int = Field(5, ge=0, examples=["5"])
+    backoff_s: float = Field(0.5, ge=0, examples=["0.5"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known(cls, values: Any) -> Any:
+        """A misspelt setting (null ones included) is refused, naming the settings there are."""
+        if isinstance(values, dict):
+            unknown = sorted(str(name) for name in values if name not in cls.model_fields)
+            if unknown:
+                raise ConfigError(f"data.http.{unknown[0]}", "is not an HTTP source setting",
+                                  f"one of {', '.join(cls.model_fields)}")
+        return values
 
     @field_validator("token_env")
     @classmethod
@@ -184,27 +229,43 @@ class HttpSource(Section):
         return name
 
 
-class TableData(Section):
-    """``data.*`` of a table besides its schema: batches, splits, balance and where the rows come from."""
+class SourceOptions(Section):
+    """What reading a source needs besides its address: ``data.max_rows`` (every source), a Kafka topic's client
+    settings and limits, an HTTP API's settings."""
 
-    batch_size: int = Field(ge=1, examples=["256"])
-    val_fraction: float = Field(gt=0, le=0.5, examples=["0.2"])
-    test_fraction: float = Field(ge=0, le=0.5, examples=["0.2"])
-    balance: Literal[TABLE_BALANCE]  # type: ignore[valid-type]
+    max_rows: int = Field(DEFAULT_MAX_ROWS, ge=1, examples=["5000000"])
+    kafka: Any = None
+    kafka_timeout_s: float | None = Field(None, gt=0, examples=["30"])  # null: the snapshot reader's default
+    kafka_max_message_bytes: int = Field(KAFKA_MAX_MESSAGE_BYTES, ge=1, examples=["16777216"])
+    http: HttpSource = HttpSource()  # absent (an older checkpoint's config): the defaults
+
+
+class TableSource(SourceOptions):
+    """``data.*`` as reading a table needs it: where the rows come from, the schema, cleaning and inference, and
+    the split fractions inference splits by (a training run's :class:`TableData` requires them)."""
+
+    _declaration: SchemaDeclaration = PrivateAttr()
+    val_fraction: float = Field(0.2, gt=0, le=0.5, examples=["0.2"])
+    test_fraction: float = Field(0.2, ge=0, le=0.5, examples=["0.2"])
     source: Any = None
     source_env: Any = None
     builtin: Any = None
+    builtin_path: str | None = None  # where a built-in table is generated
     format: Any = "auto"
-    kafka: Any = None
-    kafka_timeout_s: float | None = Field(None, gt=0, examples=["30"])
-    kafka_max_message_bytes: int = Field(KAFKA_MAX_MESSAGE_BYTES, ge=1, examples=["16777216"])
-    max_rows: int = Field(DEFAULT_MAX_ROWS, ge=1, examples=["5000000"])
-    http: HttpSource | None = None
-    cleaning: Cleaning | None = None
-    inference: Inference | None = None
+    table: Any = None  # sql: a table name ...
+    query: Any = None  # ... or a SELECT
+    cleaning: Cleaning = Cleaning()
+    inference: Inference = Inference()
+    # the schema's keys: read (and checked, with a schema file) by SchemaDeclaration, into ``declaration``
+    task_type: Literal[TABLE_TASK_TYPES] = "classification"  # type: ignore[valid-type]
+    target: Any = None
+    positive_label: Any = None
+    id_columns: Any = None
+    columns: Any = None
+    schema_file: Any = Field(None, alias="schema")
 
     @model_validator(mode="after")
-    def _splits_and_source(self) -> TableData:
+    def _splits_and_source(self) -> TableSource:
         val, test = self.val_fraction, self.test_fraction
         if val + test >= 0.9:
             raise ConfigError("data.test_fraction", f"val ({val}) + test ({test}) leave too few training rows",
@@ -222,6 +283,19 @@ class TableData(Section):
         self._check_remote_source()
         return self
 
+    @model_validator(mode="after")
+    def _declared_schema(self) -> TableSource:
+        """The schema's keys (and the schema file they name) read and checked once, into :attr:`declaration`."""
+        self._declaration = SchemaDeclaration.from_config({
+            "target": self.target, "task_type": self.task_type, "positive_label": self.positive_label,
+            "id_columns": self.id_columns, "columns": self.columns, "schema": self.schema_file})
+        return self
+
+    @property
+    def declaration(self) -> SchemaDeclaration:
+        """What config declares of the table's schema: target, task, identifiers, and the columns unless inferred."""
+        return self._declaration
+
     def _check_remote_source(self) -> None:
         """A kafka:// address and its client settings, and no file format for a topic or an API."""
         if self.kafka is not None and not isinstance(self.kafka, dict):
@@ -236,3 +310,35 @@ class TableData(Section):
         if kind == "kafka":
             address = KafkaAddress.parse(self.source, "data.source")
             client_settings(address.bootstrap, flat_settings(self.kafka), {}, key="data.kafka")  # no secrets
+
+
+class TableData(TableSource):
+    """``data.*`` of a training run: the table (:class:`TableSource`), batches, splits and balance."""
+
+    batch_size: int = Field(ge=1, examples=["256"])
+    val_fraction: float = Field(gt=0, le=0.5, examples=["0.2"])
+    test_fraction: float = Field(ge=0, le=0.5, examples=["0.2"])
+    balance: Literal[TABLE_BALANCE]  # type: ignore[valid-type]
+
+
+class TabularTrainConfig(TabularRun):
+    """A tabular training config, parsed once (:func:`visiontrain.config.checks.check_train_config`): the run's
+    keys, the table, the model, and the optimizer and trainer where the run has them (a checkpoint keeps neither
+    the trainer nor, for a scikit-learn model, an optimizer). What Hydra instantiates (the estimator's
+    ``_target_``, the optimizer, trainer, callbacks and loggers) is read from the raw config; the rest from here."""
+
+    data: TableData
+    model: MlpModel | EstimatorModel = Field(discriminator="kind")
+    optimizer: Optimizer | None = None
+    trainer: Trainer | None = None
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.data.task_type == "classification"
+
+    @property
+    def feature_options(self) -> Features:
+        """``features`` as the model's pipeline uses them: not scaled where the model says so (trees)."""
+        if getattr(self.model, "scale_features", None) is False:
+            return self.features.model_copy(update={"scale": False})
+        return self.features

@@ -1,5 +1,6 @@
-"""The tabular task's config checks that need its libraries: the model's classes (scikit-learn or torch.optim),
-the cleaning, inference and feature options, and where the table comes from.
+"""The tabular task's config checks that need its libraries: the model's classes (scikit-learn or torch.optim)
+and where the table comes from (the cleaning, inference and feature options are the typed config's to check:
+:mod:`visiontrain.config.tabular`).
 """
 
 from __future__ import annotations
@@ -11,17 +12,14 @@ from omegaconf import DictConfig, OmegaConf
 from visiontrain.config.reading import value
 from visiontrain.config.targets import UntrustedTarget, check_targets
 from visiontrain.errors import ConfigError, DataError
-from visiontrain.tabular.cleansing import CleaningRules
-from visiontrain.tabular.features import FeatureOptions
-from visiontrain.tabular.inference import InferenceOptions
 from visiontrain.tabular.ingest import detect_format, source_from_environment
 from visiontrain.training.checks import check_optimizer_class
 
 
 def check_tabular_libraries(cfg: DictConfig) -> None:
-    """The model's classes, the cleaning and feature options, and where the table comes from."""
-    task_type = str(cfg.data.task_type)
-    if cfg.model.kind == "mlp":
+    """The model's classes and where the table comes from (``cfg`` has passed the library-free checks)."""
+    task_type = value(cfg, "data.task_type")
+    if value(cfg, "model.kind") == "mlp":
         check_optimizer_class(cfg)
     else:
         where = f"model.estimator.{task_type}"
@@ -30,9 +28,6 @@ def check_tabular_libraries(cfg: DictConfig) -> None:
         except UntrustedTarget as error:
             fix = "a scikit-learn estimator class, e.g. sklearn.linear_model.LogisticRegression"
             raise ConfigError(f"{where}._target_", str(error), fix) from None
-    CleaningRules.from_config(cfg.data.get("cleaning"))
-    InferenceOptions.from_config(cfg.data.get("inference"))
-    FeatureOptions.from_config(cfg.get("features"))
     source = value(cfg, "data.source")
     variable = value(cfg, "data.source_env")
     if variable:

@@ -11,16 +11,16 @@ from __future__ import annotations
 import datetime
 import difflib
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from visiontrain.config.choices import MISSING_VALUE_RULES, OUTLIER_RULES, UNKNOWN_CATEGORY_RULES
-from visiontrain.config.table_schema import ColumnSpec, TableSchema, check_option_names, plain_mapping
+from visiontrain.config.choices import OUTLIER_RULES
+from visiontrain.config.table_schema import ColumnSpec, TableSchema
+from visiontrain.config.tabular import Cleaning
 from visiontrain.core.table_values import YES_NO, YES_NO_WORDS, finite_or_nan, number_or_nan, value_text
 from visiontrain.errors import ConfigError, DataError
 from visiontrain.tabular.source_lineage import source_markdown
@@ -32,9 +32,6 @@ REPAIRING_RULES = ("whitespace_stripped", "yes_no_normalised", "numeric_coerced"
                    "outliers_clipped", "outliers_flagged", "missing_imputed")
 RULES = REJECTING_RULES + REPAIRING_RULES
 MAX_STRAY_TARGET_FRACTION = 0.01  # more rows than this (and > 10) with a third label: not mess, a mistake
-_CHOICES = {"missing_numeric": MISSING_VALUE_RULES, "missing_category": MISSING_VALUE_RULES,
-            "unknown_category": UNKNOWN_CATEGORY_RULES, "outliers": OUTLIER_RULES}
-_SHARES = ("warn_reject_share",)
 _REJECT_FIXES = {  # what to change when one rule rejects a large share of the rows
     "duplicates": "if repeated rows are real observations, data.cleaning.drop_duplicates=false",
     "target_missing": "fill in the labels in the source, or point data.target at the column to predict",
@@ -45,42 +42,6 @@ _REJECT_FIXES = {  # what to change when one rule rejects a large share of the r
     "missing_rejected": "data.cleaning.missing_numeric=impute / missing_category=impute",
     "outliers_rejected": "widen data.columns.{column}.min / max, or data.cleaning.outliers=clip",
 }
-
-
-@dataclass(frozen=True)
-class CleaningRules:
-    """``data.cleaning`` in config: what to repair and what to reject."""
-
-    strip_whitespace: bool = True
-    normalise_yes_no: bool = True  # yes/YES/y/true/1 -> "Yes", no/n/false/0 -> "No" in No/Yes columns
-    drop_duplicates: bool = True  # exact duplicates over all columns, ids included: the first is kept
-    missing_numeric: str = "impute"  # impute (left NaN for the feature pipeline) | reject
-    missing_category: str = "impute"  # impute | reject
-    unknown_category: str = "reject"  # a value outside the declared categories: reject | missing
-    outliers: str = "clip"  # outside [min, max]: clip | flag (kept, counted) | reject
-    warn_reject_share: float = 0.05  # one rule rejecting more than this share of the rows warns loudly
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | None) -> "CleaningRules":
-        """Read ``data.cleaning`` (absent: the defaults); a typo or a bad value is a ConfigError naming it."""
-        values = plain_mapping(cfg, "data.cleaning")
-        check_option_names(values, [field.name for field in fields(cls)], "data.cleaning", "a cleaning option")
-        for key, value in values.items():
-            _check_option(key, value)
-        return cls(**values)
-
-
-def _check_option(key: str, value: Any) -> None:
-    if key in _SHARES:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise ConfigError(f"data.cleaning.{key}", f"must be a share of the rows in [0, 1], got {value!r}",
-                              f"data.cleaning.{key}=0.05")
-        return
-    choices = _CHOICES.get(key, ("true", "false"))
-    valid = value in choices if key in _CHOICES else isinstance(value, bool)
-    if not valid:
-        raise ConfigError(f"data.cleaning.{key}", f"must be {' | '.join(choices)}, got {value!r}",
-                          f"data.cleaning.{key}={choices[0]}")
 
 
 @dataclass
@@ -138,7 +99,7 @@ class _Ledger:
         return pd.DataFrame({"rule": grouped["rule"].first(), "reason": grouped["reason"].agg("; ".join)})
 
 
-def cleanse(raw: pd.DataFrame, schema: TableSchema, rules: CleaningRules) -> CleaningResult:
+def cleanse(raw: pd.DataFrame, schema: TableSchema, rules: Cleaning) -> CleaningResult:
     """Check ``raw`` against ``schema`` and apply ``rules``; raises only when the table is unusable."""
     raw = _numbered(raw, rules.strip_whitespace)
     ignored = _check_columns(raw, schema)
@@ -286,7 +247,7 @@ def as_text(values: pd.Series) -> pd.Series:
     return values.astype(object).map(value_text)
 
 
-def _text(values: pd.Series, rules: CleaningRules, ledger: _Ledger) -> pd.Series:
+def _text(values: pd.Series, rules: Cleaning, ledger: _Ledger) -> pd.Series:
     """Text with stray whitespace stripped (counted) and blank values turned into missing ones."""
     text = as_text(values)
     stripped = text.str.strip()
@@ -304,7 +265,7 @@ def _yes_no(text: pd.Series, ledger: _Ledger) -> pd.Series:
     return text.where(mapped.isna(), mapped)
 
 
-def _category(values: pd.Series, spec: ColumnSpec, rules: CleaningRules, ledger: _Ledger) -> pd.Series:
+def _category(values: pd.Series, spec: ColumnSpec, rules: Cleaning, ledger: _Ledger) -> pd.Series:
     """A category column as Python strings (object dtype, NaN where missing)."""
     text = _text(values, rules, ledger)
     if rules.normalise_yes_no and spec.categories is not None and set(spec.categories) == set(YES_NO):
@@ -321,7 +282,7 @@ def _category(values: pd.Series, spec: ColumnSpec, rules: CleaningRules, ledger:
     return text.astype(object).where(text.notna(), np.nan)
 
 
-def _numeric(values: pd.Series, spec: ColumnSpec, rules: CleaningRules, ledger: _Ledger) -> pd.Series:
+def _numeric(values: pd.Series, spec: ColumnSpec, rules: Cleaning, ledger: _Ledger) -> pd.Series:
     """A numeric column as float64 (NaN where missing or unparseable), outliers as ``rules.outliers`` says."""
     if _only_booleans(values):  # a typed source's True/False (with gaps: object dtype) are 1/0
         values = values.map({True: 1.0, False: 0.0}).astype("float64")
@@ -346,7 +307,7 @@ def _parse_numbers(text: pd.Series) -> pd.Series:
     return text.astype(object).map(number_or_nan).astype("float64")
 
 
-def _outliers(numbers: pd.Series, spec: ColumnSpec, rules: CleaningRules, ledger: _Ledger) -> pd.Series:
+def _outliers(numbers: pd.Series, spec: ColumnSpec, rules: Cleaning, ledger: _Ledger) -> pd.Series:
     low = numbers < spec.minimum if spec.minimum is not None else pd.Series(False, index=numbers.index)
     high = numbers > spec.maximum if spec.maximum is not None else pd.Series(False, index=numbers.index)
     outside = low | high
@@ -356,7 +317,7 @@ def _outliers(numbers: pd.Series, spec: ColumnSpec, rules: CleaningRules, ledger
     if rules.outliers == "flag":
         ledger.repaired("outliers_flagged", outside)
         return numbers
-    if rules.outliers != "reject":  # CleaningRules.from_config refuses anything else: never a silent choice here
+    if rules.outliers != "reject":  # the config check refuses anything else: never a silent choice here
         raise ValueError(f"data.cleaning.outliers must be one of {', '.join(OUTLIER_RULES)}; got {rules.outliers!r}")
     if not outside.any():
         return numbers
@@ -371,7 +332,7 @@ def _bound(value: float | None) -> str:
     return "" if value is None else f"{value:g}"
 
 
-def _target(values: pd.Series, schema: TableSchema, rules: CleaningRules,
+def _target(values: pd.Series, schema: TableSchema, rules: Cleaning,
             ledger: _Ledger) -> tuple[pd.Series, dict[str, Any]]:
     text = _text(values, rules, ledger)
     if text.isna().all():
@@ -396,7 +357,7 @@ def _regression_target(values: pd.Series, text: pd.Series, name: str,
     return numbers, {"name": name}
 
 
-def _classification_target(text: pd.Series, schema: TableSchema, rules: CleaningRules,
+def _classification_target(text: pd.Series, schema: TableSchema, rules: Cleaning,
                            ledger: _Ledger) -> tuple[pd.Series, dict[str, Any]]:
     """0/1 labels: the positive label is 1, exactly one other value is 0, any third value is rejected."""
     name, positive = schema.target, schema.positive_label
@@ -457,7 +418,7 @@ def _check_strays(strays: int, labelled: int, name: str, positive: str, negative
                         "data.target.")
 
 
-def _missing(columns: dict[str, pd.Series], schema: TableSchema, rules: CleaningRules,
+def _missing(columns: dict[str, pd.Series], schema: TableSchema, rules: Cleaning,
              ledger: _Ledger) -> None:
     """Missing feature values: rejected, or left as NaN for the imputer (and counted)."""
     imputed = pd.Series(False, index=ledger.index)

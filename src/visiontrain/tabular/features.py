@@ -6,8 +6,6 @@ columns (strings for categories) and applies exactly what training applied.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,38 +16,10 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from visiontrain.config.choices import CATEGORY_IMPUTERS, NUMERIC_IMPUTERS
 from visiontrain.config.table_schema import TableSchema
-from visiontrain.errors import ConfigError
+from visiontrain.config.tabular import Features
 
 MISSING_CATEGORY = ""  # how a missing category reaches the pipeline (and the ONNX file): an empty string
-
-
-@dataclass(frozen=True)
-class FeatureOptions:
-    """``features`` in config: how numbers and categories become model inputs."""
-
-    impute_numeric: str = "median"         # median | mean
-    impute_category: str = "most_frequent"  # most_frequent | constant (a category of its own: "missing")
-    scale: bool = True
-    pca_components: float | int | None = None  # int: that many components; float in (0, 1): variance kept
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | None) -> "FeatureOptions":
-        cfg = dict(cfg or {})
-        options = cls(**{key: cfg[key] for key in cls.__dataclass_fields__ if key in cfg})
-        for key, allowed in (("impute_numeric", NUMERIC_IMPUTERS), ("impute_category", CATEGORY_IMPUTERS)):
-            if getattr(options, key) not in allowed:
-                raise ConfigError(f"features.{key}", f"must be {' or '.join(allowed)}, got "
-                                  f"{getattr(options, key)!r}", f"features.{key}={allowed[0]}")
-        if not isinstance(options.scale, bool):  # "no" would be true, and scale
-            raise ConfigError("features.scale", f"must be true or false, got {options.scale!r}", "features.scale=true")
-        pca = options.pca_components
-        if pca is not None and (isinstance(pca, bool) or not isinstance(pca, (int, float)) or pca <= 0
-                                or (isinstance(pca, float) and pca >= 1)):
-            raise ConfigError("features.pca_components", f"must be null, a count >= 1 or a variance fraction "
-                              f"in (0, 1), got {pca!r}", "features.pca_components=0.95")
-        return options
 
 
 def model_inputs(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
@@ -63,7 +33,7 @@ def model_inputs(frame: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
     return pd.DataFrame(columns, index=frame.index)[list(schema.columns)]
 
 
-def build_feature_pipeline(schema: TableSchema, options: FeatureOptions) -> Pipeline:
+def build_feature_pipeline(schema: TableSchema, options: Features) -> Pipeline:
     """An unfitted pipeline; ``fit`` it on training rows only."""
     # keep_empty_features: a column blank in every training row (one blank in every kept row is refused by
     # cleansing) stays a column of zeros instead of vanishing, which left the ONNX scaler a column short

@@ -31,7 +31,7 @@ from visiontrain.errors import DataError
 from visiontrain.tabular.source_limits import size_text
 
 if TYPE_CHECKING:
-    from visiontrain.tabular.http_source import HttpOptions
+    from visiontrain.config.tabular import HttpSource
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.connection", "urllib3.response")
@@ -111,7 +111,7 @@ def _redacted_logs(secrets: list[str]) -> Iterator[None]:
             logger.removeFilter(masking)
 
 
-def fetch_page(session: requests.Session, url: str, number: int, options: HttpOptions, secrets: list[str],
+def fetch_page(session: requests.Session, url: str, number: int, options: HttpSource, secrets: list[str],
                limit: ByteLimit) -> Page:
     """Page ``number`` at ``url``, whole, or a DataError: the deadline passed, a limit was passed, the API
     refused or failed. ``secrets``: values to mask in log lines and messages (the token, the URL's keys)."""
@@ -135,7 +135,7 @@ def fetch_page(session: requests.Session, url: str, number: int, options: HttpOp
 class _PageReader:
     """The worker's side of :func:`fetch_page`: the request, its status, and the body within the limit."""
 
-    def __init__(self, session: requests.Session, url: str, number: int, options: HttpOptions,
+    def __init__(self, session: requests.Session, url: str, number: int, options: HttpSource,
                  secrets: list[str], limit: ByteLimit) -> None:
         self.session, self.url, self.number, self.options = session, url, number, options
         self.secrets, self.limit, self.shown = secrets, limit, redact_url(url)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import pandas as pd
@@ -25,58 +25,26 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from visiontrain.config.choices import HTTP_ROWS_KEYS
+from visiontrain.config.tabular import HttpSource
 from visiontrain.core.json_rows import JsonProblem, loads
 from visiontrain.core.redaction import redact_url, secrets_in_url
 from visiontrain.errors import ConfigError, DataError
 from visiontrain.tabular.http_page import RETRY_STATUSES, ByteLimit, Page, fetch_page
-from visiontrain.tabular.source_limits import (
-    DEFAULT_MAX_ROWS,
-    HTTP_MAX_PAGE_BYTES,
-    HTTP_MAX_TOTAL_BYTES,
-    HTTP_PAGE_TIMEOUT_S,
-    too_many_rows,
-)
+from visiontrain.tabular.source_limits import DEFAULT_MAX_ROWS, too_many_rows
 from visiontrain.tabular.source_lineage import SourceRead
 
 MAX_WAIT_S = 60.0  # the longest pause between two attempts, backoff or Retry-After
 
 
-@dataclass(frozen=True)
-class HttpOptions:
-    """``data.http.*`` (checked before training by :mod:`visiontrain.config.tabular`)."""
-
-    token_env: str | None = None
-    pagination: str = "auto"     # auto | link | next | page | none
-    next_key: str = "next"       # the body's field holding the next page's URL
-    page_param: str = "page"     # the query parameter of page-numbered APIs
-    rows_key: str = "auto"       # where the rows are in a body; auto: the body if a list, else HTTP_ROWS_KEYS
-    max_pages: int = 1000
-    connect_timeout_s: float = 10.0
-    read_timeout_s: float = 60.0
-    page_timeout_s: float = HTTP_PAGE_TIMEOUT_S
-    max_page_bytes: int = HTTP_MAX_PAGE_BYTES
-    max_total_bytes: int = HTTP_MAX_TOTAL_BYTES
-    retries: int = 5
-    backoff_s: float = 0.5
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | None) -> HttpOptions:
-        given = {str(name): value for name, value in dict(cfg or {}).items() if value is not None}
-        unknown = sorted(set(given) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"data.http.{unknown[0]}", "is not an HTTP source setting",
-                              f"one of {', '.join(cls.__dataclass_fields__)}")
-        return cls(**given)
-
-    def token(self) -> str | None:
-        """The bearer token from the environment; a named but unset variable is a mistake, not "no token"."""
-        if not self.token_env:
-            return None
-        token = os.environ.get(self.token_env, "").strip()
-        if not token:
-            raise ConfigError("data.http.token_env", f"names the environment variable {self.token_env}, which is "
-                              "not set", f"export {self.token_env}=<the API token> before the run")
-        return token
+def bearer_token(options: HttpSource) -> str | None:
+    """The bearer token from the environment; a named but unset variable is a mistake, not "no token"."""
+    if not options.token_env:
+        return None
+    token = os.environ.get(options.token_env, "").strip()
+    if not token:  # read here, at the source: the variable is the run's environment, not its config
+        raise ConfigError("data.http.token_env", f"names the environment variable {options.token_env}, which is "
+                          "not set", f"export {options.token_env}=<the API token> before the run")
+    return token
 
 
 class _BoundedRetry(Retry):
@@ -112,9 +80,9 @@ class _Pages:
     pages: list[dict[str, Any]]
 
 
-def read_http_source(url: str, options: HttpOptions, max_rows: int = DEFAULT_MAX_ROWS) -> SourceRead:
+def read_http_source(url: str, options: HttpSource, max_rows: int = DEFAULT_MAX_ROWS) -> SourceRead:
     """Every page of the JSON API at ``url`` as raw rows, each with its page URL (redacted) and index."""
-    token = options.token()
+    token = bearer_token(options)
     with requests.Session() as session:
         adapter = HTTPAdapter(max_retries=_BoundedRetry(
             total=options.retries, backoff_factor=options.backoff_s, backoff_max=MAX_WAIT_S,
@@ -127,7 +95,7 @@ def read_http_source(url: str, options: HttpOptions, max_rows: int = DEFAULT_MAX
         return _read_pages(session, url, options, [*secrets_in_url(url), *([token] if token else [])], max_rows)
 
 
-def _read_pages(session: requests.Session, url: str, options: HttpOptions, secrets: list[str],
+def _read_pages(session: requests.Session, url: str, options: HttpSource, secrets: list[str],
                 max_rows: int) -> SourceRead:
     """Page after page until the last (no next link or field; page mode: an empty page)."""
     found = _Pages([], [], [], [])
@@ -223,7 +191,7 @@ def _take(found: _Pages, items: list[Any], url: str, retries: int) -> None:
                         "retries": retries})
 
 
-def _next_page(page: Page, body: Any, url: str, options: HttpOptions, page_number: int | None,
+def _next_page(page: Page, body: Any, url: str, options: HttpSource, page_number: int | None,
                had_items: bool) -> tuple[str | None, str]:
     """The next page's URL and how it was found (link | next | page), or (None, "none") after the last."""
     mode = options.pagination

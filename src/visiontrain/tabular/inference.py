@@ -15,20 +15,18 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from visiontrain.config.choices import LEAKAGE_RULES
 from visiontrain.config.table_schema import (
     ColumnSpec,
     SchemaDeclaration,
     TableSchema,
-    check_option_names,
-    plain_mapping,
 )
+from visiontrain.config.tabular import Inference
 from visiontrain.core.table_values import number_or_nan
 from visiontrain.core.yes_no import YES_NO_WORDS
 from visiontrain.errors import ConfigError
@@ -39,37 +37,6 @@ UNIQUE_SHARE = 0.95    # ... an identifier when at least this share of its rows 
 MIN_ROWS_FOR_IDS = 20  # fewer training rows than this: uniqueness says nothing
 ID_WORD = re.compile(r"(^|[_\s.-])(id|uuid|guid|key|number|num|no)$|^clientnum$", re.IGNORECASE)
 ID_SUFFIX = re.compile(r"[a-z](Id|ID|Num|Number|No)$")  # CustomerId, customerID, RowNumber: camelCase only
-
-
-@dataclass(frozen=True)
-class InferenceOptions:
-    """``data.inference`` in config: the thresholds inference decides by."""
-
-    max_categories: int = 50      # a text column with more distinct values is free text, not a category
-    leakage: str = "drop"         # a column that alone predicts the target: drop (and flag) | keep (flag only)
-    leakage_score: float = 0.97   # ... from this single-column ROC-AUC (regression: |Spearman correlation|)
-    range_margin: float = 0.5     # plausible range: training min/max widened by this share of their span
-
-    @classmethod
-    def from_config(cls, cfg: Mapping[str, Any] | None) -> "InferenceOptions":
-        values = plain_mapping(cfg, "data.inference")
-        names = [option.name for option in fields(cls)]
-        check_option_names(values, names, "data.inference", "an inference option")
-        options = cls(**values)
-        if isinstance(options.max_categories, bool) or not isinstance(options.max_categories, int) \
-                or options.max_categories < 2:
-            raise ConfigError("data.inference.max_categories", f"must be a count >= 2, got "
-                              f"{options.max_categories!r}", "data.inference.max_categories=50")
-        if options.leakage not in LEAKAGE_RULES:
-            raise ConfigError("data.inference.leakage", f"must be {' or '.join(LEAKAGE_RULES)}, got "
-                              f"{options.leakage!r}", f"data.inference.leakage={LEAKAGE_RULES[0]}")
-        for key, allowed, valid in (("leakage_score", "in (0.5, 1]", lambda x: 0.5 < x <= 1),
-                                    ("range_margin", ">= 0", lambda x: x >= 0)):
-            number = getattr(options, key)
-            if isinstance(number, bool) or not isinstance(number, (int, float)) or not valid(number):
-                raise ConfigError(f"data.inference.{key}", f"must be a number {allowed}, got {number!r}",
-                                  f"data.inference.{key}={getattr(cls, key)}")
-        return options
 
 
 @dataclass(frozen=True)
@@ -105,7 +72,7 @@ class InferredSchema:
     rows: int
 
 
-def infer_schema(train: pd.DataFrame, declaration: SchemaDeclaration, options: InferenceOptions) -> InferredSchema:
+def infer_schema(train: pd.DataFrame, declaration: SchemaDeclaration, options: Inference) -> InferredSchema:
     """The schema of ``train`` (raw training rows): declared columns as declared, every other one inferred."""
     declared = dict(declaration.columns or {}) if declaration.base == "inferred" else {}
     ids = [name for name in declaration.id_columns if name in train.columns]
@@ -150,7 +117,7 @@ def infer_schema(train: pd.DataFrame, declaration: SchemaDeclaration, options: I
                           leaks=leaks, rows=len(train))
 
 
-def _infer_column(name: str, raw: pd.Series, options: InferenceOptions
+def _infer_column(name: str, raw: pd.Series, options: Inference
                   ) -> tuple[ColumnSpec | None, str, pd.Series]:
     """A column's spec, or None and why it is left out; with the values the leak check measures."""
     kind = source_kind(raw)

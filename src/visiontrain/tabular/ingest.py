@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 import sqlalchemy
@@ -20,12 +20,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from visiontrain.config.choices import TABLE_FORMATS as FORMATS
-from visiontrain.config.tabular import remote_kind
+from visiontrain.config.tabular import SourceOptions, remote_kind
 from visiontrain.core.redaction import redact_text, redact_url, secrets_in_url
 from visiontrain.core.table_files import FILE_SUFFIXES, check_unique_columns, first_line, real_suffixes
 from visiontrain.core.table_files import read_table as read_file
 from visiontrain.errors import ConfigError, DataError
-from visiontrain.tabular.source_limits import max_rows, too_many_rows
+from visiontrain.tabular.source_limits import too_many_rows
 from visiontrain.tabular.source_lineage import SourceRead
 
 SUFFIXES = {**FILE_SUFFIXES, ".db": "sql", ".sqlite": "sql", ".sqlite3": "sql"}
@@ -47,24 +47,26 @@ def detect_format(source: str) -> str:
 
 
 def read_table(source: str, fmt: str = "auto", table: str | None = None,
-               query: str | None = None, options: Mapping[str, Any] | None = None) -> pd.DataFrame:
+               query: str | None = None, options: SourceOptions | None = None) -> pd.DataFrame:
     """Every row of ``source`` as raw values; ``table``/``query`` pick what to read from a SQL database."""
     return read_source(source, fmt, table, query, options)[0]
 
 
 def read_source(source: str, fmt: str = "auto", table: str | None = None, query: str | None = None,
-                options: Mapping[str, Any] | None = None) -> tuple[pd.DataFrame, SourceRead | None]:
+                options: SourceOptions | None = None) -> tuple[pd.DataFrame, SourceRead | None]:
     """Every row of ``source`` as raw values, with each row's origin when the source is a topic or an API.
 
-    ``options``: the ``data`` config, for the remote sources' keys (``data.kafka``, ``data.kafka_timeout_s``,
+    ``options``: the ``data`` settings (None: the defaults), for the remote sources' keys (``data.kafka``,
+    ``data.kafka_timeout_s``,
     ``data.kafka_max_message_bytes``, ``data.http``) and ``data.max_rows``, which bounds every source: a
     database or a remote source stops reading at the first row over it, a file (already read) is refused.
     """
     source = str(source)
-    limit = max_rows(options)
+    options = options or SourceOptions()
+    limit = options.max_rows
     kind = remote_kind(source)
     if kind is not None:
-        remote = _read_remote(source, kind, fmt, table, query, options or {})
+        remote = _read_remote(source, kind, fmt, table, query, options)
         frame = remote.frame
         frame.columns = [str(name) for name in frame.columns]
         check_unique_columns(list(frame.columns), redact_url(source))
@@ -93,7 +95,7 @@ def read_source(source: str, fmt: str = "auto", table: str | None = None, query:
 
 
 def _read_remote(source: str, kind: str, fmt: str, table: str | None, query: str | None,
-                 options: Mapping[str, Any]) -> SourceRead:
+                 options: SourceOptions) -> SourceRead:
     """A Kafka topic's snapshot or an HTTP API's pages (imported here: a file run needs neither client)."""
     if fmt != "auto":
         raise ConfigError("data.format", f"does not apply to a {kind} source (its messages or pages are JSON), "
@@ -104,10 +106,10 @@ def _read_remote(source: str, kind: str, fmt: str, table: str | None, query: str
     if kind == "kafka":
         from visiontrain.tabular.kafka_snapshot import SnapshotLimits, read_kafka_snapshot
 
-        return read_kafka_snapshot(source, options.get("kafka"), limits=SnapshotLimits.from_config(options))
-    from visiontrain.tabular.http_source import HttpOptions, read_http_source
+        return read_kafka_snapshot(source, options.kafka, limits=SnapshotLimits.of(options))
+    from visiontrain.tabular.http_source import read_http_source
 
-    return read_http_source(source, HttpOptions.from_config(options.get("http")), max_rows(options))
+    return read_http_source(source, options.http, options.max_rows)
 
 
 def _existing_file(source: str) -> Path:

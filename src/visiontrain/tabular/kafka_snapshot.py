@@ -32,6 +32,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from visiontrain.config.tabular import SourceOptions
 from visiontrain.core.kafka import CONSUMER_DEFAULTS, KafkaAddress, client_settings, flat_settings
 from visiontrain.core.kafka_records import Rejected, origin_of, table_records
 from visiontrain.errors import DataError
@@ -92,11 +93,10 @@ class SnapshotLimits:
     late_s: float = LATE_S
 
     @classmethod
-    def from_config(cls, data: Mapping[str, Any]) -> SnapshotLimits:
-        """From the data config; a key it lacks (an older checkpoint's config) keeps its default."""
-        given = {"timeout_s": data.get("kafka_timeout_s"), "max_rows": data.get("max_rows"),
-                 "max_message_bytes": data.get("kafka_max_message_bytes")}
-        return cls(**{name: value for name, value in given.items() if value is not None})
+    def of(cls, options: SourceOptions) -> SnapshotLimits:
+        """The limits ``data`` sets (``data.kafka_timeout_s`` null: the default wait)."""
+        timeout = DEFAULT_TIMEOUT_S if options.kafka_timeout_s is None else options.kafka_timeout_s
+        return cls(timeout_s=timeout, max_rows=options.max_rows, max_message_bytes=options.kafka_max_message_bytes)
 
 
 def read_kafka_snapshot(url: str, overrides: Mapping[str, Any] | None = None,

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig
 
-from visiontrain.config.table_schema import SchemaDeclaration, TableSchema
-from visiontrain.tabular.cleansing import CleaningResult, CleaningRules, cleanse
-from visiontrain.tabular.inference import InferenceOptions, InferredSchema, infer_schema, target_labels
+from visiontrain.config.reading import validate
+from visiontrain.config.table_schema import SchemaDeclaration, TableSchema, plain_mapping
+from visiontrain.config.tabular import TableSource
+from visiontrain.tabular.cleansing import CleaningResult, cleanse
+from visiontrain.tabular.inference import InferredSchema, infer_schema, target_labels
 from visiontrain.tabular.ingest import read_source, source_from_environment
 from visiontrain.tabular.source_lineage import SourceRead
 from visiontrain.tabular.splits import holdout_split
@@ -41,37 +42,42 @@ class LoadedTable:
     source: SourceRead | None = None  # a topic or an API: where each row came from (lineage.csv)
 
 
-def table_source(data_cfg: DictConfig | dict) -> str:
+def table_source(data: TableSource) -> str:
     """The file or URL to read; a built-in table is generated first when no source is given."""
-    if data_cfg.get("source"):
-        return str(data_cfg["source"])
-    if data_cfg.get("source_env"):  # a URL with a password, kept out of the config
-        return source_from_environment(str(data_cfg["source_env"]))
+    if data.source:
+        return str(data.source)
+    if data.source_env:  # a URL with a password, kept out of the config
+        return source_from_environment(str(data.source_env))
     from visiontrain.tabular.builtin import materialise_builtin
 
-    path = Path(str(data_cfg["builtin_path"])).expanduser()
-    return str(materialise_builtin(str(data_cfg["builtin"]), path))
+    path = Path(str(data.builtin_path)).expanduser()
+    return str(materialise_builtin(str(data.builtin), path))
 
 
-def load_clean_table(data_cfg: DictConfig | dict, seed: int = 0) -> LoadedTable:
+def table_settings(data: TableSource | Mapping[str, Any]) -> TableSource:
+    """``data`` as settings: a run's own (parsed once, passed on), or a plain ``data`` mapping checked as a run
+    checks it (scripts, notebooks, tests)."""
+    if isinstance(data, TableSource):
+        return data
+    return validate(TableSource, plain_mapping(data), "data")
+
+
+def load_clean_table(data: TableSource | Mapping[str, Any], seed: int = 0) -> LoadedTable:
     """Read the configured source, decide its schema and cleanse it; the report's ``schema`` says how."""
-    declaration = SchemaDeclaration.from_config(data_cfg)
-    raw, source = read_source(table_source(data_cfg), str(data_cfg.get("format", "auto")), data_cfg.get("table"),
-                              data_cfg.get("query"), data_cfg)
-    rules = CleaningRules.from_config(data_cfg.get("cleaning"))
+    data = table_settings(data)
+    declaration = data.declaration
+    raw, source = read_source(table_source(data), data.format, data.table, data.query, data)
     why = inference_reason(declaration, raw)
     if why is None:
         columns = declaration.columns or {}
         schema = declaration.with_columns(columns)
-        cleaned = cleanse(raw, schema, rules)
+        cleaned = cleanse(raw, schema, data.cleaning)
         cleaned.report["schema"] = schema_report(schema, f"Declared in {declaration.origin}")
         return LoadedTable(cleaned=cleaned, schema=schema, inferred=None, parts=None,
                            source=_with_source(cleaned, source))
-    parts = provisional_parts(raw, declaration, float(data_cfg.get("val_fraction", 0.2)),
-                              float(data_cfg.get("test_fraction", 0.2)), seed)
-    inferred = infer_schema(raw[parts == "train"], declaration, InferenceOptions.from_config(
-        data_cfg.get("inference")))
-    cleaned = cleanse(raw, inferred.schema, rules)
+    parts = provisional_parts(raw, declaration, data.val_fraction, data.test_fraction, seed)
+    inferred = infer_schema(raw[parts == "train"], declaration, data.inference)
+    cleaned = cleanse(raw, inferred.schema, data.cleaning)
     origin = f"Inferred from {inferred.rows} training rows: {why}"
     cleaned.report["schema"] = schema_report(inferred.schema, origin, inferred)
     return LoadedTable(cleaned=cleaned, schema=inferred.schema, inferred=inferred, parts=parts,

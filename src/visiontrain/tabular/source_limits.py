@@ -3,13 +3,11 @@
 A source that holds far more than expected (a SQL query without its WHERE, a topic that grew, an API that
 ignores its page size) must stop the run with an error naming the key to raise, not fill memory until the
 process is killed, and not be cut silently: a model trained on an arbitrary first part of a table is a wrong
-result nobody sees. The defaults here apply where a stored config (an older checkpoint's) lacks the key;
-``conf/data/*.yaml`` state the same values.
+result nobody sees. The limits are :class:`visiontrain.config.tabular.SourceOptions`' (their defaults apply
+where a stored config, an older checkpoint's, lacks the key; ``conf/data/*.yaml`` state the same values).
 """
 
 from __future__ import annotations
-
-from typing import Any, Mapping
 
 from visiontrain.config.tabular import (  # noqa: F401
     DEFAULT_MAX_ROWS,
@@ -21,12 +19,6 @@ from visiontrain.config.tabular import (  # noqa: F401
 from visiontrain.errors import DataError
 
 MAX_ROWS_KEY = "data.max_rows"
-
-
-def max_rows(options: Mapping[str, Any] | None) -> int:
-    """``data.max_rows`` from the data config, or the default when it is absent."""
-    value = (options or {}).get("max_rows")
-    return DEFAULT_MAX_ROWS if value is None else int(value)
 
 
 def too_many_rows(where: str, limit: int, fix: str, counted: int | None = None) -> DataError:

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
+from visiontrain.config.checks import tabular_settings
 from visiontrain.config.table_schema import TableSchema, write_schema
-from visiontrain.config.reading import parse
-from visiontrain.config.tabular import TabularRun
+from visiontrain.config.tabular import EstimatorModel as EstimatorSettings
+from visiontrain.config.tabular import TabularTrainConfig
 from visiontrain.core.names import TABULAR_TASK
 from visiontrain.core.redaction import redact_url
 from visiontrain.errors import ConfigError
@@ -29,14 +30,13 @@ from visiontrain.tabular.cleansing import describe_reject_warning
 from visiontrain.tabular.datamodule import TabularDataModule
 from visiontrain.tabular.export import export_tabular_checkpoint
 from visiontrain.tabular.features import (
-    FeatureOptions,
     build_feature_pipeline,
     feature_names,
     model_inputs,
     transform,
 )
 from visiontrain.tabular.importance import ImportanceResult, importance_metric, permutation_feature_importance
-from visiontrain.tabular.inference import InferenceOptions, leak_flags
+from visiontrain.tabular.inference import leak_flags
 from visiontrain.tabular.loading import LoadedTable, load_clean_table, table_source
 from visiontrain.tabular.metrics import confusion, plot_roc_pr
 from visiontrain.tabular.models import EstimatorModel, TabularMLP, TabularModel, load_tabular_model
@@ -72,10 +72,10 @@ class TabularTask:
     check_libraries = staticmethod(check_tabular_libraries)  # the config checks that need scikit-learn
     report_split = "test"  # the held-out rows: never seen while fitting, tuning or picking the checkpoint
 
-    def __init__(self, cfg: DictConfig, settings: TabularRun) -> None:
+    def __init__(self, cfg: DictConfig, settings: TabularTrainConfig) -> None:
         self.cfg = cfg  # the raw config: what Hydra instantiates (trainer, callbacks, loggers, optimizer, ...)
         self.settings = settings  # the same config parsed and typed: what everything else reads
-        self.is_classifier = str(cfg.data.task_type) == "classification"
+        self.is_classifier = settings.is_classifier
         self.curve_metric = "roc_auc" if self.is_classifier else "rmse"
 
     # ----- data ------------------------------------------------------------------------------------------
@@ -86,9 +86,8 @@ class TabularTask:
         ``data.schema=``); a rule that rejects a large share of the rows, and a column that leaks the target,
         are logged as warnings and kept for the end-of-run report.
         """
-        cfg = self.cfg
         started = time.perf_counter()
-        seed, d = int(cfg.seed), cfg.data
+        seed, d = self.settings.seed, self.settings.data
         loaded = load_clean_table(d, seed)
         cleaned, schema = loaded.cleaned, loaded.schema
         report = cleaned.report
@@ -100,12 +99,12 @@ class TabularTask:
         table = cleaned.frame.reset_index(drop=False).rename(columns={"index": "row"})
         class_names = self._class_names(report["target"].get("negative_label"))
         labels = table[schema.target].to_numpy().astype(int) if self.is_classifier else None
-        k = int(cfg.get("cv", {}).get("folds", 0))
+        k = self.settings.cv.folds
         if self.is_classifier:
-            check_class_sizes(labels, class_names, schema.target, float(d.val_fraction), float(d.test_fraction), k)
+            check_class_sizes(labels, class_names, schema.target, d.val_fraction, d.test_fraction, k)
         final = split_from_parts(loaded.parts[table["row"].to_numpy() - 1]) if loaded.parts is not None else \
-            holdout_split(labels, len(table), float(d.val_fraction), float(d.test_fraction), seed)
-        folds = kfold_splits(labels, len(table), k, float(d.val_fraction), seed) if k >= 2 else []
+            holdout_split(labels, len(table), d.val_fraction, d.test_fraction, seed)
+        folds = kfold_splits(labels, len(table), k, d.val_fraction, seed) if k >= 2 else []
         if loaded.inferred is None:  # inference measured its candidates already (and left the leaks out)
             report["schema"]["leaks"] = self._declared_leaks(table.iloc[final.train], schema)
             if report["schema"]["leaks"] and is_main_process:
@@ -114,7 +113,7 @@ class TabularTask:
         for warning in leaks:
             log.warning(warning)
         warnings += leaks
-        summary = {"source": redact_url(table_source(d)) if d.get("source") or d.get("source_env")
+        summary = {"source": redact_url(table_source(d)) if d.source or d.source_env
                    else f"built-in {d.builtin}",
                    "rows_in": report["rows_in"], "rows_kept": report["rows_kept"],
                    "rows_rejected": report["rows_rejected"], "report": report,
@@ -140,47 +139,45 @@ class TabularTask:
 
     def _declared_leaks(self, train: pd.DataFrame, schema: TableSchema) -> list[str]:
         """Declared columns that alone predict the target on the training rows: flagged, never dropped."""
-        options = InferenceOptions.from_config(self.cfg.data.get("inference"))
         values = {name: train[name] for name in schema.columns}
-        flags = leak_flags(values, train[schema.target].astype(float), schema.task_type, options.leakage_score,
+        flags = leak_flags(values, train[schema.target].astype(float), schema.task_type,
+                           self.settings.data.inference.leakage_score,
                            drop=False)
         return [flag.describe() for flag in flags]
 
     def _class_names(self, negative_label: str | None) -> list[str]:
         if not self.is_classifier:
             return []
-        negative = negative_label or f"not {self.cfg.data.positive_label}"
-        return [str(negative), str(self.cfg.data.positive_label)]
+        positive = self.settings.data.positive_label
+        return [str(negative_label or f"not {positive}"), str(positive)]
 
     # ----- model -----------------------------------------------------------------------------------------
     def build(self, data: TableData, split: Split | None) -> BuiltModel:
         """Fit the feature pipeline on ``split.train`` only, encode every part, and build a fresh model."""
-        cfg, schema, split = self.cfg, data.schema, split or data.final_split
-        options = FeatureOptions.from_config(cfg.get("features"))
-        if not cfg.model.get("scale_features", True):
-            options = replace(options, scale=False)
-        pipeline = build_feature_pipeline(schema, options)
+        settings, schema, split = self.settings, data.schema, split or data.final_split
+        pipeline = build_feature_pipeline(schema, settings.feature_options)
         pipeline.fit(model_inputs(data.table.iloc[split.train], schema))
-        is_estimator = cfg.model.kind == "estimator"
+        model = settings.model
+        is_estimator = isinstance(model, EstimatorSettings)
         datamodule = self.encode(data, split, pipeline, shuffle_train=not is_estimator)
         train_target = datamodule.splits["train"][1]
-        shared = {"task_type": str(cfg.data.task_type), "class_names": data.class_names,
+        shared = {"task_type": settings.data.task_type, "class_names": data.class_names,
                   "feature_names": feature_names(pipeline),
-                  "threshold_metric": str(cfg.decision.threshold_metric),
+                  "threshold_metric": settings.decision.threshold_metric,
                   "target_scale": (float(np.mean(train_target)), float(np.std(train_target) or 1.0)),
                   "run_config": self._run_config(schema), "feature_pipeline": pipeline}
-        balanced = str(cfg.data.balance) == "loss_weights"
-        m = cfg.model
+        balanced = settings.data.balance == "loss_weights"
         if not is_estimator:
             positives = float(np.sum(train_target == 1)) if self.is_classifier else 0.0
             weight = (len(train_target) - positives) / positives if balanced and positives else None
+            # the optimizer as Hydra instantiates it (its class and every argument), from the raw config
             module: TabularModel = TabularMLP(in_features=datamodule.splits["train"][0].shape[1],
-                                              hidden=list(m.hidden), dropout=float(m.dropout),
+                                              hidden=list(model.hidden), dropout=model.dropout,
                                               positive_weight=weight,
-                                              optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
-                                              cosine=bool(m.cosine), **shared)
+                                              optimizer=OmegaConf.to_container(self.cfg.optimizer, resolve=True),
+                                              cosine=model.cosine, **shared)
             return BuiltModel(datamodule=datamodule, module=module)
-        estimator = OmegaConf.to_container(m.estimator[str(cfg.data.task_type)], resolve=True)
+        estimator = model.estimator[settings.data.task_type]  # plain data: its _target_ is instantiated
         module = EstimatorModel(estimator=estimator, balanced=balanced, **shared)
         # a baseline fits in one epoch; it has no learning rate to monitor
         return BuiltModel(datamodule=datamodule, module=module, trainer_overrides={"max_epochs": 1},
@@ -202,12 +199,12 @@ class TabularTask:
         arrays = {name: (transform(pipeline, data.table.iloc[index], data.schema),
                          target[index].astype(np.int64 if self.is_classifier else np.float32))
                   for name, index in (("train", split.train), ("val", split.val), ("test", split.test)) if len(index)}
-        return TabularDataModule(arrays, batch_size=int(self.cfg.data.batch_size), seed=int(self.cfg.seed),
+        return TabularDataModule(arrays, batch_size=self.settings.data.batch_size, seed=self.settings.seed,
                                  shuffle_train=shuffle_train)
 
     def info(self, data: TableData, built: BuiltModel) -> dict[str, Any]:
         module = built.module
-        return {"model": {"kind": str(self.cfg.model.kind), "name": str(self.cfg.model.name),
+        return {"model": {"kind": self.settings.model.kind, "name": str(self.settings.model.name),
                           "features_in": len(data.schema.columns), "features_encoded": len(module.feature_names)},
                 "parameters": module.parameter_counts()}
 
@@ -241,8 +238,8 @@ class TabularTask:
         data_report.md, and the entries the val report carries (``feature_importance``, its csv and seconds)."""
         rows = data.table.iloc[data.final_split.val]
         target = rows[data.schema.target].to_numpy().astype(np.int64 if self.is_classifier else np.float64)
-        metric = importance_metric(str(self.cfg.monitor.metric), self.is_classifier)
-        result = permutation_feature_importance(module, rows, target, data.schema, metric, seed=int(self.cfg.seed))
+        metric = importance_metric(self.settings.monitor.metric, self.is_classifier)
+        result = permutation_feature_importance(module, rows, target, data.schema, metric, seed=self.settings.seed)
         path = result.write_csv(out_dir / "feature_importance.csv")
         report_md = data.summary.get("data_report")
         if report_md and Path(report_md).is_file():
@@ -253,9 +250,9 @@ class TabularTask:
 
     def export(self, data: TableData, built: BuiltModel, ckpt_path: str, run_dir: Path, metric: dict[str, Any],
                extra_metadata: dict[str, Any]) -> dict[str, Any]:
-        e = self.cfg.export
+        opset = int(self.cfg.export.opset)  # checked against the installed torch exporter, not in the typed config
         return export_tabular_checkpoint(ckpt_path, run_dir / "model.onnx", data.schema, data.held_out,
-                                         float(e.atol), int(e.opset), metric, extra_metadata)
+                                         self.settings.export.atol, opset, metric, extra_metadata)
 
     def _scores(self, module: TabularModel, rows: pd.DataFrame, schema: TableSchema) -> np.ndarray:
         import torch
@@ -276,7 +273,7 @@ class TabularTask:
         predicted = (scores >= module.threshold).astype(int) if self.is_classifier else None
         outputs = outputs_reference(data.class_names if self.is_classifier else [],
                                     predicted if predicted is not None else np.zeros(0), scores)
-        return {"task": f"tabular_{self.cfg.data.task_type}", "inputs": inputs,
+        return {"task": f"tabular_{self.settings.data.task_type}", "inputs": inputs,
                 "inputs_from": f"{len(train)} training rows", "outputs": outputs,
                 "outputs_from": f"{len(held_out)} held-out rows"}
 
@@ -349,7 +346,7 @@ class TabularTask:
         if cfg.get("data_root"):
             run_config.data.source = str(Path(str(cfg.data_root)).expanduser())
             run_config.data.format = "auto"
-        task = cls(run_config, parse(TabularRun, run_config))  # the stored config, checked as a new one is
+        task = cls(run_config, tabular_settings(run_config, stored=True))  # checked as a new config is
         data = task.prepare(run_dir, True)
         if cfg.get("data_root"):  # a new table: every kept row is scored
             everything = np.arange(len(data.table))
@@ -384,7 +381,7 @@ class TabularTask:
         if cfg.get("quantize"):
             raise ConfigError("quantize", "int8 quantization is for image models", "quantize=null")
         task, data, built = cls._from_checkpoint(cfg, ckpt, checkpoint, run_dir)
-        atol = float(built.module.hparams.run_config["export"]["atol"])  # the tolerance the run was trained with
+        atol = task.settings.export.atol  # the tolerance the run was trained with (its stored config)
         result = export_tabular_checkpoint(ckpt, output, data.schema, data.held_out, atol, int(cfg.opset), None,
                                            module=built.module)
         write_json(result, run_dir / "export.json")
