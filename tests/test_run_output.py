@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TELCO_SAMPLE, compose_train, run_cli, tiny_overrides
+from test_summary_schema import assert_valid_summary
 
 # lines a run used to print that say nothing to the user
 NOISE = ("contains no parameters", "No artists with labels", "💡 Tip", "GPU available", "TPU available",
@@ -41,6 +42,7 @@ def test_a_baseline_run_prints_the_report_and_logs_the_rest(tmp_path):
     assert f"checkpoint         {last} (the only one: best and last)" in console
     assert "best checkpoint" not in console
     assert "Total params" not in console  # no model summary table of a model without parameters
+    assert_valid_summary(run_dir)  # the published schema holds for a real table run
 
 
 def test_an_image_run_prints_the_report_and_logs_the_rest(tiny_hymenoptera, tmp_path):
@@ -51,6 +53,7 @@ def test_an_image_run_prints_the_report_and_logs_the_rest(tiny_hymenoptera, tmp_
     console = _assert_quiet(result, run_dir)
     assert "best checkpoint    " in console and "best-epoch" in console
     assert "epoch 1: stage fine_tune" in console  # our own lines stay
+    assert_valid_summary(run_dir)  # and for a real image run
 
 
 def test_a_config_error_leaves_no_run_dir(tmp_path):
