@@ -20,6 +20,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
 from visiontrain.commands.validation import validate_train_config
+from visiontrain.errors import ExportMismatch
 from visiontrain.registry import task_for_config
 from visiontrain.tracking.results import log_run_results, wandb_loggers
 from visiontrain.tracking.wandb_run import finish_active_run
@@ -39,10 +40,6 @@ from visiontrain.training.run_writes import RunWriteGuard, raise_if_log_failed
 from visiontrain.training.task import PreparedData, Task
 
 log = logging.getLogger("visiontrain")
-
-
-class ExportMismatch(RuntimeError):
-    """onnxruntime and PyTorch disagree on the exported model beyond the configured tolerance."""
 
 
 def instantiate_loggers(logger_cfg: DictConfig | None) -> list[Any]:

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from visiontrain.core.model_metadata import MetadataError, ModelMetadata
+from visiontrain.core.model_metadata import ModelMetadata
+from visiontrain.errors import MetadataError, ModelError
 
 if TYPE_CHECKING:
     from visiontrain.core.image_decode import PixelLimit
@@ -34,10 +35,6 @@ else:  # the recipe in the itertools documentation; drop it with Python 3.11
         iterator = iter(items)
         while chunk := tuple(islice(iterator, size)):
             yield chunk
-
-
-class ModelError(ValueError):
-    """The file is not a model these commands can run; the message says why and what to do."""
 
 
 def file_sha256(path: Path) -> str:

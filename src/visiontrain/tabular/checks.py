@@ -9,8 +9,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from visiontrain.config.reading import value
-from visiontrain.config.targets import UntrustedTarget, check_targets
-from visiontrain.errors import ConfigError, DataError
+from visiontrain.config.targets import check_targets
+from visiontrain.errors import ConfigError, DataError, UntrustedTarget
 from visiontrain.tabular.cleansing import CleaningRules
 from visiontrain.tabular.features import FeatureOptions
 from visiontrain.tabular.inference import InferenceOptions
