@@ -12,7 +12,7 @@ only where a task sets them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Union
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, model_serializer, model_validator
 
@@ -21,13 +21,14 @@ if TYPE_CHECKING:
 
     from visiontrain.training.task import BuiltModel
 
-Number = Union[int, float]  # an int stays an int in the file (a float field would write 3 as 3.0)
+Number = int | float  # an int stays an int in the file (a float field would write 3 as 3.0)
 
 
 class Result(BaseModel):
     """A named result: frozen, no keys but its fields, dumped with the keys it was given in their order."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True,
+                              use_attribute_docstrings=True)  # a field's docstring: its schema description
     _key_order: tuple[str, ...] = PrivateAttr(default=())
 
     @model_validator(mode="wrap")
@@ -55,21 +56,30 @@ class SplitEvaluation(Result):
     """One split scored with the best checkpoint: its metrics and the files written for it."""
 
     split: str
-    rows: Optional[int] = None                    # tables: the split's row count
-    metrics: dict[str, float]                     # ``<split>/<name>``: value
-    per_class: Optional[list[dict[str, Any]]] = None
-    files: Optional[dict[str, str]] = None        # confusion matrix (csv, png), per-class csv, ROC and PR curves
-    confusion_matrix: Optional[list[list[int]]] = None
-    threshold: Optional[float] = None             # binary tables: the decision threshold
-    feature_importance: Optional[dict[str, Any]] = None  # tables, the final model's val split
-    timings_seconds: Optional[dict[str, Number]] = None  # steps timed inside the evaluation
+    """``val`` or ``test``."""
+    rows: int | None = None
+    """Tables: the split's row count."""
+    metrics: dict[str, float]
+    """``<split>/<metric>``: its value."""
+    per_class: list[dict[str, Any]] | None = None
+    """Precision, recall, F1 and support of each class."""
+    files: dict[str, str] | None = None
+    """The files written for the split: confusion matrix (csv, png), per-class csv; tables' ROC and PR curves."""
+    confusion_matrix: list[list[int]] | None = None
+    """Rows: the true class; columns: the predicted class."""
+    threshold: float | None = None
+    """Binary tables: the decision threshold."""
+    feature_importance: dict[str, Any] | None = None
+    """Tables, the final model's ``val`` split: permutation importance of each raw column, and its csv."""
+    timings_seconds: dict[str, Number] | None = None
+    """Steps timed inside the evaluation (feature importance)."""
 
 
 class Evaluation(Result):
     """Every split the best checkpoint was scored on: ``val``, and ``test`` where the data holds one out."""
 
     val: SplitEvaluation
-    test: Optional[SplitEvaluation] = None
+    test: SplitEvaluation | None = None
 
     def split(self, name: str) -> SplitEvaluation | None:
         """The evaluation of split ``name``; None where the run held none out."""
@@ -80,27 +90,42 @@ class Evaluation(Result):
 class Parity(Result):
     """onnxruntime against PyTorch on the same inputs: images (logits, top-1) or held-out rows (scores, labels)."""
 
-    images: Optional[int] = None
-    rows: Optional[int] = None
-    source: str                                   # "validation images", "random inputs", "held-out test rows"
-    max_abs_logit_diff: Optional[float] = None
-    max_abs_diff: Optional[float] = None          # tables: probability, or prediction relative to the target's scale
-    top1_agreement: Optional[float] = None
-    top1_identical: Optional[bool] = None
+    images: int | None = None
+    """Images: how many were compared."""
+    rows: int | None = None
+    """Tables: how many held-out rows were compared."""
+    source: str
+    """Where the inputs came from: validation images, random inputs, held-out test rows."""
+    max_abs_logit_diff: float | None = None
+    """Images: the largest absolute difference of a logit."""
+    max_abs_diff: float | None = None
+    """Tables: of a probability, or of a prediction relative to the target's scale."""
+    top1_agreement: float | None = None
+    """Images: the share of inputs whose top-1 class is the same."""
+    top1_identical: bool | None = None
+    """Images: every top-1 class is the same."""
     atol: float
-    labels_identical: Optional[bool] = None
+    """The tolerance the difference must stay within."""
+    labels_identical: bool | None = None
+    """Classification tables: every label at the threshold is the same."""
     passed: bool
-    mismatched_images: Optional[list[str]] = None
+    """The difference within ``atol`` and the same classes or labels."""
+    mismatched_images: list[str] | None = None
+    """Images: the paths whose top-1 class differs."""
 
 
 class ExportResult(Result):
     """The ONNX file, its parity check, how long it took; the metadata inside it; an int8 copy where asked."""
 
     onnx: str
+    """The ONNX file."""
     parity: Parity
-    metadata: Optional[dict[str, Any]] = None
-    int8: Optional[dict[str, Any]] = None
+    metadata: dict[str, Any] | None = None
+    """The metadata inside the ONNX file (left out of summary.json, which has its facts already)."""
+    int8: dict[str, Any] | None = None
+    """Images with ``export.quantize=int8``: the int8 copy, its calibration and its agreement with the float file."""
     seconds: float
+    """The export and its parity check."""
 
     def without_metadata(self) -> ExportResult:
         """As summary.json records it: the metadata is in the ONNX file already."""
@@ -123,9 +148,14 @@ class FitResult:
 
 
 class FoldResult(Result):
+    """One cross-validation fold: its rows, and its model's scores on its held-out part."""
+
     fold: str
-    rows: dict[str, int]          # train, val, test
-    metrics: dict[str, float]     # the fold's held-out test metrics, without the ``test/`` prefix
+    """``fold1`` .. ``foldK``."""
+    rows: dict[str, int]
+    """Rows of ``train``, ``val`` and ``test``."""
+    metrics: dict[str, float]
+    """The fold's held-out test metrics, without the ``test/`` prefix."""
     fit_seconds: float
 
 
@@ -135,44 +165,66 @@ class CrossValidation(Result):
     folds: int
     per_fold: list[FoldResult]
     mean: dict[str, float]
+    """Each metric's mean over the folds."""
     std: dict[str, float]
+    """Each metric's standard deviation over the folds (0 for one fold)."""
     fit_seconds_total: float
 
 
 class Monitor(Result):
+    """The metric that picks the best checkpoint."""
+
     metric: str
-    mode: str                     # min or max
-    best: Optional[float]
+    """e.g. ``val/acc``."""
+    mode: str
+    """``min`` or ``max``."""
+    best: float | None
+    """Its value on the validation split with the best checkpoint."""
 
 
 class Checkpoints(Result):
-    best: Optional[str]
-    last: Optional[str]
+    """The best checkpoint by the monitored metric and the latest finished epoch's (one file when the same)."""
+
+    best: str | None
+    last: str | None
 
 
 class RunSummary(Result):
     """``summary.json``: the run's record for people and programs (see docs/run-outputs.md)."""
 
     task: str
+    """The task type: ``image_classification`` or ``tabular``."""
     experiment: str
+    """The run's name (``task_name``)."""
     run_dir: str
     monitor: Monitor
     evaluation: Evaluation
-    cross_validation: Optional[CrossValidation]
-    classes: Optional[list[str]]
-    data: dict[str, Any]          # the data step's counts, warnings and files (task-specific)
-    # the task's facts (Task.info): images input_spec, parameters, weights; tables model, parameters
-    input_spec: Optional[dict[str, Any]] = None
-    model: Optional[dict[str, Any]] = None
-    parameters: Optional[dict[str, int]] = None
-    weights: Optional[dict[str, Any]] = None
+    cross_validation: CrossValidation | None
+    """With ``cv.folds``: the folds' scores, their mean and std (also in cross_validation.json); otherwise null."""
+    classes: list[str] | None
+    """The class names; null for a regression."""
+    data: dict[str, Any]
+    """The data step's counts (in, used, rejected; per class and split), warnings and files; task-specific."""
+    input_spec: dict[str, Any] | None = None
+    """Images: the model's input (size, mean, std, resize, interpolation)."""
+    model: dict[str, Any] | None = None
+    """Tables: the model's kind and name, its raw and encoded feature counts."""
+    parameters: dict[str, int] | None = None
+    """Parameter counts: total, trainable, frozen."""
+    weights: dict[str, Any] | None = None
+    """Images: where the weights came from and what loaded."""
     checkpoints: Checkpoints
     epochs_trained: int
     history: list[dict[str, Any]]
-    export: Optional[ExportResult]
+    """Each epoch's row of history.csv."""
+    export: ExportResult | None
+    """The ONNX file and its parity check; null without export."""
     timings_seconds: dict[str, Number]
-    files: dict[str, Optional[str]]
-    versions: dict[str, Optional[str]]
+    """Seconds of each step: data, cross_validation, fit, evaluate, export, (feature_importance), total."""
+    files: dict[str, str | None]
+    """The path of every file the run wrote, by name; null where it wrote none."""
+    versions: dict[str, str | None]
+    """Versions of Python and the libraries that decide whether a result can be reproduced."""
 
 
 __all__ = ["Checkpoints", "CrossValidation", "Evaluation", "ExportResult", "FitResult", "FoldResult", "Monitor",
