@@ -190,7 +190,8 @@ def _train(cfg: DictConfig) -> float | None:
     print_report(summary, task)
     if exported and not exported.parity.passed:
         raise ExportMismatch(f"onnxruntime and the trained model disagree on {exported.onnx}: "
-                             f"{exported.parity.as_dict()}")
+                             f"{exported.parity.as_dict()}; the rest of the run is written (summary.json): try "
+                             "another export.opset=, or a larger export.atol= if the difference is harmless")
     return metric_value
 
 
