@@ -40,8 +40,9 @@ from PIL import Image
 
 from benchlib import machine, markdown_table, median, timed, write_results
 from visiontrain.core.files import list_images
-from visiontrain.core.image_decode import ImageRejected, decode
+from visiontrain.core.image_decode import decode
 from visiontrain.core.image_preprocess import INTERPOLATIONS, ImageSpec, preprocess, resize_to_for
+from visiontrain.errors import ImageRejected
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_BACKBONES = ("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2", "resnet18",

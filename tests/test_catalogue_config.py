@@ -364,7 +364,8 @@ def test_the_quoting_the_error_suggests_is_accepted_as_typed(command, arguments,
 def test_an_unknown_interpolation_is_an_error_wherever_it_is_read():
     """The input spec (training, the ONNX file it writes) and an ONNX file's metadata (predict, serve, stream)."""
     from visiontrain.core.image_preprocess import ImageSpec
-    from visiontrain.core.model_metadata import MetadataError, ModelMetadata
+    from visiontrain.core.model_metadata import ModelMetadata
+    from visiontrain.errors import MetadataError
     from visiontrain.image.transforms import resolve_input_spec
 
     with pytest.raises(ConfigError) as raised:

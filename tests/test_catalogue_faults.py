@@ -272,6 +272,19 @@ def test_evaluate_and_export_into_a_read_only_run_dir_end_in_one_line(image_ckpt
     assert sorted(p.name for p in out.iterdir()) == [".hydra", "visiontrain.log"]
 
 
+def test_an_export_that_disagrees_with_pytorch_exits_3_in_one_line(image_ckpt, tmp_path):
+    """No float32 graph meets atol=1e-30: the parity line says so, the error names the file and the check, exit 3."""
+    out = tmp_path / "out"
+    result = run_cli("export", f"ckpt={image_ckpt}", "atol=1e-30", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "passed: False" in result.stdout and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"visiontrain: export error: onnxruntime and PyTorch disagree on {out / 'model.onnx'} beyond atol=1e-30 "
+        f"(the parity check is in {out / 'export.json'}): try another opset=, or a larger atol= if the difference "
+        "is harmless"]
+    assert not json.loads((out / "export.json").read_text())["parity"]["passed"]
+
+
 # ----- hostile checkpoints ---------------------------------------------------------------------------------
 class MarkerPayload:
     """Unpickling this creates ``path``: the proof that code from a file ran."""

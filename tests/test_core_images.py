@@ -16,9 +16,10 @@ import pytest
 from PIL import Image
 
 from visiontrain.core.files import IMAGE_SUFFIXES, list_images
-from visiontrain.core.image_decode import ImageRejected, PixelLimit, decode
+from visiontrain.core.image_decode import PixelLimit, decode
 from visiontrain.core.image_preprocess import INTERPOLATIONS, resize_and_crop, resize_to_for
 from visiontrain.core.image_statistics import image_statistics
+from visiontrain.errors import ImageRejected
 from visiontrain.image.image_io import read_rgb_array, why_unusable
 from visiontrain.image.transforms import build_eval_transform, resolve_input_spec
 

@@ -11,7 +11,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from visiontrain.core.model_metadata import MISSING_VALUES, PIXEL_SCALE, MetadataError, ModelMetadata
+from visiontrain.core.model_metadata import MISSING_VALUES, PIXEL_SCALE, ModelMetadata
+from visiontrain.errors import MetadataError
 
 REFERENCE = {"task": "tabular_classification", "inputs": {"tenure": {"kind": "numeric", "count": 3}}}
 # the dicts export wrote before this class (tasks/image.py export_checkpoint, tasks/tabular.py

@@ -10,6 +10,7 @@ import pytest
 from lightning.pytorch.utilities.model_summary import summarize
 
 from conftest import TELCO_SAMPLE, compose_train, run_cli, tiny_overrides
+from test_summary_schema import assert_valid_summary
 
 # lines a run used to print that say nothing to the user
 NOISE = ("contains no parameters", "No artists with labels", "💡 Tip", "GPU available", "TPU available",
@@ -49,6 +50,7 @@ def test_a_baseline_run_prints_the_report_and_logs_the_rest(tmp_path):
     assert f"checkpoint         {last} (the only one: best and last)" in console
     assert "best checkpoint" not in console
     assert "Total params" not in console  # no model summary table of a model without parameters
+    assert_valid_summary(run_dir)  # the published schema holds for a real table run
 
 
 def test_an_image_run_prints_the_report_and_logs_the_rest(tiny_hymenoptera, tmp_path):
@@ -63,6 +65,7 @@ def test_an_image_run_prints_the_report_and_logs_the_rest(tiny_hymenoptera, tmp_
     model_row = next(line for line in console.splitlines() if " model " in line and "ResNet" in line)
     cells = [cell.strip() for cell in re.split(r"[│|]", model_row)]
     assert cells[cells.index("ResNet") + 3] not in ("0", "") and "[1, 3," in model_row, model_row  # its FLOPs
+    assert_valid_summary(run_dir)  # and for a real image run
 
 
 def test_the_tabular_mlp_s_summary_measures_its_flops():

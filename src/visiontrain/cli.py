@@ -197,13 +197,11 @@ def _as_write_error(error: Exception, command: str) -> Exception:
 
 
 def _user_error(error: BaseException) -> tuple[str, int] | None:
-    """What to call an error meant for the user, and the exit code; None for a bug (its traceback is shown)."""
-    from visiontrain.errors import CheckpointError, ConfigError, DataError, RunWriteError, WeightsError
+    """What to call an error meant for the user, and the exit code (both carried by each class in
+    :mod:`visiontrain.errors`); None for a bug (its traceback is shown)."""
+    from visiontrain.errors import VisiontrainError
 
-    kinds = ((RunWriteError, "write error", 1),  # the disk, not the config
-             (ConfigError, "config error", 2), (DataError, "data error", 2), (WeightsError, "weights error", 2),
-             (CheckpointError, "checkpoint error", 2))
-    return next(((kind, code) for cls, kind, code in kinds if isinstance(error, cls)), None)
+    return (error.kind, error.exit_code) if isinstance(error, VisiontrainError) else None
 
 
 def _exit_with(error: BaseException) -> NoReturn:

@@ -1,39 +1,66 @@
-"""Errors that speak to the user: what was wrong, where, and what to do."""
+"""Every error visiontrain raises, each with its exit code: what was wrong, where, and what to do.
+
+An error reaching the command line ends the command with one line, ``visiontrain: <kind>: <message>`` (secrets
+masked, no traceback), and its class's exit code:
+
+- 1: the machine, not what the user gave: a file the run dir refused, messages the broker did not take
+- 2: what the user gave: the config, the data, the weights, a checkpoint, a model file or its metadata, a JSON
+  body, an image, a ``_target_`` outside what its role allows
+- 3: the exported ONNX file disagrees with the trained model beyond the tolerance
+
+This module is the bottom layer: it imports the standard library only, so every layer can raise these.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
 from pathlib import Path
+from typing import ClassVar
 
 # a folder that turned read-only (EROFS; EPERM for an immutable one, even to root), lost its permissions or filled up
 WRITE_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
 
 
-class ConfigError(ValueError):
+class VisiontrainError(Exception):
+    """Base of every visiontrain error: ``kind`` names it on the console line, ``exit_code`` ends the command."""
+
+    kind: ClassVar[str] = "error"
+    exit_code: ClassVar[int] = 1
+
+
+class ConfigError(VisiontrainError, ValueError):
     """A configuration mistake found before any training starts.
 
     The message always names the offending key and a fix, e.g. ``optimizer.lr=1e-3``.
     """
+
+    kind, exit_code = "config error", 2
 
     def __init__(self, key: str, problem: str, fix: str) -> None:
         self.key, self.problem, self.fix = key, problem, fix
         super().__init__(f"config key `{key}`: {problem}\n  fix: {fix}")
 
 
-class DataError(ValueError):
+class DataError(VisiontrainError, ValueError):
     """The data cannot be used at all (no classes, no usable images in a split, ...)."""
 
+    kind, exit_code = "data error", 2
 
-class WeightsError(RuntimeError):
+
+class WeightsError(VisiontrainError, RuntimeError):
     """Pretrained or local weights could not be obtained or do not fit the backbone."""
 
+    kind, exit_code = "weights error", 2
 
-class CheckpointError(ValueError):
+
+class CheckpointError(VisiontrainError, ValueError):
     """A checkpoint cannot be used: missing, damaged, not a visiontrain checkpoint, or holding settings we refuse.
 
     Raised before anything from the file is built, so a damaged or hostile checkpoint ends in one clear message.
     """
+
+    kind, exit_code = "checkpoint error", 2
 
 
 class CheckpointRefused(CheckpointError):
@@ -43,9 +70,11 @@ class CheckpointRefused(CheckpointError):
     """
 
 
-class RunWriteError(OSError):
+class RunWriteError(VisiontrainError, OSError):
     """A file of the run could not be written (a read-only or full run dir): the command stops once, naming the
     folder to fix and how to continue, whichever writer (checkpoint, logger, history, report) met it first."""
+
+    kind, exit_code = "write error", 1  # the disk, not the config
 
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
@@ -53,6 +82,63 @@ class RunWriteError(OSError):
 
 
 CheckpointWriteError = RunWriteError  # its name before every writer of a run shared it
+
+
+class UntrustedTarget(VisiontrainError, ValueError):
+    """A ``_target_`` (or an interpolation) outside what its role allows: refused before anything is imported."""
+
+    kind, exit_code = "config error", 2
+
+
+class MetadataError(VisiontrainError, ValueError):
+    """The file's metadata cannot be read as a visiontrain model's; the message names the field."""
+
+    kind, exit_code = "model error", 2
+
+
+class ModelError(VisiontrainError, ValueError):
+    """The file is not a model these commands can run; the message says why and what to do."""
+
+    kind, exit_code = "model error", 2
+
+
+class ImageRejected(VisiontrainError, ValueError):
+    """An input that cannot be used as an image; the message is the reason shown to the user."""
+
+    kind, exit_code = "image rejected", 2
+
+
+class ImageTooLarge(ImageRejected):
+    """More decoded pixels than a pixel limit allows: found from the header, before anything is decoded."""
+
+
+class JsonProblem(VisiontrainError, ValueError):
+    """The text is not JSON we can read; the message says why."""
+
+    kind, exit_code = "data error", 2
+
+
+class ColumnsError(VisiontrainError, ValueError):
+    """The rows lack columns the model needs; ``missing`` names them."""
+
+    kind, exit_code = "data error", 2
+
+    def __init__(self, missing: list[str], unexpected: list[str]) -> None:
+        self.missing, self.unexpected = missing, unexpected
+        hint = f" (unknown columns given: {', '.join(unexpected[:10])})" if unexpected else ""
+        super().__init__(f"missing column(s) the model needs: {', '.join(missing)}{hint}")
+
+
+class DeliveryFailed(VisiontrainError, RuntimeError):
+    """The broker refused or timed out messages: nothing of this batch is committed."""
+
+    kind, exit_code = "delivery failed", 1
+
+
+class ExportMismatch(VisiontrainError, RuntimeError):
+    """onnxruntime and PyTorch disagree on the exported model beyond the configured tolerance."""
+
+    kind, exit_code = "export error", 3
 
 
 def write_failure(error: BaseException, folder: Path) -> OSError | None:

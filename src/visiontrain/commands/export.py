@@ -8,13 +8,16 @@ from omegaconf import DictConfig
 
 from visiontrain.commands.checkpoint_input import checkpoint_from
 from visiontrain.commands.validation import validate_export_config
+from visiontrain.errors import ExportMismatch
 from visiontrain.registry import task_class, task_name_of
+from visiontrain.training.results import ExportResult
 
 
-def export(cfg: DictConfig) -> dict:
+def export(cfg: DictConfig) -> ExportResult:
     """Export a checkpoint to ONNX and check it with onnxruntime on the checkpoint's own held-out data.
 
-    Exits with code 3 when onnxruntime and PyTorch disagree beyond the tolerance.
+    Raises :class:`~visiontrain.errors.ExportMismatch` (exit code 3) when onnxruntime and PyTorch disagree beyond
+    the tolerance; the file stays, for a look at what differs.
     """
     validate_export_config(cfg)
     ckpt, checkpoint = checkpoint_from(cfg)
@@ -22,6 +25,8 @@ def export(cfg: DictConfig) -> dict:
     output = Path(str(cfg.output)).expanduser() if cfg.get("output") else run_dir / "model.onnx"
     task = task_class(task_name_of(checkpoint, ckpt))
     result = task.export_checkpoint(cfg, ckpt, checkpoint, output, run_dir)
-    if not result["parity"]["passed"]:
-        raise SystemExit(3)
+    if not result.parity.passed:
+        raise ExportMismatch(f"onnxruntime and PyTorch disagree on {result.onnx} beyond atol={result.parity.atol:g} "
+                             f"(the parity check is in {run_dir / 'export.json'}): try another opset=, or a larger "
+                             "atol= if the difference is harmless")
     return result

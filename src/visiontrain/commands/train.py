@@ -20,6 +20,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
 from visiontrain.commands.validation import validate_train_config
+from visiontrain.errors import ExportMismatch
 from visiontrain.registry import task_for_config
 from visiontrain.tracking.results import log_run_results, wandb_loggers
 from visiontrain.tracking.wandb_run import finish_active_run
@@ -27,14 +28,18 @@ from visiontrain.training.checkpoints import read_checkpoint
 from visiontrain.training.hardware import build_trainer
 from visiontrain.training.history import MetricHistory
 from visiontrain.training.reports import library_versions, plot_curves, write_json
+from visiontrain.training.results import (
+    Checkpoints,
+    CrossValidation,
+    FitResult,
+    FoldResult,
+    Monitor,
+    RunSummary,
+)
 from visiontrain.training.run_writes import RunWriteGuard, raise_if_log_failed
 from visiontrain.training.task import PreparedData, Task
 
 log = logging.getLogger("visiontrain")
-
-
-class ExportMismatch(RuntimeError):
-    """onnxruntime and PyTorch disagree on the exported model beyond the configured tolerance."""
 
 
 def instantiate_loggers(logger_cfg: DictConfig | None) -> list[Any]:
@@ -47,7 +52,7 @@ def instantiate_callbacks(callbacks_cfg: DictConfig | None, have_logger: bool) -
     return [c for c in callbacks if have_logger or not isinstance(c, LearningRateMonitor)]
 
 
-def fit_once(cfg: DictConfig, task: Task, data: PreparedData, split: Any, out_dir: Path) -> dict[str, Any]:
+def fit_once(cfg: DictConfig, task: Task, data: PreparedData, split: Any, out_dir: Path) -> FitResult:
     """One fit of a fresh model on ``split``: Trainer, callbacks and loggers from config, writing to ``out_dir``.
 
     The final model writes to the run dir itself; each cross-validation fold to ``<run dir>/folds/<fold>``.
@@ -75,13 +80,12 @@ def fit_once(cfg: DictConfig, task: Task, data: PreparedData, split: Any, out_di
     last = checkpoint.last_model_path if checkpoint else None  # before evaluation restores the best one's state
     started = time.perf_counter()
     evaluation = task.evaluate(trainer, data, built, best or None, out_dir)
-    return {"trainer": trainer, "built": built, "best": best or None,
-            "last": last or None, "epochs": epochs,
-            "evaluation": evaluation, "fit_seconds": round(fit_seconds, 3),
-            "evaluate_seconds": round(time.perf_counter() - started, 3)}
+    return FitResult(trainer=trainer, built=built, best=best or None, last=last or None, epochs=epochs,
+                     evaluation=evaluation, fit_seconds=round(fit_seconds, 3),
+                     evaluate_seconds=round(time.perf_counter() - started, 3))
 
 
-def cross_validate(cfg: DictConfig, task: Task, data: PreparedData, run_dir: Path) -> dict[str, Any]:
+def cross_validate(cfg: DictConfig, task: Task, data: PreparedData, run_dir: Path) -> CrossValidation:
     """Fit a fresh model per fold and score its held-out part; mean and std of every test metric."""
     per_fold = []
     folds = data.folds
@@ -89,19 +93,19 @@ def cross_validate(cfg: DictConfig, task: Task, data: PreparedData, run_dir: Pat
         log.info("cross-validation: %s (%d train, %d val, %d held out)", split.name, len(split.train),
                  len(split.val), len(split.test))
         result = fit_once(cfg, task, data, split, run_dir / "folds" / split.name)
-        metrics = {k.removeprefix("test/"): v for k, v in result["evaluation"]["test"]["metrics"].items()
+        metrics = {k.removeprefix("test/"): v for k, v in result.evaluation.test.metrics.items()
                    if k != "test/loss"}
-        per_fold.append({"fold": split.name, "rows": {"train": len(split.train), "val": len(split.val),
-                                                      "test": len(split.test)},
-                         "metrics": metrics, "fit_seconds": result["fit_seconds"]})
-    names = list(dict.fromkeys(name for fold in per_fold for name in fold["metrics"]))
-    table = {name: np.array([fold["metrics"][name] for fold in per_fold if name in fold["metrics"]])
-             for name in names}
-    summary = {"folds": len(folds), "per_fold": per_fold,
-               "mean": {name: float(values.mean()) for name, values in table.items()},
-               "std": {name: float(values.std(ddof=1)) if len(values) > 1 else 0.0 for name, values in table.items()},
-               "fit_seconds_total": round(sum(fold["fit_seconds"] for fold in per_fold), 3)}
-    write_json(summary, run_dir / "cross_validation.json")
+        per_fold.append(FoldResult(fold=split.name, rows={"train": len(split.train), "val": len(split.val),
+                                                          "test": len(split.test)},
+                                   metrics=metrics, fit_seconds=result.fit_seconds))
+    names = list(dict.fromkeys(name for fold in per_fold for name in fold.metrics))
+    table = {name: np.array([fold.metrics[name] for fold in per_fold if name in fold.metrics]) for name in names}
+    summary = CrossValidation(
+        folds=len(folds), per_fold=per_fold,
+        mean={name: float(values.mean()) for name, values in table.items()},
+        std={name: float(values.std(ddof=1)) if len(values) > 1 else 0.0 for name, values in table.items()},
+        fit_seconds_total=round(sum(fold.fit_seconds for fold in per_fold), 3))
+    write_json(summary.as_dict(), run_dir / "cross_validation.json")
     return summary
 
 
@@ -140,9 +144,9 @@ def _train(cfg: DictConfig) -> float | None:
     cross_validation = cross_validate(cfg, task, data, run_dir) if data.folds else None
 
     final = fit_once(cfg, task, data, data.final_split, run_dir)
-    trainer, evaluation, best, built = final["trainer"], final["evaluation"], final["best"], final["built"]
+    trainer, evaluation, best, built = final.trainer, final.evaluation, final.best, final.built
     metric_name = str(cfg.monitor.metric)
-    metric_value = evaluation["val"]["metrics"].get(metric_name)
+    metric_value = evaluation.val.metrics.get(metric_name)
     if not trainer.is_global_zero:
         return metric_value
 
@@ -153,37 +157,41 @@ def _train(cfg: DictConfig) -> float | None:
         exported = task.export(data, built, best, run_dir,
                                {"name": metric_name, "value": metric_value, "mode": cfg.monitor.mode},
                                {"reference_stats": reference})
-    curves = plot_curves(final["epochs"], run_dir / "curves.png", task.curve_metric)
-    summary = {
-        "task": task.name, "experiment": cfg.task_name, "run_dir": str(run_dir),
-        "monitor": {"metric": metric_name, "mode": cfg.monitor.mode, "best": metric_value},
-        "evaluation": evaluation, "cross_validation": cross_validation, "classes": data.summary.get("classes"),
-        "data": data.summary, **task.info(data, built),
-        "checkpoints": {"best": best, "last": final["last"]},
-        "epochs_trained": trainer.current_epoch, "history": final["epochs"],
-        "export": {k: v for k, v in (exported or {}).items() if k != "metadata"} or None,
-        "timings_seconds": {"data": data.summary["seconds"], "cross_validation": (cross_validation or {}).get(
-                                "fit_seconds_total", 0.0),
-                            "fit": final["fit_seconds"], "evaluate": final["evaluate_seconds"],
-                            "export": exported["seconds"] if exported else 0.0,
-                            **evaluation["val"].get("timings_seconds", {}),  # steps inside evaluate, if timed
-                            "total": round(time.perf_counter() - started, 3)},
-        "files": {"summary": str(run_dir / "summary.json"), "history_csv": str(run_dir / "history.csv"),
-                  "curves_png": str(curves) if curves else None, "rejects_csv": data.summary.get("rejects_csv"),
-                  "split_csv": data.summary.get("split_csv"), "data_report": data.summary.get("data_report"),
-                  "cross_validation": str(run_dir / "cross_validation.json") if cross_validation else None,
-                  "reference_stats": str(run_dir / "reference_stats.json"),
-                  "config": str(run_dir / ".hydra" / "config.yaml"),
-                  **evaluation.get(task.report_split, evaluation["val"]).get("files", {}),
-                  "onnx": exported["onnx"] if exported else None},
-        "versions": library_versions(),
-    }
+    curves = plot_curves(final.epochs, run_dir / "curves.png", task.curve_metric)
+    report_split = evaluation.split(task.report_split) or evaluation.val
+    run_summary = RunSummary(
+        task=task.name, experiment=cfg.task_name, run_dir=str(run_dir),
+        monitor=Monitor(metric=metric_name, mode=cfg.monitor.mode, best=metric_value),
+        evaluation=evaluation, cross_validation=cross_validation, classes=data.summary.get("classes"),
+        data=data.summary, **task.info(data, built),
+        checkpoints=Checkpoints(best=best, last=final.last),
+        epochs_trained=trainer.current_epoch, history=final.epochs,
+        export=exported.without_metadata() if exported else None,
+        timings_seconds={"data": data.summary["seconds"],
+                         "cross_validation": cross_validation.fit_seconds_total if cross_validation else 0.0,
+                         "fit": final.fit_seconds, "evaluate": final.evaluate_seconds,
+                         "export": exported.seconds if exported else 0.0,
+                         **(evaluation.val.timings_seconds or {}),  # steps inside evaluate, if timed
+                         "total": round(time.perf_counter() - started, 3)},
+        files={"summary": str(run_dir / "summary.json"), "history_csv": str(run_dir / "history.csv"),
+               "curves_png": str(curves) if curves else None, "rejects_csv": data.summary.get("rejects_csv"),
+               "split_csv": data.summary.get("split_csv"), "data_report": data.summary.get("data_report"),
+               "cross_validation": str(run_dir / "cross_validation.json") if cross_validation else None,
+               "reference_stats": str(run_dir / "reference_stats.json"),
+               "config": str(run_dir / ".hydra" / "config.yaml"),
+               **(report_split.files or {}),
+               "onnx": exported.onnx if exported else None},
+        versions=library_versions(),
+    )
+    summary = run_summary.as_dict()
     write_json(summary, run_dir / "summary.json")
     for logger in wandb_loggers(trainer.loggers):
         log_run_results(logger, cfg, summary, task.sample_predictions(data, built))
     print_report(summary, task)
-    if exported and not exported["parity"]["passed"]:
-        raise ExportMismatch(f"onnxruntime and the trained model disagree on {exported['onnx']}: {exported['parity']}")
+    if exported and not exported.parity.passed:
+        raise ExportMismatch(f"onnxruntime and the trained model disagree on {exported.onnx}: "
+                             f"{exported.parity.as_dict()}; the rest of the run is written (summary.json): try "
+                             "another export.opset=, or a larger export.atol= if the difference is harmless")
     return metric_value
 
 

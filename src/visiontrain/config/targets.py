@@ -17,13 +17,11 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from visiontrain.errors import UntrustedTarget
+
 # the one interpolation a run stores: a data source URL with a secret, kept as the variable it came from
 ENV_REFERENCE = re.compile(r"\$\{oc\.env:[A-Za-z_][A-Za-z0-9_]*\}")
 _DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
-
-
-class UntrustedTarget(ValueError):
-    """A ``_target_`` (or an interpolation) outside what its role allows: refused before anything is imported."""
 
 
 @dataclass(frozen=True)

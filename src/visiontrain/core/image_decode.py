@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from visiontrain.core.files import describe, path_problem
+from visiontrain.errors import ImageRejected, ImageTooLarge
 
 # PIL refuses to open larger files (DecompressionBombError), whatever limit is configured elsewhere
 PIL_PIXEL_CAP: int | None = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
@@ -38,14 +39,6 @@ _SIGNATURES = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF8
                (b"GIF89a", "GIF"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"BM", "BMP"))
 
 Source = str | Path | bytes
-
-
-class ImageRejected(ValueError):
-    """An input that cannot be used as an image; the message is the reason shown to the user."""
-
-
-class ImageTooLarge(ImageRejected):
-    """More decoded pixels than a :class:`PixelLimit` allows: found from the header, before anything is decoded."""
 
 
 @dataclass(frozen=True)

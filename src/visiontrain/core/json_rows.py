@@ -11,15 +11,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from visiontrain.errors import JsonProblem
+
 LONGEST_INTEGER = 40  # digits; longer JSON integers stay text, and the column decides (float32 or category)
 
 
 class NotJson(str):
     """``NaN``, ``Infinity`` or ``-Infinity``: Python's parser accepts them, JSON does not."""
-
-
-class JsonProblem(ValueError):
-    """The text is not JSON we can read; the message says why."""
 
 
 def loads(body: bytes | str) -> Any:

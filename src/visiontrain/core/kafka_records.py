@@ -13,7 +13,8 @@ import binascii
 from dataclasses import dataclass, field
 from typing import Any
 
-from visiontrain.core.json_rows import JsonProblem, loads
+from visiontrain.core.json_rows import loads
+from visiontrain.errors import JsonProblem
 
 
 @dataclass(frozen=True)

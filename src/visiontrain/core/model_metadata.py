@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from visiontrain.errors import MetadataError
+
 Task = Literal["image_classification", "tabular_classification", "tabular_regression"]
 TASKS: tuple[str, ...] = get_args(Task)
 PIXEL_SCALE = "RGB uint8 / 255, then (x - mean) / std, NCHW float32"
@@ -27,10 +29,6 @@ OPTIONAL_PROPERTIES = ("reference_stats", "quantization")  # written after the o
 TEXT_FIELDS = ("task", "input_name", "crop", "interpolation", "pixel_scale", "backbone", "source_checkpoint",
                "visiontrain_version", "target", "positive_label", "threshold_metric", "missing_values", "model",
                "estimator")  # stored as the text itself, not as JSON
-
-
-class MetadataError(ValueError):
-    """The file's metadata cannot be read as a visiontrain model's; the message names the field."""
 
 
 @dataclass(frozen=True)

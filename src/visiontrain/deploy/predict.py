@@ -22,20 +22,13 @@ import numpy as np
 from visiontrain.config.choices import PREDICTION_OUTPUTS
 from visiontrain.config.reading import pixel_limit
 from visiontrain.core.files import list_images
-from visiontrain.core.image_decode import ImageRejected, PixelLimit
+from visiontrain.core.image_decode import PixelLimit
 from visiontrain.core.image_preprocess import ImageSpec, model_input
 from visiontrain.core.machine import available_cores
 from visiontrain.core.manifest import SPLITS, header_columns, read_manifest
 from visiontrain.core.table_files import FILE_SUFFIXES
-from visiontrain.deploy.table_input import (
-    ColumnsError,
-    TableSpec,
-    id_columns,
-    is_table_file,
-    prepare,
-    read_table,
-)
-from visiontrain.errors import ConfigError, DataError
+from visiontrain.deploy.table_input import TableSpec, id_columns, is_table_file, prepare, read_table
+from visiontrain.errors import ColumnsError, ConfigError, DataError, ImageRejected
 from visiontrain.inference.onnx_model import IMAGE, OnnxModel, batched, open_model
 
 OUTPUT_SUFFIXES = PREDICTION_OUTPUTS  # the one tuple the CLI checks `output=` against before anything loads

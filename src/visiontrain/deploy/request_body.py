@@ -15,8 +15,9 @@ from typing import Any
 from fastapi import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
-from visiontrain.core.json_rows import JsonProblem, flat_row, loads
-from visiontrain.deploy.table_input import ColumnsError, TableSpec
+from visiontrain.core.json_rows import flat_row, loads
+from visiontrain.deploy.table_input import TableSpec
+from visiontrain.errors import ColumnsError, JsonProblem
 
 
 class ClientError(HTTPException):

@@ -30,7 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from visiontrain.config.reading import pixel_limit
-from visiontrain.core.image_decode import ImageRejected, ImageTooLarge, PixelLimit, decode, decoded_size
+from visiontrain.core.image_decode import PixelLimit, decode, decoded_size
 from visiontrain.core.image_preprocess import ImageSpec, preprocess
 from visiontrain.core.image_statistics import IMAGE_STATISTICS, image_statistics
 from visiontrain.core.machine import available_cores
@@ -40,7 +40,7 @@ from visiontrain.deploy.connection_deadline import deadline_protocol
 from visiontrain.deploy.metrics import RequestMetrics, ServeMetrics
 from visiontrain.deploy.request_body import ClientError, parse_json, read_body, rejected_rows, table_rows
 from visiontrain.deploy.table_input import TableSpec, prepare_rows
-from visiontrain.errors import ConfigError
+from visiontrain.errors import ConfigError, ImageRejected, ImageTooLarge
 from visiontrain.inference.onnx_model import IMAGE, OnnxModel, open_model
 from visiontrain.monitoring.current import prediction_outputs
 from visiontrain.monitoring.rolling import RollingDrift

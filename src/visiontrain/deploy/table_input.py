@@ -19,15 +19,7 @@ from visiontrain.core.model_metadata import ModelMetadata
 from visiontrain.core.table_files import file_format
 from visiontrain.core.table_files import read_table as read_table_file
 from visiontrain.core.table_values import ModelInputs, is_yes_no_column, model_inputs
-
-
-class ColumnsError(ValueError):
-    """The rows lack columns the model needs; ``missing`` names them."""
-
-    def __init__(self, missing: list[str], unexpected: list[str]) -> None:
-        self.missing, self.unexpected = missing, unexpected
-        hint = f" (unknown columns given: {', '.join(unexpected[:10])})" if unexpected else ""
-        super().__init__(f"missing column(s) the model needs: {', '.join(missing)}{hint}")
+from visiontrain.errors import ColumnsError
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,13 @@ from visiontrain.export.parity import check_parity
 from visiontrain.image.classifier import ImageClassifier, load_classifier
 from visiontrain.image.datamodule import ImageDataModule
 from visiontrain.image.transforms import normalise
+from visiontrain.training.results import ExportResult
 
 
 def export_image_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: ImageDataModule | None,
                             parity_images: int, atol: float, opset: int, metric: dict[str, Any] | None,
                             extra_metadata: dict[str, Any] | None = None, quantize: str | None = None,
-                            calibration_images: int = 128, module: ImageClassifier | None = None) -> dict[str, Any]:
+                            calibration_images: int = 128, module: ImageClassifier | None = None) -> ExportResult:
     """Export ``ckpt_path`` to ONNX (metadata inside) and check onnxruntime against PyTorch on real images.
 
     ``quantize="int8"`` also writes ``<name>.int8.onnx``, calibrated on training images and compared with the
@@ -48,7 +49,7 @@ def export_image_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: 
     result = {"onnx": str(onnx_path), "parity": parity, "metadata": metadata.as_dict()}
     if quantize == "int8":
         result["int8"] = int8_copy(onnx_path, datamodule, spec, calibration_images)
-    return {**result, "seconds": round(time.perf_counter() - started, 3)}
+    return ExportResult(**result, seconds=round(time.perf_counter() - started, 3))
 
 
 def model_inputs(datamodule: ImageDataModule, split: str, indices: Any, spec: dict[str, Any]) -> torch.Tensor:

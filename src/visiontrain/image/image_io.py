@@ -12,14 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from visiontrain.core.image_decode import (
-    DEFAULT_MAX_IMAGE_PIXELS,
-    DecodedImage,
-    ImageRejected,
-    PixelLimit,
-    decode,
-)
-from visiontrain.errors import DataError
+from visiontrain.core.image_decode import DEFAULT_MAX_IMAGE_PIXELS, DecodedImage, PixelLimit, decode
+from visiontrain.errors import DataError, ImageRejected
 
 TRAINING_LIMIT = PixelLimit(DEFAULT_MAX_IMAGE_PIXELS, "data.max_image_pixels")  # conf/data/*.yaml's default
 

@@ -42,6 +42,7 @@ from visiontrain.image.weight_source import WeightSource, weight_source
 from visiontrain.training.checkpoints import stored_run_config
 from visiontrain.training.hardware import build_trainer
 from visiontrain.training.reports import write_confusion, write_json
+from visiontrain.training.results import Evaluation, ExportResult
 from visiontrain.training.task import BuiltModel, PreparedData
 
 log = logging.getLogger("visiontrain")
@@ -205,14 +206,14 @@ class ImageTask:
         return {"input_spec": built.spec.to_dict(), "parameters": module.parameter_counts(), "weights": weights}
 
     def evaluate(self, trainer: pl.Trainer, data: ImageData, built: ImageModel, ckpt_path: str | None,
-                 out_dir: Path) -> dict[str, Any]:
+                 out_dir: Path) -> Evaluation:
         report = {"val": evaluation_report(trainer, built.module, built.datamodule, ckpt_path, "val", out_dir)}
         if "test" in data.inventory.splits:
             report["test"] = evaluation_report(trainer, built.module, built.datamodule, ckpt_path, "test", out_dir)
-        return report
+        return Evaluation(**report)
 
     def export(self, data: ImageData, built: ImageModel, ckpt_path: str, run_dir: Path, metric: dict[str, Any],
-               extra_metadata: dict[str, Any]) -> dict[str, Any]:
+               extra_metadata: dict[str, Any]) -> ExportResult:
         e = self.cfg.export
         return export_image_checkpoint(ckpt_path, run_dir / "model.onnx", built.datamodule, int(e.parity_images),
                                        float(e.atol), int(e.opset), metric, extra_metadata, e.get("quantize"),
@@ -347,7 +348,7 @@ class ImageTask:
 
     @classmethod
     def export_checkpoint(cls, cfg: DictConfig, ckpt: Path, checkpoint: dict[str, Any], output: Path,
-                          run_dir: Path) -> dict[str, Any]:
+                          run_dir: Path) -> ExportResult:
         """Export to ONNX and check it with onnxruntime on the checkpoint's validation images."""
         module = load_classifier(ckpt, checkpoint=checkpoint)
         datamodule = None
@@ -362,13 +363,13 @@ class ImageTask:
                                          int(cfg.opset), None, quantize=quantize,
                                          calibration_images=int(cfg.get("calibration_images", 128)),
                                          module=module)
-        write_json(result, run_dir / "export.json")
-        parity = result["parity"]
-        print(f"exported {ckpt} -> {output}\n  parity on {parity['images']} {parity['source']}: max |logit diff| = "
-              f"{parity['max_abs_logit_diff']:.2e}, top-1 identical: {parity['top1_identical']}, "
-              f"passed: {parity['passed']}")
-        if result.get("int8"):
-            int8 = result["int8"]
+        write_json(result.as_dict(), run_dir / "export.json")
+        parity = result.parity
+        print(f"exported {ckpt} -> {output}\n  parity on {parity.images} {parity.source}: max |logit diff| = "
+              f"{parity.max_abs_logit_diff:.2e}, top-1 identical: {parity.top1_identical}, "
+              f"passed: {parity.passed}")
+        if result.int8:
+            int8 = result.int8
             print(f"  int8 -> {int8['onnx']}: top-1 agreement with float {int8['top1_agreement']:.1%} on "
                   f"{int8['images']} validation images, accuracy {int8.get('float_accuracy', float('nan')):.4f} -> "
                   f"{int8.get('int8_accuracy', float('nan')):.4f}")

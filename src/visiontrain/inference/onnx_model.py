@@ -15,7 +15,8 @@ import numpy as np
 import onnxruntime as ort
 
 from visiontrain.core.files import sha256_of_file
-from visiontrain.core.model_metadata import MetadataError, ModelMetadata
+from visiontrain.core.model_metadata import ModelMetadata
+from visiontrain.errors import MetadataError, ModelError
 
 if TYPE_CHECKING:
     from visiontrain.core.image_decode import PixelLimit
@@ -36,8 +37,6 @@ else:  # the recipe in the itertools documentation; drop it with Python 3.11
             yield chunk
 
 
-class ModelError(ValueError):
-    """The file is not a model these commands can run; the message says why and what to do."""
 
 
 class OnnxModel:

@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 
 from visiontrain.core.files import IMAGE_SUFFIXES, list_images
-from visiontrain.core.image_decode import ImageRejected, PixelLimit, decode
+from visiontrain.core.image_decode import PixelLimit, decode
 from visiontrain.core.image_statistics import IMAGE_STATISTICS, image_statistics
 from visiontrain.core.table_values import ModelInputs, is_yes_no_column, model_inputs
+from visiontrain.errors import ImageRejected
 
 
 def table_inputs(frame: pd.DataFrame, reference_inputs: dict[str, Any]) -> ModelInputs:

@@ -10,8 +10,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from visiontrain.config.reading import value
-from visiontrain.config.targets import UntrustedTarget, check_targets
-from visiontrain.errors import ConfigError, DataError
+from visiontrain.config.targets import check_targets
+from visiontrain.errors import ConfigError, DataError, UntrustedTarget
 from visiontrain.tabular.ingest import detect_format, source_from_environment
 from visiontrain.training.checks import check_optimizer_class
 

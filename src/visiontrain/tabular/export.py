@@ -22,12 +22,13 @@ from visiontrain.tabular.onnx_graph import (
     pipeline_graph,
     torch_graph,
 )
+from visiontrain.training.results import ExportResult
 
 
 def export_tabular_checkpoint(ckpt_path: str | Path, onnx_path: Path, schema: TableSchema, rows: pd.DataFrame,
                               atol: float, opset: int, metric: dict[str, Any] | None,
                               extra_metadata: dict[str, Any] | None = None,
-                              module: TabularModel | None = None) -> dict[str, Any]:
+                              module: TabularModel | None = None) -> ExportResult:
     """Export ``ckpt_path`` (pipeline + model + threshold) to one ONNX file and check it on ``rows``.
 
     ``module``: the checkpoint's model when the caller has already loaded it (the file is then not read again).
@@ -54,5 +55,5 @@ def export_tabular_checkpoint(ckpt_path: str | Path, onnx_path: Path, schema: Ta
         expected = module.scores(torch.as_tensor(transform(module.feature_pipeline, rows, schema))).double().numpy()
     parity = check_table_parity(onnx_path, onnx_feeds(model_inputs(rows, schema), numeric, categorical), expected,
                                 classifier, module.threshold, atol)
-    return {"onnx": str(onnx_path), "seconds": round(time.perf_counter() - started, 3), "parity": parity,
-            "metadata": metadata.as_dict()}
+    return ExportResult(onnx=str(onnx_path), seconds=round(time.perf_counter() - started, 3), parity=parity,
+                        metadata=metadata.as_dict())

@@ -45,6 +45,7 @@ from visiontrain.tabular.splits import Split, check_class_sizes, holdout_split, 
 from visiontrain.training.checkpoints import stored_run_config
 from visiontrain.training.hardware import build_trainer
 from visiontrain.training.reports import write_confusion, write_json
+from visiontrain.training.results import Evaluation, ExportResult
 from visiontrain.training.task import BuiltModel, PreparedData
 
 log = logging.getLogger("visiontrain")
@@ -210,7 +211,7 @@ class TabularTask:
 
     # ----- results ---------------------------------------------------------------------------------------
     def evaluate(self, trainer: pl.Trainer, data: TableData, built: BuiltModel, ckpt_path: str | None,
-                 out_dir: Path) -> dict[str, Any]:
+                 out_dir: Path) -> Evaluation:
         """Score ``ckpt_path`` on val and test; write confusion matrix, ROC and PR curves of each."""
         report: dict[str, Any] = {}
         module, datamodule = built.module, built.datamodule
@@ -231,7 +232,7 @@ class TabularTask:
             report[split] = entry
         if trainer.is_global_zero and "val" in report and out_dir == Path(self.cfg.paths.run_dir):
             report["val"].update(self._feature_importance(data, module, out_dir))  # the final model, no fold
-        return report
+        return Evaluation(**report)
 
     def _feature_importance(self, data: TableData, module: TabularModel, out_dir: Path) -> dict[str, Any]:
         """Permutation importance of the raw columns on the val rows: feature_importance.csv, a section of
@@ -249,7 +250,7 @@ class TabularTask:
                 "timings_seconds": {"feature_importance": result.seconds}}
 
     def export(self, data: TableData, built: BuiltModel, ckpt_path: str, run_dir: Path, metric: dict[str, Any],
-               extra_metadata: dict[str, Any]) -> dict[str, Any]:
+               extra_metadata: dict[str, Any]) -> ExportResult:
         opset = int(self.cfg.export.opset)  # checked against the installed torch exporter, not in the typed config
         return export_tabular_checkpoint(ckpt_path, run_dir / "model.onnx", data.schema, data.held_out,
                                          self.settings.export.atol, opset, metric, extra_metadata)
@@ -367,16 +368,17 @@ class TabularTask:
                               "split=val (or data_root=<a table> to score new rows)")
         trainer: pl.Trainer = build_trainer(cfg.trainer, logger=False, enable_checkpointing=False)
         report = task.evaluate(trainer, data, built, None, run_dir)
-        result = report[split]
-        write_json({"checkpoint": str(ckpt), **result, "data": data.summary["report"]}, run_dir / "evaluation.json")
-        print("\n".join([f"evaluated {ckpt} on {result['rows']} {result['split']} rows:",
-                         *[f"  {k} = {v:.4f}" for k, v in result["metrics"].items()],
+        result = report.split(split)
+        write_json({"checkpoint": str(ckpt), **result.as_dict(), "data": data.summary["report"]},
+                   run_dir / "evaluation.json")
+        print("\n".join([f"evaluated {ckpt} on {result.rows} {result.split} rows:",
+                         *[f"  {k} = {v:.4f}" for k, v in result.metrics.items()],
                          f"  written to {run_dir} (evaluation.json, data_report.md, rejects.csv, curves)"]))
-        return next(iter(result["metrics"].values()), None)
+        return next(iter(result.metrics.values()), None)
 
     @classmethod
     def export_checkpoint(cls, cfg: DictConfig, ckpt: Path, checkpoint: dict[str, Any], output: Path,
-                          run_dir: Path) -> dict[str, Any]:
+                          run_dir: Path) -> ExportResult:
         """Export a tabular checkpoint (preprocessing included) and check it on its held-out rows."""
         if cfg.get("quantize"):
             raise ConfigError("quantize", "int8 quantization is for image models", "quantize=null")
@@ -384,8 +386,8 @@ class TabularTask:
         atol = task.settings.export.atol  # the tolerance the run was trained with (its stored config)
         result = export_tabular_checkpoint(ckpt, output, data.schema, data.held_out, atol, int(cfg.opset), None,
                                            module=built.module)
-        write_json(result, run_dir / "export.json")
-        print(f"exported {ckpt} -> {output}\n  {task.describe_export(result)}, passed: {result['parity']['passed']}")
+        write_json(result.as_dict(), run_dir / "export.json")
+        print(f"exported {ckpt} -> {output}\n  {task.describe_export(result.as_dict())}, passed: {result.parity.passed}")
         return result
 
 

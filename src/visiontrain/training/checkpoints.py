@@ -26,9 +26,9 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from visiontrain.config.targets import ENV_REFERENCE, UntrustedTarget, check_targets
+from visiontrain.config.targets import ENV_REFERENCE, check_targets
 from visiontrain.core.redaction import config_without_secrets
-from visiontrain.errors import CheckpointError, CheckpointRefused
+from visiontrain.errors import CheckpointError, CheckpointRefused, UntrustedTarget
 
 log = logging.getLogger("visiontrain")
 

@@ -13,8 +13,8 @@ from omegaconf import DictConfig
 from torch.onnx import _constants
 
 from visiontrain.config.reading import value
-from visiontrain.config.targets import UntrustedTarget, check_targets
-from visiontrain.errors import ConfigError
+from visiontrain.config.targets import check_targets
+from visiontrain.errors import ConfigError, UntrustedTarget
 
 
 def check_trainer(cfg: DictConfig) -> None:

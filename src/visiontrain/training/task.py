@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from visiontrain.training.results import Evaluation, ExportResult
+
 if TYPE_CHECKING:  # the contract itself imports no training library
     import lightning.pytorch as pl
     import numpy as np
@@ -77,12 +79,12 @@ class Task(Protocol):
         """A fresh model and datamodule for ``split`` (None: the data's own split)."""
 
     def evaluate(self, trainer: pl.Trainer, data: PreparedData, built: BuiltModel, ckpt_path: str | None,
-                 out_dir: Path) -> dict[str, Any]:
-        """Score ``ckpt_path`` on each evaluation split: ``{split: {"metrics": ..., "files": ...}}``."""
+                 out_dir: Path) -> Evaluation:
+        """Score ``ckpt_path`` on each evaluation split: its metrics and the files written for it."""
 
     def export(self, data: PreparedData, built: BuiltModel, ckpt_path: str, run_dir: Path,
-               metric: dict[str, Any], extra_metadata: dict[str, Any]) -> dict[str, Any]:
-        """The checkpoint as ONNX in ``run_dir``, checked against PyTorch: ``{"onnx", "parity", "seconds", ...}``."""
+               metric: dict[str, Any], extra_metadata: dict[str, Any]) -> ExportResult:
+        """The checkpoint as ONNX in ``run_dir``, checked against PyTorch (its parity), with the time it took."""
 
     def reference_stats(self, data: PreparedData, built: BuiltModel) -> dict[str, Any]:
         """Input and output distributions of the training data, which `visiontrain drift` compares against."""
@@ -106,5 +108,5 @@ class Task(Protocol):
 
     @classmethod
     def export_checkpoint(cls, cfg: DictConfig, ckpt: Path, checkpoint: dict[str, Any], output: Path,
-                          run_dir: Path) -> dict[str, Any]:
+                          run_dir: Path) -> ExportResult:
         """`visiontrain export`: a finished checkpoint as ONNX, checked on its own held-out data."""

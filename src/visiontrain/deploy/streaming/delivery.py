@@ -15,10 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from visiontrain.core.kafka_records import Rejected
-
-
-class DeliveryFailed(RuntimeError):
-    """The broker refused or timed out messages: nothing of this batch is committed."""
+from visiontrain.errors import DeliveryFailed
 
 
 class Delivery:

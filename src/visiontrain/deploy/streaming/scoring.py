@@ -13,12 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from visiontrain.core.image_decode import ImageRejected, PixelLimit, decode
+from visiontrain.core.image_decode import PixelLimit, decode
 from visiontrain.core.image_preprocess import ImageSpec, preprocess
 from visiontrain.core.image_statistics import IMAGE_STATISTICS, image_statistics
 from visiontrain.core.json_rows import flat_row
 from visiontrain.core.kafka_records import Origin, Record, Rejected
-from visiontrain.deploy.table_input import ColumnsError, TableSpec, prepare_rows, row_ids
+from visiontrain.deploy.table_input import TableSpec, prepare_rows, row_ids
+from visiontrain.errors import ColumnsError, ImageRejected
 from visiontrain.inference.onnx_model import IMAGE, OnnxModel
 
 
