@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from typing import Any
+from typing import Any, Mapping
 
 import albumentations as A
 import lightning.pytorch as pl
@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
+from visiontrain.config.image import ImageDataSettings
+from visiontrain.config.sections import Trainer
 from visiontrain.core.image_decode import PixelLimit
 from visiontrain.core.machine import available_cores
 from visiontrain.image.image_io import TRAINING_LIMIT, read_rgb_array
@@ -66,9 +68,10 @@ def auto_num_workers(processes: int = 1) -> int:
     return max(1, min(MAX_AUTO_WORKERS, available_cores() // max(1, processes) - 1))
 
 
-def processes_per_node(trainer_cfg: Any) -> int:
-    """How many training processes Lightning starts on this node for ``trainer_cfg`` (DDP: one per device)."""
-    if "ddp" not in str(trainer_cfg.get("strategy", "")):
+def processes_per_node(trainer: Mapping[str, Any] | Trainer) -> int:
+    """How many training processes Lightning starts on this node for ``trainer`` (DDP: one per device)."""
+    trainer_cfg = trainer.model_dump() if isinstance(trainer, Trainer) else trainer
+    if "ddp" not in str(trainer_cfg.get("strategy") or ""):
         return 1
     devices = trainer_cfg.get("devices", 1)
     if isinstance(devices, int) and devices > 0:
@@ -113,6 +116,16 @@ class ImageDataModule(pl.LightningDataModule):
         self.num_workers = auto_num_workers(processes) if num_workers == "auto" else int(num_workers)
         self.reduce_to = reduce_to
         self.drop_last_train = drop_last_train
+
+    @classmethod
+    def from_settings(cls, inventory: Inventory, train_transform: A.Compose, eval_transform: A.Compose,
+                      data: ImageDataSettings, *, accelerator: str = "cpu", reduce_to: int | None = None,
+                      seed: int = 0, processes: int = 1, drop_last_train: bool = False) -> ImageDataModule:
+        """The loaders ``data`` (the typed ``data.*`` section) asks for, on ``accelerator``."""
+        return cls(inventory, train_transform, eval_transform, batch_size=data.batch_size,
+                   num_workers=data.num_workers, balance=data.balance,
+                   pin_memory=resolve_pin_memory(data.pin_memory, accelerator), reduce_to=reduce_to, seed=seed,
+                   processes=processes, drop_last_train=drop_last_train)
 
     def dataset(self, split: str, train: bool = False) -> ImageDataset:
         transform = self.train_transform if train else self.eval_transform

@@ -18,8 +18,9 @@ from visiontrain.tabular.ingest import detect_format, source_from_environment
 from visiontrain.training.checks import check_optimizer_class
 
 
-def check_tabular_libraries(cfg: DictConfig) -> None:
-    """The model's classes, the cleaning and feature options, and where the table comes from."""
+def check_tabular_libraries(cfg: DictConfig, settings: object = None) -> None:
+    """The model's classes, the cleaning and feature options, and where the table comes from (``settings``: the
+    parsed config, which the image task's checks read; these still read ``cfg``)."""
     task_type = str(cfg.data.task_type)
     if cfg.model.kind == "mlp":
         check_optimizer_class(cfg)
