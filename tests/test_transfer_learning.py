@@ -138,9 +138,9 @@ def test_the_frozen_stage_fits_the_head_as_well_as_a_linear_probe_on_the_same_fe
     regression on the frozen features of the same model, and summary.json says where the weights came from."""
     from sklearn.linear_model import LogisticRegression
 
+    from visiontrain.config.checks import check_train_config
     from visiontrain.image.classifier import load_classifier
     from visiontrain.image.export import model_inputs
-    from visiontrain.config.checks import check_train_config
     from visiontrain.image.task import datamodule_for, scan
 
     run_dir = tmp_path / "run"
@@ -200,8 +200,8 @@ def test_freezing_a_backbone_without_pretrained_weights_warns_naming_full_finetu
 def test_a_run_decides_its_weight_source_input_spec_and_train_transform_once(tiny_hymenoptera, tmp_path,
                                                                               monkeypatch):
     """The library checks decide them and the task uses what they built: one call each in a real tiny train."""
-    import visiontrain.image.decided as decided
     from visiontrain.commands.train import train
+    from visiontrain.image import decided
 
     calls: dict[str, int] = {}
     for name in ("weight_source", "resolve_input_spec", "build_train_transform"):
@@ -212,8 +212,7 @@ def test_a_run_decides_its_weight_source_input_spec_and_train_transform_once(tin
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(decided, name, counted)
-    import visiontrain.image.checks as checks
-    import visiontrain.image.task as task
+    from visiontrain.image import checks, task
 
     for module in (checks, task):  # anywhere else a run could decide them again
         for name in ("weight_source", "build_train_transform"):

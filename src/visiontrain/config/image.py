@@ -176,7 +176,7 @@ class ImageDataSettings(Section):
 
 
 class ImageData(ImageDataSettings):
-    """``data.*`` of a run about to start: its images are where it says."""
+    # ``data.*`` of a run about to start: its images are where it says (no docstring: the reference shows the YAML's)
 
     @model_validator(mode="after")
     def _root_exists(self) -> ImageData:
