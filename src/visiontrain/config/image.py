@@ -150,6 +150,7 @@ class ImageDataSettings(Section):
     duplicates: Duplicates = Duplicates()
     allow_outside_root: bool = False
     pin_memory: Any = "auto"
+    prefetch_factor: int | None = Field(None, ge=1, examples=["4"])  # batches each loader worker keeps ready
     builtin: Literal[BUILTIN_DATASETS] | None = None  # type: ignore[valid-type]
     root: Any = None
     max_image_pixels: Any = DEFAULT_MAX_IMAGE_PIXELS

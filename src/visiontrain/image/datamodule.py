@@ -108,7 +108,7 @@ class ImageDataModule(pl.LightningDataModule):
     def __init__(self, inventory: Inventory, train_transform: A.Compose, eval_transform: A.Compose,
                  batch_size: int = 32, num_workers: int | str = "auto", balance: str = "none",
                  pin_memory: bool = False, reduce_to: int | None = None, seed: int = 0, processes: int = 1,
-                 drop_last_train: bool = False) -> None:
+                 drop_last_train: bool = False, prefetch_factor: int | None = None) -> None:
         super().__init__()
         self.inventory = inventory
         self.train_transform, self.eval_transform = train_transform, eval_transform
@@ -116,6 +116,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.num_workers = auto_num_workers(processes) if num_workers == "auto" else int(num_workers)
         self.reduce_to = reduce_to
         self.drop_last_train = drop_last_train
+        self.prefetch_factor = prefetch_factor  # None: PyTorch's (2 batches per worker)
 
     @classmethod
     def from_settings(cls, inventory: Inventory, train_transform: A.Compose, eval_transform: A.Compose,
@@ -125,7 +126,7 @@ class ImageDataModule(pl.LightningDataModule):
         return cls(inventory, train_transform, eval_transform, batch_size=data.batch_size,
                    num_workers=data.num_workers, balance=data.balance,
                    pin_memory=resolve_pin_memory(data.pin_memory, accelerator), reduce_to=reduce_to, seed=seed,
-                   processes=processes, drop_last_train=drop_last_train)
+                   processes=processes, drop_last_train=drop_last_train, prefetch_factor=data.prefetch_factor)
 
     def dataset(self, split: str, train: bool = False) -> ImageDataset:
         transform = self.train_transform if train else self.eval_transform
@@ -137,6 +138,7 @@ class ImageDataModule(pl.LightningDataModule):
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle and sampler is None,
                           sampler=sampler, num_workers=self.num_workers, pin_memory=self.pin_memory,
                           persistent_workers=self.num_workers > 0, drop_last=drop_last,
+                          prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
                           worker_init_fn=seed_augmentations if self.num_workers > 0 else None)
 
     def train_dataloader(self) -> DataLoader:
