@@ -30,13 +30,21 @@ from visiontrain.errors import ConfigError
 
 
 class Schedule(Section):
-    freeze_epochs: int = Field(ge=0, examples=["2"])
+    """The two stages of fine-tuning: the backbone frozen for ``freeze_epochs`` (the head alone trains), then
+    trained at its share of the rate."""
+
+    # also how a classifier reads the schedule its checkpoint stored: the defaults are an older checkpoint's
+
+    freeze_epochs: int = Field(0, ge=0, examples=["2"])
     unfreeze: Any = "all"
-    backbone_lr_scale: float = Field(ge=0, examples=["0.1"])
+    backbone_lr_scale: float = Field(0.1, ge=0, examples=["0.1"])
     layer_decay: float | None = Field(None, gt=0, le=1, examples=["0.75"])
-    warmup_epochs: float = Field(ge=0, examples=["1"])
-    min_lr_ratio: float = Field(ge=0, le=1, examples=["0.01"])
-    bn_stats: Literal[BN_STATS]  # type: ignore[valid-type]
+    warmup_epochs: float = Field(1.0, ge=0, examples=["1"])
+    min_lr_ratio: float = Field(0.01, ge=0, le=1, examples=["0.01"])
+    bn_stats: Literal[BN_STATS] = "frozen"  # type: ignore[valid-type]
+
+    def is_frozen(self, epoch: int) -> bool:
+        return epoch < self.freeze_epochs
 
     @field_validator("unfreeze")
     @classmethod
