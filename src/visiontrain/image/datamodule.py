@@ -68,19 +68,21 @@ def auto_num_workers(processes: int = 1) -> int:
     return max(1, min(MAX_AUTO_WORKERS, available_cores() // max(1, processes) - 1))
 
 
-def processes_per_node(trainer: Mapping[str, Any] | Trainer) -> int:
-    """How many training processes Lightning starts on this node for ``trainer`` (DDP: one per device)."""
-    trainer_cfg = trainer.model_dump() if isinstance(trainer, Trainer) else trainer
-    if "ddp" not in str(trainer_cfg.get("strategy") or ""):
+def processes_per_node(trainer: Trainer | Mapping[str, Any]) -> int:
+    """How many training processes Lightning starts on this node for ``trainer`` (DDP: one per device); a plain
+    mapping of Trainer arguments is read as the typed section would hold it."""
+    if not isinstance(trainer, Trainer):
+        trainer = Trainer.model_construct(**{"strategy": None, "devices": 1, "accelerator": None, **trainer})
+    if "ddp" not in str(trainer.strategy or ""):
         return 1
-    devices = trainer_cfg.get("devices", 1)
+    devices = trainer.devices
     if isinstance(devices, int) and devices > 0:
         return devices
     if isinstance(devices, str) and devices.isdigit():
         return int(devices)
     if hasattr(devices, "__len__") and not isinstance(devices, str):
         return max(1, len(devices))
-    if str(trainer_cfg.get("accelerator")) in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+    if str(trainer.accelerator) in ("gpu", "cuda", "auto") and torch.cuda.is_available():
         return torch.cuda.device_count()  # devices: auto / -1
     return 1
 
