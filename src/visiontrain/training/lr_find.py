@@ -34,7 +34,6 @@ from torch.utils.data import DataLoader
 from visiontrain.config.checks import LrFind
 from visiontrain.training.reports import write_json
 
-
 LRFindSettings = LrFind  # ``lr_find.*`` (conf/lr_find.yaml), the typed section the config check parses
 
 
