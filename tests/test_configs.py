@@ -170,3 +170,20 @@ def test_the_schedule_on_the_command_line_is_the_schedule_that_runs(experiment, 
     cfg = compose_train(*chosen, f"schedule={schedule}", f"paths.run_dir={tmp_path}")
     assert OmegaConf.to_container(cfg.schedule) == OmegaConf.to_container(OmegaConf.load(CONF / "schedule" /
                                                                                           f"{schedule}.yaml"))
+
+
+def test_an_older_checkpoints_run_config_reads_with_the_defaults_of_the_keys_added_since():
+    """evaluate and export read a checkpoint's stored run config through the same data model (StoredImageData)."""
+    from visiontrain.config.image import StoredImageData, StoredImageRun
+    from visiontrain.config.reading import validate
+
+    stored = validate(StoredImageRun, {"seed": 7, "task_name": "hymenoptera", "data": {
+        "root": "/data/ants", "format": "imagefolder", "val_fraction": 0.2, "batch_size": 16, "num_workers": 0,
+        "balance": "none"}})  # before duplicates, allow_outside_root, pin_memory, max_image_pixels, prefetch_factor
+    data = validate(StoredImageData, stored.data, "data")
+    assert (stored.seed, stored.augment.hflip_p) == (7, 0.5)
+    assert (data.duplicates.across_classes, data.duplicates.within_class, data.allow_outside_root, data.pin_memory,
+            data.prefetch_factor, data.root) == ("reject", "warn", False, "auto", None, "/data/ants")
+    assert validate(StoredImageRun, {}).seed == 0 and validate(StoredImageRun, {}).data == {}
+    in_full = validate(StoredImageData, {**stored.data, "root": "/new", "format": "auto", "val_fraction": 1.0}, "data")
+    assert in_full.val_fraction == 1.0  # data_root: every image evaluated

@@ -135,6 +135,27 @@ def test_pinned_memory_follows_the_accelerator(setting, accelerator, pinned):
     assert resolve_pin_memory(setting, accelerator) is pinned
 
 
+def test_data_prefetch_factor_reaches_the_loaders_and_is_checked(tiny_hymenoptera, tmp_path):
+    """A key added through the typed path: the YAML default, the ``data`` model, the datamodule."""
+    from visiontrain.config.checks import check_train_config
+    from visiontrain.errors import ConfigError
+
+    default = task_for_config(compose_train(*tiny_overrides(tiny_hymenoptera, tmp_path, "data.num_workers=1")))
+    built = default.build(default.prepare(tmp_path, True), None)
+    assert built.datamodule.train_dataloader().prefetch_factor == 2  # null: PyTorch's default
+    task = task_for_config(compose_train(*tiny_overrides(tiny_hymenoptera, tmp_path, "data.num_workers=1",
+                                                         "data.prefetch_factor=4")))
+    built = task.build(task.prepare(tmp_path, True), None)
+    loaders = built.datamodule.train_dataloader(), built.datamodule.val_dataloader()
+    assert [loader.prefetch_factor for loader in loaders] == [4, 4]
+    no_workers = task_for_config(compose_train(*tiny_overrides(tiny_hymenoptera, tmp_path,
+                                                               "data.prefetch_factor=4")))
+    built = no_workers.build(no_workers.prepare(tmp_path, True), None)  # in-process loading: nothing to prefetch
+    assert built.datamodule.val_dataloader().num_workers == 0
+    with pytest.raises(ConfigError, match=r"`data.prefetch_factor`: must be >= 1, got 0"):
+        check_train_config(compose_train(*tiny_overrides(tiny_hymenoptera, tmp_path, "data.prefetch_factor=0")))
+
+
 def test_gpu_trainer_turns_on_the_fast_paths(tmp_path):
     cfg = compose_train("trainer=gpu", f"paths.run_dir={tmp_path}")
     assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.channels_last and cfg.trainer.benchmark

@@ -138,6 +138,7 @@ def test_the_frozen_stage_fits_the_head_as_well_as_a_linear_probe_on_the_same_fe
     regression on the frozen features of the same model, and summary.json says where the weights came from."""
     from sklearn.linear_model import LogisticRegression
 
+    from visiontrain.config.checks import check_train_config
     from visiontrain.image.classifier import load_classifier
     from visiontrain.image.export import model_inputs
     from visiontrain.image.task import datamodule_for, scan
@@ -158,10 +159,11 @@ def test_the_frozen_stage_fits_the_head_as_well_as_a_linear_probe_on_the_same_fe
     module = load_classifier(summary["checkpoints"]["best"]).eval()
     cfg = compose_train("experiment=hymenoptera", f"data.root={HYMENOPTERA}", "model.input.image_size=160",
                         "data.num_workers=0", f"paths.run_dir={tmp_path}")
-    inventory = scan(cfg.data, int(cfg.seed))
+    settings = check_train_config(cfg)
+    inventory = scan(settings.data, settings.seed)
     from visiontrain.image.task import input_spec_from
 
-    datamodule = datamodule_for(inventory, input_spec_from(cfg), cfg.data, int(cfg.seed))
+    datamodule = datamodule_for(inventory, input_spec_from(cfg), settings.data, settings.seed)
     features, labels = {}, {}
     for split in ("train", "val"):
         samples = inventory.splits[split]
@@ -193,3 +195,29 @@ def test_freezing_a_backbone_without_pretrained_weights_warns_naming_full_finetu
             task.build(data, None)
         warned = [r for r in caplog.records if "schedule=full_finetune" in r.getMessage()]
         assert bool(warned) == expect_warning, weights
+
+
+def test_a_run_decides_its_weight_source_input_spec_and_train_transform_once(tiny_hymenoptera, tmp_path,
+                                                                              monkeypatch):
+    """The library checks decide them and the task uses what they built: one call each in a real tiny train."""
+    from visiontrain.commands.train import train
+    from visiontrain.image import decided
+
+    calls: dict[str, int] = {}
+    for name in ("weight_source", "resolve_input_spec", "build_train_transform"):
+        original = getattr(decided, name)
+
+        def counted(*args, _name=name, _original=original, **kwargs):
+            calls[_name] = calls.get(_name, 0) + 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(decided, name, counted)
+    from visiontrain.image import checks, task
+
+    for module in (checks, task):  # anywhere else a run could decide them again
+        for name in ("weight_source", "build_train_transform"):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, getattr(decided, name))
+    train(compose_train(*tiny_overrides(tiny_hymenoptera, tmp_path / "run", "trainer.max_epochs=1",
+                                        "schedule.freeze_epochs=0", "export.onnx=false")))
+    assert calls == {"weight_source": 1, "resolve_input_spec": 1, "build_train_transform": 1}

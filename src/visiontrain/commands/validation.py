@@ -49,13 +49,12 @@ def validate_train_config(cfg: DictConfig) -> TrainSettings:
     settings = check_train_config(cfg)
     check_trainer(cfg)
     check_opset(cfg)
-    task_class(settings.task).check_libraries(cfg)
-    return settings
+    return settings.with_decided(task_class(settings.task).check_libraries(cfg, settings))
 
 
 def validate_lr_find_config(cfg: DictConfig) -> None:
     """`visiontrain lr_find`: everything `train` checks, then the range test's own keys."""
-    check_lr_find_config(cfg)
+    settings = check_lr_find_config(cfg)
     check_trainer(cfg)
     check_opset(cfg)
-    task_class(IMAGE_TASK).check_libraries(cfg)
+    task_class(IMAGE_TASK).check_libraries(cfg, settings)

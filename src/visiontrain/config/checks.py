@@ -110,13 +110,14 @@ def check_drift_config(cfg: DictConfig) -> None:
     parse(DriftOptions, cfg)
 
 
-def check_lr_find_config(cfg: DictConfig) -> None:
+def check_lr_find_config(cfg: DictConfig) -> TrainSettings:
     """`visiontrain lr_find`: an image run (everything `train` checks), then the range test's own keys."""
     if OmegaConf.select(cfg, "task") == "tabular":
         raise ConfigError("task", "lr_find tunes image classifiers; tabular models train with their own rates",
                           "visiontrain lr_find experiment=hymenoptera data.root=/path/to/images")
-    check_train_config(cfg)
+    settings = check_train_config(cfg)
     parse(LrFind, cfg, "lr_find")
+    return settings  # an image run's: tabular was refused above
 
 
 def check_sweeper(cfg: DictConfig) -> None:

@@ -30,13 +30,21 @@ from visiontrain.errors import ConfigError
 
 
 class Schedule(Section):
-    freeze_epochs: int = Field(ge=0, examples=["2"])
+    """The two stages of fine-tuning: the backbone frozen for ``freeze_epochs`` (the head alone trains), then
+    trained at its share of the rate."""
+
+    # also how a classifier reads the schedule its checkpoint stored: the defaults are an older checkpoint's
+
+    freeze_epochs: int = Field(0, ge=0, examples=["2"])
     unfreeze: Any = "all"
-    backbone_lr_scale: float = Field(ge=0, examples=["0.1"])
+    backbone_lr_scale: float = Field(0.1, ge=0, examples=["0.1"])
     layer_decay: float | None = Field(None, gt=0, le=1, examples=["0.75"])
-    warmup_epochs: float = Field(ge=0, examples=["1"])
-    min_lr_ratio: float = Field(ge=0, le=1, examples=["0.01"])
-    bn_stats: Literal[BN_STATS]  # type: ignore[valid-type]
+    warmup_epochs: float = Field(1.0, ge=0, examples=["1"])
+    min_lr_ratio: float = Field(0.01, ge=0, le=1, examples=["0.01"])
+    bn_stats: Literal[BN_STATS] = "frozen"  # type: ignore[valid-type]
+
+    def is_frozen(self, epoch: int) -> bool:
+        return epoch < self.freeze_epochs
 
     @field_validator("unfreeze")
     @classmethod
@@ -80,6 +88,7 @@ class Ema(Section):
 
 class ImageModel(Section):
     backbone: str | None = Field(None, description="a timm model name", examples=["resnet18"])
+    weights: str | None = Field(None, examples=["efficientnet_lite0.in1k"])  # packaged weights (checked with them)
     pretrained: bool
     drop_rate: float = Field(ge=0, le=1, examples=["0.2"])
     label_smoothing: float = Field(ge=0, le=1, examples=["0.1"])
@@ -129,19 +138,27 @@ class Augment(Section):
 
 
 class Duplicates(Section):
-    across_classes: Literal[ACROSS_CLASSES_POLICIES]  # type: ignore[valid-type]
-    within_class: Literal[WITHIN_CLASS_POLICIES]  # type: ignore[valid-type]
+    """``data.duplicates``: what to do with identical files (see :mod:`visiontrain.image.duplicates`); the
+    defaults are a run config's from before the option existed."""
+
+    across_classes: Literal[ACROSS_CLASSES_POLICIES] = "reject"  # type: ignore[valid-type]
+    within_class: Literal[WITHIN_CLASS_POLICIES] = "warn"  # type: ignore[valid-type]
 
 
-class ImageData(Section):
+class ImageDataSettings(Section):
+    """``data.*`` of an image run as the data code reads it, also from a checkpoint's stored run config (whose
+    folder may have moved since: see :class:`ImageData` for the check of a run about to start). Defaults: the
+    values of a run config saved before the key existed."""
+
     batch_size: int = Field(ge=1, examples=["32"])
     val_fraction: float = Field(gt=0, le=0.9, examples=["0.2"])
     num_workers: Any = "auto"
     balance: Literal[IMAGE_BALANCE]  # type: ignore[valid-type]
     format: Literal[IMAGE_FORMATS]  # type: ignore[valid-type]
-    duplicates: Duplicates
-    allow_outside_root: bool
+    duplicates: Duplicates = Duplicates()
+    allow_outside_root: bool = False
     pin_memory: Any = "auto"
+    prefetch_factor: int | None = Field(None, ge=1, examples=["4"])  # batches each loader worker keeps ready
     builtin: Literal[BUILTIN_DATASETS] | None = None  # type: ignore[valid-type]
     root: Any = None
     max_image_pixels: Any = DEFAULT_MAX_IMAGE_PIXELS
@@ -166,6 +183,10 @@ class ImageData(Section):
                               "data.pin_memory=true")
         return pin
 
+
+class ImageData(ImageDataSettings):
+    # ``data.*`` of a run about to start: its images are where it says (no docstring: the reference shows the YAML's)
+
     @model_validator(mode="after")
     def _root_exists(self) -> ImageData:
         """A folder or a CSV manifest; a built-in dataset's root is checked with the dataset (written there)."""
@@ -179,6 +200,29 @@ class ImageData(Section):
             raise ConfigError("data.root", f"{path} is a file but not a .csv manifest",
                               "data.root=/path/to/images")
         return self
+
+
+class StoredImageData(ImageDataSettings):
+    """``data.*`` as `evaluate` and `export` read it: a checkpoint's stored run config (defaults for the keys an
+    older one lacks), or ``data_root`` evaluated in full (``val_fraction`` 1)."""
+
+    batch_size: int = Field(32, ge=1, examples=["32"])
+    val_fraction: float = Field(0.2, gt=0, le=1, examples=["0.2"])
+    balance: Literal[IMAGE_BALANCE] = "none"  # type: ignore[valid-type]
+    format: Literal[IMAGE_FORMATS] = "auto"  # type: ignore[valid-type]
+
+
+class StoredAugment(Section):
+    hflip_p: float = 0.5
+
+
+class StoredImageRun(Section):
+    """The keys of a checkpoint's stored run config that `evaluate` and `export` read (absent: the defaults of a
+    run from before they were stored); ``data`` is read as :class:`StoredImageData` once ``data_root`` applies."""
+
+    seed: int = 0
+    data: dict[str, Any] = Field(default_factory=dict)
+    augment: StoredAugment = StoredAugment()
 
 
 class ImageTrainConfig(Run):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 
 from visiontrain.config.choices import COMPILE_MODES, MINIMISED, TASKS, WANDB_MODES
 from visiontrain.config.reading import Section, existing_file
@@ -40,6 +40,7 @@ class Export(Section):
     """``export.*``; ``opset`` is checked against the installed torch exporter in the library checks."""
 
     onnx: bool
+    opset: int = Field(examples=["17"])
     parity_images: int = Field(ge=0, examples=["32"])
     atol: float = Field(gt=0, examples=["1e-3"])
     quantize: Literal["int8"] | None = None
@@ -65,6 +66,7 @@ class Trainer(Section):
     """``trainer.*``; ``precision`` (Lightning's list) and a GPU's presence are checked in the library checks."""
 
     accelerator: Any = None
+    strategy: Any = None  # Lightning's (auto, ddp, ...); DDP starts one training process per device
     max_epochs: int = Field(ge=1, examples=["10"])
     accumulate_grad_batches: int = Field(ge=1, examples=["1"])
     devices: Any = 1
@@ -161,6 +163,19 @@ class Run(Section):
     ckpt_path: str | None = None
     logger: Loggers | None = None
     callbacks: Callbacks | None = None
+    _decided: Any = PrivateAttr(None)  # what the task's library checks built from these settings
+
+    @property
+    def decided(self) -> Any:
+        """What the task's library checks decided and built while checking (the image task: the weight source,
+        the input spec and the train transform), for the task to use rather than decide again; None if unchecked."""
+        return self._decided
+
+    def with_decided(self, decided: Any) -> Run:
+        """These settings with what the library checks decided (see :attr:`decided`)."""
+        checked = self.model_copy()
+        checked._decided = decided
+        return checked
 
     @field_validator("ckpt_path")
     @classmethod

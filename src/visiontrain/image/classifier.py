@@ -12,6 +12,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from visiontrain.config.reading import validate
 from visiontrain.config.targets import instantiate_trusted
 from visiontrain.core.names import TASK_KEY
 from visiontrain.errors import CheckpointError
@@ -71,7 +72,7 @@ class ImageClassifier(pl.LightningModule):
         self.model = create_backbone(backbone, len(class_names), pretrained, drop_rate)
         self.head_names = find_head_parameters(self.model, int(input_spec["image_size"]))
         self.weights_report = self._load_starting_weights(weights, weights_file)
-        self.schedule = FineTuneSchedule(**(schedule or {}))
+        self.schedule = validate(FineTuneSchedule, schedule or {}, "schedule")  # stored: plain data
         self.layer_ids = backbone_layer_ids(self.model, self.head_names, coarse=False)
         stage_two = trainable_in_stage_two(backbone_layer_ids(self.model, self.head_names, coarse=True),
                                            self.schedule.unfreeze)

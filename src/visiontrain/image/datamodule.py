@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 import albumentations as A
@@ -12,6 +13,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
+from visiontrain.config.image import ImageDataSettings
+from visiontrain.config.sections import Trainer
 from visiontrain.core.image_decode import PixelLimit
 from visiontrain.core.machine import available_cores
 from visiontrain.image.image_io import TRAINING_LIMIT, read_rgb_array
@@ -66,18 +69,21 @@ def auto_num_workers(processes: int = 1) -> int:
     return max(1, min(MAX_AUTO_WORKERS, available_cores() // max(1, processes) - 1))
 
 
-def processes_per_node(trainer_cfg: Any) -> int:
-    """How many training processes Lightning starts on this node for ``trainer_cfg`` (DDP: one per device)."""
-    if "ddp" not in str(trainer_cfg.get("strategy", "")):
+def processes_per_node(trainer: Trainer | Mapping[str, Any]) -> int:
+    """How many training processes Lightning starts on this node for ``trainer`` (DDP: one per device); a plain
+    mapping of Trainer arguments is read as the typed section would hold it."""
+    if not isinstance(trainer, Trainer):
+        trainer = Trainer.model_construct(**{"strategy": None, "devices": 1, "accelerator": None, **trainer})
+    if "ddp" not in str(trainer.strategy or ""):
         return 1
-    devices = trainer_cfg.get("devices", 1)
+    devices = trainer.devices
     if isinstance(devices, int) and devices > 0:
         return devices
     if isinstance(devices, str) and devices.isdigit():
         return int(devices)
     if hasattr(devices, "__len__") and not isinstance(devices, str):
         return max(1, len(devices))
-    if str(trainer_cfg.get("accelerator")) in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+    if str(trainer.accelerator) in ("gpu", "cuda", "auto") and torch.cuda.is_available():
         return torch.cuda.device_count()  # devices: auto / -1
     return 1
 
@@ -105,7 +111,7 @@ class ImageDataModule(pl.LightningDataModule):
     def __init__(self, inventory: Inventory, train_transform: A.Compose, eval_transform: A.Compose,
                  batch_size: int = 32, num_workers: int | str = "auto", balance: str = "none",
                  pin_memory: bool = False, reduce_to: int | None = None, seed: int = 0, processes: int = 1,
-                 drop_last_train: bool = False) -> None:
+                 drop_last_train: bool = False, prefetch_factor: int | None = None) -> None:
         super().__init__()
         self.inventory = inventory
         self.train_transform, self.eval_transform = train_transform, eval_transform
@@ -113,6 +119,17 @@ class ImageDataModule(pl.LightningDataModule):
         self.num_workers = auto_num_workers(processes) if num_workers == "auto" else int(num_workers)
         self.reduce_to = reduce_to
         self.drop_last_train = drop_last_train
+        self.prefetch_factor = prefetch_factor  # None: PyTorch's (2 batches per worker)
+
+    @classmethod
+    def from_settings(cls, inventory: Inventory, train_transform: A.Compose, eval_transform: A.Compose,
+                      data: ImageDataSettings, *, accelerator: str = "cpu", reduce_to: int | None = None,
+                      seed: int = 0, processes: int = 1, drop_last_train: bool = False) -> ImageDataModule:
+        """The loaders ``data`` (the typed ``data.*`` section) asks for, on ``accelerator``."""
+        return cls(inventory, train_transform, eval_transform, batch_size=data.batch_size,
+                   num_workers=data.num_workers, balance=data.balance,
+                   pin_memory=resolve_pin_memory(data.pin_memory, accelerator), reduce_to=reduce_to, seed=seed,
+                   processes=processes, drop_last_train=drop_last_train, prefetch_factor=data.prefetch_factor)
 
     def dataset(self, split: str, train: bool = False) -> ImageDataset:
         transform = self.train_transform if train else self.eval_transform
@@ -124,6 +141,7 @@ class ImageDataModule(pl.LightningDataModule):
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=shuffle and sampler is None,
                           sampler=sampler, num_workers=self.num_workers, pin_memory=self.pin_memory,
                           persistent_workers=self.num_workers > 0, drop_last=drop_last,
+                          prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
                           worker_init_fn=seed_augmentations if self.num_workers > 0 else None)
 
     def train_dataloader(self) -> DataLoader:

@@ -16,9 +16,9 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Generic, Mapping, Protocol, Sequence, TypeVar
+from typing import Callable, Generic, Protocol, Sequence, TypeVar
 
-from visiontrain.config.choices import ACROSS_CLASSES_POLICIES, WITHIN_CLASS_POLICIES
+from visiontrain.config.image import Duplicates
 from visiontrain.core.files import sha256_of_file
 
 _SPLIT_ORDER = {"train": 0, "val": 1, "test": 2}
@@ -33,26 +33,7 @@ class Labelled(Protocol):
 T = TypeVar("T", bound=Labelled)
 
 
-@dataclass(frozen=True)
-class DuplicatePolicy:
-    """What to do with identical files (see the module docstring)."""
-
-    across_classes: str = "reject"
-    within_class: str = "warn"
-
-    def __post_init__(self) -> None:
-        for key, value, allowed in (("across_classes", self.across_classes, ACROSS_CLASSES_POLICIES),
-                                    ("within_class", self.within_class, WITHIN_CLASS_POLICIES)):
-            if value not in allowed:
-                raise ValueError(f"data.duplicates.{key} must be one of {', '.join(allowed)}; got {value!r}")
-
-    @classmethod
-    def from_config(cls, section: Mapping | None) -> DuplicatePolicy:
-        """``data.duplicates`` of a run config; a config from before the option existed gets the defaults."""
-        section = section or {}
-        defaults = cls()
-        return cls(str(section.get("across_classes", defaults.across_classes)),
-                   str(section.get("within_class", defaults.within_class)))
+DuplicatePolicy = Duplicates  # what to do with identical files: the ``data.duplicates`` section itself
 
 
 @dataclass

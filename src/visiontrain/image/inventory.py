@@ -115,6 +115,9 @@ class _Discovery:
     entries: Counter = field(default_factory=Counter)  # (split, class): entries found inside, used or not
 
 
+DEFAULT_DUPLICATES = DuplicatePolicy()  # data.duplicates' defaults
+
+
 def build_inventory(
     root: str | os.PathLike,
     data_format: str = "auto",
@@ -123,7 +126,7 @@ def build_inventory(
     classes: list[str] | None = None,
     check_workers: int | None = None,
     required_splits: tuple[str, ...] = ("train", "val"),
-    duplicates: DuplicatePolicy = DuplicatePolicy(),
+    duplicates: DuplicatePolicy = DEFAULT_DUPLICATES,
     allow_outside_root: bool = False,
     allow_key: str = "data.allow_outside_root",
     pixel_limit: PixelLimit = TRAINING_LIMIT,

@@ -13,9 +13,11 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from visiontrain.config.image import ImageTrainConfig
-from visiontrain.config.reading import pixel_limit
-from visiontrain.core.image_decode import PixelLimit
+from visiontrain.config.commands import EvaluateOptions, ExportOptions
+from visiontrain.config.image import ImageDataSettings, ImageTrainConfig, StoredImageData, StoredImageRun
+from visiontrain.config.image import ImageModel as ImageModelSettings
+from visiontrain.config.reading import parse, pixel_limit, validate
+from visiontrain.config.sections import Trainer
 from visiontrain.core.names import IMAGE_TASK
 from visiontrain.errors import ConfigError
 from visiontrain.image.builtin import materialise_builtin
@@ -25,18 +27,15 @@ from visiontrain.image.datamodule import (
     ImageDataModule,
     class_weights,
     processes_per_node,
-    resolve_pin_memory,
 )
-from visiontrain.image.duplicates import DuplicatePolicy
+from visiontrain.image.decided import ImageDecisions, decide_image_run, input_spec_for
 from visiontrain.image.export import export_image_checkpoint, model_inputs
 from visiontrain.image.image_io import decode_scanned
 from visiontrain.image.inventory import Inventory, build_inventory
-from visiontrain.image.mixup import mixup_enabled
 from visiontrain.image.transforms import (
     InputSpec,
     build_eval_transform,
     build_train_transform,
-    resolve_input_spec,
 )
 from visiontrain.image.weight_source import WeightSource, weight_source
 from visiontrain.training.checkpoints import stored_run_config
@@ -48,53 +47,41 @@ from visiontrain.training.task import BuiltModel, PreparedData
 log = logging.getLogger("visiontrain")
 
 
-def data_root(data_cfg: DictConfig | dict) -> Path:
+def data_root(data: ImageDataSettings) -> Path:
     """Where the images are; built-in data is written there first if needed."""
-    root = Path(str(data_cfg["root"])).expanduser()
-    if data_cfg.get("builtin"):
-        materialise_builtin(data_cfg["builtin"], root)
+    root = Path(str(data.root)).expanduser()
+    if data.builtin:
+        materialise_builtin(data.builtin, root)
     return root
 
 
-def scan(data_cfg: DictConfig | dict, seed: int, classes: list[str] | None = None,
+def scan(data: ImageDataSettings, seed: int, classes: list[str] | None = None,
          required_splits: tuple[str, ...] = ("train", "val"), allow_key: str = "data.allow_outside_root",
          reduce_to: int | None = None) -> Inventory:
-    """The inventory of ``data_cfg``'s images, each decoded as the dataset will (``reduce_to``: the resize size)."""
-    return build_inventory(data_root(data_cfg), data_cfg["format"], float(data_cfg["val_fraction"]), seed,
-                           classes=classes, required_splits=required_splits,
-                           duplicates=DuplicatePolicy.from_config(data_cfg.get("duplicates")),
-                           allow_outside_root=bool(data_cfg.get("allow_outside_root", False)),
-                           allow_key=allow_key, pixel_limit=training_pixel_limit(data_cfg), reduce_to=reduce_to)
-
-
-def training_pixel_limit(data_cfg: DictConfig | dict) -> PixelLimit:
-    """``data.max_image_pixels`` (a run saved before the key existed: the default)."""
-    return pixel_limit(data_cfg.get("max_image_pixels"), "data.max_image_pixels")
+    """The inventory of ``data``'s images, each decoded as the dataset will (``reduce_to``: the resize size)."""
+    return build_inventory(data_root(data), data.format, data.val_fraction, seed, classes=classes,
+                           required_splits=required_splits, duplicates=data.duplicates,
+                           allow_outside_root=data.allow_outside_root, allow_key=allow_key,
+                           pixel_limit=pixel_limit(data.max_image_pixels, "data.max_image_pixels"),
+                           reduce_to=reduce_to)
 
 
 def input_spec_from(cfg: DictConfig) -> InputSpec:
-    """``model.input`` with its unset fields filled from the weights (or the backbone's pretrained config)."""
-    source = weight_source(cfg.model)
-    i = cfg.model.input
-    return resolve_input_spec(source.backbone, i.image_size, i.mean, i.std, i.crop_pct, i.interpolation,
-                              weights=source.input_defaults())
+    """The input spec of a composed config not yet checked (a notebook, a test): ``model.input`` filled from the
+    weights. A run uses the spec its library checks decided (:class:`ImageDecisions`)."""
+    model = parse(ImageModelSettings, cfg, "model")
+    return input_spec_for(model.input, weight_source(model))
 
 
-def train_steps_for(cfg: DictConfig, spec: InputSpec) -> Any:
-    """The configured augmentation list with ``${model.input.image_size}`` resolved to the actual input size."""
-    return OmegaConf.merge(cfg, {"model": {"input": {"image_size": spec.image_size}}}).augment.train
-
-
-def datamodule_for(inventory: Inventory, spec: InputSpec, data_cfg: DictConfig | dict, seed: int,
-                   train_steps: Any = None, trainer_cfg: DictConfig | dict | None = None,
+def datamodule_for(inventory: Inventory, spec: InputSpec, data: ImageDataSettings, seed: int,
+                   train_transform: Any = None, trainer: Trainer | None = None,
                    drop_last_train: bool = False) -> ImageDataModule:
-    trainer_cfg = trainer_cfg if trainer_cfg is not None else {"accelerator": "cpu"}
-    pin_memory = resolve_pin_memory(data_cfg.get("pin_memory", "auto"), str(trainer_cfg.get("accelerator", "cpu")))
-    return ImageDataModule(inventory, build_train_transform(spec, train_steps), build_eval_transform(spec),
-                           batch_size=int(data_cfg["batch_size"]), num_workers=data_cfg["num_workers"],
-                           balance=data_cfg["balance"], pin_memory=pin_memory,
-                           reduce_to=spec.resize_to, seed=seed, processes=processes_per_node(trainer_cfg),
-                           drop_last_train=drop_last_train)
+    """The datamodule of ``inventory`` (``train_transform``: the run's, decided once; None: no augmentation)."""
+    train_transform = train_transform if train_transform is not None else build_train_transform(spec, None)
+    return ImageDataModule.from_settings(
+        inventory, train_transform, build_eval_transform(spec), data,
+        accelerator="cpu" if trainer is None else str(trainer.accelerator), reduce_to=spec.resize_to, seed=seed,
+        processes=1 if trainer is None else processes_per_node(trainer), drop_last_train=drop_last_train)
 
 
 def evaluation_report(trainer: pl.Trainer, module: ImageClassifier, datamodule: ImageDataModule,
@@ -150,20 +137,22 @@ class ImageTask:
     def __init__(self, cfg: DictConfig, settings: ImageTrainConfig) -> None:
         self.cfg = cfg  # the raw config: what Hydra instantiates (trainer, callbacks, loggers, optimizer, ...)
         self.settings = settings  # the same config parsed and typed: what everything else reads
+        # decided once: by the library checks when they ran on these settings, else here
+        self.decided: ImageDecisions = settings.decided or decide_image_run(cfg, settings.model)
 
     def prepare(self, run_dir: Path, is_main_process: bool) -> ImageData:
         """Check every file once: the inventory, its counts, the split it made and the rejects report."""
-        cfg = self.cfg
+        settings = self.settings
         started = time.perf_counter()
-        spec = input_spec_from(cfg)
-        inventory = scan(cfg.data, int(cfg.seed), reduce_to=spec.resize_to)
+        spec = self.decided.spec
+        inventory = scan(settings.data, settings.seed, reduce_to=spec.resize_to)
         if is_main_process:
             inventory.write_rejects(run_dir / "rejects.csv")
             inventory.write_split(run_dir / "split.csv")
-        if cfg.monitor.metric == "val/acc_top5" and len(inventory.classes) <= 5:
+        if settings.monitor.metric == "val/acc_top5" and len(inventory.classes) <= 5:
             raise ConfigError("monitor.metric", f"top-5 accuracy needs more than 5 classes; the data has "
                               f"{len(inventory.classes)}", "monitor.metric=val/acc")
-        weights = class_weights(inventory) if cfg.data.balance == "loss_weights" else None
+        weights = class_weights(inventory) if settings.data.balance == "loss_weights" else None
         summary = {"root": inventory.root, "format": inventory.format, "classes": inventory.classes,
                    **inventory.counts(), "class_weights": weights, "rejects_csv": str(run_dir / "rejects.csv"),
                    "split_csv": str(run_dir / "split.csv"),
@@ -172,28 +161,29 @@ class ImageTask:
 
     def build(self, data: ImageData, split: None = None) -> ImageModel:
         """The classifier on its starting weights and the datamodule of the inventory's own split."""
-        cfg, spec = self.cfg, data.spec
-        mixup = OmegaConf.to_container(cfg.augment.mixup, resolve=True) if "mixup" in cfg.augment else None
-        mixing = mixup_enabled(mixup)
+        cfg, settings, spec, source = self.cfg, self.settings, data.spec, self.decided.source
+        mixup = settings.augment.mixup
+        mixing = mixup is not None and mixup.mixes
         if mixing:
-            check_mixup_data(data.inventory, int(cfg.data.batch_size), processes_per_node(cfg.trainer))
-        datamodule = datamodule_for(data.inventory, spec, cfg.data, int(cfg.seed), train_steps_for(cfg, spec),
-                                    cfg.trainer, drop_last_train=mixing)
-        source = weight_source(cfg.model)
-        if not source.pretrained and int(cfg.schedule.freeze_epochs) > 0:  # an image run builds its model once
+            check_mixup_data(data.inventory, settings.data.batch_size, processes_per_node(settings.trainer))
+        datamodule = datamodule_for(data.inventory, spec, settings.data, settings.seed, self.decided.train_transform,
+                                    settings.trainer, drop_last_train=mixing)
+        freeze_epochs = settings.schedule.freeze_epochs
+        if not source.pretrained and freeze_epochs > 0:  # an image run builds its model once
             log.warning("schedule.freeze_epochs=%d freezes a backbone that got no pretrained weights: its random "
                         "features cannot be fitted by the head alone. Use schedule=full_finetune, or give it "
                         "weights (model.weights=..., model.pretrained=true or model.weights_file=...)",
-                        int(cfg.schedule.freeze_epochs))
+                        freeze_epochs)
+        model = settings.model
         module = ImageClassifier(
             backbone=source.backbone, class_names=data.inventory.classes, input_spec=spec.to_dict(),
             pretrained=source.kind == "hub", weights_file=source.file,
             weights=source.packaged.name if source.packaged else None,
-            drop_rate=float(cfg.model.drop_rate), label_smoothing=float(cfg.model.label_smoothing),
+            drop_rate=model.drop_rate, label_smoothing=model.label_smoothing,
             class_weights=data.class_weights, optimizer=OmegaConf.to_container(cfg.optimizer, resolve=True),
             schedule=OmegaConf.to_container(cfg.schedule, resolve=True),
-            run_config=stored_run_config(cfg), mixup=mixup if mixing else None,
-            ema=OmegaConf.to_container(cfg.model.ema, resolve=True) if "ema" in cfg.model else None)
+            run_config=stored_run_config(cfg), mixup=mixup.model_dump() if mixing else None,
+            ema=model.ema.model_dump() if model.ema is not None else None)
         if module.weights_report:
             log.info(module.weights_report["summary"])
         return ImageModel(datamodule=datamodule, module=module, spec=spec, source=source)
@@ -214,10 +204,9 @@ class ImageTask:
 
     def export(self, data: ImageData, built: ImageModel, ckpt_path: str, run_dir: Path, metric: dict[str, Any],
                extra_metadata: dict[str, Any]) -> ExportResult:
-        e = self.cfg.export
-        return export_image_checkpoint(ckpt_path, run_dir / "model.onnx", built.datamodule, int(e.parity_images),
-                                       float(e.atol), int(e.opset), metric, extra_metadata, e.get("quantize"),
-                                       int(e.get("calibration_images", 128)))
+        e = self.settings.export
+        return export_image_checkpoint(ckpt_path, run_dir / "model.onnx", built.datamodule, e.parity_images, e.atol,
+                                       e.opset, metric, extra_metadata, e.quantize, e.calibration_images)
 
     def reference_stats(self, data: ImageData, built: ImageModel) -> dict[str, Any]:
         """Input statistics of (up to 500) training images and the model's outputs on validation images."""
@@ -298,38 +287,38 @@ class ImageTask:
 
     # ----- a finished checkpoint ---------------------------------------------------------------------------
     @staticmethod
-    def _checkpoint_data(module: ImageClassifier, cfg: DictConfig, split: str
+    def _checkpoint_data(module: ImageClassifier, options: EvaluateOptions | ExportOptions, split: str
                          ) -> tuple[ImageDataModule | None, Inventory | None]:
         """The checkpoint's own data (same split and seed), or ``data_root`` evaluated in full."""
-        run_config = module.hparams.run_config or {}
-        data_cfg = dict(run_config.get("data", {}))
-        seed = int(run_config.get("seed", 0))
-        if cfg.get("data_root"):
-            root = Path(str(cfg.data_root)).expanduser()
+        stored = validate(StoredImageRun, module.hparams.run_config or {})
+        fields = dict(stored.data)
+        if options.data_root:
+            root = Path(options.data_root).expanduser()
             if not root.exists():
                 raise ConfigError("data_root", f"{root} does not exist", "data_root=/path/to/images")
-            data_cfg.update(root=str(root), builtin=None, format="auto", val_fraction=1.0,
-                            allow_outside_root=bool(cfg.get("allow_outside_root", False)))
-        if not data_cfg.get("root"):
+            fields.update(root=str(root), builtin=None, format="auto", val_fraction=1.0,
+                          allow_outside_root=getattr(options, "allow_outside_root", False))
+        if not fields.get("root"):
             return None, None
-        data_cfg.update(batch_size=int(cfg.get("batch_size", data_cfg.get("batch_size", 32))), balance="none",
-                        num_workers=data_cfg.get("num_workers", "auto"))
+        fields.update(batch_size=options.batch_size, balance="none")
+        data = validate(StoredImageData, fields, "data")
         spec_fields = {k: v for k, v in module.hparams.input_spec.items() if k != "resize_to"}
         spec = InputSpec(**{**spec_fields, "mean": tuple(spec_fields["mean"]), "std": tuple(spec_fields["std"])})
-        inventory = scan(data_cfg, seed, classes=module.class_names, required_splits=(split,),
-                         allow_key="allow_outside_root" if cfg.get("data_root") else "data.allow_outside_root",
+        inventory = scan(data, stored.seed, classes=module.class_names, required_splits=(split,),
+                         allow_key="allow_outside_root" if options.data_root else "data.allow_outside_root",
                          reduce_to=spec.resize_to)
-        return datamodule_for(inventory, spec, data_cfg, seed), inventory
+        return datamodule_for(inventory, spec, data, stored.seed), inventory
 
     @classmethod
     def evaluate_checkpoint(cls, cfg: DictConfig, ckpt: Path, checkpoint: dict[str, Any],
                             run_dir: Path) -> float | None:
-        split, tta = str(cfg.split), str(cfg.tta)
+        options = parse(EvaluateOptions, cfg)
+        split, tta = options.split, options.tta
         module = load_classifier(ckpt, tta=tta, checkpoint=checkpoint)
-        if tta == "hflip" and float((module.hparams.run_config or {}).get("augment", {}).get("hflip_p", 0.5)) == 0:
+        if tta == "hflip" and validate(StoredImageRun, module.hparams.run_config or {}).augment.hflip_p == 0:
             log.warning("tta=hflip on a model trained without horizontal flips (augment.hflip_p=0): if a mirrored "
                         "image means something else in this data (digits, text), use tta=none")
-        datamodule, inventory = cls._checkpoint_data(module, cfg, split)
+        datamodule, inventory = cls._checkpoint_data(module, options, split)
         if datamodule is None:
             raise ConfigError("data_root", "the checkpoint records no data location", "data_root=/path/to/images")
         inventory.write_rejects(run_dir / "rejects.csv")
@@ -350,19 +339,18 @@ class ImageTask:
     def export_checkpoint(cls, cfg: DictConfig, ckpt: Path, checkpoint: dict[str, Any], output: Path,
                           run_dir: Path) -> ExportResult:
         """Export to ONNX and check it with onnxruntime on the checkpoint's validation images."""
+        options = parse(ExportOptions, cfg)
         module = load_classifier(ckpt, checkpoint=checkpoint)
         datamodule = None
         try:
-            datamodule, _ = cls._checkpoint_data(module, cfg, "val")
+            datamodule, _ = cls._checkpoint_data(module, options, "val")
         except Exception as error:  # noqa: BLE001 - parity then falls back to random inputs, and says so
-            if cfg.get("data_root"):  # images the user named: a mistake to report, never replaced by noise
+            if options.data_root:  # images the user named: a mistake to report, never replaced by noise
                 raise
             log.warning("no validation images for the parity check (%s); using random inputs", error)
-        quantize = cfg.get("quantize")
-        result = export_image_checkpoint(ckpt, output, datamodule, int(cfg.parity_images), float(cfg.atol),
-                                         int(cfg.opset), None, quantize=quantize,
-                                         calibration_images=int(cfg.get("calibration_images", 128)),
-                                         module=module)
+        result = export_image_checkpoint(ckpt, output, datamodule, options.parity_images, options.atol,
+                                         options.opset, None, quantize=options.quantize,
+                                         calibration_images=options.calibration_images, module=module)
         write_json(result.as_dict(), run_dir / "export.json")
         parity = result.parity
         print(f"exported {ckpt} -> {output}\n  parity on {parity.images} {parity.source}: max |logit diff| = "

@@ -8,10 +8,13 @@ with, so ``model.backbone`` may stay null; naming another backbone next to them 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from visiontrain.errors import ConfigError
 from visiontrain.image.packaged_weights import PackagedWeights, packaged_weights
+
+if TYPE_CHECKING:
+    from visiontrain.config.image import ImageModel
 
 
 @dataclass(frozen=True)
@@ -38,10 +41,9 @@ class WeightSource:
         return described
 
 
-def weight_source(model: Mapping[str, Any]) -> WeightSource:
+def weight_source(model: ImageModel) -> WeightSource:
     """The one weights source ``model`` asks for, with its backbone; conflicting settings fail naming the fix."""
-    name, hub, file = model.get("weights"), bool(model.get("pretrained")), model.get("weights_file")
-    backbone = model.get("backbone")
+    name, hub, file, backbone = model.weights, model.pretrained, model.weights_file, model.backbone
     chosen = [key for key, on in (("model.weights", name), ("model.pretrained", hub), ("model.weights_file", file)) if on]
     if len(chosen) > 1:
         keep = chosen[0] if chosen[0] != "model.weights" else chosen[1]
@@ -49,7 +51,7 @@ def weight_source(model: Mapping[str, Any]) -> WeightSource:
                           f"model.weights=null to use {keep}" if "model.weights" in chosen else
                           "model.pretrained=false to use model.weights_file")
     if name:
-        packaged = packaged_weights(str(name))
+        packaged = packaged_weights(name)
         if backbone and backbone != packaged.backbone:
             raise ConfigError("model.backbone", f"is {backbone}, but model.weights={name} holds "
                               f"{packaged.backbone} weights",
@@ -60,7 +62,7 @@ def weight_source(model: Mapping[str, Any]) -> WeightSource:
         raise ConfigError("model.backbone", "is not set and no model.weights names one",
                           "model.backbone=<a timm model name>, or model.weights=efficientnet_lite0.in1k")
     if hub:
-        return WeightSource(str(backbone), "hub")
+        return WeightSource(backbone, "hub")
     if file:
-        return WeightSource(str(backbone), "file", file=str(file))
-    return WeightSource(str(backbone), "none")
+        return WeightSource(backbone, "file", file=file)
+    return WeightSource(backbone, "none")

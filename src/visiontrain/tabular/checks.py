@@ -16,8 +16,9 @@ from visiontrain.tabular.ingest import detect_format, source_from_environment
 from visiontrain.training.checks import check_optimizer_class
 
 
-def check_tabular_libraries(cfg: DictConfig) -> None:
-    """The model's classes and where the table comes from (``cfg`` has passed the library-free checks)."""
+def check_tabular_libraries(cfg: DictConfig, settings: object = None) -> None:
+    """The model's classes and where the table comes from (``cfg`` has passed the library-free checks;
+    ``settings``, the parsed config, is what the image task's checks read)."""
     task_type = value(cfg, "data.task_type")
     if value(cfg, "model.kind") == "mlp":
         check_optimizer_class(cfg)

@@ -31,18 +31,10 @@ from torch.optim.optimizer import (
 )
 from torch.utils.data import DataLoader
 
+from visiontrain.config.checks import LrFind
 from visiontrain.training.reports import write_json
 
-
-@dataclass(frozen=True)
-class LRFindSettings:
-    """``lr_find`` in ``conf/lr_find.yaml``."""
-
-    min_lr: float = 1e-6
-    max_lr: float = 1.0
-    num_training: int = 100
-    mode: str = "exponential"
-    early_stop_threshold: float | None = 4.0
+LRFindSettings = LrFind  # ``lr_find.*`` (conf/lr_find.yaml), the typed section the config check parses
 
 
 @dataclass(frozen=True)
@@ -60,7 +52,7 @@ class LRFindResult:
         return f"optimizer.lr={self.suggestion:.3g}" if self.suggestion is not None else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"suggestion": self.suggestion, "override": self.override, **vars(self.settings),
+        return {"suggestion": self.suggestion, "override": self.override, **self.settings.model_dump(),
                 "points": len(self.lrs), "stopped_early": len(self.lrs) < self.settings.num_training,
                 "probed_rate": "the head's, i.e. optimizer.lr; every other group at its share (group_scales)",
                 "group_scales": self.group_scales, "lrs": self.lrs, "losses": self.losses}

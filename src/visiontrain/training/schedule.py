@@ -16,27 +16,9 @@ from dataclasses import dataclass
 from timm.optim import param_groups_weight_decay
 from torch import nn
 
-from visiontrain.config.choices import BN_STATS
+from visiontrain.config.image import Schedule
 
-
-@dataclass(frozen=True)
-class FineTuneSchedule:
-    """Config of the two stages; see ``conf/schedule/*.yaml``."""
-
-    freeze_epochs: int = 0
-    unfreeze: str | int = "all"  # "all", or how many of the top backbone groups train in stage 2
-    backbone_lr_scale: float = 0.1  # stage-2 backbone LR = optimizer LR x this
-    layer_decay: float | None = None  # each lower backbone layer: LR x this again
-    warmup_epochs: float = 1.0
-    min_lr_ratio: float = 0.01
-    bn_stats: str = "frozen"  # frozen: BatchNorm keeps the pretrained statistics in stage 2 too | train
-
-    def __post_init__(self) -> None:
-        if self.bn_stats not in BN_STATS:  # the config check refuses it first; never a silent "train" here
-            raise ValueError(f"schedule.bn_stats must be one of {', '.join(BN_STATS)}; got {self.bn_stats!r}")
-
-    def is_frozen(self, epoch: int) -> bool:
-        return epoch < self.freeze_epochs
+FineTuneSchedule = Schedule  # the ``schedule.*`` section; a classifier reads its stored copy with the same model
 
 
 def stage_name(schedule: FineTuneSchedule, epoch: int) -> str:
