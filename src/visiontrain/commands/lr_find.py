@@ -8,19 +8,22 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf
 
 from visiontrain.commands.validation import validate_lr_find_config
+from visiontrain.config.checks import TrainSettings
 from visiontrain.registry import task_for_config
 from visiontrain.training.hardware import build_trainer
 from visiontrain.training.lr_find import LRFindSettings, find_learning_rate, write_lr_find
 
 
-def lr_find(cfg: DictConfig) -> float | None:
+def lr_find(cfg: DictConfig, settings: TrainSettings | None = None) -> float | None:
     """The learning-rate range test on the training data that `train` with the same overrides would use.
 
     The model is built as for training but with no frozen epochs, so the head and the backbone are probed together
     at their configured shares of the rate; the suggestion is the head's rate, the ``optimizer.lr`` to train with
-    (see :mod:`visiontrain.training.lr_find`). Writes lr_find.json and lr_find.png in the run dir.
+    (see :mod:`visiontrain.training.lr_find`). Writes lr_find.json and lr_find.png in the run dir. ``settings``:
+    the CLI's parse of ``cfg`` (parsed here when not given); the probe (``cfg`` with no frozen epochs) is another
+    config, parsed by the task.
     """
-    validate_lr_find_config(cfg)
+    validate_lr_find_config(cfg, settings)
     run_dir = Path(cfg.paths.run_dir)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     probe = OmegaConf.merge(cfg, {"schedule": {"freeze_epochs": 0}})  # the fine-tune stage: head and backbone
