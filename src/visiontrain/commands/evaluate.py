@@ -23,7 +23,7 @@ def evaluate(cfg: DictConfig, options: EvaluateOptions | None = None) -> float |
     image (see :mod:`visiontrain.image.tta`); evaluation.json records the mode. ``options``: the CLI's parse of
     ``cfg`` (parsed here when not given); ``cfg`` itself goes to the task, which instantiates from it.
     """
-    validate_evaluate_config(cfg, options)
-    ckpt, checkpoint = checkpoint_from(cfg)
+    options = validate_evaluate_config(cfg, options)
+    ckpt, checkpoint = checkpoint_from(options.ckpt)
     task = task_class(task_name_of(checkpoint, ckpt))
     return task.evaluate_checkpoint(cfg, ckpt, checkpoint, Path(cfg.paths.run_dir))

@@ -19,7 +19,7 @@ def export(cfg: DictConfig, options: ExportOptions | None = None) -> dict:
     ``cfg`` (parsed here when not given); ``cfg`` itself goes to the task, which instantiates from it.
     """
     options = validate_export_config(cfg, options)
-    ckpt, checkpoint = checkpoint_from(cfg)
+    ckpt, checkpoint = checkpoint_from(options.ckpt)
     run_dir = Path(cfg.paths.run_dir)
     output = Path(options.output).expanduser() if options.output else run_dir / "model.onnx"
     task = task_class(task_name_of(checkpoint, ckpt))
