@@ -147,11 +147,16 @@ def _run_hydra(command: str, line: CommandLine | None) -> None:
             _close_failed_run(error)
             _exit_with(error)
 
-    if line is not None:
-        try:
+    try:
+        if config_name == "serve":  # a token typed on the command line, even beside a flag Hydra refuses
+            from visiontrain.deploy.access import refuse_command_line_secrets
+
+            refuse_command_line_secrets(sys.argv[1:])
+        if line is not None:
             line = _check_command_line(command, line)
-        except (ConfigError, CheckpointError) as error:
-            _exit_with(error)
+    except (ConfigError, CheckpointError) as error:
+        _exit_with(error)
+    if line is not None:
         sys.argv = [sys.argv[0], *line.argv]  # what Hydra reads (resume= resolved)
         if line.help and _print_help(app_config, config_path, line):
             return
@@ -163,10 +168,6 @@ def _check_command_line(command: str, line: CommandLine) -> CommandLine:
     from visiontrain.config.overrides import check_no_secrets, check_override_syntax
 
     config_name = COMMANDS[command].config
-    if config_name == "serve":  # before Hydra saves the overrides to the run dir
-        from visiontrain.deploy.access import refuse_command_line_secrets
-
-        refuse_command_line_secrets(line.overrides)
     check_no_secrets(list(line.overrides))  # before anything can store or echo the command line
     check_override_syntax(list(line.overrides))  # an unquoted URL: the fix, not Hydra's grammar
     if not (line.own_config or line.help or line.hydra_help):
