@@ -385,8 +385,8 @@ def test_stream_settings_never_fall_back_on_an_empty_or_truncated_value(tmp_path
     from visiontrain.config.checks import check_stream_config
 
     (tmp_path / "m.onnx").write_bytes(b"")  # the rules across options come after the files named exist
-    stage = [f"model={tmp_path / 'm.onnx'}", "source=kafka://localhost:9092/in", "group=g", "output=kafka://localhost:9092/out",
-             "rejects=rejects.jsonl"]
+    stage = [f"model={tmp_path / 'm.onnx'}", "source=kafka://localhost:9092/in", "group=g",
+             "output=kafka://localhost:9092/out", "rejects=rejects.jsonl"]
     for override, key in (("sink_table=''", "sink_table"), ("image_field=null", "image_field"),
                           ("top_k=2.5", "top_k"), ("max_batch_size=null", "max_batch_size"),
                           ("output=null", "output"), ("output=kafka://localhost:9092/in", "output")):
