@@ -19,7 +19,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -122,6 +122,15 @@ def _run_hydra(command: str, line: CommandLine | None) -> None:
     ``--help``, else run the command as a Hydra app."""
     import hydra
 
+    from visiontrain.commands.failures import (
+        as_write_error,
+        close_failed_run,
+        exit_with,
+        in_multirun,
+        record_failed_trial,
+        sweeper_counts_exceptions,
+        user_error,
+    )
     from visiontrain.config import config_dir
     from visiontrain.errors import CheckpointError, ConfigError
 
@@ -136,16 +145,16 @@ def _run_hydra(command: str, line: CommandLine | None) -> None:
         try:
             return _run_command(command, cfg)
         except Exception as error:
-            error = _as_write_error(error, command)
-            if _in_multirun():  # a crashed trial is recorded and the sweep goes on
-                _record_failed_trial(error)
-                if _sweeper_counts_exceptions():
+            error = as_write_error(error, command)
+            if in_multirun():  # a crashed trial is recorded and the sweep goes on
+                record_failed_trial(error)
+                if sweeper_counts_exceptions():
                     raise  # the Optuna sweeper marks the trial failed and goes on (max_failure_rate)
                 return float("nan")  # Hydra's basic sweeper would stop at an exception
-            if _user_error(error) is None:
+            if user_error(error) is None:
                 raise
-            _close_failed_run(error)
-            _exit_with(error)
+            close_failed_run(error)
+            exit_with(error)
 
     try:
         if config_name == "serve":  # a token typed on the command line, even beside a flag Hydra refuses
@@ -155,7 +164,7 @@ def _run_hydra(command: str, line: CommandLine | None) -> None:
         if line is not None:
             line = _check_command_line(command, line)
     except (ConfigError, CheckpointError) as error:
-        _exit_with(error)
+        exit_with(error)
     if line is not None:
         sys.argv = [sys.argv[0], *line.argv]  # what Hydra reads (resume= resolved)
         if line.help and _print_help(app_config, config_path, line):
@@ -223,79 +232,6 @@ def _config_groups(conf: Path) -> str:
     return "".join(lines)
 
 
-def _as_write_error(error: Exception, command: str) -> Exception:
-    """A write the run dir refused, wherever in ``error``'s chain (any writer, teardown included), as one
-    :class:`RunWriteError` naming the folder to fix; any other error as it is."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from visiontrain.errors import run_write_error, write_failure
-
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    failure = write_failure(error, run_dir)
-    return error if failure is None else run_write_error(failure, run_dir, command)
-
-
-def _user_error(error: BaseException) -> tuple[str, int] | None:
-    """What to call an error meant for the user, and the exit code; None for a bug (its traceback is shown)."""
-    from visiontrain.errors import CheckpointError, ConfigError, DataError, RunWriteError, WeightsError
-
-    kinds = ((RunWriteError, "write error", 1),  # the disk, not the config
-             (ConfigError, "config error", 2), (DataError, "data error", 2), (WeightsError, "weights error", 2),
-             (CheckpointError, "checkpoint error", 2))
-    return next(((kind, code) for cls, kind, code in kinds if isinstance(error, cls)), None)
-
-
-def _exit_with(error: BaseException) -> NoReturn:
-    """One line on stderr, secrets masked, and the exit code of :func:`_user_error`: no traceback."""
-    from visiontrain.core.redaction import redact_text
-
-    kind, code = _user_error(error)
-    print(f"visiontrain: {kind}: {redact_text(_own_message(error))}", file=sys.stderr, flush=True)
-    raise SystemExit(code) from None
-
-
-def _own_message(error: BaseException) -> str:
-    """``error``'s message without the wrapper torch puts around an error raised in a DataLoader worker process
-    ("Caught DataError in DataLoader worker process 0. Original Traceback ..."): the user reads our line only."""
-    text = str(error)
-    raised_as = f"{type(error).__module__}.{type(error).__qualname__}: "
-    if text.startswith("Caught ") and "Original Traceback" in text and raised_as in text:
-        return text.rsplit(raised_as, 1)[1].rstrip("\n")
-    return text
-
-
-def _in_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def _sweeper_counts_exceptions() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-
-    return "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
-
-
-def _record_failed_trial(error: Exception) -> None:
-    """Write failed.json (error, traceback, overrides) in the trial's dir for the sweep summary."""
-    import json
-    import traceback
-
-    from hydra.core.hydra_config import HydraConfig
-
-    from visiontrain.core.redaction import redact_text
-    from visiontrain.sweeps.summary import FAILED_FILE
-
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    message = redact_text(f"{type(error).__name__}: {error}")
-    (run_dir / FAILED_FILE).write_text(json.dumps({
-        "error": message, "traceback": redact_text(traceback.format_exc()),
-        "overrides": list(HydraConfig.get().overrides.task)}, indent=2))
-    print(f"visiontrain: trial {run_dir.name} failed ({message}); the sweep goes on", file=sys.stderr, flush=True)
-
-
 def _check_override_keys(config_name: str, line: CommandLine) -> None:
     """Unknown keys fail naming the nearest real ones before Hydra starts (Hydra still reports every other
     mistake). Composes the config once (the group choices only), and only when there are plain keys to look up."""
@@ -340,37 +276,6 @@ def _resolve_resume(config_name: str, line: CommandLine) -> CommandLine:
 
     return line.with_overrides(resume_overrides(config_name, list(line.overrides), config_dir(),
                                                 multirun=line.multirun))
-
-
-def _close_failed_run(error: BaseException) -> None:
-    """A run stopped by a user error: the error in its log file; after a config mistake, no run dir at all.
-
-    The console already has the error from :func:`_exit_with`; the log file gets it too, so a kept run dir says
-    why it stopped. A config mistake is fixed on the command line and nothing ran: its dir (only Hydra's files)
-    is removed, with the folders above it that this run made. Any other error (the data, a checkpoint, the
-    weights) leaves the dir as a record of what was tried: the config, the log with the error, and whatever the
-    run wrote (a rejects report, a data report, a resumed run's checkpoints).
-    """
-    import logging
-    import shutil
-
-    from hydra.core.hydra_config import HydraConfig
-
-    from visiontrain.core.log_routing import FILE_ONLY
-    from visiontrain.core.redaction import redact_text
-    from visiontrain.errors import ConfigError
-
-    kind, _ = _user_error(error)
-    logging.getLogger("visiontrain").error("%s: %s", kind, redact_text(str(error)), extra=FILE_ONLY)
-    if not isinstance(error, ConfigError):
-        return
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
-        shutil.rmtree(run_dir, ignore_errors=True)
-        for parent in run_dir.parents:  # outputs/<experiment>/runs, if this run made them
-            if parent == Path.cwd() or any(parent.iterdir()):
-                break
-            parent.rmdir()
 
 
 def main(argv: list[str] | None = None) -> None:
