@@ -279,8 +279,6 @@ def _resolve_resume(config_name: str, line: CommandLine) -> CommandLine:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from visiontrain.config.argv import parse_command_line
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in COMMANDS:
         command, rest = argv[0], argv[1:]
@@ -290,6 +288,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
+    from visiontrain.config.argv import parse_command_line
     from visiontrain.config.overrides import pass_through_overrides
 
     rest = pass_through_overrides(command, rest)
