@@ -382,16 +382,28 @@ def test_an_unknown_interpolation_is_an_error_wherever_it_is_read():
     assert ImageSpec.from_metadata(recorded).interpolation == "bilinear"  # exports from before it was recorded
 
 
-def test_stream_settings_never_fall_back_on_an_empty_or_truncated_value():
-    from visiontrain.deploy.streaming.settings import StreamSettings
+def test_stream_settings_never_fall_back_on_an_empty_or_truncated_value(tmp_path):
+    from visiontrain.config.checks import check_stream_config
 
-    stage = ["model=m.onnx", "source=kafka://localhost:9092/in", "group=g", "output=kafka://localhost:9092/out",
-             "rejects=rejects.jsonl"]
+    (tmp_path / "m.onnx").write_bytes(b"")  # the rules across options come after the files named exist
+    stage = [f"model={tmp_path / 'm.onnx'}", "source=kafka://localhost:9092/in", "group=g",
+             "output=kafka://localhost:9092/out", "rejects=rejects.jsonl"]
     for override, key in (("sink_table=''", "sink_table"), ("image_field=null", "image_field"),
-                          ("top_k=2.5", "top_k"), ("max_batch_size=null", "max_batch_size")):
+                          ("top_k=2.5", "top_k"), ("max_batch_size=null", "max_batch_size"),
+                          ("output=null", "output"), ("output=kafka://localhost:9092/in", "output")):
         with pytest.raises(ConfigError) as raised:
-            StreamSettings.from_config(compose_command("stream", *stage, override))
+            check_stream_config(compose_command("stream", *stage, override))
         assert raised.value.key == key, override
+
+
+def test_the_command_options_hold_no_second_default():
+    """Defaults live in conf/<command>.yaml: every option of the models the commands receive is required there."""
+    from visiontrain.config import commands
+
+    for model in (commands.EvaluateOptions, commands.ExportOptions, commands.PredictOptions,
+                  commands.ServeOptions, commands.StreamOptions, commands.DriftOptions):
+        defaulted = [name for name, field in model.model_fields.items() if not field.is_required()]
+        assert not defaulted, f"{model.__name__}: {defaulted} have a default in the model, not the YAML"
 
 
 @pytest.fixture(scope="module")

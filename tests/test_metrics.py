@@ -172,17 +172,25 @@ def test_serve_watches_image_statistics_for_drift(tmp_path):
     assert "brightness (PSI" in next(line for line in output.splitlines() if "DRIFT in" in line), output[-3000:]
 
 
-def test_drift_window_is_checked_before_the_server_starts(churn, tmp_path):
-    from omegaconf import OmegaConf
+def serve_options(model: Path, *overrides: str):
+    """conf/serve.yaml with ``overrides``, as `visiontrain serve` parses it: the settings the app receives."""
+    from hydra import compose, initialize
 
-    from visiontrain.deploy.serve import ServeSettings
+    from visiontrain.cli import _store_config
+    from visiontrain.config.checks import check_serve_config
+
+    with initialize(version_base="1.3", config_path=None):
+        return check_serve_config(compose(_store_config("serve"), overrides=[f"model={model}", *overrides]))
+
+
+def test_drift_window_is_checked_before_the_server_starts(churn, tmp_path):
     from visiontrain.errors import ConfigError
 
-    assert ServeSettings.from_config(OmegaConf.create({})).drift_window == 0
-    assert ServeSettings.from_config(OmegaConf.create({"drift_window": 500})).drift_window == 500
-    for given in (-1, "ten", 2.5, True):
+    assert serve_options(churn["onnx"]).drift_window == 0  # conf/serve.yaml's default
+    assert serve_options(churn["onnx"], "drift_window=500").drift_window == 500
+    for given in ("-1", "ten", "2.5", "true"):
         with pytest.raises(ConfigError, match="drift_window"):
-            ServeSettings.from_config(OmegaConf.create({"drift_window": given}))
+            serve_options(churn["onnx"], f"drift_window={given}")
     result = run_cli("serve", f"model={churn['onnx']}", "drift_window=-1", cwd=tmp_path, timeout=120)
     assert result.returncode != 0
     assert "config key `drift_window`" in result.stderr, result.stderr[-2000:]
@@ -192,7 +200,7 @@ def test_drift_window_is_checked_before_the_server_starts(churn, tmp_path):
 def test_drift_window_needs_a_model_that_carries_its_reference(churn, tmp_path):
     import onnx
 
-    from visiontrain.deploy.serve import ServeSettings, create_app
+    from visiontrain.deploy.serve import create_app
     from visiontrain.errors import ConfigError
     from visiontrain.inference.onnx_model import OnnxModel
 
@@ -203,9 +211,9 @@ def test_drift_window_needs_a_model_that_carries_its_reference(churn, tmp_path):
     onnx.save(stored, str(tmp_path / "older.onnx"))
     older = OnnxModel(tmp_path / "older.onnx")
     assert older.metadata.reference_stats is None
-    create_app(older, ServeSettings())  # without drift windows it serves as before
+    create_app(older, serve_options(older.path))  # without drift windows it serves as before
     with pytest.raises(ConfigError, match="carries no reference statistics"):
-        create_app(older, ServeSettings(drift_window=100))
+        create_app(older, serve_options(older.path, "drift_window=100"))
 
 
 # --- rolling drift windows ----------------------------------------------------------------------------------

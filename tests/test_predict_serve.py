@@ -462,8 +462,11 @@ def test_serve_runs_with_the_training_stack_unimportable(image_model, churn_mode
 
 
 def test_the_deploy_package_imports_nothing_from_training():
-    """A static guard beside the runtime one: no deploy module names the training stack."""
-    for path in (REPO / "src" / "visiontrain" / "deploy").rglob("*.py"):
+    """A static guard beside the runtime one: no deploy module, and no inference command, names the training
+    stack."""
+    commands = REPO / "src" / "visiontrain" / "commands"
+    inference_commands = [commands / f"{name}.py" for name in ("predict", "serve", "stream", "drift")]
+    for path in [*(REPO / "src" / "visiontrain" / "deploy").rglob("*.py"), *inference_commands]:
         text = path.read_text()
         for name in HEAVY:
             assert f"import {name}" not in text and f"from {name}" not in text, f"{path.name} imports {name}"

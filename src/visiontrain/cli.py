@@ -1,10 +1,16 @@
-"""The `visiontrain` command: each subcommand a Hydra app over conf/, imported only when it runs.
+"""The `visiontrain` command: the table of commands and the dispatch.
 
-Dispatch is lazy on purpose. A command's module is imported only once Hydra has composed its config and the
-library-free checks (:mod:`visiontrain.config.checks`) have passed, so `--help`, `--cfg job` and a config
-mistake answer within a second or two, before torch, Lightning or timm load. `predict` and `serve` import
-onnxruntime and `visiontrain.deploy` only, never torch, Lightning, timm, albumentations or scikit-learn, so they
-start fast and run where only the inference side is installed.
+argv is read once (:mod:`visiontrain.config.argv`). Before Hydra runs, that reading decides the fast ``--help``
+and fails fast on a mistake in the overrides (unreadable, unknown keys, secrets, a sweeper setting, an unusable
+``resume=``). Then each command is a Hydra app over conf/ (``@hydra.main`` composes the config: it owns the run
+dir, ``-m`` multirun, the launcher and the sweeper); its library-free check parses that config once into typed
+settings (:data:`visiontrain.config.checks.COMMAND_CHECKS`), and the command receives them.
+
+Dispatch is lazy on purpose. A command's module is imported only once its config has passed those checks, so
+`--help`, `--cfg job` and a config mistake answer within a second, before torch, Lightning or timm load.
+`predict`, `serve`, `stream` and `drift` import onnxruntime, `visiontrain.deploy` and `visiontrain.monitoring`
+only, never torch, Lightning, timm, albumentations or scikit-learn, so they start fast and run where only the
+inference side is installed.
 """
 
 from __future__ import annotations
@@ -13,7 +19,12 @@ import importlib
 import os
 import sys
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from visiontrain.config.argv import CommandLine
 
 USAGE = """usage: visiontrain <command> [key=value ...] [--help] [--cfg job] [-m]
 
@@ -27,7 +38,7 @@ commands:
   export     ckpt=<file.ckpt> [output=<file.onnx>]: ONNX with metadata, checked against PyTorch
   predict    model=<file.onnx> input=<image | folder | manifest.csv [split=val] | table> [top_k=5]
              [output=predictions.csv|.json]: onnxruntime only; unreadable inputs listed in a rejects
-             file beside the output (a run's split.csv is a manifest: see the README)
+             file beside the output (a run's split.csv is a manifest: see docs/images.md)
   serve      model=<file.onnx> [host=127.0.0.1] [port=8000] [max_batch_size=32] [max_wait_ms=5]:
              HTTP service: POST /predict, GET /health, GET /metadata (onnxruntime only); a bearer
              token from $VISIONTRAIN_SERVE_TOKEN or token_file=<file>, never token=...
@@ -42,24 +53,46 @@ commands:
 outside the package with `visiontrain train --config-dir my_conf experiment=<your experiment>`.
 """
 
-# command -> (config name in conf/, "module:function" run with the composed config)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("train", "visiontrain.commands.train:train"),
-    "lr_find": ("lr_find", "visiontrain.commands.lr_find:lr_find"),
-    "evaluate": ("evaluate", "visiontrain.commands.evaluate:evaluate"),
-    "export": ("export", "visiontrain.commands.export:export"),
-    "predict": ("predict", "visiontrain.deploy.predict:predict"),
-    "serve": ("serve", "visiontrain.deploy.serve:serve"),
-    "drift": ("drift", "visiontrain.monitoring.command:drift"),
-    "stream": ("stream", "visiontrain.deploy.streaming.consumer:stream"),
+
+class Command(NamedTuple):
+    """One command: its config (conf/<config>.yaml), its "module:function", and what the function takes after
+    the typed settings its check returns: ``config`` (the composed config, first: Hydra instantiates from it),
+    ``run_dir`` (this run's dir) or nothing."""
+
+    config: str
+    function: str
+    takes: str = ""
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command("train", "visiontrain.commands.train:train", "config"),
+    "lr_find": Command("lr_find", "visiontrain.commands.lr_find:lr_find", "config"),
+    "evaluate": Command("evaluate", "visiontrain.commands.evaluate:evaluate", "config"),
+    "export": Command("export", "visiontrain.commands.export:export", "config"),
+    "predict": Command("predict", "visiontrain.commands.predict:predict", "run_dir"),
+    "serve": Command("serve", "visiontrain.commands.serve:serve"),
+    "stream": Command("stream", "visiontrain.commands.stream:stream", "run_dir"),
+    "drift": Command("drift", "visiontrain.commands.drift:drift", "run_dir"),
 }
 STORED_CONFIGS = ("predict", "serve", "stream")  # their `model` key shares its name with the conf/model group
 
 
-def _command_function(name: str) -> Callable:
-    """The function that runs command ``name``, importing its module (and so torch, for most) only now."""
-    module, function = COMMANDS[name][1].split(":")
-    return getattr(importlib.import_module(module), function)
+def _run_command(name: str, cfg: DictConfig) -> Any:
+    """Check ``cfg`` (library-free, once) and run command ``name`` with the typed settings; its module (and so
+    torch, for the training side) is imported only now."""
+    from visiontrain.config.checks import COMMAND_CHECKS
+    from visiontrain.core.log_routing import route_library_output
+
+    command = COMMANDS[name]
+    settings = COMMAND_CHECKS[name](cfg)  # before the command's module loads torch
+    module, function_name = command.function.split(":")
+    function = getattr(importlib.import_module(module), function_name)
+    route_library_output()  # after the import: Lightning attaches its console handler then
+    if command.takes == "config":
+        return function(cfg, settings)
+    if command.takes == "run_dir":
+        return function(settings, Path(cfg.paths.run_dir))
+    return function(settings)
 
 
 def _store_config(config_name: str) -> str:
@@ -84,17 +117,24 @@ def _store_config(config_name: str) -> str:
     return stored
 
 
-def _run_hydra(command: str) -> None:
+def _run_hydra(command: str, line: CommandLine | None) -> None:
+    """Fail fast on the command line (``line``: argv as read once; None when Hydra should explain it), answer
+    ``--help``, else run the command as a Hydra app."""
     import hydra
-    from omegaconf import DictConfig
 
+    from visiontrain.commands.failures import (
+        as_write_error,
+        close_failed_run,
+        exit_with,
+        in_multirun,
+        record_failed_trial,
+        sweeper_counts_exceptions,
+        user_error,
+    )
     from visiontrain.config import config_dir
-    from visiontrain.config.checks import COMMAND_CHECKS
-    from visiontrain.core.log_routing import route_library_output
     from visiontrain.errors import CheckpointError, ConfigError
 
-    config_name = COMMANDS[command][0]
-
+    config_name = COMMANDS[command].config
     config_path: str | None = str(config_dir())
     app_config = config_name
     if config_name in STORED_CONFIGS:
@@ -103,39 +143,52 @@ def _run_hydra(command: str) -> None:
     @hydra.main(version_base="1.3", config_path=config_path, config_name=app_config)
     def entry(cfg: DictConfig):
         try:
-            if command in COMMAND_CHECKS:  # before the command's module loads torch
-                COMMAND_CHECKS[command](cfg)
-            function = _command_function(command)
-            route_library_output()  # after the import: Lightning attaches its console handler then
-            return function(cfg)
+            return _run_command(command, cfg)
         except Exception as error:
-            error = _as_write_error(error, command)
-            if _in_multirun():  # a crashed trial is recorded and the sweep goes on
-                _record_failed_trial(error)
-                if _sweeper_counts_exceptions():
+            error = as_write_error(error, command)
+            if in_multirun():  # a crashed trial is recorded and the sweep goes on
+                record_failed_trial(error)
+                if sweeper_counts_exceptions():
                     raise  # the Optuna sweeper marks the trial failed and goes on (max_failure_rate)
                 return float("nan")  # Hydra's basic sweeper would stop at an exception
-            if _user_error(error) is None:
+            if user_error(error) is None:
                 raise
-            _close_failed_run(error)
-            _exit_with(error)
+            close_failed_run(error)
+            exit_with(error)
 
     try:
-        if config_name == "serve":  # before Hydra saves the overrides to the run dir
+        if config_name == "serve":  # a token typed on the command line, even beside a flag Hydra refuses
             from visiontrain.deploy.access import refuse_command_line_secrets
 
             refuse_command_line_secrets(sys.argv[1:])
-        _check_overrides(config_name)
-        if config_name == "train":
-            _resolve_resume(config_name)
-            _check_sweep(config_name)
+        if line is not None:
+            line = _check_command_line(command, line)
     except (ConfigError, CheckpointError) as error:
-        _exit_with(error)
-    if not _print_help(app_config, config_path):
-        entry()
+        exit_with(error)
+    if line is not None:
+        sys.argv = [sys.argv[0], *line.argv]  # what Hydra reads (resume= resolved)
+        if line.help and _print_help(app_config, config_path, line):
+            return
+    entry()
 
 
-def _print_help(app_config: str, config_path: str | None) -> bool:
+def _check_command_line(command: str, line: CommandLine) -> CommandLine:
+    """The checks of the command line before Hydra starts; returns it with ``resume=`` resolved (train)."""
+    from visiontrain.config.overrides import check_no_secrets, check_override_syntax
+
+    config_name = COMMANDS[command].config
+    check_no_secrets(list(line.overrides))  # before anything can store or echo the command line
+    check_override_syntax(list(line.overrides))  # an unquoted URL: the fix, not Hydra's grammar
+    if not (line.own_config or line.help or line.hydra_help):
+        _check_override_keys(config_name, line)
+    if config_name == "train":
+        line = _resolve_resume(config_name, line)
+        if line.runs and not line.own_config:
+            _check_sweep(config_name, line)
+    return line
+
+
+def _print_help(app_config: str, config_path: str | None, line: CommandLine) -> bool:
     """`--help` as Hydra prints it (its ``hydra.help.template`` over the composed config), in a second.
 
     Hydra's own help lists the config groups by deep-copying its whole config repository (every plugin's
@@ -145,21 +198,16 @@ def _print_help(app_config: str, config_path: str | None) -> bool:
     import string
 
     from hydra import compose, initialize, initialize_config_dir
-    from hydra._internal.utils import get_args_parser
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf, open_dict
 
-    try:
-        args = get_args_parser().parse_args(sys.argv[1:])
-    except SystemExit:  # malformed flags: let Hydra print its own usage
-        return False
-    if not args.help or args.hydra_help or args.config_dir or args.config_path or args.config_name:
+    if line.hydra_help or line.own_config:
         return False
     setup = initialize_config_dir(version_base="1.3", config_dir=config_path) if config_path else \
         initialize(version_base="1.3", config_path=None)
     try:
         with setup:
-            cfg = compose(app_config, overrides=args.overrides, return_hydra_config=True)
+            cfg = compose(app_config, overrides=list(line.overrides), return_hydra_config=True)
     except Exception:  # noqa: BLE001 - a bad group name or override syntax: Hydra explains it next
         return False
     HydraConfig.instance().set_config(cfg)  # `${hydra:...}` values resolve as in Hydra's help (--resolve)
@@ -169,7 +217,7 @@ def _print_help(app_config: str, config_path: str | None) -> bool:
         del cfg["hydra"]
     groups = _config_groups(Path(config_path)) if config_path else ""
     print(string.Template(template).safe_substitute(APP_CONFIG_GROUPS=groups,
-                                                    CONFIG=OmegaConf.to_yaml(cfg, resolve=args.resolve)))
+                                                    CONFIG=OmegaConf.to_yaml(cfg, resolve=line.resolve)))
     return True
 
 
@@ -184,98 +232,17 @@ def _config_groups(conf: Path) -> str:
     return "".join(lines)
 
 
-def _as_write_error(error: Exception, command: str) -> Exception:
-    """A write the run dir refused, wherever in ``error``'s chain (any writer, teardown included), as one
-    :class:`RunWriteError` naming the folder to fix; any other error as it is."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from visiontrain.errors import run_write_error, write_failure
-
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    failure = write_failure(error, run_dir)
-    return error if failure is None else run_write_error(failure, run_dir, command)
-
-
-def _user_error(error: BaseException) -> tuple[str, int] | None:
-    """What to call an error meant for the user, and the exit code (both carried by each class in
-    :mod:`visiontrain.errors`); None for a bug (its traceback is shown)."""
-    from visiontrain.errors import VisiontrainError
-
-    return (error.kind, error.exit_code) if isinstance(error, VisiontrainError) else None
-
-
-def _exit_with(error: BaseException) -> NoReturn:
-    """One line on stderr, secrets masked, and the exit code of :func:`_user_error`: no traceback."""
-    from visiontrain.core.redaction import redact_text
-
-    kind, code = _user_error(error)
-    print(f"visiontrain: {kind}: {redact_text(_own_message(error))}", file=sys.stderr, flush=True)
-    raise SystemExit(code) from None
-
-
-def _own_message(error: BaseException) -> str:
-    """``error``'s message without the wrapper torch puts around an error raised in a DataLoader worker process
-    ("Caught DataError in DataLoader worker process 0. Original Traceback ..."): the user reads our line only."""
-    text = str(error)
-    raised_as = f"{type(error).__module__}.{type(error).__qualname__}: "
-    if text.startswith("Caught ") and "Original Traceback" in text and raised_as in text:
-        return text.rsplit(raised_as, 1)[1].rstrip("\n")
-    return text
-
-
-def _in_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def _sweeper_counts_exceptions() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-
-    return "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()
-
-
-def _record_failed_trial(error: Exception) -> None:
-    """Write failed.json (error, traceback, overrides) in the trial's dir for the sweep summary."""
-    import json
-    import traceback
-
-    from hydra.core.hydra_config import HydraConfig
-
-    from visiontrain.core.redaction import redact_text
-    from visiontrain.sweeps.summary import FAILED_FILE
-
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    message = redact_text(f"{type(error).__name__}: {error}")
-    (run_dir / FAILED_FILE).write_text(json.dumps({
-        "error": message, "traceback": redact_text(traceback.format_exc()),
-        "overrides": list(HydraConfig.get().overrides.task)}, indent=2))
-    print(f"visiontrain: trial {run_dir.name} failed ({message}); the sweep goes on", file=sys.stderr, flush=True)
-
-
-def _check_overrides(config_name: str) -> None:
-    """Overrides Hydra cannot read and unknown keys fail naming the fix before Hydra starts (Hydra still reports
-    every other mistake)."""
-    from hydra._internal.utils import get_args_parser
-
+def _check_override_keys(config_name: str, line: CommandLine) -> None:
+    """Unknown keys fail naming the nearest real ones before Hydra starts (Hydra still reports every other
+    mistake). Composes the config once (the group choices only), and only when there are plain keys to look up."""
     from visiontrain.config import config_dir
-    from visiontrain.config.overrides import check_no_secrets, check_override_keys, check_override_syntax
+    from visiontrain.config.overrides import check_override_keys
     from visiontrain.errors import ConfigError
 
+    overrides = list(line.overrides)
+    if config_name in STORED_CONFIGS:  # `model=<file.onnx>` is a plain key there, not conf/model/
+        overrides = [o for o in overrides if not (config_dir() / o.split("=")[0].lstrip("+~")).is_dir()]
     try:
-        args = get_args_parser().parse_args(sys.argv[1:])
-    except SystemExit:  # malformed flags: let Hydra print its own usage
-        return
-    check_no_secrets(args.overrides)  # before anything can store or echo the command line
-    check_override_syntax(args.overrides)  # an unquoted URL: the override and how to quote it, not Hydra's grammar
-    if args.config_dir or args.config_path or args.config_name or args.help or args.hydra_help:
-        return
-    try:
-        overrides = args.overrides
-        if config_name in STORED_CONFIGS:  # `model=<file.onnx>` is a plain key there, not conf/model/
-            overrides = [o for o in overrides if not (config_dir() / o.split("=")[0].lstrip("+~")).is_dir()]
         check_override_keys(config_name, overrides, config_dir())
     except ConfigError:
         raise
@@ -283,72 +250,32 @@ def _check_overrides(config_name: str) -> None:
         return
 
 
-def _check_sweep(config_name: str) -> None:
+def _check_sweep(config_name: str, line: CommandLine) -> None:
     """A multirun's sweeper settings fail once, here, rather than in every trial (or not at all)."""
-    from hydra._internal.utils import get_args_parser
-
     from visiontrain.config import config_dir
     from visiontrain.config.checks import check_sweeper
     from visiontrain.config.overrides import compose_for_sweep
 
-    args = get_args_parser().parse_args(sys.argv[1:])
     sweep_keys = ("hparams_search", "hydra.mode", "hydra/sweeper", "hydra.sweeper.")
-    if args.config_dir or args.config_path or args.config_name or args.help or args.hydra_help or args.cfg:
-        return
-    if not (args.multirun or any(o.lstrip("+").startswith(sweep_keys) for o in args.overrides)):
+    if not (line.multirun or any(o.lstrip("+").startswith(sweep_keys) for o in line.overrides)):
         return
     try:
-        cfg = compose_for_sweep(config_name, args.overrides, config_dir())
+        cfg = compose_for_sweep(config_name, list(line.overrides), config_dir())
     except Exception:  # noqa: BLE001 - a bad group name or override syntax: Hydra explains it next
         return
     check_sweeper(cfg)
 
 
-def _resolve_resume(config_name: str) -> None:
+def _resolve_resume(config_name: str, line: CommandLine) -> CommandLine:
     """``resume=latest`` becomes the run dir and checkpoint to continue (see visiontrain.training.resume)."""
-    from hydra._internal.utils import get_args_parser
-
     from visiontrain.config import config_dir
 
-    args = get_args_parser().parse_args(sys.argv[1:])
-    if not any(o.startswith("resume=") for o in args.overrides):
-        return
+    if not any(o.startswith("resume=") for o in line.overrides):
+        return line
     from visiontrain.training.resume import resume_overrides  # reads checkpoints with torch: only when asked
 
-    resolved = resume_overrides(config_name, args.overrides, config_dir(), multirun=bool(args.multirun))
-    flags = [a for a in sys.argv[1:] if a not in args.overrides]
-    sys.argv = [sys.argv[0], *flags, *resolved]
-
-
-def _close_failed_run(error: BaseException) -> None:
-    """A run stopped by a user error: the error in its log file; after a config mistake, no run dir at all.
-
-    The console already has the error from :func:`_exit_with`; the log file gets it too, so a kept run dir says
-    why it stopped. A config mistake is fixed on the command line and nothing ran: its dir (only Hydra's files)
-    is removed, with the folders above it that this run made. Any other error (the data, a checkpoint, the
-    weights) leaves the dir as a record of what was tried: the config, the log with the error, and whatever the
-    run wrote (a rejects report, a data report, a resumed run's checkpoints).
-    """
-    import logging
-    import shutil
-
-    from hydra.core.hydra_config import HydraConfig
-
-    from visiontrain.core.log_routing import FILE_ONLY
-    from visiontrain.core.redaction import redact_text
-    from visiontrain.errors import ConfigError
-
-    kind, _ = _user_error(error)
-    logging.getLogger("visiontrain").error("%s: %s", kind, redact_text(str(error)), extra=FILE_ONLY)
-    if not isinstance(error, ConfigError):
-        return
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
-    if run_dir.is_dir() and all(p.name == ".hydra" or p.suffix == ".log" for p in run_dir.iterdir()):
-        shutil.rmtree(run_dir, ignore_errors=True)
-        for parent in run_dir.parents:  # outputs/<experiment>/runs, if this run made them
-            if parent == Path.cwd() or any(parent.iterdir()):
-                break
-            parent.rmdir()
+    return line.with_overrides(resume_overrides(config_name, list(line.overrides), config_dir(),
+                                                multirun=line.multirun))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -361,7 +288,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
+    from visiontrain.config.argv import parse_command_line
     from visiontrain.config.overrides import pass_through_overrides
 
-    sys.argv = [sys.argv[0], *pass_through_overrides(command, rest)]
-    _run_hydra(command)
+    rest = pass_through_overrides(command, rest)
+    sys.argv = [sys.argv[0], *rest]
+    _run_hydra(command, parse_command_line(rest))

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from visiontrain.commands.validation import validate_train_config
 from visiontrain.errors import ExportMismatch
+from visiontrain.config.checks import TrainSettings
 from visiontrain.registry import task_for_config
 from visiontrain.tracking.results import log_run_results, wandb_loggers
 from visiontrain.tracking.wandb_run import finish_active_run
@@ -109,14 +110,17 @@ def cross_validate(cfg: DictConfig, task: Task, data: PreparedData, run_dir: Pat
     return summary
 
 
-def train(cfg: DictConfig) -> float | None:
+def train(cfg: DictConfig, settings: TrainSettings | None = None) -> float | None:
     """Train, evaluate the best checkpoint, export it, and write the run's summary.
+
+    ``settings``: the typed config the CLI's check parsed from ``cfg`` (parsed here when not given: tests, the
+    notebook); ``cfg`` stays for what Hydra instantiates (loggers, callbacks, optimizers).
 
     A W&B run opened on the way is always finished, with the exit code of this run: a failed trial never leaves
     a sweep waiting on it.
     """
     try:
-        result = _train(cfg)
+        result = _train(cfg, settings)
         raise_if_log_failed(Path(cfg.paths.run_dir))  # what the run logged last was not written
     except BaseException:
         finish_active_run(exit_code=1)
@@ -125,8 +129,8 @@ def train(cfg: DictConfig) -> float | None:
     return result
 
 
-def _train(cfg: DictConfig) -> float | None:
-    settings = validate_train_config(cfg)
+def _train(cfg: DictConfig, settings: TrainSettings | None) -> float | None:
+    settings = validate_train_config(cfg, settings)
     if cfg.get("ckpt_path") and not cfg.get("resume"):  # resume= checked its own file (and its fallbacks)
         read_checkpoint(str(cfg.ckpt_path), key="ckpt_path")  # before the data scan: a bad file fails first
     started = time.perf_counter()

@@ -1,8 +1,9 @@
 """The config checks that need no library but pydantic: types, ranges, choices, rules across keys, files.
 
 `visiontrain` runs them on the composed config before it imports the command's module, so a mistake is reported
-within a second; :mod:`visiontrain.commands.validation` runs them again, then the checks that need torch, timm or
-scikit-learn. Nothing here imports those, or any module that does.
+within a second, and passes what they return (the typed settings) to the command; :mod:`visiontrain.commands.
+validation` adds the checks that need torch, timm or scikit-learn. Nothing here imports those, or any module that
+does.
 """
 
 from __future__ import annotations
@@ -79,35 +80,37 @@ def check_train_config(cfg: DictConfig) -> TrainSettings:
     return _check_tabular(cfg) if task == "tabular" else _check_image(cfg)
 
 
-def check_evaluate_config(cfg: DictConfig) -> None:
+def check_evaluate_config(cfg: DictConfig) -> EvaluateOptions:
     """`visiontrain evaluate`: its own keys and its trainer (the checkpoint's settings are checked when read)."""
-    parse(EvaluateOptions, cfg)
+    options = parse(EvaluateOptions, cfg)
     parse(Trainer, cfg, "trainer")
+    return options
 
 
-def check_export_config(cfg: DictConfig) -> None:
+def check_export_config(cfg: DictConfig) -> ExportOptions:
     """`visiontrain export`: its own keys (the opset's range needs torch: see the library checks)."""
-    parse(ExportOptions, cfg)
+    return parse(ExportOptions, cfg)
 
 
-def check_predict_config(cfg: DictConfig) -> None:
+def check_predict_config(cfg: DictConfig) -> PredictOptions:
     """`visiontrain predict`: every option, then the model and input files."""
-    parse(PredictOptions, cfg)
+    return parse(PredictOptions, cfg)
 
 
-def check_serve_config(cfg: DictConfig) -> None:
+def check_serve_config(cfg: DictConfig) -> ServeOptions:
     """`visiontrain serve`: every option (a port out of range would end in asyncio's traceback)."""
-    parse(ServeOptions, cfg)
+    return parse(ServeOptions, cfg)
 
 
-def check_stream_config(cfg: DictConfig) -> None:
-    """`visiontrain stream`: every option, and each Kafka address, before anything connects."""
-    parse(StreamOptions, cfg)
+def check_stream_config(cfg: DictConfig) -> StreamOptions:
+    """`visiontrain stream`: every option, each Kafka address and the rules across them, before anything
+    connects."""
+    return parse(StreamOptions, cfg)
 
 
-def check_drift_config(cfg: DictConfig) -> None:
+def check_drift_config(cfg: DictConfig) -> DriftOptions:
     """`visiontrain drift`: thresholds, exit code, and the reference and current data named."""
-    parse(DriftOptions, cfg)
+    return parse(DriftOptions, cfg)
 
 
 def check_lr_find_config(cfg: DictConfig) -> TrainSettings:
@@ -147,7 +150,8 @@ def check_sweeper(cfg: DictConfig) -> None:
                           "search would look for the worst model", f"hydra.sweeper.direction={wanted}")
 
 
-# the checks `visiontrain <command>` runs before importing the command's module: one for every command
+# the checks `visiontrain <command>` runs before importing the command's module, one for every command; what each
+# returns is the typed settings the command receives
 COMMAND_CHECKS: dict[str, Callable[[DictConfig], Any]] = {
     "train": check_train_config, "lr_find": check_lr_find_config, "evaluate": check_evaluate_config,
     "export": check_export_config, "predict": check_predict_config, "serve": check_serve_config,

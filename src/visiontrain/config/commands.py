@@ -4,21 +4,31 @@
 loads), as it checks `train`'s: each option's type, range or choices, with an example that becomes the fix.
 Files an option names are checked after every type and range, so one run reports a typo in ``top_k`` even when
 the model path is wrong too. Rules that need the model or the broker (a manifest's split, the output topic vs the
-source) stay with the command, which runs them before any work. Defaults live in conf/<command>.yaml only.
+source) stay with the command, which runs them before any work.
+
+These models are the settings the commands receive: the CLI parses the composed config once and passes the
+model on (no command reads the raw config again). Defaults live in one place, conf/<command>.yaml: users read
+and override them there (`--help`, `--cfg job`, the config reference), so every option here is required and a
+key missing from a user's own config file fails naming it rather than falling back to a second default.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from visiontrain.config.choices import PREDICTION_OUTPUTS, SERVE_LOG_LEVELS, TTA_MODES
-from visiontrain.config.reading import Section, auto_or_count, existing_file, pixel_limit
+from visiontrain.config.reading import Section, auto_or_count, existing_file
+from visiontrain.config.reading import pixel_limit as read_pixel_limit
 from visiontrain.core.image_decode import DEFAULT_MAX_IMAGE_PIXELS
-from visiontrain.core.kafka import KafkaAddress
+from visiontrain.core.kafka import KafkaAddress, flat_settings
 from visiontrain.core.manifest import SPLITS
 from visiontrain.errors import ConfigError
+
+if TYPE_CHECKING:
+    from visiontrain.core.image_decode import PixelLimit
 
 MODEL_EXAMPLE = "outputs/<experiment>/runs/<time>/model.onnx"
 CHECKPOINT_EXAMPLE = "outputs/<experiment>/runs/<time>/checkpoints/last.ckpt"
@@ -50,7 +60,7 @@ class FromCheckpoint(CommandOptions):
     """`evaluate` and `export`: a checkpoint, and optionally other images (or a table) to run it on."""
 
     ckpt: str = Field(examples=[CHECKPOINT_EXAMPLE])
-    data_root: str | None = Field(None, examples=["/path/to/images"])
+    data_root: str | None = Field(examples=["/path/to/images"])
     batch_size: int = Field(ge=1, examples=["64"])
 
     FILES: ClassVar[dict[str, tuple[str, str]]] = {"ckpt": ("checkpoint", f"ckpt={CHECKPOINT_EXAMPLE}")}
@@ -69,11 +79,11 @@ class EvaluateOptions(FromCheckpoint):
 class ExportOptions(FromCheckpoint):
     """`visiontrain export`; ``opset`` is checked against the installed torch exporter in the library checks."""
 
-    output: str | None = Field(None, min_length=1, examples=["model.onnx"])
+    output: str | None = Field(min_length=1, examples=["model.onnx"])
     opset: int = Field(examples=["17"])
     parity_images: int = Field(ge=0, examples=["32"])
     atol: float = Field(gt=0, examples=["1e-3"])
-    quantize: Literal["int8"] | None = None
+    quantize: Literal["int8"] | None
     calibration_images: int = Field(ge=1, examples=["128"])
 
 
@@ -93,13 +103,18 @@ class ImageOutputs(Section):
 class ImagePixels(Section):
     """``max_image_pixels``: the rule every command applies to it, from core (a whole number, under Pillow's cap)."""
 
-    max_image_pixels: Any = DEFAULT_MAX_IMAGE_PIXELS
+    max_image_pixels: Any = Field(examples=[str(DEFAULT_MAX_IMAGE_PIXELS)])
 
     @field_validator("max_image_pixels")
     @classmethod
     def _a_pixel_limit(cls, pixels: Any) -> Any:
-        pixel_limit(pixels, "max_image_pixels")
+        read_pixel_limit(pixels, "max_image_pixels")
         return pixels
+
+    @property
+    def pixel_limit(self) -> PixelLimit:
+        """``max_image_pixels`` as core's limit, which decoding applies."""
+        return read_pixel_limit(self.max_image_pixels, "max_image_pixels")
 
 
 class DriftThresholds(Section):
@@ -109,18 +124,23 @@ class DriftThresholds(Section):
     ks_pvalue: float = Field(gt=0, lt=1, examples=["0.01"])
     ks_statistic: float = Field(gt=0, lt=1, examples=["0.1"])
 
+    @property
+    def drift_thresholds(self) -> tuple[float, float, float]:
+        """PSI, KS p-value, KS statistic: the arguments of monitoring's ``Thresholds``."""
+        return self.psi_threshold, self.ks_pvalue, self.ks_statistic
+
 
 class PredictOptions(OnnxOptions, ImageOutputs, ImagePixels):
     """`visiontrain predict`."""
 
     input: str = Field(examples=["<an image, image folder, image manifest or table file>"])
-    split: Literal[SPLITS] | None = Field(None, examples=["val"])  # type: ignore[valid-type]
+    split: Literal[SPLITS] | None = Field(examples=["val"])  # type: ignore[valid-type]
     allow_outside_root: bool
-    output: str | None = Field(None, examples=["predictions.csv"])
+    output: str | None = Field(examples=["predictions.csv"])
     batch_size: int = Field(ge=1, examples=["32"])
-    id_columns: list[str] | None = Field(None, description="a list of column names",
+    id_columns: list[str] | None = Field(description="a list of column names",
                                          examples=["[customerID]"])
-    decode_threads: Any = "auto"
+    decode_threads: Any
     progress: bool
 
     PATHS: ClassVar[dict[str, tuple[str, str]]] = {
@@ -140,10 +160,14 @@ class PredictOptions(OnnxOptions, ImageOutputs, ImagePixels):
         return output
 
 
-def _names(value: Any, key: str) -> Any:
-    """A list of names, or one name alone (``log_drop_columns=email``)."""
-    if isinstance(value, str) or (isinstance(value, list) and all(isinstance(item, str) for item in value)):
-        return value
+def _names(value: Any, key: str) -> tuple[str, ...]:
+    """A list of names, or one name alone (``log_drop_columns=email``: a list of one, not of letters)."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, (list, tuple)) and all(isinstance(item, str) for item in value):
+        return tuple(value)
     raise ConfigError(key, f"must be a list of names, got {value!r}", f"{key}=[name1,name2]")
 
 
@@ -160,11 +184,11 @@ class ServeOptions(OnnxOptions, ImageOutputs, ImagePixels):
     max_request_pixels: int = Field(ge=1, examples=["100000000"])
     read_timeout_s: float = Field(gt=0, examples=["30"])
     keep_alive_s: float = Field(gt=0, examples=["5"])
-    token_file: str | None = None
+    token_file: str | None
     docs: bool
-    cors_origins: Any = None
-    log_predictions: str | None = Field(None, min_length=1, examples=["predictions.jsonl"])
-    log_drop_columns: Any = None
+    cors_origins: Any
+    log_predictions: str | None = Field(min_length=1, examples=["predictions.jsonl"])
+    log_drop_columns: Any
     drift_window: int = Field(ge=0, examples=["1000"])
     log_level: Literal[SERVE_LOG_LEVELS]  # type: ignore[valid-type]
     access_log: bool
@@ -176,8 +200,12 @@ class ServeOptions(OnnxOptions, ImageOutputs, ImagePixels):
 
     @field_validator("cors_origins", "log_drop_columns")
     @classmethod
-    def _a_list_of_names(cls, value: Any, info: Any) -> Any:
-        return value if value is None else _names(value, info.field_name)
+    def _a_list_of_names(cls, value: Any, info: Any) -> tuple[str, ...]:
+        return _names(value, info.field_name)
+
+    @property
+    def max_request_bytes(self) -> int:
+        return int(self.max_request_mb * 1024 * 1024)
 
 
 def _kafka_address(value: str | None, key: str) -> str | None:
@@ -191,24 +219,24 @@ class StreamOptions(OnnxOptions, ImageOutputs, ImagePixels, DriftThresholds):
 
     source: str = Field(examples=["kafka://localhost:9092/<topic>"])
     group: str = Field(min_length=1, examples=["churn-scoring"])
-    output: str | None = Field(None, examples=["kafka://localhost:9092/<results topic>"])
-    dead_letter: str | None = Field(None, examples=["kafka://localhost:9092/<dead letter topic>"])
-    alerts: str | None = Field(None, examples=["kafka://localhost:9092/<alerts topic>"])
-    sink: str | None = Field(None, min_length=1, examples=["<folder | file.db | SQLAlchemy URL>"])
+    output: str | None = Field(examples=["kafka://localhost:9092/<results topic>"])
+    dead_letter: str | None = Field(examples=["kafka://localhost:9092/<dead letter topic>"])
+    alerts: str | None = Field(examples=["kafka://localhost:9092/<alerts topic>"])
+    sink: str | None = Field(min_length=1, examples=["<folder | file.db | SQLAlchemy URL>"])
     sink_table: str = Field(min_length=1, examples=["stream_results"])
-    rejects: str | None = Field(None, min_length=1, examples=["rejects.jsonl"])
+    rejects: str | None = Field(min_length=1, examples=["rejects.jsonl"])
     max_batch_size: int = Field(ge=1, examples=["256"])
     max_wait_ms: float = Field(gt=0, examples=["20"])
     image_field: str = Field(min_length=1, examples=["image"])
     spin: bool
     drift_window: int = Field(ge=0, examples=["1000"])
-    metrics_port: int | None = Field(None, ge=0, le=MAX_PORT, description="a port number (0: any free one) or null",
+    metrics_port: int | None = Field(ge=0, le=MAX_PORT, description="a port number (0: any free one) or null",
                                      examples=["9108"])
     metrics_host: str = Field(min_length=1, examples=["127.0.0.1"])
     lag_interval_s: float = Field(gt=0, examples=["5"])
     flush_timeout_s: float = Field(gt=0, examples=["30"])
-    idle_exit_s: float | None = Field(None, gt=0, examples=["10"])
-    max_messages: int | None = Field(None, ge=1, examples=["1000"])
+    idle_exit_s: float | None = Field(gt=0, examples=["10"])
+    max_messages: int | None = Field(ge=1, examples=["1000"])
     kafka: dict[str, Any] = Field(description="a mapping of librdkafka settings",
                                   examples=["{security.protocol: SASL_SSL}"])
     consumer: dict[str, Any] = Field(description="a mapping of librdkafka settings",
@@ -220,13 +248,53 @@ class StreamOptions(OnnxOptions, ImageOutputs, ImagePixels, DriftThresholds):
     def _kafka_topics(cls, value: str | None, info: Any) -> str | None:
         return _kafka_address(value, info.field_name)
 
+    @field_validator("kafka", "consumer", "producer")
+    @classmethod
+    def _librdkafka_names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """``+kafka.security.protocol=SSL`` arrives nested; librdkafka wants the dotted name."""
+        return flat_settings(value)
+
+    @model_validator(mode="after")
+    def _somewhere_to_deliver(self) -> StreamOptions:
+        if self.output is None and not self.sink:
+            raise ConfigError("output", "is required unless a sink stores the results",
+                              "output=kafka://localhost:9092/<results topic> (and/or sink=<folder | file.db | URL>)")
+        if self.output is not None and self.output_address == self.source_address:
+            raise ConfigError("output", "is the source topic: results would be read back as inputs",
+                              "output=kafka://.../<another topic>")
+        return self
+
+    @property
+    def source_address(self) -> KafkaAddress:
+        return KafkaAddress.parse(self.source, "source")
+
+    @property
+    def output_address(self) -> KafkaAddress | None:
+        return _address(self.output, "output")
+
+    @property
+    def dead_letter_address(self) -> KafkaAddress | None:
+        return _address(self.dead_letter, "dead_letter")
+
+    @property
+    def alerts_address(self) -> KafkaAddress | None:
+        return _address(self.alerts, "alerts")
+
+    def rejects_path(self, run_dir: Path) -> Path:
+        """Where rejects go without a dead letter topic: ``rejects``, or rejects.jsonl in the run dir."""
+        return Path(self.rejects).expanduser() if self.rejects else run_dir / "rejects.jsonl"
+
+
+def _address(value: str | None, key: str) -> KafkaAddress | None:
+    return KafkaAddress.parse(value, key) if value else None
+
 
 class DriftOptions(CommandOptions, ImagePixels, DriftThresholds):
     """`visiontrain drift`."""
 
     reference: str = Field(examples=["outputs/<experiment>/runs/<time>"])
     current: str = Field(examples=["<table file, image folder or .jsonl log>"])
-    output: str | None = Field(None, min_length=1, examples=["drift"])
+    output: str | None = Field(min_length=1, examples=["drift"])
     exit_code_on_drift: int = Field(ge=0, le=255, examples=["1"])
 
     PATHS: ClassVar[dict[str, tuple[str, str]]] = {

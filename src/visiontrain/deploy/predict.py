@@ -1,4 +1,4 @@
-"""``visiontrain predict model=<file.onnx> input=<image | folder | manifest | table>``: ONNX predictions.
+"""What ``visiontrain predict`` runs on (the command: :mod:`visiontrain.commands.predict`): inputs, batches, files.
 
 An image manifest (a CSV of ``path,label[,split]``, such as a run's ``split.csv``) is read as training reads it
 (:mod:`visiontrain.core.manifest`); ``split=val`` keeps its val rows, and each prediction carries the row's label
@@ -12,15 +12,12 @@ from __future__ import annotations
 import csv
 import json
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
-from visiontrain.config.choices import PREDICTION_OUTPUTS
-from visiontrain.config.reading import pixel_limit
 from visiontrain.core.files import list_images
 from visiontrain.core.image_decode import PixelLimit
 from visiontrain.core.image_preprocess import ImageSpec, model_input
@@ -29,57 +26,7 @@ from visiontrain.core.manifest import SPLITS, header_columns, read_manifest
 from visiontrain.core.table_files import FILE_SUFFIXES
 from visiontrain.deploy.table_input import TableSpec, id_columns, is_table_file, prepare, read_table
 from visiontrain.errors import ColumnsError, ConfigError, DataError, ImageRejected
-from visiontrain.inference.onnx_model import IMAGE, OnnxModel, batched, open_model
-
-OUTPUT_SUFFIXES = PREDICTION_OUTPUTS  # the one tuple the CLI checks `output=` against before anything loads
-
-
-def predict(cfg: Any) -> dict[str, Any]:
-    """Run the command from its config (conf/predict.yaml); returns the counts and file paths."""
-    started = time.perf_counter()
-    limit = pixel_limit(cfg.get("max_image_pixels"), "max_image_pixels")  # before the model is opened
-    model = open_model(cfg.get("model"), threads=int(cfg.get("threads") or 0))
-    source = Path(str(cfg.input)).expanduser()
-    if not source.exists():
-        raise ConfigError("input", f"{source} does not exist",
-                          "input=<an image, image folder, image manifest or table file>")
-    output = _output_path(cfg)
-    batch_size, progress = int(cfg.batch_size), bool(cfg.progress)
-    split = cfg.get("split")
-    if split is not None and (model.kind != IMAGE or not is_manifest(source)):
-        raise ConfigError("split", f"chooses rows of an image manifest (a .csv of path,label,split); "
-                          f"{source.name} is not one", "split=null")
-    if model.kind == IMAGE:
-        inputs, skipped = image_inputs(source, model, split, bool(cfg.get("allow_outside_root", False)))
-        predictions, rejects = predict_images(model, inputs, skipped, batch_size, int(cfg.top_k), progress,
-                                              decode_threads(cfg.get("decode_threads", "auto")), limit)
-    else:
-        requested = list(cfg.id_columns) if cfg.get("id_columns") is not None else None
-        predictions, rejects = predict_table(model, source, batch_size, requested, progress)
-    rejects_path = output.with_name(f"{output.stem}_rejects{output.suffix}")
-    key = "path" if model.kind == IMAGE else "row"  # the columns an empty file still gets
-    write_records(output, predictions, fields=[key])
-    write_records(rejects_path, rejects, fields=list(rejects[0]) if rejects else [key, "reason"])
-    summary = {"in": len(predictions) + len(rejects), "predicted": len(predictions), "rejected": len(rejects),
-               "output": str(output), "rejects": str(rejects_path),
-               "model_version": f"sha256:{model.version}", "seconds": round(time.perf_counter() - started, 3)}
-    unit = "files" if model.kind == IMAGE else "rows"
-    print(f"visiontrain predict: {summary['in']} {unit} in = {summary['predicted']} predicted + "
-          f"{summary['rejected']} rejected in {summary['seconds']:.1f} s\n"
-          f"  predictions  {output}\n  rejects      {rejects_path}", flush=True)
-    return summary
-
-
-def _output_path(cfg: Any) -> Path:
-    if cfg.get("output"):
-        output = Path(str(cfg.output)).expanduser()
-    else:
-        output = Path(str(cfg.paths.run_dir)) / "predictions.csv"
-    if output.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise ConfigError("output", f"{output.name}: the format comes from the extension",
-                          "output=predictions.csv (or .json, .jsonl)")
-    return output
-
+from visiontrain.inference.onnx_model import OnnxModel, batched
 
 # --- images -------------------------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""``visiontrain serve model=<file.onnx>``: an HTTP prediction service on onnxruntime (FastAPI + uvicorn).
+"""The HTTP prediction service of ``visiontrain serve`` (the command: :mod:`visiontrain.commands.serve`).
 
 ``POST /predict`` takes multipart image uploads (image classifiers) or ``{"rows": [...]}`` JSON (table
 models); ``GET /health`` and ``GET /metadata`` describe the service, ``GET /metrics`` is its Prometheus
@@ -18,7 +18,6 @@ import json
 import logging
 import threading
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -29,19 +28,18 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from visiontrain.config.reading import pixel_limit
-from visiontrain.core.image_decode import PixelLimit, decode, decoded_size
+from visiontrain.config.commands import ServeOptions
+from visiontrain.core.image_decode import decode, decoded_size
 from visiontrain.core.image_preprocess import ImageSpec, preprocess
 from visiontrain.core.image_statistics import IMAGE_STATISTICS, image_statistics
 from visiontrain.core.machine import available_cores
-from visiontrain.deploy.access import BearerAuth, load_token
+from visiontrain.deploy.access import BearerAuth
 from visiontrain.deploy.batcher import Batcher
-from visiontrain.deploy.connection_deadline import deadline_protocol
 from visiontrain.deploy.metrics import RequestMetrics, ServeMetrics
 from visiontrain.deploy.request_body import ClientError, parse_json, read_body, rejected_rows, table_rows
 from visiontrain.deploy.table_input import TableSpec, prepare_rows
 from visiontrain.errors import ConfigError, ImageRejected, ImageTooLarge
-from visiontrain.inference.onnx_model import IMAGE, OnnxModel, open_model
+from visiontrain.inference.onnx_model import IMAGE, OnnxModel
 from visiontrain.monitoring.current import prediction_outputs
 from visiontrain.monitoring.rolling import RollingDrift
 
@@ -49,70 +47,6 @@ logger = logging.getLogger("visiontrain")
 
 OPEN_PATHS = ("/health",)  # answered without the token: load balancers and liveness probes call it
 DOCS_PATHS = {"docs_url": "/docs", "redoc_url": "/redoc", "openapi_url": "/openapi.json"}
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    """Everything in conf/serve.yaml the app uses, checked (the token is not here: it is never printed)."""
-
-    max_batch_size: int = 32
-    max_wait_ms: float = 5.0
-    max_request_mb: float = 10.0
-    top_k: int = 5
-    log_predictions: str | None = None
-    log_drop_columns: tuple[str, ...] = ()
-    max_rows: int = 1000
-    max_images: int = 64
-    max_image_pixels: int = 50_000_000
-    max_request_pixels: int = 100_000_000
-    read_timeout_s: float = 30.0
-    keep_alive_s: float = 5.0
-    docs: bool = False
-    cors_origins: tuple[str, ...] = ()
-    drift_window: int = 0  # 0: off; N: compare every N scored inputs with the model's reference
-
-    @property
-    def max_request_bytes(self) -> int:
-        return int(self.max_request_mb * 1024 * 1024)
-
-    @property
-    def pixel_limit(self) -> PixelLimit:
-        return PixelLimit(self.max_image_pixels, "max_image_pixels")
-
-    @classmethod
-    def from_config(cls, cfg: Any) -> ServeSettings:
-        """The settings of ``cfg``; a ConfigError naming the key for a value that cannot work."""
-        positive = {"max_batch_size": int, "max_request_mb": float, "top_k": int, "max_rows": int,
-                    "max_images": int, "max_request_pixels": int,
-                    "read_timeout_s": float, "keep_alive_s": float}
-        values: dict[str, Any] = {}
-        for key, kind in positive.items():
-            value = cfg.get(key, getattr(cls, key))
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigError(key, f"must be a number above 0, got {value!r}",
-                                  f"{key}={getattr(cls, key)}")
-            values[key] = kind(value)
-        values["max_image_pixels"] = pixel_limit(cfg.get("max_image_pixels"), "max_image_pixels").pixels
-        return cls(**values, max_wait_ms=float(cfg.get("max_wait_ms", 5)), drift_window=_drift_window(cfg),
-                   log_predictions=str(cfg.log_predictions) if cfg.get("log_predictions") else None,
-                   log_drop_columns=_names(cfg.get("log_drop_columns")), docs=bool(cfg.get("docs", False)),
-                   cors_origins=_names(cfg.get("cors_origins")))
-
-
-def _drift_window(cfg: Any) -> int:
-    """``drift_window``: 0 (off) or a whole number of inputs per window."""
-    value = cfg.get("drift_window", 0) or 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError("drift_window", f"must be 0 (off) or a whole number of inputs per window, got {value!r}",
-                          "drift_window=1000")
-    return value
-
-
-def _names(value: Any) -> tuple[str, ...]:
-    """A list option; one name given alone (``log_drop_columns=email``) is a list of one, not of letters."""
-    if not value:
-        return ()
-    return (str(value),) if isinstance(value, str) else tuple(str(item) for item in value)
 
 
 class PredictionLog:
@@ -140,7 +74,7 @@ class PredictionLog:
         self._file.close()
 
 
-def create_app(model: OnnxModel, settings: ServeSettings, token: str | None = None) -> FastAPI:
+def create_app(model: OnnxModel, settings: ServeOptions, token: str | None = None) -> FastAPI:
     """The service for ``model``: routes, the batcher, the optional token, CORS, prediction log and metrics."""
     is_image = model.kind == IMAGE
     metrics = ServeMetrics(model)
@@ -232,7 +166,7 @@ def create_app(model: OnnxModel, settings: ServeSettings, token: str | None = No
     return app
 
 
-async def _uploads(request: Request, body: bytes, settings: ServeSettings) -> list[tuple[str, bytes]]:
+async def _uploads(request: Request, body: bytes, settings: ServeOptions) -> list[tuple[str, bytes]]:
     """The uploaded files of a multipart body as (file name, bytes); 413 past ``max_images``."""
     async def replay() -> dict[str, Any]:
         return {"type": "http.request", "body": body, "more_body": False}
@@ -255,7 +189,7 @@ async def _uploads(request: Request, body: bytes, settings: ServeSettings) -> li
 
 
 def _prepare_images(uploads: list[tuple[str, bytes]], spec: ImageSpec, table: np.ndarray,
-                    settings: ServeSettings) -> tuple[np.ndarray, list[dict[str, float]]]:
+                    settings: ServeOptions) -> tuple[np.ndarray, list[dict[str, float]]]:
     """Model inputs and drift statistics, or a ClientError naming the files: sizes are checked, from the
     headers, against both pixel limits before a single image is decoded."""
     sizes = [_checked_size(name, data, spec, settings) for name, data in uploads]
@@ -278,7 +212,7 @@ def _prepare_images(uploads: list[tuple[str, bytes]], spec: ImageSpec, table: np
     return np.stack(pixels), stats
 
 
-def _checked_size(name: str, data: bytes, spec: ImageSpec, settings: ServeSettings) -> tuple[int, int] | str:
+def _checked_size(name: str, data: bytes, spec: ImageSpec, settings: ServeOptions) -> tuple[int, int] | str:
     """(width, height) as decoding will produce them, the reason the file is not an image, or 413."""
     try:
         return decoded_size(data, spec.resize_to, limit=settings.pixel_limit)
@@ -341,7 +275,7 @@ def _split(results: list[Any], counts: list[int]) -> list[list[Any]]:
     return out
 
 
-def _image_runner(model: OnnxModel, settings: ServeSettings):
+def _image_runner(model: OnnxModel, settings: ServeOptions):
     """Payloads are [k, 3, H, W] arrays, one per request; one model call per ``max_batch_size`` images."""
     def run(payloads: list[np.ndarray]) -> list[list[dict[str, Any]]]:
         pixels = payloads[0] if len(payloads) == 1 else np.concatenate(payloads)
@@ -352,7 +286,7 @@ def _image_runner(model: OnnxModel, settings: ServeSettings):
     return run
 
 
-def _table_runner(model: OnnxModel, settings: ServeSettings):
+def _table_runner(model: OnnxModel, settings: ServeOptions):
     """Payloads are feeds ({column: [n, 1]}), one per request, concatenated column by column."""
     def run(payloads: list[dict[str, np.ndarray]]) -> list[list[dict[str, Any]]]:
         feeds = payloads[0] if len(payloads) == 1 else \
@@ -364,28 +298,3 @@ def _table_runner(model: OnnxModel, settings: ServeSettings):
             results.extend(model.score({name: values[start:start + step] for name, values in feeds.items()}))
         return _split(results, [len(next(iter(p.values()))) for p in payloads])
     return run
-
-
-def serve(cfg: Any) -> None:
-    """Load the model, then run uvicorn until interrupted (conf/serve.yaml)."""
-    import uvicorn
-
-    settings = ServeSettings.from_config(cfg)
-    token, token_source = load_token(str(cfg.token_file) if cfg.get("token_file") else None)
-    model = open_model(cfg.get("model"), threads=int(cfg.get("threads") or 0), spin=bool(cfg.get("spin")))
-    kind = "image classifier" if model.kind == IMAGE else "table model"
-    print(f"visiontrain serve: {model.path} ({kind}, sha256:{model.version[:12]}) "
-          f"on http://{cfg.host}:{cfg.port}\n"
-          f"  POST /predict   GET /health   GET /metadata   GET /metrics"
-          f"{'   GET /docs' if settings.docs else ''}   "
-          f"(max_batch_size={settings.max_batch_size}, max_wait_ms={settings.max_wait_ms:g})\n"
-          f"  authentication: {'bearer token from ' if token else ''}{token_source}", flush=True)
-    if settings.log_predictions:
-        dropped = f" (without {', '.join(settings.log_drop_columns)})" if settings.log_drop_columns else ""
-        print(f"  log_predictions: raw inputs and outputs to {settings.log_predictions}{dropped}", flush=True)
-    if settings.drift_window:
-        print(f"  drift_window: inputs compared with the model's reference every {settings.drift_window:,} "
-              "scored (a warning and the visiontrain_drift_* metrics when one drifts)", flush=True)
-    uvicorn.run(create_app(model, settings, token), host=str(cfg.host), port=int(cfg.port),
-                http=deadline_protocol(settings.read_timeout_s), timeout_keep_alive=settings.keep_alive_s,
-                log_level=str(cfg.log_level), access_log=bool(cfg.get("access_log", False)))

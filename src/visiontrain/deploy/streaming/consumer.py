@@ -1,4 +1,5 @@
-"""The `visiontrain stream` loop: consume a micro-batch, score it, deliver, store, then commit.
+"""The loop of `visiontrain stream` (the command: :mod:`visiontrain.commands.stream`): consume a micro-batch,
+score it, deliver, store, then commit.
 
 At least once, nothing lost: an offset is committed only after the batch's results and dead letters are
 acknowledged by the broker and written to the sink, so a process killed at any moment (kill -9 included) leaves
@@ -19,14 +20,13 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from visiontrain.config.commands import StreamOptions
 from visiontrain.core.kafka import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, client_settings, describe_settings
 from visiontrain.core.kafka_records import Record, Rejected, image_records, table_records
-from visiontrain.core.redaction import redact_url
 from visiontrain.deploy.streaming.delivery import Delivery, RejectsFile
 from visiontrain.deploy.streaming.scoring import BatchOutcome, Scorer
-from visiontrain.deploy.streaming.settings import StreamSettings
 from visiontrain.deploy.streaming.sinks import open_sink, sink_row
-from visiontrain.inference.onnx_model import IMAGE, OnnxModel, open_model
+from visiontrain.inference.onnx_model import IMAGE, OnnxModel
 
 log = logging.getLogger("visiontrain.stream")
 
@@ -69,22 +69,25 @@ class StopSignal:
 class StreamWorker:
     """One consumer of the group: the batch cycle, its ledger, and the optional metrics and drift windows."""
 
-    def __init__(self, model: OnnxModel, settings: StreamSettings) -> None:
+    def __init__(self, model: OnnxModel, settings: StreamOptions, rejects: Path) -> None:
+        """``rejects``: the file rejects go to without a dead letter topic."""
         from confluent_kafka import Consumer
 
         self.model, self.settings = model, settings
+        self.source, self.output = settings.source_address, settings.output_address
+        self.dead_letter, self.alerts_topic = settings.dead_letter_address, settings.alerts_address
         self.scorer = Scorer(model, settings.max_batch_size, settings.top_k, settings.pixel_limit)
         self.read = (lambda m: image_records(m, settings.image_field)) if model.kind == IMAGE else table_records
         self.version = f"sha256:{model.version}"
-        consumer_settings = client_settings(settings.source.bootstrap, {**settings.kafka, **settings.consumer},
+        consumer_settings = client_settings(self.source.bootstrap, {**settings.kafka, **settings.consumer},
                                             {**CONSUMER_DEFAULTS, "group.id": settings.group})
         self.consumer = Consumer(consumer_settings)
         self.deliveries: dict[str, Delivery] = {}
-        for address in (settings.output, settings.dead_letter, settings.alerts):
+        for address in (self.output, self.dead_letter, self.alerts_topic):
             if address is not None and address.bootstrap not in self.deliveries:
                 self.deliveries[address.bootstrap] = Delivery(client_settings(
                     address.bootstrap, {**settings.kafka, **settings.producer}, PRODUCER_DEFAULTS))
-        self.rejects_file = None if settings.dead_letter else RejectsFile(settings.rejects)
+        self.rejects_file = None if self.dead_letter else RejectsFile(rejects)
         self.sink = open_sink(settings.sink, settings.sink_table)
         self.ledger = PartitionLedger()
         self.batches = 0
@@ -123,7 +126,7 @@ class StreamWorker:
 
     def run(self, stop: StopSignal) -> None:
         settings = self.settings
-        self.consumer.subscribe([settings.source.topic], on_assign=self._assigned, on_revoke=self._revoked)
+        self.consumer.subscribe([self.source.topic], on_assign=self._assigned, on_revoke=self._revoked)
         try:
             while not stop.stopped:
                 if settings.max_messages is not None and self.ledger.total("messages") >= settings.max_messages:
@@ -184,14 +187,14 @@ class StreamWorker:
 
     def _deliver(self, outputs: list[dict[str, Any]], outcome: BatchOutcome, rejected: list[Rejected]) -> None:
         settings = self.settings
-        if settings.output is not None:
-            delivery = self.deliveries[settings.output.bootstrap]
+        if self.output is not None:
+            delivery = self.deliveries[self.output.bootstrap]
             for message, item in zip(outputs, outcome.scored):
-                delivery.send(settings.output.topic, item.origin.key, json.dumps(message, default=str).encode())
-        if settings.dead_letter is not None:
-            delivery = self.deliveries[settings.dead_letter.bootstrap]
+                delivery.send(self.output.topic, item.origin.key, json.dumps(message, default=str).encode())
+        if self.dead_letter is not None:
+            delivery = self.deliveries[self.dead_letter.bootstrap]
             for item in rejected:
-                delivery.dead_letter(settings.dead_letter.topic, item)
+                delivery.dead_letter(self.dead_letter.topic, item)
         elif rejected and self.rejects_file is not None:
             self.rejects_file.write(rejected)
         for delivery in self.deliveries.values():
@@ -244,11 +247,11 @@ class StreamWorker:
             return
         self.alerts += 1
         log.warning("%s", window.describe())
-        if self.settings.alerts is not None:
-            delivery = self.deliveries[self.settings.alerts.bootstrap]
+        if self.alerts_topic is not None:
+            delivery = self.deliveries[self.alerts_topic.bootstrap]
             payload = {**window.as_dict(), "model": self.model.path.name, "model_version": self.version,
-                       "source": str(self.settings.source)}
-            delivery.send(self.settings.alerts.topic, None, json.dumps(payload, default=float).encode())
+                       "source": str(self.source)}
+            delivery.send(self.alerts_topic.topic, None, json.dumps(payload, default=float).encode())
             delivery.flush(self.settings.flush_timeout_s)
 
     # --- the group ---------------------------------------------------------------------------------------
@@ -282,34 +285,3 @@ class StreamWorker:
             self.rejects_file.close()
         if self.metrics is not None:
             self.metrics.close()
-
-
-def stream(cfg: Any) -> dict[str, Any]:
-    """Run until stopped (SIGTERM, Ctrl-C, ``idle_exit_s``, ``max_messages``); returns the counts."""
-    settings = StreamSettings.from_config(cfg)
-    model = open_model(cfg.get("model"), threads=int(cfg.get("threads") or 0), spin=bool(cfg.get("spin", False)))
-    stop = StopSignal()
-    worker = StreamWorker(model, settings)
-    kind = "image classifier" if model.kind == IMAGE else "table model"
-    where = [f"  results  {settings.output}" if settings.output else None,
-             f"  sink     {worker.sink.describe()}" if worker.sink else None,
-             f"  rejects  {settings.dead_letter or settings.rejects}",
-             f"  metrics  http://{settings.metrics_host}:{worker.metrics_port}/metrics" if worker.metrics else None]
-    print(f"visiontrain stream: {model.path.name} ({kind}, sha256:{model.version[:12]}) scoring "
-          f"{settings.source} as group {settings.group!r}\n" + "\n".join(line for line in where if line),
-          flush=True)
-    started = time.perf_counter()
-    worker.run(stop)
-    summary = {"messages": worker.ledger.total("messages"), "scored": worker.ledger.total("scored"),
-               "rejected": worker.ledger.total("rejected"), "batches": worker.batches,
-               "drift_alerts": worker.alerts, "partitions": worker.ledger.as_dict(),
-               "stopped_by": stop.signal_name or worker.stopped_by,
-               "seconds": round(time.perf_counter() - started, 3), "model_version": worker.version,
-               "source": redact_url(str(settings.source))}
-    run_dir = Path(str(cfg.paths.run_dir))
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "stream_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"visiontrain stream: {summary['messages']} messages: {summary['scored']} scored + "
-          f"{summary['rejected']} rejected in {summary['batches']} batches ({summary['seconds']:.1f} s, "
-          f"stopped by {summary['stopped_by']})", flush=True)
-    return summary
