@@ -36,9 +36,9 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from benchlib import machine, markdown_table, median, timed, write_results
 from PIL import Image
 
-from benchlib import machine, markdown_table, median, timed, write_results
 from visiontrain.core.files import list_images
 from visiontrain.core.image_decode import decode
 from visiontrain.core.image_preprocess import INTERPOLATIONS, ImageSpec, preprocess, resize_to_for
@@ -133,10 +133,9 @@ def gflops(model: torch.nn.Module, image_size: int) -> float:
 def export_both(model: torch.nn.Module, name: str, spec: ImageSpec, calibration: np.ndarray,
                 folder: Path) -> tuple[Path, Path]:
     """``<name>.onnx`` (float32, the project's exporter) and ``<name>.int8.onnx`` (its quantiser)."""
+    from visiontrain.core.model_metadata import ModelMetadata
     from visiontrain.export.onnx_export import export_onnx
     from visiontrain.export.quantize import quantize_int8
-
-    from visiontrain.core.model_metadata import ModelMetadata
 
     metadata = ModelMetadata(task="image_classification", backbone=name, input_name="image",
                              input_size=[3, spec.height, spec.width], mean=list(spec.mean), std=list(spec.std),

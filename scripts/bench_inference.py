@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from benchlib import markdown_table, median, write_results
 
 
@@ -50,8 +49,8 @@ def per_call_ms(function, inputs, calls: int) -> float:
 
 
 def bench_checkpoint(ckpt: Path, repeats: int, calls: int) -> dict:
-    from visiontrain.inference.onnx_model import OnnxModel
     from visiontrain.image.classifier import load_classifier
+    from visiontrain.inference.onnx_model import OnnxModel
 
     with tempfile.TemporaryDirectory() as scratch:
         exported = export_with_int8(ckpt, Path(scratch))

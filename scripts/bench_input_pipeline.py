@@ -29,10 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from benchlib import SHARED_DATA, compose_train, machine, markdown_table, median, timed, write_results
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
-
-from benchlib import SHARED_DATA, compose_train, machine, markdown_table, median, timed, write_results
 
 
 class PathsDataset(Dataset):
@@ -76,8 +75,8 @@ def loaders(root: Path, workers: int, batch_size: int) -> tuple[dict[str, tuple]
     """name -> (DataLoader, what the main process does with each batch, or None)."""
     import albumentations as A
 
-    from visiontrain.image.transforms import normalise
     from visiontrain.image.task import datamodule_for, input_spec_from, scan, train_steps_for
+    from visiontrain.image.transforms import normalise
 
     cfg = compose_train("experiment=hymenoptera", f"data.root={root}", "model.pretrained=false",
                         f"data.num_workers={workers}", f"data.batch_size={batch_size}", "paths.run_dir=/tmp/unused")

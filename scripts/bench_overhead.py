@@ -62,8 +62,8 @@ def hand_loop(data: Path, args: argparse.Namespace) -> dict[str, list[float]]:
     import timm
     import torch
 
-    from visiontrain.image.transforms import normalise
     from visiontrain.image.task import datamodule_for, input_spec_from, scan, train_steps_for
+    from visiontrain.image.transforms import normalise
 
     cfg = compose_train(*overrides(data, args), "paths.run_dir=/tmp/unused")
     torch.manual_seed(int(cfg.seed))

@@ -21,8 +21,8 @@ sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
 from benchlib import markdown_table, write_results  # noqa: E402
-from kafka_broker import Broker, new_topic, produce, start_broker  # noqa: E402
 
+from kafka_broker import Broker, new_topic, produce, start_broker  # noqa: E402
 from visiontrain.core.kafka import CONSUMER_DEFAULTS  # noqa: E402
 
 LIMIT_S = 60.0

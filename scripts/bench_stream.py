@@ -38,6 +38,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "tests"))
 
 from benchlib import SHARED_DATA, markdown_table, write_results  # noqa: E402
+
 from kafka_broker import Broker, new_topic, start_broker  # noqa: E402
 
 SAMPLE = REPO / "tests" / "fixtures" / "telco-churn-sample.csv"
@@ -60,9 +61,9 @@ def train_model(work: Path) -> Path:
 def ceiling(model: Path, payloads: list[bytes], batch_size: int) -> float:
     """Rows/s of the stream's own parse -> cleanse -> score -> serialise, in this process, no broker."""
     from visiontrain.core.json_rows import loads
-    from visiontrain.inference.onnx_model import OnnxModel
     from visiontrain.core.kafka_records import Origin, Record
     from visiontrain.deploy.streaming.scoring import Scorer
+    from visiontrain.inference.onnx_model import OnnxModel
 
     scorer = Scorer(OnnxModel(model), batch_size)
     started = time.perf_counter()

@@ -203,7 +203,7 @@ def _choice_cases():
     source = [*table, "data.source=/tables/churn.csv"]
     serve_model = ["model=m.onnx"]
     return [
-        ("train", [], "task", c.TASKS),
+        ("train", [], "task", c.TASK_NAMES),
         ("train", [], "model.input.interpolation", c.INTERPOLATIONS),
         ("train", [], "schedule.bn_stats", c.BN_STATS),
         ("train", ["augment/mixup=timm"], "augment.mixup.mode", c.MIXUP_MODES),

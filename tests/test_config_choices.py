@@ -7,9 +7,14 @@ from visiontrain.config import choices
 
 
 def test_the_checks_accept_exactly_the_tasks_the_runner_can_build():
-    from visiontrain.registry import TASKS
+    from typing import get_args
 
-    assert choices.TASKS == tuple(TASKS)
+    from visiontrain.config.sections import Run
+    from visiontrain.registry import task_class
+
+    accepted = get_args(Run.model_fields["task"].annotation)
+    assert accepted == choices.TASK_NAMES and len(accepted) >= 2
+    assert all(task_class(name).name == name for name in accepted)  # each name builds the task that records it
 
 
 def test_lightning_precisions_are_read_from_lightning():

@@ -25,7 +25,7 @@ from visiontrain.commands.validation import (
 from visiontrain.errors import ConfigError
 from visiontrain.image.classifier import load_classifier
 from visiontrain.image.export import model_inputs
-from visiontrain.image.task import ImageModel
+from visiontrain.image.task import BuiltImageModel
 from visiontrain.registry import task_for_config
 from visiontrain.training.lr_find import group_rates_kept
 
@@ -44,7 +44,7 @@ def cli_overrides(data_root: Path, run_dir: Path, *extra: str) -> list[str]:
         f"hydra.run.dir={run_dir}"]
 
 
-def validation_images(built: ImageModel) -> tuple[torch.Tensor, torch.Tensor]:
+def validation_images(built: BuiltImageModel) -> tuple[torch.Tensor, torch.Tensor]:
     """Every validation image as the model sees it in validation, and its label."""
     dataset = built.datamodule.dataset("val")
     images = model_inputs(built.datamodule, "val", range(len(dataset)), built.spec.to_dict())

@@ -12,7 +12,12 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from conftest import compose_train, tiny_overrides
 from visiontrain.registry import task_for_config
-from visiontrain.training.schedule import FineTuneSchedule, StagedLR, build_param_groups, trainable_in_stage_two
+from visiontrain.training.schedule import (
+    FineTuneSchedule,
+    StagedLR,
+    build_param_groups,
+    trainable_in_stage_two,
+)
 
 
 def build(data_root: Path, run_dir: Path, *extra: str):

@@ -10,9 +10,9 @@ import inspect
 
 import pytest
 
-from visiontrain.core.names import TASK_KEY
+from visiontrain.core.names import TASK_CLASSES, TASK_KEY
 from visiontrain.errors import CheckpointError
-from visiontrain.registry import TASKS, task_class, task_name_of
+from visiontrain.registry import task_class, task_name_of
 from visiontrain.training.task import Task
 
 CONTRACT = {name: member for name, member in vars(Task).items()
@@ -25,7 +25,7 @@ def parameters(function) -> list[str]:
     return [p for p in inspect.signature(function).parameters if p not in ("self", "cls")]
 
 
-@pytest.mark.parametrize("task_name", list(TASKS))
+@pytest.mark.parametrize("task_name", list(TASK_CLASSES))
 def test_every_task_provides_every_member_of_the_contract_with_its_arguments(task_name):
     cls = task_class(task_name)
     assert cls.name == task_name  # the name a checkpoint records is the name the registry knows

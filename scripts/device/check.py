@@ -49,8 +49,14 @@ from typing import Any, Callable
 REPO = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(REPO / "scripts"), str(Path(__file__).parent)]
 
-from bench_gpu import DEFAULT_WORKERS, FULL_FINETUNE, UtilisationSampler, replicated_folder, visiontrain_overrides  # noqa: E402
 import install  # noqa: E402
+from bench_gpu import (  # noqa: E402
+    DEFAULT_WORKERS,
+    FULL_FINETUNE,
+    UtilisationSampler,
+    replicated_folder,
+    visiontrain_overrides,
+)
 from prepare import FALLBACK, PEER, PHOTOS, TARGET_FLAGS, WHEELS, first_existing  # noqa: E402
 
 

@@ -15,8 +15,8 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from visiontrain.config import config_dir
 from visiontrain.commands.validation import validate_train_config
+from visiontrain.config import config_dir
 
 
 def validate(overrides: list[str], run_dir: str) -> str | None:

@@ -14,7 +14,6 @@ from importlib import metadata
 from typing import Any
 
 from packaging.requirements import Requirement
-
 from prepare import project_requirements  # beside this file
 
 LIBRARIES = ("torch", "torchvision", "lightning", "torchmetrics", "timm", "onnx", "onnxruntime", "albumentations",

@@ -1,4 +1,5 @@
-"""Tasks plug into the one runner through the contract in :mod:`visiontrain.training.task`.
+"""Tasks plug into the one runner through the contract in :mod:`visiontrain.training.task`; the table of tasks
+(name -> class) is :data:`visiontrain.core.names.TASK_CLASSES`, one line each.
 
 The task type is decided here and nowhere else: from ``task`` in a config when training, and from the name a
 checkpoint records (``visiontrain_task``) when evaluating or exporting it.
@@ -9,19 +10,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from visiontrain.core.names import IMAGE_TASK, TABULAR_TASK, TASK_KEY
+from visiontrain.core.names import IMAGE_TASK, TABULAR_TASK, TASK_CLASSES, TASK_KEY
 from visiontrain.errors import CheckpointError
-
-# task name -> "module:class"; a task's module (and its training libraries) is imported only when it runs
-TASKS = {IMAGE_TASK: "visiontrain.image.task:ImageTask",
-         TABULAR_TASK: "visiontrain.tabular.task:TabularTask"}
 
 
 def task_class(name: str) -> type:
     """The task class registered under ``name``."""
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}: one of {', '.join(TASKS)}")
-    module, cls = TASKS[name].split(":")
+    if name not in TASK_CLASSES:
+        raise ValueError(f"unknown task {name!r}: one of {', '.join(TASK_CLASSES)}")
+    module, cls = TASK_CLASSES[name].split(":")
     return getattr(importlib.import_module(module), cls)
 
 
@@ -40,6 +37,6 @@ def task_name_of(checkpoint: dict[str, Any], path: Any = "") -> str:
     name = checkpoint.get(TASK_KEY)
     if name is None:
         name = TABULAR_TASK if "task_type" in (checkpoint.get("hyper_parameters") or {}) else IMAGE_TASK
-    if name not in TASKS:
+    if name not in TASK_CLASSES:
         raise CheckpointError(f"ckpt={path}: records an unknown task {name!r}")
     return str(name)

@@ -20,8 +20,8 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig
 
 from visiontrain.commands.validation import validate_train_config
-from visiontrain.errors import ExportMismatch
 from visiontrain.config.checks import TrainSettings
+from visiontrain.errors import ExportMismatch
 from visiontrain.registry import task_for_config
 from visiontrain.tracking.results import log_run_results, wandb_loggers
 from visiontrain.tracking.wandb_run import finish_active_run

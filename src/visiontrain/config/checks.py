@@ -13,7 +13,7 @@ from typing import Any, Callable, Literal
 from omegaconf import DictConfig, OmegaConf
 from pydantic import Field, model_validator
 
-from visiontrain.config.choices import LR_FIND_MIN_POINTS, LR_FIND_MODES, TABULAR_MODELS, TASKS
+from visiontrain.config.choices import LR_FIND_MIN_POINTS, LR_FIND_MODES, TABULAR_MODELS, TASK_NAMES
 from visiontrain.config.commands import (
     DriftOptions,
     EvaluateOptions,
@@ -33,12 +33,13 @@ from visiontrain.config.tabular import (
     TabularRun,
     TabularTrainConfig,
 )
+from visiontrain.core.names import TABULAR_TASK
 from visiontrain.core.redaction import has_secret
 from visiontrain.errors import ConfigError
 
 
 class TaskChoice(Section):
-    task: Literal[TASKS]  # type: ignore[valid-type]
+    task: Literal[TASK_NAMES]  # type: ignore[valid-type]
 
 
 class LrFind(Section):
@@ -77,7 +78,7 @@ def check_train_config(cfg: DictConfig) -> TrainSettings:
     task), which the run then reads instead of the raw config."""
     task = parse(TaskChoice, cfg).task
     check_no_literal_secrets(cfg)
-    return _check_tabular(cfg) if task == "tabular" else _check_image(cfg)
+    return _check_tabular(cfg) if task == TABULAR_TASK else _check_image(cfg)
 
 
 def check_evaluate_config(cfg: DictConfig) -> EvaluateOptions:
@@ -115,7 +116,7 @@ def check_drift_config(cfg: DictConfig) -> DriftOptions:
 
 def check_lr_find_config(cfg: DictConfig) -> TrainSettings:
     """`visiontrain lr_find`: an image run (everything `train` checks), then the range test's own keys."""
-    if OmegaConf.select(cfg, "task") == "tabular":
+    if OmegaConf.select(cfg, "task") == TABULAR_TASK:
         raise ConfigError("task", "lr_find tunes image classifiers; tabular models train with their own rates",
                           "visiontrain lr_find experiment=hymenoptera data.root=/path/to/images")
     settings = check_train_config(cfg)

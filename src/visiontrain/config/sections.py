@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator
 
-from visiontrain.config.choices import COMPILE_MODES, MINIMISED, TASKS, WANDB_MODES
+from visiontrain.config.choices import COMPILE_MODES, MINIMISED, TASK_NAMES, WANDB_MODES
 from visiontrain.config.reading import Section, existing_file
 from visiontrain.core.names import IMAGE_TASK
 from visiontrain.errors import ConfigError
@@ -156,7 +156,7 @@ class Callbacks(Section):
 class Run(Section):
     """What every training run has: the seed, the monitor, export, a checkpoint to resume, tracking."""
 
-    task: Literal[TASKS] = IMAGE_TASK  # type: ignore[valid-type]
+    task: Literal[TASK_NAMES] = IMAGE_TASK  # type: ignore[valid-type]
     seed: int = Field(ge=0, examples=["42"])
     monitor: Monitor
     export: Export

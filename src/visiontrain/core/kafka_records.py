@@ -2,7 +2,7 @@
 
 Table models take JSON: one object (a row), a list of objects, or ``{"rows": [...]}``. Image models take the
 image's bytes, or JSON with the image base64-encoded under ``image_field`` (other fields of that object are
-carried to the result). Whatever cannot be read becomes a :class:`Rejected` holding the original bytes, so the
+carried to the result). Whatever cannot be read becomes a :class:`RejectedMessage` holding the original bytes, so the
 dead-letter topic gets exactly what arrived.
 """
 
@@ -43,7 +43,7 @@ class Record:
 
 
 @dataclass(frozen=True)
-class Rejected:
+class RejectedMessage:
     """An input that is not scored: the reason, and the bytes to dead-letter (the message, or the row)."""
 
     origin: Origin
@@ -59,39 +59,39 @@ def origin_of(message: Any, row: int = 0) -> Origin:
                   int(stamp) if kind and stamp is not None and stamp >= 0 else None)
 
 
-def table_records(message: Any) -> list[Record | Rejected]:
+def table_records(message: Any) -> list[Record | RejectedMessage]:
     """A message of JSON rows as records; the whole message rejected when it holds no rows."""
     value = message.value()
     if not value:
-        return [Rejected(origin_of(message), "empty message (expected a JSON object or a list of objects)",
+        return [RejectedMessage(origin_of(message), "empty message (expected a JSON object or a list of objects)",
                          value or b"")]
     try:
         document = loads(value)
     except JsonProblem as error:
-        return [Rejected(origin_of(message), f"the message is {error}", value)]
+        return [RejectedMessage(origin_of(message), f"the message is {error}", value)]
     if isinstance(document, dict) and isinstance(document.get("rows"), list):
         document = document["rows"]
     rows = document if isinstance(document, list) else [document]
     if not rows:
-        return [Rejected(origin_of(message), "an empty list: no rows", value)]
-    records: list[Record | Rejected] = []
+        return [RejectedMessage(origin_of(message), "an empty list: no rows", value)]
+    records: list[Record | RejectedMessage] = []
     for index, row in enumerate(rows):
         if isinstance(row, dict):
             records.append(Record(origin_of(message, index), row))
         else:
             what = "a list" if isinstance(row, list) else type(row).__name__
-            records.append(Rejected(origin_of(message, index),
+            records.append(RejectedMessage(origin_of(message, index),
                                     f"row {index} is {what}, not a JSON object of column: value",
                                     _json_bytes(row)))
     return records
 
 
-def image_records(message: Any, image_field: str) -> list[Record | Rejected]:
+def image_records(message: Any, image_field: str) -> list[Record | RejectedMessage]:
     """A message holding an image: its raw bytes, or JSON with the base64 image under ``image_field``."""
     value = message.value() or b""
     origin = origin_of(message)
     if not value:
-        return [Rejected(origin, "empty message (expected image bytes or JSON with a base64 image)", value)]
+        return [RejectedMessage(origin, "empty message (expected image bytes or JSON with a base64 image)", value)]
     if value[:1] not in (b"{", b"["):
         return [Record(origin, value)]
     try:
@@ -99,11 +99,11 @@ def image_records(message: Any, image_field: str) -> list[Record | Rejected]:
     except JsonProblem:
         return [Record(origin, value)]  # not JSON after all: let the decoder say whether it is an image
     if not isinstance(document, dict) or not isinstance(document.get(image_field), str):
-        return [Rejected(origin, f"JSON without a base64 image in field {image_field!r} (image_field)", value)]
+        return [RejectedMessage(origin, f"JSON without a base64 image in field {image_field!r} (image_field)", value)]
     try:
         image = base64.b64decode(document[image_field], validate=True)
     except (binascii.Error, ValueError) as error:
-        return [Rejected(origin, f"field {image_field!r} is not valid base64: {error}", value)]
+        return [RejectedMessage(origin, f"field {image_field!r} is not valid base64: {error}", value)]
     carried = {name: item for name, item in document.items()
                if name != image_field and not isinstance(item, (dict, list))}
     return [Record(origin, image, carried)]

@@ -12,10 +12,11 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from visiontrain.core.names import IMAGE_TASK
 from visiontrain.errors import MetadataError
 
 Task = Literal["image_classification", "tabular_classification", "tabular_regression"]
-TASKS: tuple[str, ...] = get_args(Task)
+METADATA_TASKS: tuple[str, ...] = get_args(Task)
 PIXEL_SCALE = "RGB uint8 / 255, then (x - mean) / std, NCHW float32"
 MISSING_VALUES = "numbers: NaN; categories: empty string"
 # the properties each task writes, in the order they are written (``None`` is written too, as ``null``)
@@ -68,14 +69,14 @@ class ModelMetadata:
     extra: dict[str, Any] = field(default_factory=dict)  # properties this version does not know: kept as read
 
     def __post_init__(self) -> None:
-        if self.task not in TASKS:
-            raise MetadataError(f"unknown task {self.task!r}: a visiontrain model is one of {', '.join(TASKS)}; "
+        if self.task not in METADATA_TASKS:
+            raise MetadataError(f"unknown task {self.task!r}: a visiontrain model is one of {', '.join(METADATA_TASKS)}; "
                                 "re-export it with `visiontrain export`")
         check_interpolation(self.interpolation)
 
     @property
     def is_image(self) -> bool:
-        return self.task == "image_classification"
+        return self.task == IMAGE_TASK
 
     @property
     def is_regression(self) -> bool:
@@ -164,7 +165,7 @@ def json_or_text(text: str) -> Any:
 def _task_from_graph(inputs: list[str], outputs: list[str]) -> str:
     """Files exported before the ``task`` field: an ``image`` input is a classifier, else a table model."""
     if inputs == ["image"]:
-        return "image_classification"
+        return IMAGE_TASK
     if "image" not in inputs and inputs:
         return "tabular_regression" if "prediction" in outputs and "probability" not in outputs \
             else "tabular_classification"

@@ -14,7 +14,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from visiontrain.config.reading import validate
 from visiontrain.config.targets import instantiate_trusted
-from visiontrain.core.names import TASK_KEY
+from visiontrain.core.names import IMAGE_TASK, TASK_KEY
 from visiontrain.errors import CheckpointError
 from visiontrain.image.backbone import backbone_layer_ids, create_backbone, find_head_parameters
 from visiontrain.image.mixup import build_mixup
@@ -32,7 +32,7 @@ from visiontrain.training.schedule import (
     trainable_in_stage_two,
 )
 
-TASK_NAME = "image_classification"  # recorded in every checkpoint (see visiontrain.registry)
+TASK_NAME = IMAGE_TASK  # recorded in every checkpoint (see visiontrain.registry)
 
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.AdamW", "lr": 1e-3, "weight_decay": 0.05}
 

@@ -37,7 +37,7 @@ class Sample:
 
 
 @dataclass(frozen=True)
-class Rejected:
+class RejectedFile:
     """One input file that is not used, and why."""
 
     path: str
@@ -53,7 +53,7 @@ class Inventory:
     format: str
     classes: list[str]
     splits: dict[str, list[Sample]]
-    rejected: list[Rejected] = field(default_factory=list)
+    rejected: list[RejectedFile] = field(default_factory=list)
     files_in: int = 0
     warnings: list[str] = field(default_factory=list)  # usable, but worth a word: empty classes, duplicates
     pixel_limit: PixelLimit = TRAINING_LIMIT  # what the scan checked; the dataset decodes with the same
@@ -143,7 +143,7 @@ def build_inventory(
     """
     root_path = Path(root).expanduser()
     resolved_format = detect_format(root_path) if data_format == "auto" else data_format
-    rejected: list[Rejected] = []
+    rejected: list[RejectedFile] = []
     if resolved_format == "imagefolder":
         found = _discover_imagefolder(root_path, rejected)
     elif resolved_format == "class_tree":
@@ -159,7 +159,7 @@ def build_inventory(
     if classes is not None:  # files of unknown classes are rejected as such, not compared
         usable = _keep_known_classes(usable, list(classes), rejected)
     resolution = resolve_duplicates(usable, duplicates, workers)
-    rejected += [Rejected(str(c.path), c.split or "unassigned", reason) for c, reason in resolution.rejected]
+    rejected += [RejectedFile(str(c.path), c.split or "unassigned", reason) for c, reason in resolution.rejected]
     class_names = list(classes) if classes is not None else _class_names(resolution.kept, resolved_format)
     usable = _keep_known_classes(resolution.kept, class_names, rejected)
     index = {name: i for i, name in enumerate(class_names)}
@@ -198,14 +198,14 @@ def detect_format(root: Path) -> str:
                         "(the folder needs read and execute rights)") from None
 
 
-def _discover_imagefolder(root: Path, rejected: list[Rejected]) -> _Discovery:
+def _discover_imagefolder(root: Path, rejected: list[RejectedFile]) -> _Discovery:
     found = _discover_class_folders(root, True, rejected)
     if not (root / "val").is_dir():
         raise DataError(f"{root} has train/ but no val/ folder; add val/<class>/ images or use a class tree")
     return found
 
 
-def _discover_class_folders(root: Path, with_splits: bool, rejected: list[Rejected]) -> _Discovery:
+def _discover_class_folders(root: Path, with_splits: bool, rejected: list[RejectedFile]) -> _Discovery:
     """Every entry under ``[split/]<class>/...``; anything else is rejected with a reason.
 
     The walker's own reasons (unreadable folder, FIFO, broken symlink, ...) come first, then hidden files,
@@ -225,7 +225,7 @@ def _discover_class_folders(root: Path, with_splits: bool, rejected: list[Reject
         reason = entry.problem or _placement_problem(parts, below_split, with_splits)
         if reason is not None:
             split_name = (split if split in SPLITS else "none") if with_splits else "unassigned"
-            rejected.append(Rejected(str(entry.path), split_name, reason))
+            rejected.append(RejectedFile(str(entry.path), split_name, reason))
         else:
             found.candidates.append(_Candidate(entry.path, split, below_split[0]))
     return found
@@ -242,7 +242,7 @@ def _placement_problem(parts: tuple[str, ...], below_split: tuple[str, ...], wit
     return None
 
 
-def _discover_manifest(manifest: Path, rejected: list[Rejected], allow_outside_root: bool,
+def _discover_manifest(manifest: Path, rejected: list[RejectedFile], allow_outside_root: bool,
                        allow_key: str) -> list[_Candidate]:
     """The manifest's usable rows as candidates; every other row is rejected with its reason (core.manifest)."""
     candidates = []
@@ -250,12 +250,12 @@ def _discover_manifest(manifest: Path, rejected: list[Rejected], allow_outside_r
         if row.problem is None and row.path is not None:
             candidates.append(_Candidate(row.path, row.split, row.label))
         else:
-            rejected.append(Rejected(row.source, row.split or "unassigned", row.problem or "unusable row"))
+            rejected.append(RejectedFile(row.source, row.split or "unassigned", row.problem or "unusable row"))
     return candidates
 
 
 def _check_files(
-    candidates: list[_Candidate], rejected: list[Rejected], workers: int, pixel_limit: PixelLimit,
+    candidates: list[_Candidate], rejected: list[RejectedFile], workers: int, pixel_limit: PixelLimit,
     reduce_to: int | None
 ) -> list[_Candidate]:
     """Decode every file once (in threads: Pillow releases the GIL while decoding)."""
@@ -266,7 +266,7 @@ def _check_files(
         if reason is None:
             usable.append(candidate)
         else:
-            rejected.append(Rejected(str(candidate.path), candidate.split or "unassigned", reason))
+            rejected.append(RejectedFile(str(candidate.path), candidate.split or "unassigned", reason))
     return usable
 
 
@@ -279,7 +279,7 @@ def _class_names(usable: list[_Candidate], data_format: str) -> list[str]:
 
 
 def _keep_known_classes(
-    usable: list[_Candidate], classes: list[str], rejected: list[Rejected]
+    usable: list[_Candidate], classes: list[str], rejected: list[RejectedFile]
 ) -> list[_Candidate]:
     known = set(classes)
     kept = []
@@ -288,7 +288,7 @@ def _keep_known_classes(
             kept.append(candidate)
         else:
             reason = f"class '{candidate.class_name}' has no usable training images (known: {', '.join(classes)})"
-            rejected.append(Rejected(str(candidate.path), candidate.split or "unassigned", reason))
+            rejected.append(RejectedFile(str(candidate.path), candidate.split or "unassigned", reason))
     return kept
 
 

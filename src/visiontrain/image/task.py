@@ -109,7 +109,7 @@ def check_mixup_data(inventory: Inventory, batch_size: int, processes: int = 1) 
 
 
 @dataclass(frozen=True, kw_only=True)
-class ImageData(PreparedData):
+class PreparedImages(PreparedData):
     """The checked inventory of image files, the input spec it was decoded for (decided once, here, and used by
     ``build``) and, with ``data.balance=loss_weights``, the class weights."""
 
@@ -119,7 +119,7 @@ class ImageData(PreparedData):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ImageModel(BuiltModel):
+class BuiltImageModel(BuiltModel):
     """A classifier and its datamodule, with the input size and the weight source ``build`` decided."""
 
     spec: InputSpec
@@ -140,7 +140,7 @@ class ImageTask:
         # decided once: by the library checks when they ran on these settings, else here
         self.decided: ImageDecisions = settings.decided or decide_image_run(cfg, settings.model)
 
-    def prepare(self, run_dir: Path, is_main_process: bool) -> ImageData:
+    def prepare(self, run_dir: Path, is_main_process: bool) -> PreparedImages:
         """Check every file once: the inventory, its counts, the split it made and the rejects report."""
         settings = self.settings
         started = time.perf_counter()
@@ -157,9 +157,9 @@ class ImageTask:
                    **inventory.counts(), "class_weights": weights, "rejects_csv": str(run_dir / "rejects.csv"),
                    "split_csv": str(run_dir / "split.csv"),
                    "seconds": round(time.perf_counter() - started, 3)}
-        return ImageData(summary=summary, inventory=inventory, spec=spec, class_weights=weights)
+        return PreparedImages(summary=summary, inventory=inventory, spec=spec, class_weights=weights)
 
-    def build(self, data: ImageData, split: None = None) -> ImageModel:
+    def build(self, data: PreparedImages, split: None = None) -> BuiltImageModel:
         """The classifier on its starting weights and the datamodule of the inventory's own split."""
         cfg, settings, spec, source = self.cfg, self.settings, data.spec, self.decided.source
         mixup = settings.augment.mixup
@@ -186,29 +186,29 @@ class ImageTask:
             ema=model.ema.model_dump() if model.ema is not None else None)
         if module.weights_report:
             log.info(module.weights_report["summary"])
-        return ImageModel(datamodule=datamodule, module=module, spec=spec, source=source)
+        return BuiltImageModel(datamodule=datamodule, module=module, spec=spec, source=source)
 
-    def info(self, data: ImageData, built: ImageModel) -> dict[str, Any]:
+    def info(self, data: PreparedImages, built: BuiltImageModel) -> dict[str, Any]:
         source, module = built.source, built.module
         weights = {**source.describe(), **(module.weights_report or {})}
         if source.kind == "hub":
             weights["source"] = f"hub: {source.backbone}"
         return {"input_spec": built.spec.to_dict(), "parameters": module.parameter_counts(), "weights": weights}
 
-    def evaluate(self, trainer: pl.Trainer, data: ImageData, built: ImageModel, ckpt_path: str | None,
+    def evaluate(self, trainer: pl.Trainer, data: PreparedImages, built: BuiltImageModel, ckpt_path: str | None,
                  out_dir: Path) -> Evaluation:
         report = {"val": evaluation_report(trainer, built.module, built.datamodule, ckpt_path, "val", out_dir)}
         if "test" in data.inventory.splits:
             report["test"] = evaluation_report(trainer, built.module, built.datamodule, ckpt_path, "test", out_dir)
         return Evaluation(**report)
 
-    def export(self, data: ImageData, built: ImageModel, ckpt_path: str, run_dir: Path, metric: dict[str, Any],
+    def export(self, data: PreparedImages, built: BuiltImageModel, ckpt_path: str, run_dir: Path, metric: dict[str, Any],
                extra_metadata: dict[str, Any]) -> ExportResult:
         e = self.settings.export
         return export_image_checkpoint(ckpt_path, run_dir / "model.onnx", built.datamodule, e.parity_images, e.atol,
                                        e.opset, metric, extra_metadata, e.quantize, e.calibration_images)
 
-    def reference_stats(self, data: ImageData, built: ImageModel) -> dict[str, Any]:
+    def reference_stats(self, data: PreparedImages, built: BuiltImageModel) -> dict[str, Any]:
         """Input statistics of (up to 500) training images and the model's outputs on validation images."""
         from visiontrain.core.image_statistics import image_statistics
         from visiontrain.monitoring.reference import MAX_IMAGES, image_inputs_reference, outputs_reference
@@ -232,7 +232,7 @@ class ImageTask:
                 "outputs": outputs_reference(module.class_names, predicted.numpy(), confidence.numpy()),
                 "outputs_from": f"{count} validation images"}
 
-    def sample_predictions(self, data: ImageData, built: ImageModel, count: int = 16) -> list[dict[str, Any]]:
+    def sample_predictions(self, data: PreparedImages, built: BuiltImageModel, count: int = 16) -> list[dict[str, Any]]:
         """The first ``count`` validation images with true and predicted class, for the tracker."""
         dataset = built.datamodule.dataset("val")
         indices = range(min(count, len(dataset)))

@@ -34,7 +34,7 @@ from confluent_kafka import (
 
 from visiontrain.config.tabular import SourceOptions
 from visiontrain.core.kafka import CONSUMER_DEFAULTS, KafkaAddress, client_settings, flat_settings
-from visiontrain.core.kafka_records import Rejected, origin_of, table_records
+from visiontrain.core.kafka_records import RejectedMessage, origin_of, table_records
 from visiontrain.errors import DataError
 from visiontrain.tabular.source_limits import (
     DEFAULT_MAX_ROWS,
@@ -199,7 +199,7 @@ class _Reading:
                 "key": origin_of(message).key, "value": _text(message.value()[:PREVIEW_BYTES]) + "..."})
             return
         for record in table_records(message):
-            if isinstance(record, Rejected):
+            if isinstance(record, RejectedMessage):
                 partition.not_rows += 1
                 self.not_rows.append({"topic": address.topic, "partition": partition.number, "offset": offset,
                                       "index_in_message": record.origin.row, "reason": record.reason,

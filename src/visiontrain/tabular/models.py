@@ -21,7 +21,7 @@ from sklearn.pipeline import Pipeline
 from torch import nn
 
 from visiontrain.config.targets import instantiate_trusted
-from visiontrain.core.names import TASK_KEY
+from visiontrain.core.names import TABULAR_TASK, TASK_KEY
 from visiontrain.errors import CheckpointError
 from visiontrain.tabular.metrics import binary_metrics, regression_metrics, tune_threshold
 from visiontrain.tabular.tree_thresholds import snap_split_thresholds
@@ -33,7 +33,7 @@ TRUSTED_SKOPS_TYPES = ["numpy.dtype", "sklearn.tree._tree.Tree", "sklearn._loss.
                        "sklearn.ensemble._gb.VerboseReporter",
                        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 CHECKPOINT_KEY = "visiontrain_tabular"
-TASK_NAME = "tabular"  # recorded in every checkpoint (see visiontrain.registry)
+TASK_NAME = TABULAR_TASK  # recorded in every checkpoint (see visiontrain.registry)
 
 
 def dump_sklearn(obj: Any) -> bytes:

@@ -52,7 +52,7 @@ log = logging.getLogger("visiontrain")
 
 
 @dataclass(frozen=True, kw_only=True)
-class TableData(PreparedData):
+class PreparedTable(PreparedData):
     """The cleaned table (with its original ``row`` numbers), its schema and class names."""
 
     table: pd.DataFrame
@@ -80,7 +80,7 @@ class TabularTask:
         self.curve_metric = "roc_auc" if self.is_classifier else "rmse"
 
     # ----- data ------------------------------------------------------------------------------------------
-    def prepare(self, run_dir: Path, is_main_process: bool) -> TableData:
+    def prepare(self, run_dir: Path, is_main_process: bool) -> PreparedTable:
         """Read the table, decide its schema, cleanse and split it (stratified); reports into ``run_dir``.
 
         Writes rejects.csv, data_report.md/.json and schema.yaml (the schema used, to edit and pass back with
@@ -124,7 +124,7 @@ class TabularTask:
                    "schema": {"origin": report["schema"]["origin"], "file": report["schema"]["file"],
                               "left_out": report["schema"]["left_out"]},
                    "data_report": files.get("report_md"), "seconds": round(time.perf_counter() - started, 3)}
-        return TableData(summary=summary, final_split=final, folds=folds, table=table, schema=schema,
+        return PreparedTable(summary=summary, final_split=final, folds=folds, table=table, schema=schema,
                          class_names=class_names)
 
     @staticmethod
@@ -153,7 +153,7 @@ class TabularTask:
         return [str(negative_label or f"not {positive}"), str(positive)]
 
     # ----- model -----------------------------------------------------------------------------------------
-    def build(self, data: TableData, split: Split | None) -> BuiltModel:
+    def build(self, data: PreparedTable, split: Split | None) -> BuiltModel:
         """Fit the feature pipeline on ``split.train`` only, encode every part, and build a fresh model."""
         settings, schema, split = self.settings, data.schema, split or data.final_split
         pipeline = build_feature_pipeline(schema, settings.feature_options)
@@ -194,7 +194,7 @@ class TabularTask:
         run_config["data"].update({**schema.as_config(), "schema": None})
         return run_config
 
-    def encode(self, data: TableData, split: Split, pipeline: Any, shuffle_train: bool = True) -> TabularDataModule:
+    def encode(self, data: PreparedTable, split: Split, pipeline: Any, shuffle_train: bool = True) -> TabularDataModule:
         """Every non-empty part of ``split`` through a fitted ``pipeline``, as a datamodule."""
         target = data.table[data.schema.target].to_numpy()
         arrays = {name: (transform(pipeline, data.table.iloc[index], data.schema),
@@ -203,14 +203,14 @@ class TabularTask:
         return TabularDataModule(arrays, batch_size=self.settings.data.batch_size, seed=self.settings.seed,
                                  shuffle_train=shuffle_train)
 
-    def info(self, data: TableData, built: BuiltModel) -> dict[str, Any]:
+    def info(self, data: PreparedTable, built: BuiltModel) -> dict[str, Any]:
         module = built.module
         return {"model": {"kind": self.settings.model.kind, "name": str(self.settings.model.name),
                           "features_in": len(data.schema.columns), "features_encoded": len(module.feature_names)},
                 "parameters": module.parameter_counts()}
 
     # ----- results ---------------------------------------------------------------------------------------
-    def evaluate(self, trainer: pl.Trainer, data: TableData, built: BuiltModel, ckpt_path: str | None,
+    def evaluate(self, trainer: pl.Trainer, data: PreparedTable, built: BuiltModel, ckpt_path: str | None,
                  out_dir: Path) -> Evaluation:
         """Score ``ckpt_path`` on val and test; write confusion matrix, ROC and PR curves of each."""
         report: dict[str, Any] = {}
@@ -234,7 +234,7 @@ class TabularTask:
             report["val"].update(self._feature_importance(data, module, out_dir))  # the final model, no fold
         return Evaluation(**report)
 
-    def _feature_importance(self, data: TableData, module: TabularModel, out_dir: Path) -> dict[str, Any]:
+    def _feature_importance(self, data: PreparedTable, module: TabularModel, out_dir: Path) -> dict[str, Any]:
         """Permutation importance of the raw columns on the val rows: feature_importance.csv, a section of
         data_report.md, and the entries the val report carries (``feature_importance``, its csv and seconds)."""
         rows = data.table.iloc[data.final_split.val]
@@ -249,7 +249,7 @@ class TabularTask:
         return {"feature_importance": {**result.as_dict(), "csv": str(path)},
                 "timings_seconds": {"feature_importance": result.seconds}}
 
-    def export(self, data: TableData, built: BuiltModel, ckpt_path: str, run_dir: Path, metric: dict[str, Any],
+    def export(self, data: PreparedTable, built: BuiltModel, ckpt_path: str, run_dir: Path, metric: dict[str, Any],
                extra_metadata: dict[str, Any]) -> ExportResult:
         opset = int(self.cfg.export.opset)  # checked against the installed torch exporter, not in the typed config
         return export_tabular_checkpoint(ckpt_path, run_dir / "model.onnx", data.schema, data.held_out,
@@ -262,7 +262,7 @@ class TabularTask:
             features = torch.as_tensor(transform(module.feature_pipeline, rows, schema))
             return module.eval().scores(features).double().numpy()
 
-    def reference_stats(self, data: TableData, built: BuiltModel) -> dict[str, Any]:
+    def reference_stats(self, data: PreparedTable, built: BuiltModel) -> dict[str, Any]:
         """Raw feature distributions of the training rows and the model's outputs on the held-out rows."""
         from visiontrain.monitoring.reference import outputs_reference, table_inputs_reference
 
@@ -278,7 +278,7 @@ class TabularTask:
                 "inputs_from": f"{len(train)} training rows", "outputs": outputs,
                 "outputs_from": f"{len(held_out)} held-out rows"}
 
-    def sample_predictions(self, data: TableData, built: BuiltModel, count: int = 20) -> list[dict[str, Any]]:
+    def sample_predictions(self, data: PreparedTable, built: BuiltModel, count: int = 20) -> list[dict[str, Any]]:
         """The first ``count`` held-out rows with their raw values, true and predicted label, for the tracker."""
         rows, schema, module = data.held_out.iloc[:count], data.schema, built.module
         samples = []
@@ -336,7 +336,7 @@ class TabularTask:
     # ----- a finished checkpoint ---------------------------------------------------------------------------
     @classmethod
     def _from_checkpoint(cls, cfg: DictConfig, ckpt: Path, checkpoint: dict[str, Any], run_dir: Path
-                         ) -> tuple[TabularTask, TableData, BuiltModel]:
+                         ) -> tuple[TabularTask, PreparedTable, BuiltModel]:
         """The checkpoint's own table and split (same source, cleansing and seed), or ``data_root`` scored whole.
 
         The stored run config is data: reading the file refused any interpolation in it but the ``${oc.env:NAME}``
@@ -391,4 +391,4 @@ class TabularTask:
         return result
 
 
-__all__ = ["TabularTask", "TableData", "load_clean_table"]
+__all__ = ["TabularTask", "PreparedTable", "load_clean_table"]

@@ -22,7 +22,7 @@ from typing import Any
 
 from visiontrain.config.commands import StreamOptions
 from visiontrain.core.kafka import CONSUMER_DEFAULTS, PRODUCER_DEFAULTS, client_settings, describe_settings
-from visiontrain.core.kafka_records import Record, Rejected, image_records, table_records
+from visiontrain.core.kafka_records import Record, RejectedMessage, image_records, table_records
 from visiontrain.deploy.streaming.delivery import Delivery, RejectsFile
 from visiontrain.deploy.streaming.scoring import BatchOutcome, Scorer
 from visiontrain.deploy.streaming.sinks import open_sink, sink_row
@@ -165,7 +165,7 @@ class StreamWorker:
         """One batch, in the order that makes it at-least-once: score, deliver, store, commit."""
         started = time.perf_counter()
         records: list[Record] = []
-        rejected: list[Rejected] = []
+        rejected: list[RejectedMessage] = []
         for message in messages:
             self.ledger.add(message.topic(), message.partition(), "messages")
             for item in self.read(message):
@@ -185,7 +185,7 @@ class StreamWorker:
         return {**item.carried, **item.origin.as_dict(), "model": self.model.path.name,
                 "model_version": self.version, **item.result}
 
-    def _deliver(self, outputs: list[dict[str, Any]], outcome: BatchOutcome, rejected: list[Rejected]) -> None:
+    def _deliver(self, outputs: list[dict[str, Any]], outcome: BatchOutcome, rejected: list[RejectedMessage]) -> None:
         settings = self.settings
         if self.output is not None:
             delivery = self.deliveries[self.output.bootstrap]
@@ -214,7 +214,7 @@ class StreamWorker:
             log.warning("commit refused (%s): the partition's next owner scores this batch again; the sink "
                         "keeps one result per offset", error.args[0])
 
-    def _account(self, outcome: BatchOutcome, rejected: list[Rejected], seconds: float) -> None:
+    def _account(self, outcome: BatchOutcome, rejected: list[RejectedMessage], seconds: float) -> None:
         self.batches += 1
         for item in outcome.scored:
             self.ledger.add(item.origin.topic, item.origin.partition, "scored")
@@ -226,7 +226,7 @@ class StreamWorker:
             for window in self.drift.add(outcome.inputs, outcome.outputs, len(rejected)):
                 self._window(window)
 
-    def _measure(self, outcome: BatchOutcome, rejected: list[Rejected], seconds: float) -> None:
+    def _measure(self, outcome: BatchOutcome, rejected: list[RejectedMessage], seconds: float) -> None:
         counts: Counter[tuple[str, str, int]] = Counter()
         now_ms = time.time() * 1000.0
         for item in outcome.scored:

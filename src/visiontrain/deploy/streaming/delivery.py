@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from visiontrain.core.kafka_records import Rejected
+from visiontrain.core.kafka_records import RejectedMessage
 from visiontrain.errors import DeliveryFailed
 
 
@@ -40,7 +40,7 @@ class Delivery:
                 self.producer.poll(0.1)
         self.producer.poll(0)
 
-    def dead_letter(self, topic: str, rejected: Rejected) -> None:
+    def dead_letter(self, topic: str, rejected: RejectedMessage) -> None:
         origin = rejected.origin
         headers = [("visiontrain.reason", rejected.reason.encode()), ("visiontrain.topic", origin.topic.encode()),
                    ("visiontrain.partition", str(origin.partition).encode()),
@@ -63,7 +63,7 @@ class RejectsFile:
         self.path = path
         self._file = open(path, "a", encoding="utf-8")
 
-    def write(self, rejected: list[Rejected]) -> None:
+    def write(self, rejected: list[RejectedMessage]) -> None:
         for item in rejected:
             self._file.write(json.dumps({**item.origin.as_dict(), "reason": item.reason,
                                          "original_base64": base64.b64encode(item.original).decode()}) + "\n")

@@ -17,7 +17,7 @@ from visiontrain.core.image_decode import PixelLimit, decode
 from visiontrain.core.image_preprocess import ImageSpec, preprocess
 from visiontrain.core.image_statistics import IMAGE_STATISTICS, image_statistics
 from visiontrain.core.json_rows import flat_row
-from visiontrain.core.kafka_records import Origin, Record, Rejected
+from visiontrain.core.kafka_records import Origin, Record, RejectedMessage
 from visiontrain.deploy.table_input import TableSpec, prepare_rows, row_ids
 from visiontrain.errors import ColumnsError, ImageRejected
 from visiontrain.inference.onnx_model import IMAGE, OnnxModel
@@ -35,7 +35,7 @@ class BatchOutcome:
     """What one micro-batch gave: results, rejects, and the values drift monitoring compares."""
 
     scored: list[Scored] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
+    rejected: list[RejectedMessage] = field(default_factory=list)
     inputs: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
 
@@ -77,7 +77,7 @@ class Scorer:
                 except ColumnsError as error:
                     problem = str(error)
             if problem:
-                outcome.rejected.append(Rejected(record.origin, problem, _json(record.payload)))
+                outcome.rejected.append(RejectedMessage(record.origin, problem, _json(record.payload)))
             else:
                 usable.append(record)
                 rows.append(row)
@@ -85,7 +85,7 @@ class Scorer:
             return outcome
         prepared = prepare_rows(rows, self.table_spec)
         for position, reason in sorted(prepared.rejects.items()):
-            outcome.rejected.append(Rejected(usable[position].origin, reason, _json(usable[position].payload)))
+            outcome.rejected.append(RejectedMessage(usable[position].origin, reason, _json(usable[position].payload)))
         feeds = prepared.feeds()
         results: list[dict[str, Any]] = []
         for start in range(0, len(prepared.kept), self.max_batch_size):
@@ -109,7 +109,7 @@ class Scorer:
                 # the limit is checked from the header: a decompression bomb is never decoded
                 decoded = decode(record.payload, self.image_spec.resize_to, limit=self.pixel_limit)
             except ImageRejected as error:
-                outcome.rejected.append(Rejected(record.origin, str(error), record.payload))
+                outcome.rejected.append(RejectedMessage(record.origin, str(error), record.payload))
                 continue
             pixels.append(preprocess(decoded.image, self.image_spec, self.lookup))
             stats.append(image_statistics(decoded))
