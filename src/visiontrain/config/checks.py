@@ -33,7 +33,7 @@ from visiontrain.config.tabular import (
     TabularRun,
     TabularTrainConfig,
 )
-from visiontrain.core.names import TABULAR_TASK
+from visiontrain.core.names import IMAGE_TASK, TABULAR_TASK
 from visiontrain.core.redaction import has_secret
 from visiontrain.errors import ConfigError
 
@@ -78,7 +78,7 @@ def check_train_config(cfg: DictConfig) -> TrainSettings:
     task), which the run then reads instead of the raw config."""
     task = parse(TaskChoice, cfg).task
     check_no_literal_secrets(cfg)
-    return _check_tabular(cfg) if task == TABULAR_TASK else _check_image(cfg)
+    return TRAIN_CHECKS[task](cfg)
 
 
 def check_evaluate_config(cfg: DictConfig) -> EvaluateOptions:
@@ -204,6 +204,11 @@ def tabular_settings(cfg: DictConfig, stored: bool = False) -> TabularTrainConfi
     run_keys = {name: getattr(run, name) for name in TabularRun.model_fields if name in run.model_fields_set}
     return TabularTrainConfig(**{**run_keys, "data": data, "model": model, "optimizer": optimizer,
                                  "trainer": trainer})
+
+
+# each task's library-free check of its training config, returning its typed settings (one line per task)
+TRAIN_CHECKS: dict[str, Callable[[DictConfig], TrainSettings]] = {IMAGE_TASK: _check_image,
+                                                                   TABULAR_TASK: _check_tabular}
 
 
 def check_no_literal_secrets(cfg: DictConfig, prefix: str = "") -> None:
