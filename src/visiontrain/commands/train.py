@@ -131,15 +131,15 @@ def train(cfg: DictConfig, settings: TrainSettings | None = None) -> float | Non
 
 def _train(cfg: DictConfig, settings: TrainSettings | None) -> float | None:
     settings = validate_train_config(cfg, settings)
-    if cfg.get("ckpt_path") and not cfg.get("resume"):  # resume= checked its own file (and its fallbacks)
-        read_checkpoint(str(cfg.ckpt_path), key="ckpt_path")  # before the data scan: a bad file fails first
+    if settings.ckpt_path and not cfg.get("resume"):  # resume= checked its own file (and its fallbacks)
+        read_checkpoint(settings.ckpt_path, key="ckpt_path")  # before the data scan: a bad file fails first
     started = time.perf_counter()
     run_dir = Path(cfg.paths.run_dir)
-    if cfg.get("ckpt_path"):  # where this run writes is never a surprise (resume=: the checkpoint's own run dir)
+    if settings.ckpt_path:  # where this run writes is never a surprise (resume=: the checkpoint's own run dir)
         how = "resume from {}: the run goes on in its own run dir" if cfg.get("resume") else \
             "ckpt_path={}: its training goes on in a new run dir"
-        log.info("%s %s (checkpoints, history, reports, ONNX)", how.format(cfg.ckpt_path), run_dir)
-    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+        log.info("%s %s (checkpoints, history, reports, ONNX)", how.format(settings.ckpt_path), run_dir)
+    pl.seed_everything(settings.seed, workers=True, verbose=False)
     is_main = rank_zero_only.rank == 0
 
     task: Task = task_for_config(cfg, settings)
@@ -149,7 +149,7 @@ def _train(cfg: DictConfig, settings: TrainSettings | None) -> float | None:
 
     final = fit_once(cfg, task, data, data.final_split, run_dir)
     trainer, evaluation, best, built = final.trainer, final.evaluation, final.best, final.built
-    metric_name = str(cfg.monitor.metric)
+    metric_name, metric_mode = settings.monitor.metric, settings.monitor.mode
     metric_value = evaluation.val.metrics.get(metric_name)
     if not trainer.is_global_zero:
         return metric_value
@@ -157,15 +157,15 @@ def _train(cfg: DictConfig, settings: TrainSettings | None) -> float | None:
     reference = task.reference_stats(data, built)  # for `visiontrain drift`; also inside the ONNX file
     write_json(reference, run_dir / "reference_stats.json")
     exported = None
-    if cfg.export.onnx and best:
+    if settings.export.onnx and best:
         exported = task.export(data, built, best, run_dir,
-                               {"name": metric_name, "value": metric_value, "mode": cfg.monitor.mode},
+                               {"name": metric_name, "value": metric_value, "mode": metric_mode},
                                {"reference_stats": reference})
     curves = plot_curves(final.epochs, run_dir / "curves.png", task.curve_metric)
     report_split = evaluation.split(task.report_split) or evaluation.val
     run_summary = RunSummary(
         task=task.name, experiment=cfg.task_name, run_dir=str(run_dir),
-        monitor=Monitor(metric=metric_name, mode=cfg.monitor.mode, best=metric_value),
+        monitor=Monitor(metric=metric_name, mode=metric_mode, best=metric_value),
         evaluation=evaluation, cross_validation=cross_validation, classes=data.summary.get("classes"),
         data=data.summary, **task.info(data, built),
         checkpoints=Checkpoints(best=best, last=final.last),

@@ -19,6 +19,8 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from visiontrain.config.checks import tabular_settings
+from visiontrain.config.commands import EvaluateOptions, ExportOptions
+from visiontrain.config.reading import parse
 from visiontrain.config.table_schema import TableSchema, write_schema
 from visiontrain.config.tabular import EstimatorModel as EstimatorSettings
 from visiontrain.config.tabular import TabularTrainConfig
@@ -251,7 +253,7 @@ class TabularTask:
 
     def export(self, data: PreparedTable, built: BuiltModel, ckpt_path: str, run_dir: Path, metric: dict[str, Any],
                extra_metadata: dict[str, Any]) -> ExportResult:
-        opset = int(self.cfg.export.opset)  # checked against the installed torch exporter, not in the typed config
+        opset = self.settings.export.opset  # its range was checked against the installed torch exporter
         return export_tabular_checkpoint(ckpt_path, run_dir / "model.onnx", data.schema, data.held_out,
                                          self.settings.export.atol, opset, metric, extra_metadata)
 
@@ -335,7 +337,7 @@ class TabularTask:
 
     # ----- a finished checkpoint ---------------------------------------------------------------------------
     @classmethod
-    def _from_checkpoint(cls, cfg: DictConfig, ckpt: Path, checkpoint: dict[str, Any], run_dir: Path
+    def _from_checkpoint(cls, data_root: str | None, ckpt: Path, checkpoint: dict[str, Any], run_dir: Path
                          ) -> tuple[TabularTask, PreparedTable, BuiltModel]:
         """The checkpoint's own table and split (same source, cleansing and seed), or ``data_root`` scored whole.
 
@@ -344,12 +346,12 @@ class TabularTask:
         """
         module = load_tabular_model(ckpt, checkpoint)
         run_config = OmegaConf.create(module.hparams.run_config)
-        if cfg.get("data_root"):
-            run_config.data.source = str(Path(str(cfg.data_root)).expanduser())
+        if data_root:
+            run_config.data.source = str(Path(data_root).expanduser())
             run_config.data.format = "auto"
         task = cls(run_config, tabular_settings(run_config, stored=True))  # checked as a new config is
         data = task.prepare(run_dir, True)
-        if cfg.get("data_root"):  # a new table: every kept row is scored
+        if data_root:  # a new table: every kept row is scored
             everything = np.arange(len(data.table))
             data = replace(data, final_split=Split("new data", everything[:0], everything, everything), folds=[])
         # with the checkpoint's own fitted pipeline
@@ -359,10 +361,11 @@ class TabularTask:
     @classmethod
     def evaluate_checkpoint(cls, cfg: DictConfig, ckpt: Path, checkpoint: dict[str, Any],
                             run_dir: Path) -> float | None:
-        if str(cfg.get("tta", "none")) != "none":
+        options = parse(EvaluateOptions, cfg)
+        if options.tta != "none":
             raise ConfigError("tta", "test-time augmentation is for image models", "tta=none")
-        task, data, built = cls._from_checkpoint(cfg, ckpt, checkpoint, run_dir)
-        split = str(cfg.split)
+        task, data, built = cls._from_checkpoint(options.data_root, ckpt, checkpoint, run_dir)
+        split = options.split
         if split not in built.datamodule.splits:  # never the val rows' metrics under the name asked for
             raise ConfigError("split", f"the checkpoint's run held out no {split} rows (data.test_fraction=0)",
                               "split=val (or data_root=<a table> to score new rows)")
@@ -380,11 +383,12 @@ class TabularTask:
     def export_checkpoint(cls, cfg: DictConfig, ckpt: Path, checkpoint: dict[str, Any], output: Path,
                           run_dir: Path) -> ExportResult:
         """Export a tabular checkpoint (preprocessing included) and check it on its held-out rows."""
-        if cfg.get("quantize"):
+        options = parse(ExportOptions, cfg)
+        if options.quantize:
             raise ConfigError("quantize", "int8 quantization is for image models", "quantize=null")
-        task, data, built = cls._from_checkpoint(cfg, ckpt, checkpoint, run_dir)
+        task, data, built = cls._from_checkpoint(options.data_root, ckpt, checkpoint, run_dir)
         atol = task.settings.export.atol  # the tolerance the run was trained with (its stored config)
-        result = export_tabular_checkpoint(ckpt, output, data.schema, data.held_out, atol, int(cfg.opset), None,
+        result = export_tabular_checkpoint(ckpt, output, data.schema, data.held_out, atol, options.opset, None,
                                            module=built.module)
         write_json(result.as_dict(), run_dir / "export.json")
         print(f"exported {ckpt} -> {output}\n  {task.describe_export(result.as_dict())}, passed: {result.parity.passed}")
