@@ -75,20 +75,25 @@ def loaders(root: Path, workers: int, batch_size: int) -> tuple[dict[str, tuple]
     """name -> (DataLoader, what the main process does with each batch, or None)."""
     import albumentations as A
 
-    from visiontrain.image.task import datamodule_for, input_spec_from, scan, train_steps_for
-    from visiontrain.image.transforms import normalise
+    from visiontrain.config.checks import check_train_config
+    from visiontrain.image.decided import train_steps_for
+    from visiontrain.image.task import datamodule_for, input_spec_from, scan
+    from visiontrain.image.transforms import build_train_transform, normalise
 
     cfg = compose_train("experiment=hymenoptera", f"data.root={root}", "model.pretrained=false",
                         f"data.num_workers={workers}", f"data.batch_size={batch_size}", "paths.run_dir=/tmp/unused")
+    settings = check_train_config(cfg)
     spec = input_spec_from(cfg)
-    inventory = scan(cfg.data, int(cfg.seed))
+    inventory = scan(settings.data, settings.seed)
     inventory.splits["train"] = inventory.splits["train"] + inventory.splits["val"]  # every file, one pass
-    datamodule = datamodule_for(inventory, spec, cfg.data, int(cfg.seed), train_steps_for(cfg, spec))
+    datamodule = datamodule_for(inventory, spec, settings.data, settings.seed,
+                                build_train_transform(spec, train_steps_for(cfg, spec)))
     samples = inventory.splits["train"]
     paths, labels = [s.path for s in samples], [s.label for s in samples]
     common = dict(batch_size=batch_size, num_workers=workers, persistent_workers=workers > 0, shuffle=True)
     scale = tuple(cfg.augment.crop_scale)
-    before = datamodule_for(inventory, spec, cfg.data, int(cfg.seed), train_steps_for(cfg, spec))
+    before = datamodule_for(inventory, spec, settings.data, settings.seed,
+                            build_train_transform(spec, train_steps_for(cfg, spec)))
     steps = list(before.train_transform.transforms)
     before.train_transform = A.Compose(steps[:-1] + [A.Normalize(mean=spec.mean, std=spec.std), steps[-1]])
 

@@ -62,14 +62,17 @@ def hand_loop(data: Path, args: argparse.Namespace) -> dict[str, list[float]]:
     import timm
     import torch
 
-    from visiontrain.image.task import datamodule_for, input_spec_from, scan, train_steps_for
-    from visiontrain.image.transforms import normalise
+    from visiontrain.config.checks import check_train_config
+    from visiontrain.image.decided import train_steps_for
+    from visiontrain.image.task import datamodule_for, input_spec_from, scan
+    from visiontrain.image.transforms import build_train_transform, normalise
 
     cfg = compose_train(*overrides(data, args), "paths.run_dir=/tmp/unused")
-    torch.manual_seed(int(cfg.seed))
+    settings = check_train_config(cfg)
+    torch.manual_seed(settings.seed)
     spec = input_spec_from(cfg)
-    datamodule = datamodule_for(scan(cfg.data, int(cfg.seed)), spec, cfg.data, int(cfg.seed),
-                                train_steps_for(cfg, spec))
+    datamodule = datamodule_for(scan(settings.data, settings.seed), spec, settings.data, settings.seed,
+                                build_train_transform(spec, train_steps_for(cfg, spec)))
     loader = datamodule.train_dataloader()
     model = timm.create_model(args.backbone, num_classes=len(datamodule.inventory.classes), drop_rate=float(cfg.model.drop_rate))
     optimizer = torch.optim.AdamW(model.parameters(), lr=float(cfg.optimizer.lr),
