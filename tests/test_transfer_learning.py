@@ -197,9 +197,12 @@ def test_freezing_a_backbone_without_pretrained_weights_warns_naming_full_finetu
         assert bool(warned) == expect_warning, weights
 
 
-def test_a_run_decides_its_weight_source_input_spec_and_train_transform_once(tiny_hymenoptera, tmp_path,
+@pytest.mark.parametrize("command", ["train", "lr_find"])
+def test_a_run_decides_its_weight_source_input_spec_and_train_transform_once(command, tiny_hymenoptera, tmp_path,
                                                                               monkeypatch):
-    """The library checks decide them and the task uses what they built: one call each in a real tiny train."""
+    """The library checks decide them and the task uses what they built: one call each in a real tiny train (and
+    in lr_find, whose probe is the same run unfrozen)."""
+    from visiontrain.commands.lr_find import lr_find
     from visiontrain.commands.train import train
     from visiontrain.image import decided
 
@@ -218,6 +221,18 @@ def test_a_run_decides_its_weight_source_input_spec_and_train_transform_once(tin
         for name in ("weight_source", "build_train_transform"):
             if hasattr(module, name):
                 monkeypatch.setattr(module, name, getattr(decided, name))
-    train(compose_train(*tiny_overrides(tiny_hymenoptera, tmp_path / "run", "trainer.max_epochs=1",
-                                        "schedule.freeze_epochs=0", "export.onnx=false")))
+    if command == "train":
+        train(compose_train(*tiny_overrides(tiny_hymenoptera, tmp_path / "run", "trainer.max_epochs=1",
+                                            "schedule.freeze_epochs=0", "export.onnx=false")))
+    else:
+        from hydra import compose, initialize_config_dir
+
+        from visiontrain.config import config_dir
+
+        with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+            cfg = compose("lr_find", overrides=tiny_overrides(tiny_hymenoptera, tmp_path / "run",
+                                                               "lr_find.num_training=20",
+                                                               "lr_find.early_stop_threshold=null"))
+        lr_find(cfg)
+        assert (tmp_path / "run" / "lr_find.json").is_file()
     assert calls == {"weight_source": 1, "resolve_input_spec": 1, "build_train_transform": 1}

@@ -20,14 +20,15 @@ def lr_find(cfg: DictConfig, settings: TrainSettings | None = None) -> float | N
     The model is built as for training but with no frozen epochs, so the head and the backbone are probed together
     at their configured shares of the rate; the suggestion is the head's rate, the ``optimizer.lr`` to train with
     (see :mod:`visiontrain.training.lr_find`). Writes lr_find.json and lr_find.png in the run dir. ``settings``:
-    the CLI's parse of ``cfg`` (parsed here when not given); the probe (``cfg`` with no frozen epochs) is another
-    config, parsed by the task.
+    the CLI's parse of ``cfg`` (parsed here when not given). The probe is the same run with no frozen epochs; the
+    weight source, input spec and train transform the checks decided carry over to it, decided once.
     """
     settings = validate_lr_find_config(cfg, settings)
     run_dir = Path(cfg.paths.run_dir)
     pl.seed_everything(settings.seed, workers=True, verbose=False)
     probe = OmegaConf.merge(cfg, {"schedule": {"freeze_epochs": 0}})  # the fine-tune stage: head and backbone
-    task = task_for_config(probe)
+    unfrozen = settings.schedule.model_copy(update={"freeze_epochs": 0})
+    task = task_for_config(probe, settings.model_copy(update={"schedule": unfrozen}))  # keeps what was decided
     built = task.build(task.prepare(run_dir, True), None)
     datamodule, module = built.datamodule, built.module
     probe_settings = LRFindSettings(**OmegaConf.to_container(cfg.lr_find, resolve=True))

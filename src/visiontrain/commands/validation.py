@@ -64,5 +64,4 @@ def validate_lr_find_config(cfg: DictConfig, settings: TrainSettings | None = No
     settings = check_lr_find_config(cfg) if settings is None else settings
     check_trainer(cfg)
     check_opset(cfg)
-    task_class(IMAGE_TASK).check_libraries(cfg, settings)
-    return settings
+    return settings.with_decided(task_class(IMAGE_TASK).check_libraries(cfg, settings))
