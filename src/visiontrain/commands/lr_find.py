@@ -8,10 +8,10 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf
 
 from visiontrain.commands.validation import validate_lr_find_config
-from visiontrain.config.checks import TrainSettings
+from visiontrain.config.checks import LrFind, TrainSettings
 from visiontrain.registry import task_for_config
 from visiontrain.training.hardware import build_trainer
-from visiontrain.training.lr_find import LRFindSettings, find_learning_rate, write_lr_find
+from visiontrain.training.lr_find import find_learning_rate, write_lr_find
 
 
 def lr_find(cfg: DictConfig, settings: TrainSettings | None = None) -> float | None:
@@ -31,7 +31,7 @@ def lr_find(cfg: DictConfig, settings: TrainSettings | None = None) -> float | N
     task = task_for_config(probe, settings.model_copy(update={"schedule": unfrozen}))  # keeps what was decided
     built = task.build(task.prepare(run_dir, True), None)
     datamodule, module = built.datamodule, built.module
-    probe_settings = LRFindSettings(**OmegaConf.to_container(cfg.lr_find, resolve=True))
+    probe_settings = LrFind(**OmegaConf.to_container(cfg.lr_find, resolve=True))
     trainer: pl.Trainer = build_trainer(cfg.trainer, logger=False, enable_checkpointing=False, max_epochs=-1,
                                         max_steps=probe_settings.num_training, num_sanity_val_steps=0,
                                         default_root_dir=str(run_dir))

@@ -25,12 +25,12 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from visiontrain.config.choices import HTTP_ROWS_KEYS
-from visiontrain.config.tabular import HttpSource
+from visiontrain.config.tabular import DEFAULT_MAX_ROWS, HttpSource
 from visiontrain.core.json_rows import loads
 from visiontrain.core.redaction import redact_url, secrets_in_url
 from visiontrain.errors import ConfigError, DataError, JsonProblem
 from visiontrain.tabular.http_page import RETRY_STATUSES, ByteLimit, Page, fetch_page
-from visiontrain.tabular.source_limits import DEFAULT_MAX_ROWS, too_many_rows
+from visiontrain.tabular.source_limits import too_many_rows
 from visiontrain.tabular.source_lineage import SourceRead
 
 MAX_WAIT_S = 60.0  # the longest pause between two attempts, backoff or Retry-After

@@ -32,16 +32,11 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from visiontrain.config.tabular import SourceOptions
+from visiontrain.config.tabular import DEFAULT_MAX_ROWS, KAFKA_MAX_MESSAGE_BYTES, SourceOptions
 from visiontrain.core.kafka import CONSUMER_DEFAULTS, KafkaAddress, client_settings, flat_settings
 from visiontrain.core.kafka_records import RejectedMessage, origin_of, table_records
 from visiontrain.errors import DataError
-from visiontrain.tabular.source_limits import (
-    DEFAULT_MAX_ROWS,
-    KAFKA_MAX_MESSAGE_BYTES,
-    size_text,
-    too_many_rows,
-)
+from visiontrain.tabular.source_limits import size_text, too_many_rows
 from visiontrain.tabular.source_lineage import SourceRead
 
 log = logging.getLogger("visiontrain")

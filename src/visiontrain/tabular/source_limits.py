@@ -9,13 +9,6 @@ where a stored config, an older checkpoint's, lacks the key; ``conf/data/*.yaml`
 
 from __future__ import annotations
 
-from visiontrain.config.tabular import (  # noqa: F401
-    DEFAULT_MAX_ROWS,
-    HTTP_MAX_PAGE_BYTES,
-    HTTP_MAX_TOTAL_BYTES,
-    HTTP_PAGE_TIMEOUT_S,
-    KAFKA_MAX_MESSAGE_BYTES,
-)
 from visiontrain.errors import DataError
 
 MAX_ROWS_KEY = "data.max_rows"

@@ -34,14 +34,12 @@ from torch.utils.data import DataLoader
 from visiontrain.config.checks import LrFind
 from visiontrain.training.reports import write_json
 
-LRFindSettings = LrFind  # ``lr_find.*`` (conf/lr_find.yaml), the typed section the config check parses
-
 
 @dataclass(frozen=True)
 class LRFindResult:
     """The probed curve (the head's rate, the smoothed training loss) and Lightning's suggestion."""
 
-    settings: LRFindSettings
+    settings: LrFind
     lrs: list[float]
     losses: list[float | None]  # None: a step whose loss is not a number
     suggestion: float | None
@@ -86,7 +84,7 @@ def group_rates_kept() -> Iterator[None]:
 
 
 def find_learning_rate(trainer: pl.Trainer, module: pl.LightningModule, train_loader: DataLoader,
-                       settings: LRFindSettings) -> LRFindResult:
+                       settings: LrFind) -> LRFindResult:
     """Run Lightning's finder on ``train_loader`` (no validation) with the groups' rates kept in proportion."""
     with group_rates_kept():
         finder = Tuner(trainer).lr_find(module, train_dataloaders=train_loader, min_lr=settings.min_lr,
