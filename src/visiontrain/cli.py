@@ -132,7 +132,7 @@ def _run_hydra(command: str, line: CommandLine | None) -> None:
         user_error,
     )
     from visiontrain.config import config_dir
-    from visiontrain.errors import CheckpointError, ConfigError
+    from visiontrain.errors import CheckpointError, ConfigError, TrialPruned
 
     config_name = COMMANDS[command].config
     config_path: str | None = str(config_dir())
@@ -144,6 +144,8 @@ def _run_hydra(command: str, line: CommandLine | None) -> None:
     def entry(cfg: DictConfig):
         try:
             return _run_command(command, cfg)
+        except TrialPruned:
+            raise  # not a failure: the sweeper records the trial as pruned
         except Exception as error:
             error = as_write_error(error, command)
             if in_multirun():  # a crashed trial is recorded and the sweep goes on
@@ -254,24 +256,34 @@ def _check_sweep(config_name: str, line: CommandLine) -> None:
     """A multirun's sweeper settings fail once, here, rather than in every trial (or not at all)."""
     from visiontrain.config import config_dir
     from visiontrain.config.checks import check_sweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
     from visiontrain.config.overrides import compose_for_sweep
+    from visiontrain.sweeps.checks import check_sweep_settings
 
     sweep_keys = ("hparams_search", "hydra.mode", "hydra/sweeper", "hydra.sweeper.")
     if not (line.multirun or any(o.lstrip("+").startswith(sweep_keys) for o in line.overrides)):
         return
     try:
         cfg = compose_for_sweep(config_name, list(line.overrides), config_dir())
+        parsed = OverridesParser.create().parse_overrides(list(line.overrides))
     except Exception:  # noqa: BLE001 - a bad group name or override syntax: Hydra explains it next
         return
     check_sweeper(cfg)
+    check_sweep_settings(cfg, [o for o in parsed if o.is_sweep_override() and not o.get_key_element()
+                               .startswith("hydra")])
 
 
 def _resolve_resume(config_name: str, line: CommandLine) -> CommandLine:
-    """``resume=latest`` becomes the run dir and checkpoint to continue (see visiontrain.training.resume)."""
+    """``resume=latest`` becomes the run dir and checkpoint to continue (see visiontrain.training.resume); in a
+    sweep (``-m`` or ``hparams_search=``), the sweep to continue."""
     from visiontrain.config import config_dir
 
     if not any(o.startswith("resume=") for o in line.overrides):
         return line
+    if line.multirun or any(o.startswith("hparams_search=") and o != "hparams_search=null" for o in line.overrides):
+        # a sweep resumes as a whole: its sweeper finds the sweep dir and the study (hydra.sweeper.resume)
+        return line.with_overrides([f"hydra.sweeper.{o}" if o.startswith("resume=") else o for o in line.overrides])
     from visiontrain.training.resume import resume_overrides  # reads checkpoints with torch: only when asked
 
     return line.with_overrides(resume_overrides(config_name, list(line.overrides), config_dir(),

@@ -141,6 +141,15 @@ class ExportMismatch(VisiontrainError, RuntimeError):
     kind, exit_code = "export error", 3
 
 
+class TrialPruned(Exception):
+    """A sweep trial the pruner stopped early: not an error. The sweeper records it as pruned, with the last
+    value it reported; nothing is written to ``failed.json``."""
+
+    def __init__(self, epoch: int, value: float | None) -> None:
+        self.epoch, self.value = epoch, value
+        super().__init__(f"pruned after epoch {epoch} (last value {value})")
+
+
 def write_failure(error: BaseException, folder: Path) -> OSError | None:
     """The earliest error in ``error``'s chain (causes and contexts) that failed to write inside ``folder``.
 

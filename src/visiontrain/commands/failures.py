@@ -59,6 +59,8 @@ def in_multirun() -> bool:
 
 
 def sweeper_counts_exceptions() -> bool:
+    """Whether the sweeper records a trial's exception itself (the Optuna sweeper: failed or pruned), rather
+    than stopping at it (Hydra's basic sweeper: the trial returns NaN instead)."""
     from hydra.core.hydra_config import HydraConfig
 
     return "optuna" in str(HydraConfig.get().sweeper.get("_target_", "")).lower()

@@ -23,6 +23,8 @@ from visiontrain.commands.validation import validate_train_config
 from visiontrain.config.checks import TrainSettings
 from visiontrain.errors import ExportMismatch
 from visiontrain.registry import task_for_config
+from visiontrain.sweeps import trial_context
+from visiontrain.sweeps.pruning import pruning_callbacks
 from visiontrain.tracking.results import log_run_results, wandb_loggers
 from visiontrain.tracking.wandb_run import finish_active_run
 from visiontrain.training.checkpoints import read_checkpoint
@@ -53,10 +55,12 @@ def instantiate_callbacks(callbacks_cfg: DictConfig | None, have_logger: bool) -
     return [c for c in callbacks if have_logger or not isinstance(c, LearningRateMonitor)]
 
 
-def fit_once(cfg: DictConfig, task: Task, data: PreparedData, split: Any, out_dir: Path) -> FitResult:
+def fit_once(cfg: DictConfig, task: Task, data: PreparedData, split: Any, out_dir: Path,
+             report_metric: str | None = None) -> FitResult:
     """One fit of a fresh model on ``split``: Trainer, callbacks and loggers from config, writing to ``out_dir``.
 
     The final model writes to the run dir itself; each cross-validation fold to ``<run dir>/folds/<fold>``.
+    ``report_metric``: in a sweep trial, reported to the study every epoch; a pruned fit raises TrialPruned.
     """
     if out_dir != Path(cfg.paths.run_dir):
         cfg = cfg.copy()
@@ -64,8 +68,9 @@ def fit_once(cfg: DictConfig, task: Task, data: PreparedData, split: Any, out_di
     built = task.build(data, split)
     loggers = instantiate_loggers(cfg.get("logger"))
     history = MetricHistory(str(out_dir / "history.csv"))
+    reporting = pruning_callbacks(report_metric) if report_metric else []
     callbacks = instantiate_callbacks(cfg.get("callbacks"), bool(loggers) and built.has_learning_rate) + [
-        history, RunWriteGuard(out_dir)]
+        history, RunWriteGuard(out_dir), *reporting]
     overrides = dict(built.trainer_overrides)
     if not any(True for _ in built.module.parameters()):  # a fitted estimator: a table of zeros says nothing
         overrides.setdefault("enable_model_summary", False)
@@ -75,6 +80,8 @@ def fit_once(cfg: DictConfig, task: Task, data: PreparedData, split: Any, out_di
     trainer.fit(built.module, datamodule=built.datamodule, ckpt_path=resume_from,
                 weights_only=True)  # data only, never code
     fit_seconds = time.perf_counter() - started
+    for callback in reporting:
+        callback.raise_if_pruned()  # a pruned trial is not evaluated or exported
     epochs = list(history.rows)  # before evaluation: restoring the best checkpoint restores its older history
     checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     best = (checkpoint.best_model_path or checkpoint.last_model_path) if checkpoint else None
@@ -86,8 +93,12 @@ def fit_once(cfg: DictConfig, task: Task, data: PreparedData, split: Any, out_di
                      evaluate_seconds=round(time.perf_counter() - started, 3))
 
 
-def cross_validate(cfg: DictConfig, task: Task, data: PreparedData, run_dir: Path) -> CrossValidation:
-    """Fit a fresh model per fold and score its held-out part; mean and std of every test metric."""
+def cross_validate(cfg: DictConfig, task: Task, data: PreparedData, run_dir: Path,
+                   report_metric: str | None = None) -> CrossValidation:
+    """Fit a fresh model per fold and score its held-out part; mean and std of every test metric.
+
+    In a sweep trial, the running mean of ``report_metric`` over the folds so far is reported after each fold,
+    and a pruned trial stops before its next fold (TrialPruned)."""
     per_fold = []
     folds = data.folds
     for split in folds:
@@ -99,6 +110,8 @@ def cross_validate(cfg: DictConfig, task: Task, data: PreparedData, run_dir: Pat
         per_fold.append(FoldResult(fold=split.name, rows={"train": len(split.train), "val": len(split.val),
                                                           "test": len(split.test)},
                                    metrics=metrics, fit_seconds=result.fit_seconds))
+        if report_metric:
+            _report_fold(per_fold, report_metric.split("/", 1)[-1])
     names = list(dict.fromkeys(name for fold in per_fold for name in fold.metrics))
     table = {name: np.array([fold.metrics[name] for fold in per_fold if name in fold.metrics]) for name in names}
     summary = CrossValidation(
@@ -108,6 +121,15 @@ def cross_validate(cfg: DictConfig, task: Task, data: PreparedData, run_dir: Pat
         fit_seconds_total=round(sum(fold.fit_seconds for fold in per_fold), 3))
     write_json(summary.as_dict(), run_dir / "cross_validation.json")
     return summary
+
+
+def _report_fold(per_fold: list[FoldResult], metric: str) -> None:
+    """The folds' running mean of ``metric`` to the sweep's study (step = folds done); stop if pruned."""
+    values = [fold.metrics[metric] for fold in per_fold if metric in fold.metrics]
+    value = float(np.mean(values)) if values else None
+    trial_context.record_epochs(sum(len(fold.metrics) > 0 for fold in per_fold))
+    if trial_context.report(value, len(per_fold) - 1):
+        raise trial_context.stop(len(per_fold) - 1, value)
 
 
 def train(cfg: DictConfig, settings: TrainSettings | None = None) -> float | None:
@@ -145,11 +167,11 @@ def _train(cfg: DictConfig, settings: TrainSettings | None) -> float | None:
     task: Task = task_for_config(cfg, settings)
     data = task.prepare(run_dir, is_main)
     log.info(task.describe_data(data.summary))
-    cross_validation = cross_validate(cfg, task, data, run_dir) if data.folds else None
-
-    final = fit_once(cfg, task, data, data.final_split, run_dir)
-    trainer, evaluation, best, built = final.trainer, final.evaluation, final.best, final.built
     metric_name, metric_mode = settings.monitor.metric, settings.monitor.mode
+    cross_validation = cross_validate(cfg, task, data, run_dir, metric_name) if data.folds else None
+
+    final = fit_once(cfg, task, data, data.final_split, run_dir, None if data.folds else metric_name)
+    trainer, evaluation, best, built = final.trainer, final.evaluation, final.best, final.built
     metric_value = evaluation.val.metrics.get(metric_name)
     if not trainer.is_global_zero:
         return metric_value

@@ -63,11 +63,29 @@ SWEEP_DIRECTIONS = {"max": "maximize", "min": "minimize"}  # monitor.mode -> the
 
 
 class Sweeper(Section):
-    """The sweeper settings a multirun reads (``hydra.sweeper.*``); absent ones are the sweeper's defaults."""
+    """The sweeper settings a multirun reads (``hydra.sweeper.*``); absent ones are the sweeper's defaults
+    (conf/hydra/sweeper/optuna.yaml documents each)."""
 
     n_trials: int | None = Field(None, ge=1, examples=["20"])
-    n_jobs: int | None = Field(None, ge=1, examples=["1"])
-    max_failure_rate: float | None = Field(None, ge=0, le=1, examples=["1.0"])
+    workers: int | None = Field(None, ge=1, examples=["2"])
+    timeout_min: float | None = Field(None, gt=0, examples=["60"])
+    heartbeat_s: float | None = Field(None, gt=0, examples=["30"])
+    grace_s: float | None = Field(None, gt=0, examples=["120"])
+    study_name: str | None = Field(None, examples=["churn-search"])
+    resume: str | None = Field(None, examples=["latest"])
+
+    @model_validator(mode="after")
+    def _heartbeat_within_grace(self) -> Sweeper:
+        if self.heartbeat_s and self.grace_s and self.grace_s <= 2 * self.heartbeat_s:
+            raise ConfigError("hydra.sweeper.grace_s", f"is {self.grace_s:g} s, not above two heartbeats "
+                              f"({self.heartbeat_s:g} s each): live trials would be taken for dead",
+                              f"hydra.sweeper.grace_s={4 * self.heartbeat_s:g}")
+        return self
+
+
+RETIRED_SWEEPER_KEYS = {"n_jobs": "hydra.sweeper.workers=N (processes that join one study)",
+                        "max_failure_rate": "nothing: a crashed trial never ends the sweep (failed.json)",
+                        "custom_search_space": "hydra.sweeper.params with when: conditions"}
 
 
 TrainSettings = ImageTrainConfig | TabularTrainConfig  # what a training config parses into, by its ``task``
@@ -134,6 +152,10 @@ def check_sweeper(cfg: DictConfig) -> None:
     sweeper = OmegaConf.select(cfg, "hydra.sweeper") or {}
     if OmegaConf.is_config(sweeper):  # an Optuna storage URL with its password written into a file
         check_no_literal_secrets(sweeper, "hydra.sweeper")
+    for key, fix in RETIRED_SWEEPER_KEYS.items():
+        if key in sweeper and "visiontrain_sweeper" in str(sweeper.get("_target_", "")):
+            raise ConfigError(f"hydra.sweeper.{key}", "was a setting of hydra-optuna-sweeper, which visiontrain "
+                              "no longer uses", fix)
     parse(Sweeper, cfg, "hydra.sweeper")
     if "direction" not in sweeper:
         return

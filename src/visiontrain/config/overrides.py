@@ -54,10 +54,20 @@ def compose_for_sweep(config_name: str, overrides: list[str], conf: Path) -> Dic
     first = []
     for text, override in zip(overrides, OverridesParser.create().parse_overrides(overrides)):
         if override.is_sweep_override():
-            text = f"{override.get_key_element()}={next(iter(override.sweep_string_iterator()))}"
+            text = f"{override.get_key_element()}={_first_value(override)}"
         first.append(text)
     with initialize_config_dir(version_base="1.3", config_dir=str(conf), job_name="visiontrain"):
         return compose(config_name, overrides=first, return_hydra_config=True)
+
+
+def _first_value(override: Any) -> str:
+    """A sweep's first value as override text: a choice's or range's first, an interval's start."""
+    from hydra.core.override_parser.types import IntervalSweep
+
+    sweep = override.value()
+    if isinstance(sweep, IntervalSweep):
+        return repr(sweep.start)
+    return next(iter(override.sweep_string_iterator()))
 
 
 def check_override_keys(config_name: str, overrides: list[str], conf: Path) -> None:

@@ -53,6 +53,9 @@ ROLES = {
     "logger": Role(("lightning.pytorch.loggers",), ("lightning.pytorch.loggers.Logger",),
                    also=("visiontrain.tracking.wandb_run.create_wandb_logger",)),
     "callback": Role(("lightning.pytorch.callbacks", "visiontrain"), ("lightning.pytorch.callbacks.Callback",)),
+    # a sweep's sampler and pruner (hydra.sweeper.*)
+    "sampler": Role(("optuna.samplers",), ("optuna.samplers.BaseSampler",)),
+    "pruner": Role(("optuna.pruners",), ("optuna.pruners.BasePruner",)),
 }
 
 

@@ -88,6 +88,8 @@ class SweepSummary(Callback):
     """Writes sweep_summary.csv and .md into the sweep dir when a multirun ends."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if "visiontrain_sweeper" in str(config.hydra.sweeper.get("_target_", "")):
+            return  # the Optuna sweeper writes its own report, from its study
         sweep_dir = Path(str(config.hydra.sweep.dir))
         written = write_summary(sweep_dir)
         if written:
