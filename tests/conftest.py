@@ -143,6 +143,13 @@ def run_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None) 
     return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
 
 
+def offline_env(home: Path, **extra: str) -> dict[str, str | None]:
+    """No credentials anywhere (HOME without netrc, no key): W&B must choose offline by itself."""
+    env = {"HOME": str(home), "WANDB_API_KEY": None, "WANDB_MODE": None, "WANDB_RUN_ID": None,
+           "VISIONTRAIN_CACHE_DIR": str(home / "cache"), **extra}
+    return env
+
+
 PAUSE_CALLBACK = "+callbacks.pause._target_=run_pause.PauseBeforeEpoch"  # tests/run_pause.py
 
 

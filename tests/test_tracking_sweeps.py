@@ -14,17 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import run_cli, tiny_overrides
+from conftest import offline_env, run_cli, tiny_overrides
 from wandb_records import logged_keys, read_records
 
 FAST = ["trainer.enable_progress_bar=false", "trainer.max_epochs=2", "trainer.log_every_n_steps=5"]
-
-
-def offline_env(home: Path, **extra: str) -> dict[str, str | None]:
-    """No credentials anywhere (HOME without netrc, no key): W&B must choose offline by itself."""
-    env = {"HOME": str(home), "WANDB_API_KEY": None, "WANDB_MODE": None, "WANDB_RUN_ID": None,
-           "VISIONTRAIN_CACHE_DIR": str(home / "cache"), **extra}
-    return env
 
 
 def records_of(run_dir: Path, kind: str) -> list:

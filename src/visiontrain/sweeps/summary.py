@@ -7,7 +7,6 @@ crashed) once the multirun ends.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -16,6 +15,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
+
+from visiontrain.sweeps.tables import CSV_FILE, MARKDOWN_FILE, csv_text, markdown_table, write_text
 
 log = logging.getLogger("visiontrain")
 FAILED_FILE = "failed.json"
@@ -61,27 +62,14 @@ def write_summary(sweep_dir: Path) -> dict[str, str] | None:
     columns = ["rank", "trial", "status", "metric", "value", "overrides", "run_dir", "error"]
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank if row["status"] == "completed" else ""
-    csv_path, md_path = sweep_dir / "sweep_summary.csv", sweep_dir / "sweep_summary.md"
-    with csv_path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    csv_path = write_text(sweep_dir / CSV_FILE, csv_text(columns, rows))
     completed = sum(row["status"] == "completed" for row in rows)
     lines = [f"# Sweep {sweep_dir.name}: {len(rows)} trials, {completed} completed, {len(rows) - completed} failed",
              "", f"Shared by every trial: `{' '.join(sorted(shared)) or '(nothing)'}`", "",
-             "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        cells = [_cell(row.get(column)) for column in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    md_path.write_text("\n".join(lines) + "\n")
+             *markdown_table(columns, rows)]
+    md_path = write_text(sweep_dir / MARKDOWN_FILE, "\n".join(lines) + "\n")
     return {"csv": str(csv_path), "markdown": str(md_path), "best": rows[0] if rows[0]["status"] == "completed"
             else None}
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return str(value if value is not None else "").replace("|", "\\|").replace("\n", " ")[:200]
 
 
 class SweepSummary(Callback):

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from visiontrain.core.atomic import write_atomically
 from visiontrain.core.files import sha256_of_file
 from visiontrain.errors import DataError
 
@@ -185,8 +184,8 @@ def materialise_builtin_churn(path: Path, rows: int = 4000, seed: int = 0) -> Pa
                         f"To train on that file set data.source={path} and declare its columns; for the "
                         "built-in table choose another path.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, data)
-    _atomic_write(marker, (json.dumps({**wanted, "sha256": hashlib.sha256(data).hexdigest()}) + "\n").encode())
+    write_atomically(data, path)
+    write_atomically((json.dumps({**wanted, "sha256": hashlib.sha256(data).hexdigest()}) + "\n").encode(), marker)
     return path
 
 
@@ -203,18 +202,6 @@ def _is_ours(path: Path, marker: Path) -> bool:
     return path.is_file() and recorded.get("sha256") == sha256_of_file(path)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename: a reader never sees half a file."""
-    handle, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def materialise_diabetes(path: Path) -> Path:
     """scikit-learn's bundled diabetes data (442 rows, raw units) as a CSV: the built-in regression table."""
     from sklearn.datasets import load_diabetes
@@ -226,7 +213,7 @@ def materialise_diabetes(path: Path) -> Path:
     table = bunch.frame.rename(columns={"target": "progression"})
     table["sex"] = table["sex"].astype(int).astype(str)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, table.to_csv(index=False).encode())
+    write_atomically(table.to_csv(index=False).encode(), path)
     return path
 
 

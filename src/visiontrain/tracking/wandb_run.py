@@ -13,37 +13,16 @@ from __future__ import annotations
 
 import functools
 import logging
-import netrc
 import os
 import secrets
-import socket
 import string
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+
+from visiontrain.core.wandb_mode import INIT_TIMEOUT_SECONDS, online_problem, resolve_mode, warn_offline
 
 log = logging.getLogger("visiontrain")
 RUN_ID_FILE = "wandb_run_id"
-DEFAULT_BASE_URL = "https://api.wandb.ai"
-PROBE_SECONDS = 3.0
-
-
-INIT_TIMEOUT_SECONDS = 20  # how long wandb.init may wait for the server; WANDB_INIT_TIMEOUT overrides
-
-
-def resolve_mode(mode: str = "auto") -> str:
-    """online | offline | disabled. ``auto``: WANDB_MODE if set, online with credentials, else offline."""
-    if mode != "auto":
-        return mode
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
-    if os.environ.get("WANDB_API_KEY"):
-        return "online"
-    try:
-        credentials = netrc.netrc().authenticators("api.wandb.ai")
-    except (OSError, netrc.NetrcParseError):
-        credentials = None
-    return "online" if credentials else "offline"
 
 
 def run_id_for(run_dir: Path) -> str:
@@ -106,35 +85,12 @@ def create_wandb_logger(project: str, run_dir: str, mode: str = "auto", entity: 
             logger.experiment  # noqa: B018 - wandb.init now, before training: a rejected key is handled here
         except wandb.errors.Error as error:
             reason = _first_line(error).replace(os.environ.get("WANDB_API_KEY") or "\0", "***")
-            _warn_offline(f"W&B refused the online run ({reason})")
+            warn_offline(f"W&B refused the online run ({reason})")
             os.environ["WANDB_MODE"] = resolved = "offline"
             wandb.teardown()  # the refused attempt still holds the run id in wandb's service process
             logger = build(resolved)
     log.info("W&B: %s run %s in project %s", resolved, run_id_for(run_dir_path), project)
     return logger
-
-
-def online_problem() -> str | None:
-    """Why an online run cannot start from here (a malformed API key, an unreachable server), or None.
-
-    The key is checked for shape only (wandb's own rule), never printed; the server (WANDB_BASE_URL, or the
-    HTTPS proxy when one is set) gets a TCP connect of at most PROBE_SECONDS.
-    """
-    key = os.environ.get("WANDB_API_KEY")
-    if key:
-        try:
-            from wandb.sdk.lib.wbauth.validation import check_api_key
-        except ImportError:  # another wandb layout: leave the key to wandb.init (its errors fall back too)
-            check_api_key = None
-        problem = check_api_key(key) if check_api_key else None
-        if problem:
-            return f"WANDB_API_KEY is not a W&B API key ({problem})"
-    host, port = _probe_address()
-    try:
-        with socket.create_connection((host, port), timeout=PROBE_SECONDS):
-            return None
-    except OSError as error:
-        return f"the W&B server {host}:{port} cannot be reached ({error.strerror or type(error).__name__})"
 
 
 @functools.cache
@@ -143,20 +99,8 @@ def _offline_because() -> str | None:
     per fold)."""
     problem = online_problem()
     if problem:
-        _warn_offline(problem)
+        warn_offline(problem)
     return problem
-
-
-def _warn_offline(problem: str) -> None:
-    log.warning("W&B: %s; logging offline instead. Upload the run later with "
-                "`wandb sync <run dir>/wandb/offline-run-*`", problem)
-
-
-def _probe_address() -> tuple[str, int]:
-    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
-    parts = urlsplit(proxy or os.environ.get("WANDB_BASE_URL") or DEFAULT_BASE_URL)
-    default_port = 443 if parts.scheme == "https" else 80
-    return parts.hostname or "api.wandb.ai", parts.port or default_port
 
 
 def _first_line(error: BaseException) -> str:

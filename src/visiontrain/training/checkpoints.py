@@ -13,10 +13,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,12 +25,12 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from visiontrain.config.targets import ENV_REFERENCE, check_targets
+from visiontrain.core.atomic import write_atomically
 from visiontrain.core.redaction import config_without_secrets
 from visiontrain.errors import CheckpointError, CheckpointRefused, UntrustedTarget
 
 log = logging.getLogger("visiontrain")
 
-TEMPORARY_SUFFIX = ".partial"  # a checkpoint being written; never read, removed once replaced
 
 # Where a checkpoint's stored settings may name something to build, and of which role (paths under the checkpoint;
 # "*" is any one key or index). Everywhere else it stores plain data: no `_target_`, and no interpolation in a
@@ -53,27 +51,6 @@ ALLOWED_PLACES = "the optimizer, the estimator, the augmentations (run_config.au
 NAMES = ("class_names", "feature_names")  # names from the data, never resolved: any text is fine there
 ENV_SETTING = ("hyper_parameters", "run_config", "data", "source")  # a secret URL, kept as ${oc.env:NAME}
 RUN_ONLY_KEYS = ("trainer", "logger", "callbacks")  # how a run ran, kept in .hydra/config.yaml, not in checkpoints
-
-
-def write_atomically(payload: bytes, target: Path) -> None:
-    """``payload`` into ``target`` through a temporary file in the same folder: fsync, rename, fsync the folder."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}{TEMPORARY_SUFFIX}")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):  # a folder that refused the write refuses this too: keep the first error
-            temporary.unlink(missing_ok=True)
-        raise
-    folder = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)  # the rename itself survives a power cut
-    finally:
-        os.close(folder)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from visiontrain.core.atomic import TEMPORARY_SUFFIX
 from visiontrain.errors import CheckpointError, CheckpointRefused, ConfigError
-from visiontrain.training.checkpoints import TEMPORARY_SUFFIX, checkpoint_info, newest_intact
+from visiontrain.training.checkpoints import checkpoint_info, newest_intact
 
 log = logging.getLogger("visiontrain")
 
