@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from conftest import run_cli
 from visiontrain.sweeps.storage import StudyStorage
 
-FAST = ["trainer.enable_progress_bar=false", "trainer.log_every_n_steps=5", "model=mlp"]
+FAST = ["trainer.enable_progress_bar=false", "trainer.log_every_n_steps=5", "model=choice(mlp)"]
 SEARCH = ["experiment=churn", "hparams_search=churn_optuna", "optimizer.lr=tag(log, interval(0.0005, 0.01))"]
 
 

