@@ -151,7 +151,7 @@ def _run_hydra(command: str, line: CommandLine | None) -> None:
             if in_multirun():  # a crashed trial is recorded and the sweep goes on
                 record_failed_trial(error)
                 if sweeper_counts_exceptions():
-                    raise  # the Optuna sweeper marks the trial failed and goes on (max_failure_rate)
+                    raise  # the Optuna sweeper records the trial as crashed and goes on
                 return float("nan")  # Hydra's basic sweeper would stop at an exception
             if user_error(error) is None:
                 raise

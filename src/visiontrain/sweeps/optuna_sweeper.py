@@ -79,10 +79,12 @@ class OptunaSweeper(Sweeper):
         space = read_space(OmegaConf.to_container(self.params, resolve=False) if OmegaConf.is_config(self.params)
                            else self.params, [o for o in parsed if o.is_sweep_override()])
         sweep_dir = self._sweep_dir()
-        for config in (self.config, getattr(self.launcher, "config", None)):  # the launcher composes the trials
-            if config is not None:
+        for config in (self.config, getattr(self.launcher, "config", None)):
+            if config is not None:  # each trial is composed again from the hydra overrides: the dir goes there too
                 with open_dict(config):
                     config.hydra.sweep.dir = str(sweep_dir)
+                    kept = [o for o in config.hydra.overrides.hydra if not str(o).startswith("hydra.sweep.dir=")]
+                    config.hydra.overrides.hydra = [*kept, f"hydra.sweep.dir={sweep_dir}"]
         sweep_dir.mkdir(parents=True, exist_ok=True)
         if self.worker_label is None:
             OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -194,6 +196,8 @@ class OptunaSweeper(Sweeper):
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         study = optuna.create_study(storage=storage.open(), study_name=name, direction=self.direction,
                                     sampler=self._sampler(space), pruner=self._pruner(), load_if_exists=True)
+        if study.trials:  # joined or resumed: draw afresh (Study.sampler is a public attribute)
+            study.sampler = self._sampler(space, len(study.trials))
         if self.worker_label is None:
             monitor = OmegaConf.select(self.config, "monitor") or {}
             command = ["visiontrain", "train", *(o for o in self.fixed if not o.startswith(("hparams_search=",
@@ -216,15 +220,17 @@ class OptunaSweeper(Sweeper):
         digits = "".join(c for c in (self.worker_label or "") if c.isdigit())
         return int(digits) if digits else 0
 
-    def _sampler(self, space: SearchSpace) -> Any:
-        import optuna
+    def _sampler(self, space: SearchSpace, trials_so_far: int = 0) -> Any:
+        """The configured sampler; its seed made distinct per worker and per (re)start, so that two workers, or a
+        resumed sweep, never draw the same random trials again, while a fresh one-worker sweep keeps ``seed``."""
+        import numpy as np
 
         node = OmegaConf.to_container(self.sampler_cfg, resolve=True) if OmegaConf.is_config(self.sampler_cfg) \
             else dict(self.sampler_cfg or {})
-        if not node:
-            return optuna.samplers.TPESampler(seed=self._index() or None)
-        if node.get("seed") is not None:  # workers of one sweep must not draw the same startup trials
-            node["seed"] = int(node["seed"]) + self._index()
+        node = node or {"_target_": "optuna.samplers.TPESampler", "seed": None}
+        index = self._index()
+        if node.get("seed") is not None and (index or trials_so_far):
+            node["seed"] = int(np.random.SeedSequence([int(node["seed"]), index, trials_so_far]).generate_state(1)[0])
         if str(node.get("_target_", "")).endswith("GridSampler"):
             if not space.is_grid():
                 raise ConfigError("hydra.sweeper.sampler", "GridSampler needs every param a choice without "
@@ -250,10 +256,8 @@ class OptunaSweeper(Sweeper):
         print(f"sweep: {counts.ended}/{self.n_trials} trials ended, {counts.running} running{best}", flush=True)
 
     def _report(self, study: Any, sweep_dir: Path, storage: StudyStorage) -> None:
-        try:
-            from visiontrain.sweeps.report import write_report
-        except ImportError:  # TEMPORARY until the report lands
-            return
+        from visiontrain.sweeps.report import write_report
+
         wandb = OmegaConf.select(self.config, "logger.wandb")
         group = f"{OmegaConf.select(self.config, 'hydra.job.config_name')}-{sweep_dir.name}"
         report = write_report(study, sweep_dir, wandb=OmegaConf.to_container(wandb, resolve=True) if wandb else None,
