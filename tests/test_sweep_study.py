@@ -191,3 +191,28 @@ def test_sweeper_mistakes_fail_before_any_trial_naming_the_key(tmp_path, overrid
     assert result.returncode == 2, result.stderr[-3000:]
     assert key in result.stderr and "fix:" in result.stderr
     assert not list((tmp_path / "sweep").glob("*/summary.json"))
+
+
+def test_workers_as_submitit_jobs_join_the_same_study(tmp_path):
+    """hydra/launcher=slurm makes each worker a SLURM job through submitit; submitit's local executor (the
+    launcher's `submitit_local` twin) runs the same code path here, as local processes."""
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli(*sweep_command(tmp_path, "hydra.sweeper.n_trials=3", "hydra.sweeper.workers=2",
+                                    "trainer.max_epochs=1", "hydra/launcher=submitit_local",
+                                    f"hydra.sweep.dir={sweep_dir}"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    study = load(sweep_dir)
+    assert len(ended(study)) == 3 and {t.state for t in ended(study)} == {TrialState.COMPLETE}
+    assert {t.user_attrs["worker"] for t in study.trials} <= {"s0", "s1"}
+    assert len(list((sweep_dir / "workers").glob("*/*_log.out"))) == 2  # one submitit job per worker
+
+
+def test_a_time_budget_stops_the_sweep_early_and_says_so(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli(*sweep_command(tmp_path, "hydra.sweeper.n_trials=50", "hydra.sweeper.timeout_min=0.05",
+                                    "trainer.max_epochs=1", f"hydra.sweep.dir={sweep_dir}"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-4000:]
+    done = ended(load(sweep_dir))
+    assert 1 <= len(done) < 50
+    assert "time budget" in result.stdout + result.stderr
+    assert f"{len(done)} of 50 trials ended" in result.stdout
