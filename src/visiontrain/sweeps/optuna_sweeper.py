@@ -216,6 +216,10 @@ class OptunaSweeper(Sweeper):
                      storage.dashboard_argument)
         return study
 
+    def _grid(self) -> bool:
+        sampler = self.sampler_cfg.get("_target_", "") if self.sampler_cfg else ""
+        return str(sampler).endswith("GridSampler")
+
     def _index(self) -> int:
         digits = "".join(c for c in (self.worker_label or "") if c.isdigit())
         return int(digits) if digits else 0
@@ -242,6 +246,11 @@ class OptunaSweeper(Sweeper):
         import optuna
 
         node = pruner_node(self.pruner_cfg)
+        if node is not None and self._grid() and not any(
+                str(o).startswith("hydra.sweeper.pruner") for o in self.config.hydra.overrides.hydra):
+            log.info("sweep: a grid search runs every cell to the end (no pruner); hydra.sweeper.pruner=<name> "
+                     "prunes it anyway")
+            node = None
         if node is None:
             return optuna.pruners.NopPruner()
         return instantiate_trusted(node, "pruner", "hydra.sweeper.pruner")
