@@ -85,7 +85,7 @@ def run_sweep(name: str, overrides: list[str], sweep_dir: Path, env: dict[str, s
                           epochs=sum(t.epochs or 0 for t in trials),
                           completed=sum(t.status in DONE for t in trials),
                           pruned=sum(t.status == "pruned" for t in trials),
-                          failed=sum(t.status in ("failed", "fail") for t in trials), sweep_dir=str(sweep_dir))
+                          failed=sum(t.status in ("crashed", "failed", "fail") for t in trials), sweep_dir=str(sweep_dir))
     print(f"  {result_}", flush=True)
     return result_
 
