@@ -103,3 +103,18 @@ def test_a_worker_repeats_the_sweep_command_in_the_same_sweep_dir(tmp_path):
                              sweep_dir=tmp_path, label="w1", deadline=None)
     assert command[-3:] == [f"hydra.sweep.dir={tmp_path}", "hydra.sweeper.workers=1", "hydra.sweeper.worker=w1"]
     assert "hydra.sweep.dir=old" not in command and "hydra.sweeper.resume=latest" not in command
+
+
+def test_a_grid_search_runs_every_cell_unless_pruning_is_asked_for_on_the_command_line():
+    from omegaconf import OmegaConf
+
+    from visiontrain.sweeps.optuna_sweeper import OptunaSweeper
+
+    sweeper = OptunaSweeper(sampler={"_target_": "optuna.samplers.GridSampler"}, pruner="median")
+    sweeper.config = OmegaConf.create({"hydra": {"overrides": {"hydra": []}}})
+    assert isinstance(sweeper._pruner(), optuna.pruners.NopPruner)  # the search file's pruner is not applied
+    sweeper.config = OmegaConf.create({"hydra": {"overrides": {"hydra": ["hydra.sweeper.pruner=median"]}}})
+    assert isinstance(sweeper._pruner(), optuna.pruners.MedianPruner)
+    tpe = OptunaSweeper(sampler={"_target_": "optuna.samplers.TPESampler"}, pruner="hyperband")
+    tpe.config = sweeper.config
+    assert isinstance(tpe._pruner(), optuna.pruners.HyperbandPruner)
