@@ -166,11 +166,64 @@ def parallel(args: argparse.Namespace, scratch: Path, env: dict[str, str]) -> di
     warm = [sys.executable, "-m", "visiontrain", "train", "experiment=churn", "model=logistic_regression",
             f"hydra.run.dir={scratch / 'warm-up'}", "trainer.enable_progress_bar=false"]
     subprocess.run(warm, env=env, capture_output=True, check=True)  # the built-in table, generated once, untimed
-    runs = [run_sweep(f"workers={workers}", [*base, f"hydra.sweeper.workers={workers}"],
-                      scratch / f"churn-workers{workers}", env) for workers in (1, 2)]
+    trials = _same_trials(args.churn_trials, args.seed) if args.same_trials else []
+    runs, work = [], {}
+    for workers in (1, 2):
+        sweep_dir = scratch / f"churn-workers{workers}"
+        if trials:  # the study exists before the sweep starts, holding the trials to run: both sweeps run the same
+            _enqueue(sweep_dir, trials)
+        runs.append(run_sweep(f"workers={workers}", [*base, f"hydra.sweeper.workers={workers}"], sweep_dir, env))
+        work[f"workers={workers}"] = _trial_seconds(sweep_dir)
     one, two = runs
     return {"sweeps": [asdict(r) for r in runs], "wall_ratio": _ratio(two.wall_s, one.wall_s),
+            "same_trials": bool(trials), "trial_seconds": work,
             "best_difference": _difference(two.best, one.best), "goal": "wall ratio <= 0.6"}
+
+
+def _same_trials(n: int, seed: int) -> list[dict]:
+    """``n`` parameter sets drawn once from the churn search space (random, seeded): what both sweeps run, so
+    that the wall times compare the workers and not two different draws of model families."""
+    import optuna
+    from omegaconf import OmegaConf
+
+    from visiontrain.config import config_dir
+    from visiontrain.sweeps.space import read_space
+
+    node = OmegaConf.load(config_dir() / "hparams_search" / "churn_optuna.yaml")
+    space = read_space(OmegaConf.to_container(node.hydra.sweeper.params, resolve=False))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    drawn = []
+    for _ in range(n):
+        trial = study.ask()
+        drawn.append(space.sample(trial))
+        study.tell(trial, 0.0)
+    return drawn
+
+
+def _enqueue(sweep_dir: Path, trials: list[dict]) -> None:
+    """The sweep's own study (journal in its dir, named as the sweeper names it) with ``trials`` waiting."""
+    import optuna
+
+    from visiontrain.sweeps.storage import StudyStorage
+
+    storage = StudyStorage.choose(None, sweep_dir).open()
+    study = optuna.create_study(storage=storage, study_name=f"churn-{sweep_dir.name}", direction="maximize")
+    for params in trials:
+        study.enqueue_trial(params)
+
+
+def _trial_seconds(sweep_dir: Path) -> dict:
+    """The trials' own seconds (summed) and the span from the first start to the last end."""
+    import optuna
+
+    from visiontrain.sweeps.storage import StudyStorage
+
+    storage = StudyStorage.choose(None, sweep_dir).open()
+    study = optuna.load_study(study_name=storage.get_all_studies()[0].study_name, storage=storage)
+    done = [t for t in study.trials if t.datetime_start and t.datetime_complete]
+    seconds = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in done)
+    span = (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
+    return {"sum": round(seconds, 1), "span": round(span, 1), "parallelism": round(seconds / span, 2)}
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -196,6 +249,8 @@ def main() -> None:
     parser.add_argument("--image-overrides", nargs="*", default=[],
                         help="(a) more overrides, e.g. trainer.limit_train_batches=8")
     parser.add_argument("--churn-overrides", nargs="*", default=[], help="(b) more overrides")
+    parser.add_argument("--same-trials", action=argparse.BooleanOptionalAction, default=True,
+                        help="(b) both sweeps run the same trials, drawn once (--no-same-trials: each draws its own)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the sweep dirs here (else deleted)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here as JSON")
     args = parser.parse_args()

@@ -103,24 +103,25 @@ def test_a_killed_sweep_resumes_with_its_finished_trials_and_reasks_the_interrup
 
 def test_two_workers_share_one_study_and_a_killed_worker_loses_nothing(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    args = sweep_command(tmp_path, "hydra.sweeper.n_trials=5", "hydra.sweeper.workers=2", "trainer.max_epochs=4",
+    args = sweep_command(tmp_path, "hydra.sweeper.n_trials=6", "hydra.sweeper.workers=2", "trainer.max_epochs=4",
                          "hydra.sweeper.progress_s=2", f"hydra.sweep.dir={sweep_dir}")
     sweep = start(args, tmp_path)
     victim: dict[str, int] = {}
 
-    def a_trial_of_w1_running() -> bool:
-        running = [t for t in trials_or_none(sweep_dir) if t.state == TrialState.RUNNING
-                   and t.user_attrs.get("worker") == "w1" and "pid" in t.user_attrs]
-        if running:
+    def second_trial_of_w1_running() -> bool:
+        of_w1 = [t for t in trials_or_none(sweep_dir) if t.user_attrs.get("worker") == "w1" and "pid" in t.user_attrs]
+        running = [t for t in of_w1 if t.state == TrialState.RUNNING]
+        if running and any(t.state == TrialState.COMPLETE for t in of_w1):
             victim.update(trial=running[0].number, pid=running[0].user_attrs["pid"])
-        return bool(running)
+            return True
+        return False
 
-    wait_for(a_trial_of_w1_running, sweep)
+    wait_for(second_trial_of_w1_running, sweep)
     os.kill(victim["pid"], signal.SIGKILL)  # one worker dies mid-trial; the sweep goes on with the other
     output, _ = sweep.communicate(timeout=400)
     assert sweep.returncode == 0, output[-4000:]
     study = load(sweep_dir)
-    assert len(ended(study)) == 5
+    assert len(ended(study)) == 6
     killed = study.trials[victim["trial"]]
     assert killed.state == TrialState.FAIL and killed.user_attrs["outcome"] == "interrupted"
     (retry,) = [t for t in study.trials if t.user_attrs.get("retry_of") == victim["trial"]]

@@ -100,7 +100,7 @@ class OptunaSweeper(Sweeper):
         if "submitit" in str(launcher_cfg.get("_target_", "")):
             self._submit(study, sweep_dir, deadline, OmegaConf.to_container(launcher_cfg, resolve=True))
         elif self.workers > 1:
-            self._spawn(study, sweep_dir, deadline)
+            self._spawn(study, space, sweep_dir, deadline)
         else:
             self._work(study, space, deadline)
         self._report(study, sweep_dir, storage)
@@ -111,11 +111,21 @@ class OptunaSweeper(Sweeper):
         study_loop.run_worker(study, space, self._run_trial, n_trials=self.n_trials, worker=worker,
                               deadline=deadline, heartbeat_s=self.heartbeat_s, grace_s=self.grace_s)
 
-    def _spawn(self, study: Any, sweep_dir: Path, deadline: float | None) -> None:
+    def _spawn(self, study: Any, space: SearchSpace, sweep_dir: Path, deadline: float | None) -> None:
+        """Workers 1..N-1 as processes of their own; this process is worker 0 (no idle parent, one start-up
+        fewer), then waits for the others."""
         local = workers.LocalWorkers(sweep_dir / "workers")
-        for plan in workers.plan_workers(self.workers, workers.visible_gpus()):
+        own, *others = workers.plan_workers(self.workers, workers.visible_gpus())
+        for plan in others:
             local.start(plan, workers.worker_command(sys.argv[1:], sweep_dir=sweep_dir, label=plan.label,
                                                      deadline=deadline))
+        workers.pin_this_process(own)
+        self.worker_label = own.label
+        try:
+            self._work(study, space, deadline)
+        except BaseException:
+            local.stop()
+            raise
         codes = local.wait(lambda: self._progress(study), every_s=self.progress_s)
         for label, code in codes.items():
             if code != 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,16 +58,27 @@ def plan_workers(workers: int, gpus: Sequence[str]) -> list[WorkerPlan]:
 
 
 def visible_gpus() -> list[str]:
-    """The GPUs this process may use (``CUDA_VISIBLE_DEVICES``, else every one torch sees)."""
+    """The GPUs this process may use: ``CUDA_VISIBLE_DEVICES``, else the NVIDIA driver's list. Asked without
+    importing torch: the workers must start before anything pins this process's threads or devices."""
     listed = os.environ.get("CUDA_VISIBLE_DEVICES")
     if listed is not None:
         return [g.strip() for g in listed.split(",") if g.strip() and g.strip() != "-1"]
-    try:
-        import torch
+    driver = Path("/proc/driver/nvidia/gpus")
+    if driver.is_dir():
+        return [str(i) for i in range(sum(1 for _ in driver.iterdir()))]
+    if shutil.which("nvidia-smi"):
+        listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, check=False).stdout
+        return [str(i) for i, line in enumerate(line for line in listing.splitlines() if line.startswith("GPU "))]
+    return []
 
-        return [str(i) for i in range(torch.cuda.device_count())]
-    except Exception:  # noqa: BLE001 - no torch or no driver: CPU workers
-        return []
+
+def pin_this_process(plan: WorkerPlan) -> None:
+    """Make this process worker ``plan`` (the sweep process runs trials too): its environment and cores, set
+    before torch is first imported (the first trial imports it), so its thread count and devices follow."""
+    os.environ.update(plan.env)
+    if plan.cores and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, plan.cores)
+    log.info("sweep: worker %s is this process, on %s", plan.label, plan.device)
 
 
 def worker_command(argv: Sequence[str], *, sweep_dir: Path, label: str, deadline: float | None,
