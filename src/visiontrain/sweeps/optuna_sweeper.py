@@ -131,7 +131,7 @@ class OptunaSweeper(Sweeper):
             if code != 0:
                 log.warning("sweep: worker %s exited with %d (its log: %s); its running trial, if any, is re-asked "
                             "by the others or on resume", label, code, sweep_dir / "workers" / f"{label}.log")
-        study_loop.fail_dead_trials(study, self.grace_s)
+        self._work(study, space, deadline)  # a worker that died after this one stopped asking: run what it left
 
     def _submit(self, study: Any, sweep_dir: Path, deadline: float | None, launcher: dict[str, Any]) -> None:
         commands = [(f"s{k}", workers.worker_command(sys.argv[1:], sweep_dir=sweep_dir, label=f"s{k}",
