@@ -48,7 +48,7 @@ def test_every_error_has_a_kind_and_an_exit_code(cls):
 
 
 def test_the_command_line_ends_with_the_error_s_own_code():
-    from visiontrain.commands.failures import user_error as _user_error
+    from visiontrain.core.exits import user_error as _user_error
 
     assert _user_error(errors.ExportMismatch("differs")) == ("export error", 3)
     assert _user_error(errors.ConfigError("lr", "must be > 0", "optimizer.lr=1e-3")) == ("config error", 2)

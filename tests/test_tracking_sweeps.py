@@ -159,6 +159,23 @@ def test_optuna_sweep_records_a_failing_trial_and_returns_the_best(tmp_path):
     assert "best_value" in best and "optimizer.lr: 0.002" in best
 
 
+def wait_for_orphaned_wandb_service(pid: int, timeout: float = 60) -> None:
+    """W&B's service runs in a session of its own (``wandb-core --pid <its parent>``), so killing the run's process
+    group leaves it alive until it notices its parent is gone; until then it holds the run id ("in use")."""
+    deadline = time.monotonic() + timeout
+    needle = f"--pid\0{pid}\0".encode()
+    while time.monotonic() < deadline:
+        alive = False
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                alive = alive or needle in cmdline.read_bytes() + b"\0"
+            except OSError:
+                continue
+        if not alive:
+            return
+        time.sleep(0.2)
+
+
 def test_resume_latest_continues_a_killed_run_in_its_own_dir(tmp_path):
     """Kill a run mid-epoch; `resume=latest` finishes it in the same dir, same W&B run, every epoch once."""
     source = churn_table(tmp_path / "churn.csv")
@@ -180,6 +197,7 @@ def test_resume_latest_continues_a_killed_run_in_its_own_dir(tmp_path):
     assert history is not None and process.poll() is None, "the run ended before it could be killed"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    wait_for_orphaned_wandb_service(process.pid)
     run_dir = history.parent
     killed_epochs = len(pd.read_csv(history))
     assert killed_epochs < 6 and not (run_dir / "summary.json").exists()

@@ -125,13 +125,12 @@ def _run_hydra(command: str, line: CommandLine | None) -> None:
     from visiontrain.commands.failures import (
         as_write_error,
         close_failed_run,
-        exit_with,
         in_multirun,
         record_failed_trial,
         sweeper_counts_exceptions,
-        user_error,
     )
     from visiontrain.config import config_dir
+    from visiontrain.core.exits import exit_with, user_error
     from visiontrain.errors import CheckpointError, ConfigError, TrialPruned
 
     config_name = COMMANDS[command].config

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import NoReturn
+
+from visiontrain.core.exits import user_error
 
 
 def as_write_error(error: Exception, command: str) -> Exception:
@@ -22,33 +23,6 @@ def as_write_error(error: Exception, command: str) -> Exception:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     failure = write_failure(error, run_dir)
     return error if failure is None else run_write_error(failure, run_dir, command)
-
-
-def user_error(error: BaseException) -> tuple[str, int] | None:
-    """What to call an error meant for the user, and the exit code (both carried by each class in
-    :mod:`visiontrain.errors`); None for a bug (its traceback is shown)."""
-    from visiontrain.errors import VisiontrainError
-
-    return (error.kind, error.exit_code) if isinstance(error, VisiontrainError) else None
-
-
-def exit_with(error: BaseException) -> NoReturn:
-    """One line on stderr, secrets masked, and the exit code of :func:`user_error`: no traceback."""
-    from visiontrain.core.redaction import redact_text
-
-    kind, code = user_error(error)
-    print(f"visiontrain: {kind}: {redact_text(_own_message(error))}", file=sys.stderr, flush=True)
-    raise SystemExit(code) from None
-
-
-def _own_message(error: BaseException) -> str:
-    """``error``'s message without the wrapper torch puts around an error raised in a DataLoader worker process
-    ("Caught DataError in DataLoader worker process 0. Original Traceback ..."): the user reads our line only."""
-    text = str(error)
-    raised_as = f"{type(error).__module__}.{type(error).__qualname__}: "
-    if text.startswith("Caught ") and "Original Traceback" in text and raised_as in text:
-        return text.rsplit(raised_as, 1)[1].rstrip("\n")
-    return text
 
 
 def in_multirun() -> bool:

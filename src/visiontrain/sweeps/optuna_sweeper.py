@@ -31,7 +31,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from visiontrain.config.targets import instantiate_trusted
 from visiontrain.core.redaction import redact_text
-from visiontrain.errors import ConfigError, TrialPruned
+from visiontrain.core.exits import exit_with
+from visiontrain.errors import ConfigError, TrialPruned, VisiontrainError
 from visiontrain.sweeps import study_loop, workers
 from visiontrain.sweeps.checks import pruner_node
 from visiontrain.sweeps.space import SearchSpace, read_space
@@ -72,6 +73,14 @@ class OptunaSweeper(Sweeper):
 
     # ------------------------------------------------------------------ the sweep
     def sweep(self, arguments: list[str]) -> Any:
+        """Run the sweep; a mistake it finds (storage, resume=, the space) ends it with one line, as the CLI's
+        own checks do, not with Hydra's traceback."""
+        try:
+            return self._sweep(arguments)
+        except VisiontrainError as error:
+            exit_with(error)
+
+    def _sweep(self, arguments: list[str]) -> Any:
         assert self.config is not None and self.hydra_context is not None
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         parsed = parser.parse_overrides(arguments)
