@@ -28,7 +28,8 @@ def predict(options: PredictOptions, run_dir: Path) -> dict[str, Any]:
     counts and file paths. ``run_dir``: where the output goes when ``output`` is unset."""
     started = time.perf_counter()
     limit = options.pixel_limit
-    model = open_model(options.model, threads=options.threads)
+    model = open_model(options.model, threads=options.threads, providers=options.providers)
+    print(model.providers_line, flush=True)
     source = Path(options.input).expanduser()
     if not source.exists():  # the CLI's check skips a URL: nothing here reads one
         raise ConfigError("input", f"{source} does not exist",

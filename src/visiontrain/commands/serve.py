@@ -18,14 +18,15 @@ def serve(options: ServeOptions) -> None:
     import uvicorn
 
     token, token_source = load_token(options.token_file)
-    model = open_model(options.model, threads=options.threads, spin=options.spin)
+    model = open_model(options.model, threads=options.threads, spin=options.spin, providers=options.providers)
     kind = "image classifier" if model.kind == IMAGE else "table model"
     print(f"visiontrain serve: {model.path} ({kind}, sha256:{model.version[:12]}) "
           f"on http://{options.host}:{options.port}\n"
           f"  POST /predict   GET /health   GET /metadata   GET /metrics"
           f"{'   GET /docs' if options.docs else ''}   "
           f"(max_batch_size={options.max_batch_size}, max_wait_ms={options.max_wait_ms:g})\n"
-          f"  authentication: {'bearer token from ' if token else ''}{token_source}", flush=True)
+          f"  authentication: {'bearer token from ' if token else ''}{token_source}\n"
+          f"  {model.providers_line}", flush=True)
     if options.log_predictions:
         dropped = f" (without {', '.join(options.log_drop_columns)})" if options.log_drop_columns else ""
         print(f"  log_predictions: raw inputs and outputs to {options.log_predictions}{dropped}", flush=True)

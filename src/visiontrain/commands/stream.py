@@ -21,7 +21,7 @@ from visiontrain.inference.onnx_model import IMAGE, open_model
 def stream(options: StreamOptions, run_dir: Path) -> dict[str, Any]:
     """Run until stopped (SIGTERM, Ctrl-C, ``idle_exit_s``, ``max_messages``); returns the counts, also written to
     stream_summary.json in ``run_dir`` (where rejects go too, without ``rejects`` or a dead letter topic)."""
-    model = open_model(options.model, threads=options.threads, spin=options.spin)
+    model = open_model(options.model, threads=options.threads, spin=options.spin, providers=options.providers)
     stop = StopSignal()
     rejects = options.rejects_path(run_dir)
     worker = StreamWorker(model, options, rejects)
@@ -31,7 +31,7 @@ def stream(options: StreamOptions, run_dir: Path) -> dict[str, Any]:
              f"  rejects  {worker.dead_letter or rejects}",
              f"  metrics  http://{options.metrics_host}:{worker.metrics_port}/metrics" if worker.metrics else None]
     print(f"visiontrain stream: {model.path.name} ({kind}, sha256:{model.version[:12]}) scoring "
-          f"{worker.source} as group {options.group!r}\n" + "\n".join(line for line in where if line),
+          f"{worker.source} as group {options.group!r}\n  {model.providers_line}\n" + "\n".join(line for line in where if line),
           flush=True)
     started = time.perf_counter()
     worker.run(stop)

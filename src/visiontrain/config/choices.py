@@ -5,6 +5,7 @@ tuple from here, so a new mode is added once. The first value of each is the one
 """
 
 from visiontrain.core.names import TASK_NAMES  # noqa: F401  (the tasks' names live with the table of tasks)
+from visiontrain.core.providers import PROVIDER_CHOICES  # noqa: F401  (with the code that picks the providers)
 
 # what an image run may monitor, and which of all monitorable metrics are minimised
 MONITORABLE = ("val/acc", "val/loss", "val/f1_macro", "val/acc_top5")

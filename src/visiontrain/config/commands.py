@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from visiontrain.config.choices import PREDICTION_OUTPUTS, SERVE_LOG_LEVELS, TTA_MODES
+from visiontrain.config.choices import PREDICTION_OUTPUTS, PROVIDER_CHOICES, SERVE_LOG_LEVELS, TTA_MODES
 from visiontrain.config.reading import Section, auto_or_count, existing_file
 from visiontrain.config.reading import pixel_limit as read_pixel_limit
 from visiontrain.core.image_decode import DEFAULT_MAX_IMAGE_PIXELS
@@ -88,10 +88,12 @@ class ExportOptions(FromCheckpoint):
 
 
 class OnnxOptions(CommandOptions):
-    """What every command that runs an exported model takes: the file, and onnxruntime's threads."""
+    """What every command that runs an exported model takes: the file, onnxruntime's threads and execution
+    providers (whether this machine has them is checked when the model is opened, before any work)."""
 
     model: str = Field(examples=[MODEL_EXAMPLE])
     threads: int = Field(ge=0, examples=["0"])
+    providers: Literal[PROVIDER_CHOICES]  # type: ignore[valid-type]
 
     FILES: ClassVar[dict[str, tuple[str, str]]] = {"model": ("model", f"model={MODEL_EXAMPLE}")}
 

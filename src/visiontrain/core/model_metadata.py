@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from visiontrain.core.names import IMAGE_TASK
+from visiontrain.core.providers import CPU_ONLY
 from visiontrain.errors import MetadataError
 
 Task = Literal["image_classification", "tabular_classification", "tabular_regression"]
@@ -123,7 +124,7 @@ class ModelMetadata:
 
             options = ort.SessionOptions()
             options.log_severity_level = 3
-            source = ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+            source = ort.InferenceSession(str(source), options, providers=list(CPU_ONLY))  # reading needs no GPU
         return cls.from_properties(dict(source.get_modelmeta().custom_metadata_map),
                                    [node.name for node in source.get_inputs()],
                                    [node.name for node in source.get_outputs()])

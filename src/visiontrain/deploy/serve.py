@@ -125,7 +125,8 @@ def create_app(model: OnnxModel, settings: ServeOptions, token: str | None = Non
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model_version": version, **batcher.stats.as_dict()}
+        return {"status": "ok", "model_version": version, "providers": model.providers,
+                **batcher.stats.as_dict()}
 
     @app.get("/metadata")
     async def metadata() -> dict[str, Any]:

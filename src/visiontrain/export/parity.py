@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from visiontrain.core.providers import CPU_ONLY
+
 
 def check_parity(onnx_path: str | Path, model: nn.Module, images: torch.Tensor, atol: float = 1e-3,
                  image_paths: list[str] | None = None) -> dict[str, Any]:
@@ -23,7 +25,8 @@ def check_parity(onnx_path: str | Path, model: nn.Module, images: torch.Tensor, 
 
     from visiontrain.export.onnx_export import INPUT_NAME
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    # the CPU on purpose: parity is against the CPU model below (a GPU's kernels differ in the last bits)
+    session = ort.InferenceSession(str(onnx_path), providers=list(CPU_ONLY))
     model = model.eval().to("cpu", torch.float32)
     with torch.no_grad():
         torch_logits = model(images.float()).numpy()
@@ -53,7 +56,8 @@ def check_table_parity(onnx_path: str | Path, feeds: dict[str, np.ndarray], expe
     """
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    # the CPU on purpose: ``expected`` comes from the fitted model on the CPU
+    session = ort.InferenceSession(str(onnx_path), providers=list(CPU_ONLY))
     outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
     got = outputs["probability" if classifier else "prediction"].astype(np.float64)
     scale = 1.0 if classifier else max(1.0, float(np.abs(expected).max()))  # regression: relative to the target

@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 
 from visiontrain.core.model_metadata import ModelMetadata
+from visiontrain.core.providers import CPU_ONLY
 from visiontrain.export.onnx_export import set_metadata
 
 
@@ -74,7 +75,8 @@ def compare_outputs(float_path: str | Path, int8_path: str | Path, images: np.nd
     import onnxruntime as ort
 
     def predict(path: str | Path) -> np.ndarray:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        # the CPU on purpose: the int8 file is compared with the float file where int8 runs, on the CPU
+        session = ort.InferenceSession(str(path), providers=list(CPU_ONLY))
         name = session.get_inputs()[0].name
         return np.concatenate([session.run(["logits"], {name: images[i:i + batch_size]})[0]
                                for i in range(0, len(images), batch_size)]).argmax(axis=1)

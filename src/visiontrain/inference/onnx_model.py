@@ -16,6 +16,8 @@ import onnxruntime as ort
 
 from visiontrain.core.files import sha256_of_file
 from visiontrain.core.model_metadata import ModelMetadata
+from visiontrain.core.providers import CPU_ONLY, check_session, choose_providers
+from visiontrain.core.providers import describe as describe_providers
 from visiontrain.errors import MetadataError, ModelError
 
 if TYPE_CHECKING:
@@ -42,7 +44,9 @@ else:  # the recipe in the itertools documentation; drop it with Python 3.11
 class OnnxModel:
     """One onnxruntime session over ``path`` plus what its metadata says about inputs and outputs."""
 
-    def __init__(self, path: str | Path, threads: int = 0, spin: bool = True) -> None:
+    def __init__(self, path: str | Path, threads: int = 0, spin: bool = True, providers: str = "cpu") -> None:
+        """``providers``: auto | cpu | cuda | tensorrt (see :mod:`visiontrain.core.providers`); the commands pass
+        their ``providers`` option, and a caller without one (drift's reference) stays on the CPU."""
         self.path = Path(path).expanduser()
         if not self.path.is_file():
             raise ModelError(f"{self.path} does not exist: pass a model.onnx written by `visiontrain train`")
@@ -52,10 +56,10 @@ class OnnxModel:
         options.log_severity_level = 3
         if not spin:  # idle onnxruntime threads sleep instead of spinning: they share the CPU with a server
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # noqa: BLE001 - onnxruntime raises its own error classes
-            raise ModelError(f"{self.path} is not a loadable ONNX model: {error}") from None
+        self.session = self._session(options, providers)
+        check_session(self.session, providers)
+        self.providers: list[str] = list(self.session.get_providers())  # what the session uses, not what was asked
+        self.providers_line = describe_providers(self.session, providers)
         try:
             self.metadata = ModelMetadata.read(self.session)
         except MetadataError as error:
@@ -66,6 +70,19 @@ class OnnxModel:
         self._check_outputs()
         self.version = sha256_of_file(self.path)  # identical bytes, identical predictions
         self.class_names: list[str] = self.metadata.class_names
+
+    def _session(self, options: ort.SessionOptions, choice: str) -> ort.InferenceSession:
+        """The session on the providers ``choice`` asks for; under ``auto``, a GPU session that fails to start
+        (rather than falling back by itself) is retried on the CPU."""
+        wanted = choose_providers(choice)
+        attempts = [wanted, list(CPU_ONLY)] if choice == "auto" and wanted != list(CPU_ONLY) else [wanted]
+        failures: list[Exception] = []
+        for providers in attempts:
+            try:
+                return ort.InferenceSession(str(self.path), options, providers=providers)
+            except Exception as error:  # noqa: BLE001 - onnxruntime raises its own error classes
+                failures.append(error)
+        raise ModelError(f"{self.path} is not a loadable ONNX model: {failures[-1]}") from None
 
     def _check_outputs(self) -> None:
         """The outputs ``classify`` and ``score`` read must be there: a clear error now, not a KeyError later."""
@@ -87,7 +104,8 @@ class OnnxModel:
         """What `GET /metadata` and the predict report show: task, classes, inputs, version, source metric."""
         info: dict[str, Any] = {"task": self.metadata.task, "model_file": self.path.name,
                                 "model_version": f"sha256:{self.version}",
-                                "metric": self.metadata.metric, "outputs": self.output_names}
+                                "metric": self.metadata.metric, "outputs": self.output_names,
+                                "providers": self.providers}
         if self.kind == IMAGE:
             keys = ("class_names", "input_size", "mean", "std", "resize_to", "crop", "interpolation",
                     "backbone")
@@ -158,13 +176,14 @@ class OnnxModel:
                 for p, flag in zip(outputs["probability"], labels)]
 
 
-def open_model(path: Any, threads: int = 0, spin: bool = True) -> OnnxModel:
-    """The model named by the ``model`` config key, or a ConfigError saying what is wrong with it."""
+def open_model(path: Any, threads: int = 0, spin: bool = True, providers: str = "cpu") -> OnnxModel:
+    """The model named by the ``model`` config key on the ``providers`` it names, or a ConfigError saying what is
+    wrong with either."""
     from visiontrain.errors import ConfigError
 
     if not path:
         raise ConfigError("model", "is required", "model=outputs/<experiment>/runs/<time>/model.onnx")
     try:
-        return OnnxModel(str(path), threads=threads, spin=spin)
+        return OnnxModel(str(path), threads=threads, spin=spin, providers=providers)
     except ModelError as error:
         raise ConfigError("model", str(error), "model=<a model.onnx from `visiontrain train`>") from None
