@@ -92,7 +92,8 @@ class OptunaSweeper(Sweeper):
             if config is not None:  # each trial is composed again from the hydra overrides: the dir goes there too
                 with open_dict(config):
                     config.hydra.sweep.dir = str(sweep_dir)
-                    kept = [o for o in config.hydra.overrides.hydra if not str(o).startswith("hydra.sweep.dir=")]
+                    given = OmegaConf.to_container(config.hydra.overrides.hydra, resolve=False)  # never resolve
+                    kept = [o for o in given if not str(o).startswith("hydra.sweep.dir=")]  # a secret in one
                     config.hydra.overrides.hydra = [*kept, f"hydra.sweep.dir={sweep_dir}"]
         sweep_dir.mkdir(parents=True, exist_ok=True)
         if self.worker_label is None:
@@ -265,8 +266,8 @@ class OptunaSweeper(Sweeper):
         import optuna
 
         node = pruner_node(self.pruner_cfg)
-        if node is not None and self._grid() and not any(
-                str(o).startswith("hydra.sweeper.pruner") for o in self.config.hydra.overrides.hydra):
+        given = OmegaConf.to_container(self.config.hydra.overrides.hydra, resolve=False)
+        if node is not None and self._grid() and not any(str(o).startswith("hydra.sweeper.pruner") for o in given):
             log.info("sweep: a grid search runs every cell to the end (no pruner); hydra.sweeper.pruner=<name> "
                      "prunes it anyway")
             node = None
