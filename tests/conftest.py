@@ -146,6 +146,7 @@ def run_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None) 
 def offline_env(home: Path, **extra: str) -> dict[str, str | None]:
     """No credentials anywhere (HOME without netrc, no key): W&B must choose offline by itself."""
     env = {"HOME": str(home), "WANDB_API_KEY": None, "WANDB_MODE": None, "WANDB_RUN_ID": None,
+           "WANDB_SERVICE": None,  # a W&B service this test process started must not be shared with the run
            "VISIONTRAIN_CACHE_DIR": str(home / "cache"), **extra}
     return env
 

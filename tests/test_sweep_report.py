@@ -9,6 +9,7 @@ tell, user attrs), including a parameter searched for one model only.
 from __future__ import annotations
 
 import csv
+import os
 import shlex
 import time
 from pathlib import Path
@@ -193,6 +194,18 @@ def test_fifty_trials_are_reported_in_seconds(tmp_path):
     report = write_report(study, tmp_path / "sweep")
     seconds = time.perf_counter() - started
     assert report.skipped_plots == {} and seconds < 10, f"{seconds:.1f} s"
+
+
+@pytest.fixture(autouse=True)
+def own_wandb_service():
+    """The report's W&B run is made in this test process: its W&B service is shut down after each test, and the
+    WANDB_SERVICE variable wandb sets is removed, so no later subprocess run of this worker attaches to it (a run
+    killed there would stay "in use" in a service that outlives it)."""
+    yield
+    import wandb
+
+    wandb.teardown()
+    os.environ.pop("WANDB_SERVICE", None)
 
 
 def test_the_report_goes_to_one_offline_wandb_run_in_the_sweeps_group(finished_sweep, tmp_path, monkeypatch):
