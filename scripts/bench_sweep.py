@@ -183,7 +183,6 @@ def parallel(args: argparse.Namespace, scratch: Path, env: dict[str, str]) -> di
 def _same_trials(n: int, seed: int) -> list[dict]:
     """``n`` parameter sets drawn once from the churn search space (random, seeded): what both sweeps run, so
     that the wall times compare the workers and not two different draws of model families."""
-    import optuna
     from omegaconf import OmegaConf
 
     from visiontrain.config import config_dir
@@ -191,13 +190,7 @@ def _same_trials(n: int, seed: int) -> list[dict]:
 
     node = OmegaConf.load(config_dir() / "hparams_search" / "churn_optuna.yaml")
     space = read_space(OmegaConf.to_container(node.hydra.sweeper.params, resolve=False))
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
-    drawn = []
-    for _ in range(n):
-        trial = study.ask()
-        drawn.append(space.sample(trial))
-        study.tell(trial, 0.0)
-    return drawn
+    return space.draw(n, seed)
 
 
 def _enqueue(sweep_dir: Path, trials: list[dict]) -> None:

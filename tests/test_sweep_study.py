@@ -215,5 +215,7 @@ def test_a_time_budget_stops_the_sweep_early_and_says_so(tmp_path):
     assert result.returncode == 0, result.stderr[-4000:]
     done = ended(load(sweep_dir))
     assert 1 <= len(done) < 50
+    first_start = min(t.datetime_start for t in done)
+    assert all((t.datetime_start - first_start).total_seconds() < 3.0 + 2.0 for t in done)  # none after 3 s
     assert "time budget" in result.stdout + result.stderr
     assert f"{len(done)} of 50 trials ended" in result.stdout

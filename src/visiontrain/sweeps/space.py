@@ -81,6 +81,19 @@ class SearchSpace:
     def is_grid(self) -> bool:
         return all(param.kind == "choice" and not param.when for param in self.params)
 
+    def draw(self, trials: int, seed: int = 0) -> list[dict[str, Any]]:
+        """What ``trials`` trials of a seeded random search ask for, define-by-run as the sweeper asks (to run
+        the same trials twice, or to check a space)."""
+        import optuna
+
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+        drawn = []
+        for _ in range(trials):
+            trial = study.ask()
+            drawn.append(self.sample(trial))
+            study.tell(trial, 0.0)
+        return drawn
+
     def grid(self) -> dict[str, list[Any]]:
         """Optuna's GridSampler search space (choices only, no conditions)."""
         return {param.key: list(param.choices) for param in self.params}
