@@ -102,6 +102,12 @@ class ModelError(VisiontrainError, ValueError):
     kind, exit_code = "model error", 2
 
 
+class RegistryError(VisiontrainError, ValueError):
+    """A model registry that cannot be read or written, or a name, version or alias it does not hold."""
+
+    kind, exit_code = "registry error", 2
+
+
 class ImageRejected(VisiontrainError, ValueError):
     """An input that cannot be used as an image; the message is the reason shown to the user."""
 
