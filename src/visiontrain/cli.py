@@ -47,6 +47,9 @@ commands:
              score a Kafka topic at least once (onnxruntime only); SIGTERM finishes the batch and commits
   drift      reference=<run dir | model.onnx> current=<table | image folder | predictions.jsonl>:
              compare new data with the training data, exit 1 on drift
+  models     list | show | history | register | promote | rollback  registry=<folder | URL> [model=<name>]:
+             the team's model registry (versions, aliases production/candidate, their history);
+             e.g. `models promote model=churn version=candidate to=production`
 
 `visiontrain <command> --help` lists its config groups and options. Your own table needs no schema:
 `visiontrain train experiment=churn data.source=my.csv data.target=<column>`; your own config files live
@@ -73,8 +76,9 @@ COMMANDS: dict[str, Command] = {
     "serve": Command("serve", "visiontrain.commands.serve:serve"),
     "stream": Command("stream", "visiontrain.commands.stream:stream", "run_dir"),
     "drift": Command("drift", "visiontrain.commands.drift:drift", "run_dir"),
+    "models": Command("models", "visiontrain.commands.models:models"),
 }
-STORED_CONFIGS = ("predict", "serve", "stream")  # their `model` key shares its name with the conf/model group
+STORED_CONFIGS = ("predict", "serve", "stream", "models")  # their `model` key shares its name with the conf/model group
 
 
 def _run_command(name: str, cfg: DictConfig) -> Any:
@@ -302,6 +306,8 @@ def main(argv: list[str] | None = None) -> None:
     from visiontrain.config.argv import parse_command_line
     from visiontrain.config.overrides import pass_through_overrides
 
+    if command == "models" and rest and "=" not in rest[0] and not rest[0].startswith("-"):
+        rest = [f"action={rest[0]}", *rest[1:]]  # `visiontrain models promote ...`: the action as a word
     rest = pass_through_overrides(command, rest)
     sys.argv = [sys.argv[0], *rest]
     _run_hydra(command, parse_command_line(rest))

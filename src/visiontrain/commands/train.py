@@ -211,6 +211,9 @@ def _train(cfg: DictConfig, settings: TrainSettings | None) -> float | None:
     )
     summary = run_summary.as_dict()
     write_json(summary, run_dir / "summary.json")
+    if settings.register_as and exported and exported.parity.passed:  # only a verified model gets a version
+        summary["registered"] = register_run(settings, run_dir, exported.onnx)
+        write_json(summary, run_dir / "summary.json")
     for logger in wandb_loggers(trainer.loggers):
         log_run_results(logger, cfg, summary, task.sample_predictions(data, built))
     print_report(summary, task)
@@ -219,6 +222,22 @@ def _train(cfg: DictConfig, settings: TrainSettings | None) -> float | None:
                              f"{exported.parity.as_dict()}; the rest of the run is written (summary.json): try "
                              "another export.opset=, or a larger export.atol= if the difference is harmless")
     return metric_value
+
+
+def register_run(settings: TrainSettings, run_dir: Path, onnx: str) -> dict[str, Any]:
+    """Add the run's verified model to the registry as the next version of ``register`` (and move
+    ``register_alias`` to it); what it did, for summary.json and the W&B artifact's aliases."""
+    from visiontrain.commands.models import register_model
+    from visiontrain.model_registry.records import training_record
+    from visiontrain.model_registry.store import ModelRegistry
+
+    registry = ModelRegistry(settings.registry)
+    version = register_model(registry, settings.register_as, onnx, training_record(run_dir),
+                             note=f"registered by run {run_dir.name}", alias=settings.register_alias)
+    alias = f", {settings.register_alias} -> v{version.version}" if settings.register_alias else ""
+    log.info("registered %s in %s%s", version.label, registry.where, alias)
+    return {"registry": registry.where, "model": version.name, "version": version.version,
+            "label": version.label, "alias": settings.register_alias}
 
 
 def print_report(summary: dict[str, Any], task: Task) -> None:
@@ -244,5 +263,9 @@ def print_report(summary: dict[str, Any], task: Task) -> None:
     for key, label in labels.items():
         if summary["files"].get(key):
             lines.append(f"{label:<18} {summary['files'][key]}")
+    if summary.get("registered"):
+        registered = summary["registered"]
+        alias = f" ({registered['alias']})" if registered.get("alias") else ""
+        lines.append(f"{'registered':<18} {registered['label']}{alias} in {registered['registry']}")
     lines.append("=" * 78)
     print("\n".join(lines), flush=True)

@@ -18,6 +18,7 @@ from visiontrain.config.commands import (
     DriftOptions,
     EvaluateOptions,
     ExportOptions,
+    ModelsOptions,
     PredictOptions,
     ServeOptions,
     StreamOptions,
@@ -132,6 +133,11 @@ def check_drift_config(cfg: DictConfig) -> DriftOptions:
     return parse(DriftOptions, cfg)
 
 
+def check_models_config(cfg: DictConfig) -> ModelsOptions:
+    """`visiontrain models`: the action and what it needs (a registry, a model name, a run or a file)."""
+    return parse(ModelsOptions, cfg)
+
+
 def check_lr_find_config(cfg: DictConfig) -> TrainSettings:
     """`visiontrain lr_find`: an image run (everything `train` checks), then the range test's own keys."""
     if OmegaConf.select(cfg, "task") == TABULAR_TASK:
@@ -178,7 +184,7 @@ def check_sweeper(cfg: DictConfig) -> None:
 COMMAND_CHECKS: dict[str, Callable[[DictConfig], Any]] = {
     "train": check_train_config, "lr_find": check_lr_find_config, "evaluate": check_evaluate_config,
     "export": check_export_config, "predict": check_predict_config, "serve": check_serve_config,
-    "stream": check_stream_config, "drift": check_drift_config}
+    "stream": check_stream_config, "drift": check_drift_config, "models": check_models_config}
 
 
 def _check_image(cfg: DictConfig) -> ImageTrainConfig:

@@ -1,4 +1,4 @@
-"""The options of `evaluate`, `export`, `predict`, `serve`, `stream` and `drift` as pydantic models.
+"""The options of `evaluate`, `export`, `predict`, `serve`, `stream`, `drift` and `models` as pydantic models.
 
 `visiontrain` checks them on the composed config before it imports the command (so before torch or onnxruntime
 loads), as it checks `train`'s: each option's type, range or choices, with an example that becomes the fix.
@@ -302,3 +302,42 @@ class DriftOptions(CommandOptions, ImagePixels, DriftThresholds):
     PATHS: ClassVar[dict[str, tuple[str, str]]] = {
         "reference": ("reference", "reference=outputs/<experiment>/runs/<time> (or its model.onnx)"),
         "current": ("data", "current=<table file, image folder or .jsonl log>")}
+
+
+MODELS_ACTIONS = ("list", "show", "history", "register", "promote", "rollback")
+
+
+class ModelsOptions(CommandOptions):
+    """`visiontrain models`: which action, on which registry and model; each action's own needs are checked here
+    so a missing ``model=`` fails before anything is read or written."""
+
+    action: Literal[MODELS_ACTIONS]  # type: ignore[valid-type]
+    registry: str | None = Field(min_length=1, examples=["/mnt/models", "s3://bucket/models"])
+    model: str | None = Field(min_length=1, examples=["churn"])
+    version: str | int | None = Field(examples=["3", "candidate", "latest"])
+    to: str = Field(min_length=1, examples=["production"])
+    alias: str = Field(min_length=1, examples=["production"])
+    run: str | None = Field(min_length=1, examples=["outputs/churn/runs/<time>"])
+    onnx: str | None = Field(min_length=1, examples=[MODEL_EXAMPLE])
+    note: str
+    reason: str
+    format: Literal["text", "json"]
+
+    PATHS: ClassVar[dict[str, tuple[str, str]]] = {"run": ("run dir", "run=outputs/<experiment>/runs/<time>")}
+    FILES: ClassVar[dict[str, tuple[str, str]]] = {"onnx": ("model", f"onnx={MODEL_EXAMPLE}")}
+
+    @model_validator(mode="after")
+    def _what_the_action_needs(self) -> ModelsOptions:
+        if self.registry is None:
+            raise ConfigError("registry", "is not set (and $VISIONTRAIN_REGISTRY is empty)",
+                              "registry=<a shared folder or an fsspec URL>, or export VISIONTRAIN_REGISTRY=...")
+        if self.action != "list" and self.model is None:
+            raise ConfigError("model", f"`models {self.action}` needs the registered model's name",
+                              f"visiontrain models {self.action} model=<name>")
+        if self.action == "register" and (self.run is None) == (self.onnx is None):
+            raise ConfigError("run" if self.run is None else "onnx", "register takes one of run= (a finished run "
+                              "dir: its model.onnx and record) or onnx= (a file alone)", "run=outputs/<experiment>"
+                              "/runs/<time>")
+        if self.action == "promote" and self.version is None:
+            raise ConfigError("version", "promote needs the version to point at", "version=candidate (or 3, latest)")
+        return self

@@ -10,12 +10,13 @@ from __future__ import annotations
 import importlib.util
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from visiontrain.config.choices import COMPILE_MODES, MINIMISED, TASK_NAMES, WANDB_MODES
 from visiontrain.config.reading import Section, existing_file
 from visiontrain.core.names import IMAGE_TASK
-from visiontrain.errors import ConfigError
+from visiontrain.core.registry_names import check_alias, check_name
+from visiontrain.errors import ConfigError, RegistryError
 
 
 class Monitor(Section):
@@ -161,6 +162,10 @@ class Run(Section):
     monitor: Monitor
     export: Export
     ckpt_path: str | None = None
+    register_as: str | None = Field(None, alias="register", min_length=1, examples=["churn"])  # (BaseModel has
+    # a `register`)
+    registry: str | None = Field(None, min_length=1, examples=["/mnt/models"])
+    register_alias: str | None = Field(None, min_length=1, examples=["candidate"])
     logger: Loggers | None = None
     callbacks: Callbacks | None = None
     _decided: Any = PrivateAttr(None)  # what the task's library checks built from these settings
@@ -176,6 +181,30 @@ class Run(Section):
         checked = self.model_copy()
         checked._decided = decided
         return checked
+
+    @model_validator(mode="after")
+    def _registration(self) -> Run:
+        """register= needs a registry and an export; names and aliases are checked before training, not after."""
+        if self.register_as is None:
+            if self.register_alias is not None:
+                raise ConfigError("register_alias", "is set but register= is not: no version to point it at",
+                                  "register=<model name> register_alias=candidate")
+            return self
+        if self.registry is None:
+            raise ConfigError("registry", f"register={self.register_as} needs a registry (and $VISIONTRAIN_REGISTRY "
+                              "is empty)", "registry=<a shared folder or an fsspec URL>")
+        if not self.export.onnx:
+            raise ConfigError("register", "registers the exported ONNX model, but export.onnx=false",
+                              "export.onnx=true, or register=null")
+        try:
+            check_name(self.register_as)
+            if self.register_alias is not None:
+                check_alias(self.register_alias)
+        except RegistryError as error:
+            key = "register_alias" if self.register_alias and str(error).startswith(repr(self.register_alias)) \
+                else "register"
+            raise ConfigError(key, str(error), "register=churn register_alias=candidate") from None
+        return self
 
     @field_validator("ckpt_path")
     @classmethod

@@ -11,7 +11,8 @@ Layout under the registry root (a local folder, a shared filesystem, or any fssp
 A move is committed by creating ``history/<revision>.json`` exclusively (on local and shared filesystems
 ``O_EXCL``; two writers racing for one revision: the second re-reads and retries), then ``aliases.json`` is
 replaced atomically (a rename locally, one object PUT on object stores). A reader therefore sees the aliases
-before or after a move, never half of one. Object stores have no exclusive create: there, two simultaneous moves
+before or after a move, never half of one; and since two racing movers may replace aliases.json out of order, a
+reader also checks that no later revision exists (one stat) and reads the history when one does. Object stores have no exclusive create: there, two simultaneous moves
 of one model are last-writer-wins, and the history still records both.
 """
 
@@ -21,7 +22,6 @@ import datetime as dt
 import getpass
 import json
 import os
-import re
 import socket
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -34,11 +34,9 @@ from fsspec.implementations.local import LocalFileSystem
 from visiontrain.core.atomic import write_atomically
 from visiontrain.core.files import sha256_of_file
 from visiontrain.core.redaction import redact_url
+from visiontrain.core.registry_names import LATEST, NAME, check_alias, check_name
 from visiontrain.errors import RegistryError
 
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-ALIAS = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-LATEST = "latest"  # not an alias: the highest version number
 PRODUCTION, CANDIDATE = "production", "candidate"
 MODEL_FILE, VERSION_FILE, ALIASES_FILE = "model.onnx", "version.json", "aliases.json"
 RETRIES = 20  # exclusive creates lost to a racing writer before giving up
@@ -181,13 +179,16 @@ class ModelRegistry:
             data = json.loads(self.fs.cat_file(path))
         except FileNotFoundError:
             return self._aliases_from_history(name)
-        return Aliases(int(data["revision"]), {str(k): int(v) for k, v in data["aliases"].items()})
+        cached = Aliases(int(data["revision"]), {str(k): int(v) for k, v in data["aliases"].items()})
+        if self.fs.exists(self._history_file(name, cached.revision + 1)):  # two moves raced and the older one
+            return self._aliases_from_history(name)  # wrote aliases.json last: the history is the truth
+        return cached
 
     def history(self, name: str) -> list[AliasMove]:
         """Every alias move of ``name``, oldest first."""
         moves = []
         for revision in self._revisions(check_name(name)):
-            data = json.loads(self.fs.cat_file(self._path(name, "history", f"{revision:08d}.json")))
+            data = json.loads(self.fs.cat_file(self._history_file(name, revision)))
             moves.append(AliasMove(**data))
         return moves
 
@@ -254,8 +255,7 @@ class ModelRegistry:
                 after[alias] = target
             move = AliasMove(revision=state.revision + 1, alias=alias, from_version=current, to_version=target,
                              action=action, by=by or who(), at=now(), reason=reason, aliases=after)
-            if not self._create_exclusive(self._path(name, "history", f"{move.revision:08d}.json"),
-                                          move.as_dict()):
+            if not self._create_exclusive(self._history_file(name, move.revision), move.as_dict()):
                 continue  # another move took this revision: re-read and retry
             self._write(self._path(name, ALIASES_FILE), {"revision": move.revision, "aliases": after,
                                                           "updated_at": move.at})
@@ -283,6 +283,9 @@ class ModelRegistry:
 
     def _path(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
+
+    def _history_file(self, name: str, revision: int) -> str:
+        return self._path(name, "history", f"{revision:08d}.json")
 
     def _known_names(self) -> str:
         names = self.names()
@@ -316,7 +319,7 @@ class ModelRegistry:
         revisions = self._revisions(name)
         if not revisions:
             return Aliases(0, {})
-        data = json.loads(self.fs.cat_file(self._path(name, "history", f"{revisions[-1]:08d}.json")))
+        data = json.loads(self.fs.cat_file(self._history_file(name, revisions[-1])))
         return Aliases(revisions[-1], {str(k): int(v) for k, v in data["aliases"].items()})
 
     def _claim_folder(self, folder: str) -> bool:
@@ -358,20 +361,6 @@ class ModelRegistry:
         else:
             self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
             self.fs.pipe_file(path, payload)
-
-
-def check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME.fullmatch(name):
-        raise RegistryError(f"{name!r} is not a model name: letters, digits, '.', '_' and '-', at most 64, "
-                            "e.g. churn or hymenoptera-effnet")
-    return name
-
-
-def check_alias(alias: str) -> str:
-    if not isinstance(alias, str) or not ALIAS.fullmatch(alias) or alias == LATEST:
-        raise RegistryError(f"{alias!r} is not an alias name: lower-case letters, digits, '_' and '-', starting "
-                            f"with a letter, not {LATEST!r}; e.g. production or candidate")
-    return alias
 
 
 def _ranges(numbers: list[int]) -> str:

@@ -101,8 +101,19 @@ def _samples_table(samples: list[dict[str, Any]]) -> Any:
     return wandb.Table(columns=columns, data=data)
 
 
+def registry_aliases(summary: dict[str, Any]) -> list[str]:
+    """The registry's names for the run's registered version: ``churn-v3`` and its alias, if any."""
+    registered = summary.get("registered") or {}
+    if not registered:
+        return []
+    return [f"{registered['model']}-v{registered['version']}", *([registered["alias"]] if registered.get("alias")
+                                                                  else [])]
+
+
 def log_model_artifacts(run: Any, cfg: DictConfig, summary: dict[str, Any]) -> list[str]:
-    """The best checkpoint and the ONNX file as ``model`` artifacts with aliases ``best`` and ``latest``."""
+    """The best checkpoint and the ONNX file as ``model`` artifacts with aliases ``best`` and ``latest``; an ONNX
+    file the run registered (``register=``) also carries the registry's words: ``<name>-v<n>`` and the alias
+    it was given (``candidate``), so W&B and the registry name one version alike."""
     import wandb
 
     metadata = {"metric": summary["monitor"], "classes": summary.get("classes"), "task": summary["task"],
@@ -116,7 +127,7 @@ def log_model_artifacts(run: Any, cfg: DictConfig, summary: dict[str, Any]) -> l
         artifact = wandb.Artifact(name, type="model", metadata={**metadata, "file": Path(path).name},
                                   description=f"{summary['experiment']}: best {kind} by {summary['monitor']['metric']}")
         artifact.add_file(path, name="model.onnx" if kind == "onnx" else "model.ckpt")
-        run.log_artifact(artifact, aliases=["best", "latest"])
+        run.log_artifact(artifact, aliases=["best", "latest", *(registry_aliases(summary) if kind == "onnx" else [])])
         names.append(name)
     log.info("W&B: logged artifacts %s (aliases best, latest)", ", ".join(names))
     return names
