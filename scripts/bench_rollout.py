@@ -1,7 +1,8 @@
 """Rolling out model versions under load: a promote and a rollback mid-run, a 10% canary, shadow on and off.
 
 Trains two versions of a table model (Telco churn: logistic regression, then histogram gradient boosting) and two
-of an image model (hymenoptera: EfficientNet-Lite0 from the packaged ImageNet weights, one and two epochs),
+of an image model (hymenoptera at 128 px: EfficientNet-Lite0 from the packaged ImageNet weights, one and two
+epochs),
 registers them in a fresh registry folder, and runs the real `visiontrain serve registry=... model=<name>` (a
 subprocess on loopback) against a closed-loop client of ``--concurrency`` async httpx workers:
 
@@ -60,9 +61,9 @@ def train_versions(work: Path, kind: str) -> list[Path]:
         images = SHARED_DATA / "hymenoptera"
         if not images.is_dir():
             images = REPO / "tests" / "fixtures" / "hymenoptera"
-        base = ["experiment=hymenoptera", f"data.root={images}", "model.input.image_size=128",
-                "data.num_workers=0", "schedule.freeze_epochs=1"]
-        variants = [[*base, "trainer.max_epochs=1"], [*base, "trainer.max_epochs=2"]]
+        base = ["experiment=hymenoptera", f"data.root={images}", "model.input.image_size=128", "data.num_workers=0"]
+        variants = [[*base, "trainer.max_epochs=1", "schedule.freeze_epochs=0"],
+                    [*base, "trainer.max_epochs=2", "schedule.freeze_epochs=1"]]
     files = []
     for index, overrides in enumerate(variants, 1):
         run_dir = work / f"{kind}-v{index}"
