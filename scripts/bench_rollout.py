@@ -2,8 +2,7 @@
 
 Trains two versions of a table model (Telco churn: logistic regression, then histogram gradient boosting) and two
 of an image model (hymenoptera at 128 px: EfficientNet-Lite0 from the packaged ImageNet weights, one and two
-epochs),
-registers them in a fresh registry folder, and runs the real `visiontrain serve registry=... model=<name>` (a
+epochs), registers them in a fresh registry folder, and runs the real `visiontrain serve registry=... model=<name>` (a
 subprocess on loopback) against a closed-loop client of ``--concurrency`` async httpx workers:
 
 1. **switch**: ``--requests`` requests; after a third of them v2 is promoted to production, after two thirds it is
