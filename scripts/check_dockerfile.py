@@ -1,7 +1,9 @@
-"""Check Dockerfile.cuda without Docker: lint it, then replay its install steps in a fresh venv.
+"""Check a Dockerfile without Docker: lint it, then replay its install steps in a fresh venv.
 
-    python scripts/check_dockerfile.py                 # hadolint, then the slim install (EXTRAS=) replayed
-    python scripts/check_dockerfile.py --full          # the same with the Dockerfile's default EXTRAS (train)
+    python scripts/check_dockerfile.py                 # Dockerfile.cuda: hadolint, then its lightest variant
+                                                       # (EXTRAS= ONNXRUNTIME=cpu) replayed
+    python scripts/check_dockerfile.py --full          # the same with the Dockerfile's defaults (train, gpu)
+    python scripts/check_dockerfile.py --dockerfile Dockerfile   # the slim CPU serving image
     python scripts/check_dockerfile.py --lint-only     # hadolint only
     python scripts/check_dockerfile.py --build-arg EXTRAS=train,slurm --keep
 
@@ -33,8 +35,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-DOCKERFILE = REPO / "Dockerfile.cuda"
+DOCKERFILE = REPO / "Dockerfile.cuda"  # the default: the training (and GPU serving) image
+SLIM_DOCKERFILE = REPO / "Dockerfile"  # the CPU serving image: the base install, no torch
+DOCKERFILES = (SLIM_DOCKERFILE, DOCKERFILE)
 HADOLINT_CONFIG = REPO / ".hadolint.yaml"
+# The lightest value of each build arg a Dockerfile may declare, replayed unless --full: no torch, and the CPU
+# onnxruntime (onnxruntime-gpu and its cuDNN are a GB to download and need a GPU to mean anything).
+LIGHT_BUILD_ARGS = {"EXTRAS": "", "ONNXRUNTIME": "cpu"}
 
 # RUN steps that change the system rather than install the project: a build does them as root in the image.
 SYSTEM_COMMANDS = ("apt-get", "apt", "add-apt-repository", "dpkg", "useradd", "userdel", "usermod",
@@ -353,6 +360,23 @@ class Replay:
         return result
 
 
+def declared_args(dockerfile: Path) -> dict[str, str]:
+    """The ARGs ``dockerfile`` declares, with their defaults ("" where none)."""
+    declared = {}
+    for instruction in parse_dockerfile(dockerfile):
+        if instruction.keyword == "ARG":
+            for token in shlex.split(instruction.args):
+                name, _, default = token.partition("=")
+                declared[name] = default
+    return declared
+
+
+def light_build_args(dockerfile: Path) -> dict[str, str]:
+    """LIGHT_BUILD_ARGS, for the build args ``dockerfile`` declares (the slim Dockerfile declares none)."""
+    declared = declared_args(dockerfile)
+    return {name: value for name, value in LIGHT_BUILD_ARGS.items() if name in declared}
+
+
 def replay(dockerfile: Path, root: Path, build_args: dict[str, str], context: Path = REPO) -> Replay:
     """Replay ``dockerfile`` into ``root`` (see the module docstring); CheckFailed at the first failure."""
     root.mkdir(parents=True, exist_ok=True)
@@ -364,11 +388,15 @@ def replay(dockerfile: Path, root: Path, build_args: dict[str, str], context: Pa
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dockerfile", type=Path, default=DOCKERFILE)
+    parser.add_argument("--dockerfile", type=Path, default=DOCKERFILE,
+                        help=f"which Dockerfile (default {DOCKERFILE.name}; {SLIM_DOCKERFILE.name}: the slim CPU "
+                             "serving image)")
     parser.add_argument("--full", action="store_true",
-                        help="replay the Dockerfile's default EXTRAS (the full training image; several GB)")
+                        help="replay the Dockerfile's default build args (Dockerfile.cuda: the full training image "
+                             "with onnxruntime-gpu; several GB)")
     parser.add_argument("--build-arg", action="append", default=[], metavar="NAME=VALUE",
-                        help="as `docker build --build-arg` (default: EXTRAS= , the slim image)")
+                        help="as `docker build --build-arg` (default: the lightest of the declared ones, "
+                             f"{' '.join(f'{k}={v}' for k, v in LIGHT_BUILD_ARGS.items())})")
     parser.add_argument("--lint-only", action="store_true", help="run hadolint only")
     parser.add_argument("--no-lint", action="store_true", help="skip hadolint (replay only)")
     parser.add_argument("--keep", action="store_true", help="keep the replayed image folder and print where")
@@ -385,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.lint_only:
             return 0
 
-        build_args = {} if args.full else {"EXTRAS": ""}
+        build_args = {} if args.full else light_build_args(args.dockerfile)
         build_args.update(dict(item.split("=", 1) for item in args.build_arg))
         root = Path(tempfile.mkdtemp(prefix="visiontrain-image-"))
         started = time.perf_counter()

