@@ -38,6 +38,7 @@ from visiontrain.core.image_decode import decode, decoded_size
 from visiontrain.core.image_preprocess import ImageSpec, preprocess
 from visiontrain.core.image_statistics import IMAGE_STATISTICS, image_statistics
 from visiontrain.core.machine import available_cores
+from visiontrain.core.redaction import redact_url
 from visiontrain.deploy.access import BearerAuth
 from visiontrain.deploy.batcher import Batcher
 from visiontrain.deploy.deployed import Deployed
@@ -158,7 +159,8 @@ def create_app(source: OnnxModel | Versions, settings: ServeOptions, token: str 
             log.close()
 
     docs = DOCS_PATHS if settings.docs else dict.fromkeys(DOCS_PATHS)
-    what = f"{settings.model} from {settings.registry}" if versions.registered else first.model.path.name
+    what = f"{settings.model} from {redact_url(settings.registry or '')}" if versions.registered \
+        else first.model.path.name
     app = FastAPI(title="visiontrain", summary=f"predictions from {what}", lifespan=lifespan, **docs)
     if token is not None:
         app.add_middleware(BearerAuth, token=token, open_paths=OPEN_PATHS)
