@@ -85,16 +85,22 @@ def serve_options(registry, *overrides: str):
 
 
 class ThreadServer:
-    """The app `visiontrain serve registry=...` builds, under a real uvicorn in a thread of this process."""
+    """The app `visiontrain serve registry=...` builds (``registry`` None: `serve model=<model_file>`), under a
+    real uvicorn in a thread of this process."""
 
-    def __init__(self, registry, *overrides: str) -> None:
+    def __init__(self, registry, *overrides: str, model_file: Path | None = None) -> None:
         from visiontrain.deploy.rollout import open_rollout
         from visiontrain.deploy.serve import create_app
+        from visiontrain.inference.onnx_model import OnnxModel
 
-        self.options = serve_options(registry, *overrides)
-        self.rollout = open_rollout(self.options)
+        if registry is None:
+            self.options = parsed_options(f"model={model_file}", *overrides)
+            source: Any = OnnxModel(model_file)
+        else:
+            self.options = serve_options(registry, *overrides)
+            source = open_rollout(self.options)
         self.url = f"http://127.0.0.1:{free_port()}"
-        config = uvicorn.Config(create_app(self.rollout, self.options), host="127.0.0.1",
+        config = uvicorn.Config(create_app(source, self.options), host="127.0.0.1",
                                 port=int(self.url.rsplit(":", 1)[1]), log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -359,8 +365,8 @@ def test_shadow_scores_a_copy_that_is_logged_and_measured_but_never_returned(reg
     agreed = metric(found, "visiontrain_shadow_comparisons_total", version="churn:v2", agreed="true")
     disagreed = metric(found, "visiontrain_shadow_comparisons_total", version="churn:v2", agreed="false")
     assert agreed + disagreed == 300
-    assert ("visiontrain_shadow_dropped_total", (("version", "churn:v2"),)) not in found or \
-        metric(found, "visiontrain_shadow_dropped_total", version="churn:v2") == 0
+    assert ("visiontrain_shadow_dropped_total", (("version", "churn:v2"),)) in found  # exposed, at 0
+    assert metric(found, "visiontrain_shadow_dropped_total", version="churn:v2") == 0
     for version in ("churn:v1", "churn:v2"):
         assert metric(found, "visiontrain_inputs_total", version=version) == 300
         assert metric(found, "visiontrain_model_info", model="churn", version=version,
@@ -473,6 +479,19 @@ def test_a_version_that_cannot_serve_never_replaces_what_answers(registry, train
         assert health(server.url)["registry_error"] is None
         found = samples(server.url)
     assert metric(found, "visiontrain_registry_errors_total", stage="load") == 4
+
+
+def test_a_model_file_is_served_as_before_and_names_its_version_in_a_header_too(trained):
+    import hashlib
+
+    onnx = trained["runs"][0] / "model.onnx"
+    with ThreadServer(None, model_file=onnx) as server:
+        answer = server.predict(trained["rows"][:3])
+        found = samples(server.url)
+    sha256 = f"sha256:{hashlib.sha256(onnx.read_bytes()).hexdigest()}"
+    assert answer.json()["model_version"] == answer.headers["x-model-version"] == sha256
+    assert [set(p) for p in answer.json()["predictions"]] == [{"probability", "label"}] * 3
+    assert metric(found, "visiontrain_inputs_total") == 3  # one model: the metrics have no version label
 
 
 # --- mistakes: before the server starts ------------------------------------------------------------------------

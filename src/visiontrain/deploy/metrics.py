@@ -181,6 +181,12 @@ class RolloutMetrics(ServeMetrics):
         self.registry_errors = Counter("visiontrain_registry_errors", "Registry reads or version loads that "
                                        "failed (the routing in use was kept)", ["stage"], registry=self.registry)
 
+    def loaded(self, labels: dict[str, str]) -> None:
+        """A version now served; its shadow counters start at 0, so a dashboard sees them before any copy."""
+        super().loaded(labels)
+        self.shadow_dropped.labels(version=labels["version"])
+        self.shadow_failures.labels(version=labels["version"])
+
     def routed_inputs(self, version: str, role: str, count: int) -> None:
         self.routed.labels(version=version, role=role).inc(count)
 
