@@ -42,6 +42,8 @@ commands:
   serve      model=<file.onnx> [host=127.0.0.1] [port=8000] [max_batch_size=32] [max_wait_ms=5]:
              HTTP service: POST /predict, GET /health, GET /metadata (onnxruntime only); a bearer
              token from $VISIONTRAIN_SERVE_TOKEN or token_file=<file>, never token=...
+             registry=<dir|URL> model=<name> [canary_share=0.1] [sticky_key=header:X-User-Id] [shadow=true]:
+             a registered model's production (and candidate) version, switched as its aliases move
   stream     model=<file.onnx> source=kafka://host:port/<topic> group=<id> output=kafka://.../<topic>
              [sink=<folder | file.db | URL>] [dead_letter=kafka://.../<topic>] [metrics_port=9108]:
              score a Kafka topic at least once (onnxruntime only); SIGTERM finishes the batch and commits

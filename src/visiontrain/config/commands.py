@@ -14,6 +14,8 @@ key missing from a user's own config file fails naming it rather than falling ba
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -173,8 +175,40 @@ def _names(value: Any, key: str) -> tuple[str, ...]:
     raise ConfigError(key, f"must be a list of names, got {value!r}", f"{key}=[name1,name2]")
 
 
+STICKY_SOURCES = ("header", "field")  # sticky_key=header:<name> | field:<column>
+HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")  # an HTTP header name (RFC 9110's token)
+STICKY_EXAMPLE = "header:X-User-Id"
+REGISTRY_EXAMPLE = "registry=<the registry folder, or an fsspec URL such as s3://bucket/models> model=<a registered name>"
+
+
+@dataclass(frozen=True)
+class StickyKey:
+    """What keeps one user on one version: an HTTP header of the request, or a field of each table row."""
+
+    source: str  # header | field
+    name: str
+
+    @classmethod
+    def parse(cls, text: str, key: str = "sticky_key") -> StickyKey:
+        source, _, name = str(text).partition(":")
+        source, name = source.strip().lower(), name.strip()
+        if source not in STICKY_SOURCES or not name:
+            raise ConfigError(key, f"must be header:<name> or field:<column>, got {text!r}",
+                              f"{key}={STICKY_EXAMPLE} (or field:customerID for table rows)")
+        if source == "header" and not HEADER_NAME.fullmatch(name):
+            raise ConfigError(key, f"{name!r} is not an HTTP header name", f"{key}={STICKY_EXAMPLE}")
+        return cls(source, name)
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.name}"
+
+
 class ServeOptions(OnnxOptions, ImageOutputs, ImagePixels):
-    """`visiontrain serve`; the token itself is checked when the server starts (it is never printed)."""
+    """`visiontrain serve`; the token itself is checked when the server starts (it is never printed).
+
+    With ``registry`` set, ``model`` names a registered model (not a file) and the rollout options apply; without
+    it they must stay off. Whether the registry holds the model, its production alias and a field sticky key's
+    fit with the model's kind are checked when the command opens the registry, before the server starts."""
 
     host: str = Field(min_length=1, examples=["127.0.0.1"])
     port: int = Field(ge=1, le=MAX_PORT, examples=["8000"])
@@ -195,15 +229,49 @@ class ServeOptions(OnnxOptions, ImageOutputs, ImagePixels):
     log_level: Literal[SERVE_LOG_LEVELS]  # type: ignore[valid-type]
     access_log: bool
     spin: bool
+    registry: str | None = Field(min_length=1, examples=["/shared/models"])
+    canary_share: float = Field(ge=0, le=1, examples=["0.1"])
+    sticky_key: str | None = Field(examples=[STICKY_EXAMPLE])
+    shadow: bool
+    registry_poll_s: float = Field(gt=0, examples=["1.0"])
+    registry_cache: str = Field(min_length=1, examples=["~/.cache/visiontrain/registry"])
 
     FILES: ClassVar[dict[str, tuple[str, str]]] = {
         **OnnxOptions.FILES, "token_file": ("token file", "token_file=<a file holding the token>, or export "
                                                           "VISIONTRAIN_SERVE_TOKEN=<token>")}
+    PATHS: ClassVar[dict[str, tuple[str, str]]] = {"registry": ("model registry", REGISTRY_EXAMPLE)}
 
     @field_validator("cors_origins", "log_drop_columns")
     @classmethod
     def _a_list_of_names(cls, value: Any, info: Any) -> tuple[str, ...]:
         return _names(value, info.field_name)
+
+    @field_validator("sticky_key")
+    @classmethod
+    def _header_or_field(cls, value: str | None) -> str | None:
+        if value is not None:
+            StickyKey.parse(value)
+        return value
+
+    @model_validator(mode="after")
+    def _rollout_needs_a_registry(self) -> ServeOptions:
+        if self.registry is None:
+            asked = {"canary_share": self.canary_share > 0, "shadow": self.shadow,
+                     "sticky_key": self.sticky_key is not None}
+            for key, on in asked.items():
+                if on:
+                    raise ConfigError(key, "routes requests between registered versions, but no registry is set",
+                                      f"{REGISTRY_EXAMPLE}, or leave {key} at its default")
+        return self
+
+    def _local(self, name: str) -> str | None:
+        if name == "model" and self.registry is not None:
+            return None  # a registered model's name, looked up in the registry when the command starts
+        return super()._local(name)
+
+    @property
+    def sticky(self) -> StickyKey | None:
+        return StickyKey.parse(self.sticky_key) if self.sticky_key is not None else None
 
     @property
     def max_request_bytes(self) -> int:

@@ -4,6 +4,11 @@ Each app or process object owns its own ``CollectorRegistry``, never the library
 apps in one process (the tests, a notebook) do not collide and nothing else in the process leaks into the
 exposition. Both kinds expose ``visiontrain_model_info`` (which file, which version, its sha256) and the drift
 gauges of :class:`visiontrain.monitoring.rolling.RollingDrift` windows.
+
+``serve registry=...`` serves several versions at once: its metrics are *versioned* (:class:`RolloutMetrics`):
+every scoring metric and the request counters carry a ``version`` label (``churn:v3``, as responses name it),
+``visiontrain_model_info`` has one series per loaded version, and the rollout adds its own (routing by role,
+shadow comparisons and drops, registry switches and errors).
 """
 
 from __future__ import annotations
@@ -43,21 +48,36 @@ def model_labels(model: OnnxModel) -> dict[str, str]:
             "sha256": model.version, "task": metadata.task}
 
 
-class ModelMetrics:
-    """What serve and stream share: the registry, ``visiontrain_model_info``, model calls and drift windows."""
+def registered_labels(model: OnnxModel, name: str, label: str) -> dict[str, str]:
+    """``model_info``'s labels for a registered version: the registered name, the version as responses name it
+    (``churn:v3``), its sha256 and task."""
+    return {"model": name, "version": label, "sha256": model.version, "task": model.metadata.task}
 
-    def __init__(self, model: OnnxModel) -> None:
+
+MODEL_INFO_LABELS = ("model", "version", "sha256", "task")
+
+
+class ModelMetrics:
+    """What serve and stream share: the registry, ``visiontrain_model_info``, model calls and drift windows.
+
+    ``model``: the one model a process scores (its ``model_info`` is set now); ``versioned``: several versions
+    at once, each scoring metric labelled by ``version`` (see :meth:`loaded`)."""
+
+    def __init__(self, model: OnnxModel | None = None, versioned: bool = False) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        labels = model_labels(model)
-        self.model_info = Gauge("visiontrain_model_info", "The model being served (value always 1)",
-                                list(labels), registry=self.registry)
-        self.model_info.labels(**labels).set(1)
+        self.versioned = versioned
+        by_version = ["version"] if versioned else []
+        self.model_info = Gauge("visiontrain_model_info", "The model being served (value always 1; one series per "
+                                "loaded version when serving from a registry)", MODEL_INFO_LABELS,
+                                registry=self.registry)
+        if model is not None:
+            self.model_info.labels(**model_labels(model)).set(1)
         self.batch_size = Histogram("visiontrain_batch_size", "Inputs per scored batch (serve: the requests "
-                                    "batched together; stream: one micro-batch)", buckets=BATCH_SIZES,
-                                    registry=self.registry)
-        self.batch_seconds = Histogram("visiontrain_batch_seconds", "Seconds to score one batch",
+                                    "batched together; stream: one micro-batch)", by_version,
+                                    buckets=BATCH_SIZES, registry=self.registry)
+        self.batch_seconds = Histogram("visiontrain_batch_seconds", "Seconds to score one batch", by_version,
                                        buckets=SECONDS, registry=self.registry)
-        self.inputs = Counter("visiontrain_inputs", "Inputs (table rows, images) scored by the model",
+        self.inputs = Counter("visiontrain_inputs", "Inputs (table rows, images) scored by the model", by_version,
                               registry=self.registry)
         self.drift_psi = Gauge("visiontrain_drift_psi", "PSI of the last drift window against the reference",
                                ["feature"], registry=self.registry)
@@ -72,11 +92,25 @@ class ModelMetrics:
         self.window_inputs = Gauge("visiontrain_window_inputs", "Inputs scored or rejected in the last drift "
                                    "window", ["outcome"], registry=self.registry)
 
-    def scored(self, size: int, seconds: float) -> None:
-        """One model call of ``size`` inputs that took ``seconds``."""
-        self.batch_size.observe(size)
-        self.batch_seconds.observe(seconds)
-        self.inputs.inc(size)
+    def scored(self, size: int, seconds: float, version: str = "") -> None:
+        """One model call of ``size`` inputs that took ``seconds`` (by ``version`` when versioned)."""
+        self._of(self.batch_size, version).observe(size)
+        self._of(self.batch_seconds, version).observe(seconds)
+        self._of(self.inputs, version).inc(size)
+
+    def loaded(self, labels: dict[str, str]) -> None:
+        """A version now served (``labels``: :func:`registered_labels`)."""
+        self.model_info.labels(**labels).set(1)
+
+    def unloaded(self, labels: dict[str, str]) -> None:
+        """A version no longer served: its ``model_info`` series goes (its counters stay, as counters do)."""
+        try:
+            self.model_info.remove(*(labels[name] for name in MODEL_INFO_LABELS))
+        except KeyError:  # never set
+            pass
+
+    def _of(self, metric: Any, version: str) -> Any:
+        return metric.labels(version=version) if self.versioned else metric
 
     def drift(self, result: WindowResult) -> None:
         """Publish a finished window: every feature's PSI (and KS), which drifted, the window's counts."""
@@ -101,24 +135,82 @@ def request_outcome(status: int) -> str:
 
 
 class ServeMetrics(ModelMetrics):
-    """``visiontrain serve``: requests by path, outcome and status code, their latency, plus the shared set."""
+    """``visiontrain serve``: requests by path, outcome and status code, their latency, plus the shared set
+    (versioned: by the ``X-Model-Version`` that answered too, empty where none did)."""
 
-    def __init__(self, model: OnnxModel) -> None:
-        super().__init__(model)
+    def __init__(self, model: OnnxModel | None = None, versioned: bool = False) -> None:
+        super().__init__(model, versioned)
+        by_version = ["version"] if versioned else []
         self.requests = Counter("visiontrain_requests", "HTTP requests answered, by outcome "
-                                "(ok, client_error, server_error) and status code", ["path", "outcome", "code"],
-                                registry=self.registry)
+                                "(ok, client_error, server_error) and status code",
+                                ["path", "outcome", "code", *by_version], registry=self.registry)
         self.request_seconds = Histogram("visiontrain_request_seconds", "Seconds from a request's arrival to "
-                                         "its answer", ["path"], buckets=SECONDS, registry=self.registry)
+                                         "its answer", ["path", *by_version], buckets=SECONDS,
+                                         registry=self.registry)
 
-    def request(self, path: str, status: int, seconds: float) -> None:
+    def request(self, path: str, status: int, seconds: float, version: str = "") -> None:
         path = path if path in REQUEST_PATHS else "other"  # a label per unknown path would grow without bound
-        self.requests.labels(path=path, outcome=request_outcome(status), code=str(status)).inc()
-        self.request_seconds.labels(path=path).observe(seconds)
+        by_version = {"version": version} if self.versioned else {}
+        self.requests.labels(path=path, outcome=request_outcome(status), code=str(status), **by_version).inc()
+        self.request_seconds.labels(path=path, **by_version).observe(seconds)
+
+
+class RolloutMetrics(ServeMetrics):
+    """``visiontrain serve registry=...``: the versioned serve set, plus what the rollout does: inputs by the
+    version and role that scored them, shadow comparisons and drops, alias switches and registry errors."""
+
+    def __init__(self) -> None:
+        super().__init__(None, versioned=True)
+        self.routed = Counter("visiontrain_routed_inputs", "Inputs scored, by version and role (production, "
+                              "candidate: answered; shadow: scored on a copy, never returned)", ["version", "role"],
+                              registry=self.registry)
+        self.shadow_comparisons = Counter("visiontrain_shadow_comparisons", "Shadow predictions compared with "
+                                          "production's (classifiers: the same label / top1 or not)",
+                                          ["version", "agreed"], registry=self.registry)
+        self.shadow_dropped = Counter("visiontrain_shadow_dropped", "Requests whose shadow copy was dropped: the "
+                                      "shadow queue was full", ["version"], registry=self.registry)
+        self.shadow_failures = Counter("visiontrain_shadow_failures", "Shadow copies the candidate could not "
+                                       "score (rows its input rules reject, a model error)", ["version"],
+                                       registry=self.registry)
+        self.alias_version = Gauge("visiontrain_registry_alias", "Which version each alias serves (value always "
+                                   "1)", ["alias", "version"], registry=self.registry)
+        self.revision = Gauge("visiontrain_registry_revision", "The alias revision being served",
+                              registry=self.registry)
+        self.switches = Counter("visiontrain_registry_switches", "Routing switches to a new alias revision",
+                                registry=self.registry)
+        self.registry_errors = Counter("visiontrain_registry_errors", "Registry reads or version loads that "
+                                       "failed (the routing in use was kept)", ["stage"], registry=self.registry)
+
+    def loaded(self, labels: dict[str, str]) -> None:
+        """A version now served; its shadow counters start at 0, so a dashboard sees them before any copy."""
+        super().loaded(labels)
+        self.shadow_dropped.labels(version=labels["version"])
+        self.shadow_failures.labels(version=labels["version"])
+
+    def routed_inputs(self, version: str, role: str, count: int) -> None:
+        self.routed.labels(version=version, role=role).inc(count)
+
+    def shadow_compared(self, version: str, agreed: int, disagreed: int) -> None:
+        self.shadow_comparisons.labels(version=version, agreed="true").inc(agreed)
+        self.shadow_comparisons.labels(version=version, agreed="false").inc(disagreed)
+
+    def routing(self, revision: int, aliases: dict[str, str]) -> None:
+        """The routing now served: its revision and which version each alias answers with."""
+        self.revision.set(revision)
+        self.alias_version.clear()
+        for alias, label in aliases.items():
+            self.alias_version.labels(alias=alias, version=label).set(1)
+
+    def registry_error(self, stage: str) -> None:
+        self.registry_errors.labels(stage=stage).inc()
+
+
+VERSION_HEADER = "X-Model-Version"  # the response header naming the version(s) that answered
 
 
 class RequestMetrics:
-    """ASGI middleware recording every HTTP request's status and time in ``metrics`` (pure ASGI: no buffering).
+    """ASGI middleware recording every HTTP request's status and time in ``metrics`` (pure ASGI: no buffering),
+    with the version the answer names in its ``X-Model-Version`` header when the metrics are versioned.
 
     An exception that escapes the app is recorded as the 500 Starlette's outer error handler answers with.
     """
@@ -131,18 +223,21 @@ class RequestMetrics:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started, status = time.perf_counter(), 500
+        started, status, version = time.perf_counter(), 500, ""
+        header = VERSION_HEADER.lower().encode()
 
         async def send_recorded(message: dict[str, Any]) -> None:
-            nonlocal status
+            nonlocal status, version
             if message["type"] == "http.response.start":
                 status = int(message["status"])
+                version = next((value.decode("latin-1") for name, value in message.get("headers", ())
+                                if name.lower() == header), "")
             await send(message)
 
         try:
             await self.app(scope, receive, send_recorded)
         finally:
-            self.metrics.request(scope["path"], status, time.perf_counter() - started)
+            self.metrics.request(scope["path"], status, time.perf_counter() - started, version)
 
 
 class StreamMetrics(ModelMetrics):

@@ -3,7 +3,11 @@
 ``POST /predict`` takes multipart image uploads (image classifiers) or ``{"rows": [...]}`` JSON (table
 models); ``GET /health`` and ``GET /metadata`` describe the service, ``GET /metrics`` is its Prometheus
 exposition (:mod:`visiontrain.deploy.metrics`; ``drift_window=N``: rolling drift over every N inputs).
-Concurrent requests are batched into one model call (:mod:`visiontrain.deploy.batcher`). Client mistakes get
+Concurrent requests are batched into one model call (:mod:`visiontrain.deploy.batcher`). With ``registry=``
+it serves a registered model's production and candidate versions at once, following their aliases
+(:mod:`visiontrain.deploy.rollout`): each request is routed (:mod:`visiontrain.deploy.routing`), production's
+answers may be shadowed by the candidate (:mod:`visiontrain.deploy.shadow`), and every answer names the version
+that gave it (``model_version``, the ``X-Model-Version`` header, the metrics' ``version`` label). Client mistakes get
 a 4xx naming what was wrong: 401 no or a wrong token, 408 too slow, 413 over a limit (named), 415 wrong content
 type, 400 a file that is not an image or a body that is not JSON, 422 missing columns or bad values (naming row
 and column). Every limit is checked before the costly work it protects (decoding, the model): see
@@ -18,6 +22,7 @@ import json
 import logging
 import threading
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator
 
@@ -33,15 +38,19 @@ from visiontrain.core.image_decode import decode, decoded_size
 from visiontrain.core.image_preprocess import ImageSpec, preprocess
 from visiontrain.core.image_statistics import IMAGE_STATISTICS, image_statistics
 from visiontrain.core.machine import available_cores
+from visiontrain.core.redaction import redact_url
 from visiontrain.deploy.access import BearerAuth
 from visiontrain.deploy.batcher import Batcher
-from visiontrain.deploy.metrics import RequestMetrics, ServeMetrics
+from visiontrain.deploy.deployed import Deployed
+from visiontrain.deploy.metrics import VERSION_HEADER, RequestMetrics
 from visiontrain.deploy.request_body import ClientError, parse_json, read_body, rejected_rows, table_rows
-from visiontrain.deploy.table_input import TableSpec, prepare_rows
-from visiontrain.errors import ConfigError, ImageRejected, ImageTooLarge
-from visiontrain.inference.onnx_model import IMAGE, OnnxModel
+from visiontrain.deploy.rollout import FixedVersion, Versions
+from visiontrain.deploy.routing import SHADOW, Routing
+from visiontrain.deploy.shadow import ShadowCopy, ShadowQueue
+from visiontrain.deploy.table_input import prepare_rows
+from visiontrain.errors import ImageRejected, ImageTooLarge
+from visiontrain.inference.onnx_model import OnnxModel
 from visiontrain.monitoring.current import prediction_outputs
-from visiontrain.monitoring.rolling import RollingDrift
 
 logger = logging.getLogger("visiontrain")
 
@@ -53,19 +62,22 @@ class PredictionLog:
     """JSON lines of inputs and outputs, one per prediction, for `visiontrain drift` later.
 
     Table inputs are written as the client sent them (identifiers and personal data included), less the
-    ``log_drop_columns``; image inputs as file name, size and colour statistics (never the pixels).
+    ``log_drop_columns``; image inputs as file name, size and colour statistics (never the pixels). Each line
+    names the version that scored it; serving from a registry, also its ``role`` (production, candidate, or
+    shadow: a copy scored but never returned, which `visiontrain drift` leaves out).
     """
 
-    def __init__(self, path: Path, model_version: str, drop: tuple[str, ...] = ()) -> None:
+    def __init__(self, path: Path, drop: tuple[str, ...] = ()) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.model_version, self.drop = model_version, frozenset(drop)
+        self.drop = frozenset(drop)
         self._file = open(path, "a", buffering=1)  # line-buffered: a crash loses at most one line
         self._lock = threading.Lock()
 
-    def write(self, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    def write(self, pairs: list[tuple[dict[str, Any], dict[str, Any]]], model_version: str,
+              role: str | None = None) -> None:
         now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds")
-        lines = "".join(json.dumps({"time": now, "model_version": self.model_version,
-                                    "input": {k: v for k, v in given.items() if k not in self.drop},
+        head: dict[str, Any] = {"time": now, "model_version": model_version, **({"role": role} if role else {})}
+        lines = "".join(json.dumps({**head, "input": {k: v for k, v in given.items() if k not in self.drop},
                                     "output": output}, default=str) + "\n" for given, output in pairs)
         with self._lock:
             self._file.write(lines)
@@ -74,66 +86,117 @@ class PredictionLog:
         self._file.close()
 
 
-def create_app(model: OnnxModel, settings: ServeOptions, token: str | None = None) -> FastAPI:
-    """The service for ``model``: routes, the batcher, the optional token, CORS, prediction log and metrics."""
-    is_image = model.kind == IMAGE
-    metrics = ServeMetrics(model)
-    batcher: Batcher = Batcher(_image_runner(model, settings) if is_image else _table_runner(model, settings),
-                               settings.max_batch_size, settings.max_wait_ms, on_scored=metrics.scored)
-    rolling = _rolling_drift(model, settings.drift_window)
-    version = f"sha256:{model.version}"
-    log = PredictionLog(Path(settings.log_predictions), version, settings.log_drop_columns) \
+@dataclass
+class Answered:
+    """The inputs of one request that one version scored: positions in the request, predictions, log lines."""
+
+    deployed: Deployed
+    positions: list[int]
+    results: list[dict[str, Any]]
+    logged: list[tuple[dict[str, Any], dict[str, Any]]]
+    drift_inputs: dict[str, Any]  # what the drift window compares (cleansed values, image statistics)
+    payload: Any  # what a shadow copy re-scores: the rows, or the uploads with their pixels and statistics
+
+
+def create_app(source: OnnxModel | Versions, settings: ServeOptions, token: str | None = None) -> FastAPI:
+    """The service for ``source`` (a model file's :class:`OnnxModel`, or a registry :class:`Rollout`): routes,
+    batchers, the optional token, CORS, prediction log, shadow queue and metrics."""
+    versions: Versions = FixedVersion(source, settings) if isinstance(source, OnnxModel) else source
+    metrics = versions.metrics
+    first = versions.routing.production
+    is_image = first.is_image
+    log = PredictionLog(Path(settings.log_predictions), settings.log_drop_columns) \
         if settings.log_predictions else None
-    image_spec = ImageSpec.from_metadata(model.metadata.as_dict()) if is_image else None
-    lookup = image_spec.lookup_table() if image_spec else None
-    table_spec = None if is_image else TableSpec.from_metadata(model.metadata, model.input_columns())
     # decoding holds up to max_request_pixels per request in memory: one request per core decodes at a time
     decoding = asyncio.Semaphore(max(1, available_cores()))
+    sticky_header = settings.sticky.name if settings.sticky and settings.sticky.source == "header" else None
+
+    async def score_shadow(copy: ShadowCopy) -> None:
+        """The candidate's answers to what production answered: logged and measured, never returned."""
+        target = copy.target
+        if is_image:
+            uploads, pixels, stats = copy.payload
+            if pixels is None:  # the candidate preprocesses differently: decode again, for it
+                async with decoding:
+                    pixels, stats = await run_in_threadpool(_prepare_images, uploads, target.image_spec,
+                                                            target.lookup, settings)
+            results, logged = await _predict_images(uploads, pixels, stats, target.batcher)
+        else:
+            prepared = prepare_rows(copy.payload, target.table_spec)
+            if prepared.rejects:
+                raise ValueError(f"its input rules reject {len(prepared.rejects)} of the {len(copy.payload)} rows "
+                                 f"production scored (first: {next(iter(prepared.rejects.values()))})")
+            results = await target.batcher.submit(prepared.feeds(), len(copy.payload))
+            logged = list(zip(copy.payload, results))
+        comparable = [(ours, theirs) for ours, theirs in zip(copy.answered, results) if _decision(ours) is not None]
+        if comparable:
+            agreed = sum(_decision(ours) == _decision(theirs) for ours, theirs in comparable)
+            metrics.shadow_compared(target.label, agreed, len(comparable) - agreed)
+        metrics.routed_inputs(target.label, SHADOW, len(results))
+        if log is not None:
+            log.write(logged, target.label, SHADOW)
+
+    def shadow_dropped(copy: ShadowCopy) -> None:
+        metrics.shadow_dropped.labels(version=copy.target.label).inc()
+
+    def shadow_failed(copy: ShadowCopy, error: Exception) -> None:
+        metrics.shadow_failures.labels(version=copy.target.label).inc()
+        logger.warning("serve: shadow %s could not score a copy of %s's answers: %s", copy.target.label,
+                       copy.production, error)
+
+    shadows = ShadowQueue(score_shadow, shadow_dropped, shadow_failed) if settings.shadow else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        batcher.start()
+        versions.start()
+        if shadows is not None:
+            shadows.start()
         yield
-        await batcher.close()
+        if shadows is not None:
+            await shadows.close()
+        await versions.close()
         if log is not None:
             log.close()
 
     docs = DOCS_PATHS if settings.docs else dict.fromkeys(DOCS_PATHS)
-    app = FastAPI(title="visiontrain", summary=f"predictions from {model.path.name}", lifespan=lifespan,
-                  **docs)
+    what = f"{settings.model} from {redact_url(settings.registry or '')}" if versions.registered \
+        else first.model.path.name
+    app = FastAPI(title="visiontrain", summary=f"predictions from {what}", lifespan=lifespan, **docs)
     if token is not None:
         app.add_middleware(BearerAuth, token=token, open_paths=OPEN_PATHS)
     if settings.cors_origins:  # added last: outermost, so browsers' preflight requests need no token
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
-                           allow_methods=["GET", "POST"], allow_headers=["authorization", "content-type"])
+                           allow_methods=["GET", "POST"], allow_headers=["authorization", "content-type"],
+                           expose_headers=[VERSION_HEADER])
     app.add_middleware(RequestMetrics, metrics=metrics)  # outermost: 401s and CORS answers are counted too
 
-    def watch(inputs: dict[str, Any], predictions: list[dict[str, Any]], rejected: int = 0) -> None:
-        """Feed the drift window; publish each one finished, and log a warning when it drifted."""
-        if rolling is None:
+    def watch(deployed: Deployed, inputs: dict[str, Any], predictions: list[dict[str, Any]],
+              rejected: int = 0) -> None:
+        """Feed ``deployed``'s drift window; publish each one finished, and log a warning when it drifted."""
+        if deployed.drift is None:
             return
         outputs = prediction_outputs(predictions) if predictions else None
-        for window in rolling.add(inputs, outputs, rejected):
+        for window in deployed.drift.add(inputs, outputs, rejected):
             metrics.drift(window)
             if window.alert:
                 logger.warning("visiontrain serve: %s", window.describe())
 
     @app.exception_handler(ClientError)
     async def client_error(_: Request, error: ClientError) -> JSONResponse:
-        watch({}, [], rejected=len(error.extra.get("rejected", ())))  # rows or files refused, each listed
+        # rows or files refused, each listed: counted in production's window
+        watch(versions.routing.production, {}, [], rejected=len(error.extra.get("rejected", ())))
         return JSONResponse({"detail": error.detail, **error.extra}, status_code=error.status_code)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "model_version": version, "providers": model.providers,
-                **batcher.stats.as_dict()}
+        return versions.health()
 
     @app.get("/metadata")
     async def metadata() -> dict[str, Any]:
         limits = ("max_batch_size", "max_wait_ms", "max_request_mb", "max_rows", "max_images",
                   "max_image_pixels", "max_request_pixels", "read_timeout_s")
-        return {**model.describe(), "server": {**{key: getattr(settings, key) for key in limits},
-                                              "authentication": "bearer" if token else "none"}}
+        return {**versions.describe(), "server": {**{key: getattr(settings, key) for key in limits},
+                                                  "authentication": "bearer" if token else "none"}}
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
@@ -141,7 +204,7 @@ def create_app(model: OnnxModel, settings: ServeOptions, token: str | None = Non
         return Response(content, media_type=content_type)
 
     @app.post("/predict")
-    async def predict(request: Request) -> dict[str, Any]:
+    async def predict(request: Request, response: Response) -> dict[str, Any]:
         wanted = "multipart/form-data" if is_image else "application/json"
         given = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if given != wanted:
@@ -149,22 +212,105 @@ def create_app(model: OnnxModel, settings: ServeOptions, token: str | None = Non
                 'JSON {"rows": [{column: value, ...}]} as application/json'
             raise HTTPException(415, f"content type {given[:80] or '(none)'} is not accepted: "
                                 f"this model takes {what}")
-        body = await read_body(request, settings.max_request_bytes, settings.read_timeout_s)
-        if is_image:
-            uploads = await _uploads(request, body, settings)
-            async with decoding:
-                pixels, stats = await run_in_threadpool(_prepare_images, uploads, image_spec, lookup,
-                                                        settings)
-            predictions, logged = await _predict_images(uploads, pixels, stats, batcher)
-            watch({name: [stat[name] for stat in stats] for name in IMAGE_STATISTICS}, predictions)
-        else:
-            predictions, logged, inputs = await _predict_rows(body, table_spec, batcher, settings.max_rows)
-            watch(inputs, predictions)
-        if log is not None:
-            log.write(logged)
-        return {"model_version": version, "predictions": predictions}
+        key = request.headers.get(sticky_header) if sticky_header else None
+        with versions.routing.lease() as routing:  # the versions this request started with, held to its answer
+            body = await read_body(request, settings.max_request_bytes, settings.read_timeout_s)
+            if is_image:
+                answered = [await _answer_images(request, body, routing.choose(key), settings, decoding)]
+            else:
+                answered = await _answer_rows(body, routing, key, settings.max_rows)
+            for part in answered:
+                if part.deployed is routing.production:
+                    watch(part.deployed, part.drift_inputs, part.results)
+                role = routing.role(part.deployed) if versions.registered else None
+                if versions.registered:
+                    metrics.routed_inputs(part.deployed.label, role, len(part.results))
+                if log is not None:
+                    log.write(part.logged, part.deployed.label, role)
+                if shadows is not None and (target := routing.shadow_of(part.deployed)) is not None:
+                    shadows.offer(ShadowCopy(target, _shadow_payload(part, target), part.results,
+                                             part.deployed.label))
+        labels = [part.deployed.label for part in answered]
+        response.headers[VERSION_HEADER] = ", ".join(labels)
+        if not versions.registered:
+            return {"model_version": labels[0], "predictions": answered[0].results}
+        predictions: list[dict[str, Any]] = [{}] * sum(len(part.positions) for part in answered)
+        for part in answered:
+            for position, result in zip(part.positions, part.results):
+                predictions[position] = {**result, "model_version": part.deployed.label}
+        single = answered[0].deployed if len(answered) == 1 else None
+        return {"model_version": single.label if single else "mixed",
+                "model_sha256": single.sha256 if single else None, "predictions": predictions}
 
     return app
+
+
+def _decision(result: dict[str, Any]) -> Any:
+    """What a shadow comparison compares: a classifier's label (tables) or top1 (images); None for regression."""
+    return result.get("label", result.get("top1"))
+
+
+def _shadow_payload(part: Answered, target: Deployed) -> Any:
+    """The copy a shadow scores: the rows, or the uploads with their pixels when the target preprocesses alike."""
+    if not part.deployed.is_image:
+        return part.payload
+    uploads, pixels, stats = part.payload
+    return (uploads, pixels, stats) if target.image_spec == part.deployed.image_spec else (uploads, None, None)
+
+
+async def _answer_images(request: Request, body: bytes, deployed: Deployed, settings: ServeOptions,
+                         decoding: asyncio.Semaphore) -> Answered:
+    """Every file of the request, scored by ``deployed`` (one version answers a whole image request)."""
+    uploads = await _uploads(request, body, settings)
+    async with decoding:
+        pixels, stats = await run_in_threadpool(_prepare_images, uploads, deployed.image_spec, deployed.lookup,
+                                                settings)
+    predictions, logged = await _predict_images(uploads, pixels, stats, deployed.batcher)
+    inputs = {name: [stat[name] for stat in stats] for name in IMAGE_STATISTICS}
+    return Answered(deployed, list(range(len(uploads))), predictions, logged, inputs, (uploads, pixels, stats))
+
+
+async def _answer_rows(body: bytes, routing: Routing, key: str | None, max_rows: int) -> list[Answered]:
+    """The rows of the request, grouped by the version each is routed to, each group cleansed by its version's
+    rules and scored on its batcher (the groups at once); a 422 listing every unusable row first."""
+    rows, problems = table_rows(parse_json(body), routing.production.table_spec, max_rows)
+    groups = _route_rows(rows, routing, key)
+    prepared = []
+    for deployed, positions in groups:
+        inputs = prepare_rows([rows[position] for position in positions], deployed.table_spec)
+        for index, reason in inputs.rejects.items():
+            position = positions[index]
+            problems[position] = f"{problems[position]}; {reason}" if position in problems else reason
+        prepared.append(inputs)
+    if problems:
+        raise rejected_rows(problems)
+    scored = await asyncio.gather(*(deployed.batcher.submit(inputs.feeds(), len(positions))
+                                    for (deployed, positions), inputs in zip(groups, prepared)))
+    answered = []
+    for (deployed, positions), inputs, results in zip(groups, prepared, scored):
+        given = [rows[position] for position in positions]
+        answered.append(Answered(deployed, positions, results, list(zip(given, results)), inputs.values, given))
+    return answered
+
+
+def _route_rows(rows: list[dict[str, Any]], routing: Routing, key: str | None) -> list[tuple[Deployed, list[int]]]:
+    """(version, row positions) for each version that gets rows, production first: per row by a field sticky
+    key (rows without it share one draw), else the whole request by the header key or one draw."""
+    everything = list(range(len(rows)))
+    sticky = routing.sticky
+    if not routing.splits or sticky is None or sticky.source != "field":
+        return [(routing.choose(key), everything)]
+    groups: dict[Deployed, list[int]] = {}
+    unkeyed: Deployed | None = None
+    for position, row in enumerate(rows):
+        value = row.get(sticky.name)
+        if value is None or str(value).strip() == "":
+            unkeyed = unkeyed or routing.choose(None)
+            target = unkeyed
+        else:
+            target = routing.choose(str(value).strip())
+        groups.setdefault(target, []).append(position)
+    return sorted(groups.items(), key=lambda group: group[0] is not routing.production)
 
 
 async def _uploads(request: Request, body: bytes, settings: ServeOptions) -> list[tuple[str, bytes]]:
@@ -242,60 +388,3 @@ async def _predict_images(uploads: list[tuple[str, bytes]], pixels: np.ndarray, 
                {"predicted_class": result["top1"], "confidence": result["top1_probability"]})
               for (name, _), stat, result in zip(uploads, stats, results)]
     return predictions, logged
-
-
-async def _predict_rows(body: bytes, spec: TableSpec, batcher: Batcher, max_rows: int
-                        ) -> tuple[list[dict[str, Any]], list[tuple[dict, dict]], dict[str, Any]]:
-    """Predictions, what the log writes, and the cleansed inputs (what drift compares)."""
-    rows, problems = table_rows(parse_json(body), spec, max_rows)
-    prepared = prepare_rows(rows, spec)
-    for index, reason in prepared.rejects.items():
-        problems[index] = f"{problems[index]}; {reason}" if index in problems else reason
-    if problems:
-        raise rejected_rows(problems)
-    results = await batcher.submit(prepared.feeds(), len(rows))
-    return results, list(zip(rows, results)), prepared.values
-
-
-def _rolling_drift(model: OnnxModel, window: int) -> RollingDrift | None:
-    """The drift windows ``drift_window`` asks for; a ConfigError when the model has no reference to compare."""
-    if not window:
-        return None
-    reference = model.metadata.reference_stats
-    if not reference:
-        raise ConfigError("drift_window", f"{model.path.name} carries no reference statistics to compare with "
-                          "(exported by an older visiontrain?)", "drift_window=0, or re-export the model")
-    return RollingDrift(reference, window)
-
-
-def _split(results: list[Any], counts: list[int]) -> list[list[Any]]:
-    out, start = [], 0
-    for count in counts:
-        out.append(results[start:start + count])
-        start += count
-    return out
-
-
-def _image_runner(model: OnnxModel, settings: ServeOptions):
-    """Payloads are [k, 3, H, W] arrays, one per request; one model call per ``max_batch_size`` images."""
-    def run(payloads: list[np.ndarray]) -> list[list[dict[str, Any]]]:
-        pixels = payloads[0] if len(payloads) == 1 else np.concatenate(payloads)
-        results: list[dict[str, Any]] = []
-        for start in range(0, len(pixels), settings.max_batch_size):
-            results.extend(model.classify(pixels[start:start + settings.max_batch_size], settings.top_k))
-        return _split(results, [len(p) for p in payloads])
-    return run
-
-
-def _table_runner(model: OnnxModel, settings: ServeOptions):
-    """Payloads are feeds ({column: [n, 1]}), one per request, concatenated column by column."""
-    def run(payloads: list[dict[str, np.ndarray]]) -> list[list[dict[str, Any]]]:
-        feeds = payloads[0] if len(payloads) == 1 else \
-            {name: np.concatenate([p[name] for p in payloads]) for name in payloads[0]}
-        total = len(next(iter(feeds.values())))
-        results: list[dict[str, Any]] = []
-        step = settings.max_batch_size
-        for start in range(0, total, step):
-            results.extend(model.score({name: values[start:start + step] for name, values in feeds.items()}))
-        return _split(results, [len(next(iter(p.values()))) for p in payloads])
-    return run

@@ -71,6 +71,11 @@ def prediction_outputs(records: list[dict[str, Any]]) -> dict[str, Any]:
     return outputs
 
 
+SHADOW_ROLE = "shadow"  # a log line of a copy a candidate scored in the shadow of production: never answered
+
+
 def prediction_log(path: Path) -> list[dict[str, Any]]:
-    """The JSON lines ``visiontrain serve log_predictions=...`` wrote."""
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The JSON lines ``visiontrain serve log_predictions=...`` wrote, less the shadow lines (their inputs are
+    production's, already logged once; their outputs were never returned)."""
+    lines = (json.loads(line) for line in Path(path).read_text().splitlines() if line.strip())
+    return [line for line in lines if line.get("role") != SHADOW_ROLE]
