@@ -8,8 +8,9 @@ Layout under the registry root (a local folder, a shared filesystem, or any fssp
     <name>/history/<revision>.json      one per alias move: what moved, from and to, who, why, and every alias after
     <name>/aliases.json                 the latest revision's aliases (what `serve` polls)
 
-A move is committed by creating ``history/<revision>.json`` exclusively (on local and shared filesystems
-``O_EXCL``; two writers racing for one revision: the second re-reads and retries), then ``aliases.json`` is
+A move is committed by creating ``history/<revision>.json`` exclusively (on local and shared filesystems a
+hard link of the whole file, which fails when the name exists; two writers racing for one revision: the second
+re-reads and retries), then ``aliases.json`` is
 replaced atomically (a rename locally, one object PUT on object stores). A reader therefore sees the aliases
 before or after a move, never half of one; and since two racing movers may replace aliases.json out of order, a
 reader also checks that no later revision exists (one stat) and reads the history when one does. Object stores have no exclusive create: there, two simultaneous moves
@@ -24,6 +25,7 @@ import json
 import os
 import socket
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -337,17 +339,20 @@ class ModelRegistry:
 
     def _create_exclusive(self, path: str, data: dict[str, Any]) -> bool:
         payload = (json.dumps(data, indent=1, default=str) + "\n").encode()
-        if self.is_local:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if self.is_local:  # written whole beside it, then hard-linked in: the link fails if the name exists,
+            target = Path(path)  # and no reader ever sees the file half written
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.partial")
             try:
-                handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                with open(partial, "wb") as handle:
+                    handle.write(payload)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.link(partial, target)
             except FileExistsError:
                 return False
-            try:
-                os.write(handle, payload)
-                os.fsync(handle)
             finally:
-                os.close(handle)
+                partial.unlink(missing_ok=True)
             return True
         if self.fs.exists(path):
             return False
