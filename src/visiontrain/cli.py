@@ -47,6 +47,9 @@ commands:
              score a Kafka topic at least once (onnxruntime only); SIGTERM finishes the batch and commits
   drift      reference=<run dir | model.onnx> current=<table | image folder | predictions.jsonl>:
              compare new data with the training data, exit 1 on drift
+  retrain    registry=<folder | URL> model=<name> data=<fresh table | image folder> [promote_to=candidate]:
+             train a challenger with the production model's config on fresh data, score both on the same
+             held-out rows, register it and promote it if at least as good (decision.md says why)
 
 `visiontrain <command> --help` lists its config groups and options. Your own table needs no schema:
 `visiontrain train experiment=churn data.source=my.csv data.target=<column>`; your own config files live
@@ -73,8 +76,9 @@ COMMANDS: dict[str, Command] = {
     "serve": Command("serve", "visiontrain.commands.serve:serve"),
     "stream": Command("stream", "visiontrain.commands.stream:stream", "run_dir"),
     "drift": Command("drift", "visiontrain.commands.drift:drift", "run_dir"),
+    "retrain": Command("retrain", "visiontrain.commands.retrain:retrain", "run_dir"),
 }
-STORED_CONFIGS = ("predict", "serve", "stream")  # their `model` key shares its name with the conf/model group
+STORED_CONFIGS = ("predict", "serve", "stream", "retrain")  # a `model` (or `data`) key named like a conf/ group
 
 
 def _run_command(name: str, cfg: DictConfig) -> Any:
