@@ -84,7 +84,8 @@ COMMANDS: tuple[Command, ...] = (
         ("predict", (("", "PredictOptions"),)),
         ("serve", (("", "ServeOptions"),)),
         ("stream", (("", "StreamOptions"),)),
-        ("drift", (("", "DriftOptions"),)))),
+        ("drift", (("", "DriftOptions"),)),
+        ("retrain", (("", "RetrainOptions"),)))),
     Command("sweeps (hydra.sweeper)", "train", ("experiment=churn", "hparams_search=churn_optuna"),
             (("hydra.sweeper", "Sweeper"),), only=("hydra",),
             note="Checked once before a multirun's first trial; defaults as composed for "

@@ -336,6 +336,12 @@ class RetrainOptions(CommandOptions, ImagePixels, DriftThresholds):
         "registry": ("registry", "registry=<the registry folder> (or its URL, e.g. s3://bucket/models)"),
         "data": ("data", "data=<a table file with the target column, or an image folder of class subfolders>")}
 
+    @field_validator("extra_overrides", mode="before")
+    @classmethod
+    def _one_or_a_list(cls, overrides: Any) -> Any:
+        """One override alone (``extra_overrides="trainer.max_epochs=3"``) is a list of one."""
+        return [overrides] if isinstance(overrides, str) else overrides
+
     @field_validator("extra_overrides")
     @classmethod
     def _readable_overrides(cls, overrides: list[str]) -> list[str]:

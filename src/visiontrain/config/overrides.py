@@ -8,6 +8,7 @@ looked up; an unknown key fails as a :class:`ConfigError` naming the nearest rea
 from __future__ import annotations
 
 import difflib
+import json
 import shlex
 from pathlib import Path
 from typing import Any, Iterator
@@ -151,7 +152,7 @@ def _unreadable(override: str, reason: str, parser: Any) -> ConfigError:
     name = key.lstrip("+~") or override
     if not equals:
         return ConfigError(name, f"`{override}` is not an override: each is key=value", f"{name}=<value>")
-    quoted = quoted_override(key, value, parser)
+    quoted = quoted_list(key, value, parser) or quoted_override(key, value, parser)
     special = sorted({c for c in value if c in GRAMMAR_CHARACTERS or not c.isascii()})
     if quoted is None or not special:
         example = shlex.quote(quoted or f'{key}="<text>"')
@@ -160,6 +161,23 @@ def _unreadable(override: str, reason: str, parser: Any) -> ConfigError:
     shown = " ".join(f"`{c}`" for c in special)
     return ConfigError(name, f"`{override}` cannot be read as an override: a value holding {shown} must be quoted "
                        "inside the override, and the override quoted for the shell", shlex.quote(quoted))
+
+
+def quoted_list(key: str, value: str, parser: Any = None) -> str | None:
+    """``key=["a=1","b"]`` for ``key=[a=1,b]``: each item of a list quoted (not the list, which would become one
+    string), when Hydra reads that back as exactly those items; None for a value that is no list."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    if not (value.startswith("[") and value.endswith("]")) or not value[1:-1].strip():
+        return None
+    items = [item.strip() for item in value[1:-1].split(",")]
+    candidate = f"{key}=[{','.join(json.dumps(item) for item in items)}]"
+    try:
+        parsed = (parser or OverridesParser.create()).parse_overrides([candidate])[0]
+    except OverrideParseException:
+        return None
+    return candidate if parsed.value() == items else None
 
 
 def quoted_override(key: str, value: str, parser: Any = None) -> str | None:

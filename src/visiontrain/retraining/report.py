@@ -112,7 +112,8 @@ def markdown(report: RetrainReport) -> list[str]:
               f"Decision: **{decision.verdict}**.", ""]
     if report.alias_move:
         move = report.alias_move
-        lines += [f"Alias `{move['alias']}` moved v{move['from_version']} -> v{move['to_version']} (registry revision "
+        before = f"v{move['from_version']}" if move["from_version"] is not None else "nothing"
+        lines += [f"Alias `{move['alias']}` moved from {before} to v{move['to_version']} (registry revision "
                   f"{move['revision']}, by {move['by']}): {move['reason']}", ""]
     else:
         lines += [f"No alias moved; {challenger.label} is registered" + (
