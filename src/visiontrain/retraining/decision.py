@@ -29,9 +29,12 @@ class Rule:
         return challenger >= needed if self.mode == "max" else challenger <= needed
 
     def describe(self) -> str:
+        """``challenger roc_auc >= champion roc_auc + 0.01 (higher is better)``."""
         sign = ">=" if self.mode == "max" else "<="
-        step = "+" if self.mode == "max" else "-"
-        return f"challenger {self.metric} {sign} champion {self.metric} {step} {self.min_improvement:g} ({self.mode})"
+        gain = self.min_improvement if self.mode == "max" else -self.min_improvement
+        better = "higher" if self.mode == "max" else "lower"
+        return (f"challenger {self.metric} {sign} champion {self.metric} {'+' if gain >= 0 else '-'} {abs(gain):g} "
+                f"({better} is better)")
 
 
 def check_rule(rule: Rule, kind: str) -> None:
