@@ -294,6 +294,8 @@ COMMAND_MISTAKES = [
      "ks_pvalue=0.01"),
     ("drift", ["reference=images", "current=images", "exit_code_on_drift=-1"],
      "config key `exit_code_on_drift`: must be >= 0, got -1", "exit_code_on_drift=1"),
+    ("retrain", ["registry=images", "model=churn", "data.source=images"],  # its data is the fresh data itself
+     "config key `data.source`: data is a single value in this config, not a section with keys", "data=<value>"),
     ("retrain", ["registry=images", "model=churn", "data=images", "holdout_fraction=0"],
      "config key `holdout_fraction`: must be > 0, got 0", "holdout_fraction=0.2"),
     ("retrain", ["registry=images", "model=churn", "data=images", "extra_overrides=[trainer.max_epochs=3]"],

@@ -43,6 +43,20 @@ def _exists(cfg: DictConfig, key: str) -> bool:
     return True
 
 
+def _value_above(cfg: DictConfig, key: str) -> str | None:
+    """The dotted prefix of ``key`` that holds a plain value (not a section), if any: ``data`` of ``data.source``
+    when ``data`` is a path."""
+    node: Any = cfg
+    parts = key.split(".")
+    for depth, part in enumerate(parts[:-1], start=1):
+        if not isinstance(node, DictConfig) or part not in node.keys():
+            return None
+        node = node._get_node(part)  # noqa: SLF001 - the node itself, unresolved
+        if not isinstance(node, DictConfig):
+            return ".".join(parts[:depth])
+    return None
+
+
 def _is_group(key: str, conf: Path) -> bool:
     return (conf / key.lstrip("/")).is_dir()
 
@@ -104,6 +118,10 @@ def check_override_keys(config_name: str, overrides: list[str], conf: Path) -> N
         if key in MOVED and not _exists(cfg, key):
             raise ConfigError(key, f"has moved to {MOVED[key]}: the input spec describes the model and its weights, "
                               "not the augmentation", f"{MOVED[key]}=<value>")
+        value_above = _value_above(cfg, key)
+        if value_above is not None:  # `data.source=x` where `data` is one value (retrain's fresh data)
+            raise ConfigError(key, f"{value_above} is a single value in this config, not a section with keys",
+                              f"{value_above}=<value>")
         if not _exists(cfg, key):
             raise ConfigError(key, "is not a key of this config", _suggestion(key, sorted(_leaf_keys(cfg))))
 

@@ -21,11 +21,11 @@ from omegaconf import OmegaConf
 
 from visiontrain.config.overrides import quoted_override
 from visiontrain.errors import ChallengerFailed, ConfigError
-from visiontrain.retraining.holdout import TABLE, HeldOut
+from visiontrain.retraining.holdout import IMAGES, TABLE, HeldOut
 
 # the keys that say where a run's data comes from, per kind of data: the training part replaces them
 DATA_KEYS = {TABLE: ("data.source", "data.source_env", "data.table", "data.query", "data.format"),
-             "images": ("data.root", "data.format", "data.builtin", "data.allow_outside_root")}
+             IMAGES: ("data.root", "data.format", "data.builtin", "data.allow_outside_root")}
 NOT_REPLAYED = ("resume", "ckpt_path", "hparams_search", "paths.run_dir", "paths.output_dir",
                 "export.onnx")  # the challenger is compared and registered as its ONNX file
 LOG_FILE = "challenger.log"

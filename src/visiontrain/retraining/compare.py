@@ -196,13 +196,12 @@ def compare_models(champion: OnnxModel, challenger: OnnxModel, held_out: HeldOut
     if without_label:
         notes.append(f"{without_label} held-out rows have no label the champion's classes know (or no number): "
                      "not compared")
-    scores = []
-    for (label, model), predictions, rejects in zip(zip(labels, (champion, challenger)), (first, second),
-                                                    (first_rejects, second_rejects)):
-        metrics = _metrics(kind, [truth[key] for key in keys], [predictions[key] for key in keys], model, target,
-                           classes)
-        examples = [{"row" if kind != IMAGES else "path": key, "reason": reason}
-                    for key, reason in list(rejects.items())[:EXAMPLES]]
-        scores.append(ModelScores(label, str(model.path), metrics, len(rejects), examples))
+    where = "path" if kind == IMAGES else "row"
+    scores = [ModelScores(label, str(model.path),
+                          _metrics(kind, [truth[key] for key in keys], [predictions[key] for key in keys], model,
+                                   target, classes),
+                          len(rejects), [{where: key, "reason": reason} for key, reason in
+                                         list(rejects.items())[:EXAMPLES]])
+              for label, model, (predictions, rejects) in zip(labels, (champion, challenger), outputs)]
     return Comparison(kind=kind, held_out_rows=len(truth), compared_rows=len(keys), without_label=without_label,
                       champion=scores[0], challenger=scores[1], notes=notes)

@@ -19,6 +19,7 @@ from visiontrain.retraining.challenger import check_extra_overrides, replay_over
 from visiontrain.retraining.champion import Champion, resolve_champion
 from visiontrain.retraining.compare import IMAGES, compare_models, kind_of
 from visiontrain.retraining.decision import Rule, check_rule, decide
+from visiontrain.retraining.holdout import IMAGES as IMAGE_DATA
 from visiontrain.retraining.holdout import TABLE, HeldOut, split_images, split_table
 from visiontrain.retraining.labels import Target
 from visiontrain.retraining.report import RetrainReport, Side, write_report
@@ -84,7 +85,7 @@ def run_retraining(options: RetrainOptions, run_dir: Path) -> RetrainOutcome:
     kind = kind_of(champion_model)
     rule = Rule(champion.metric, champion.mode, options.min_improvement)
     check_rule(rule, kind)
-    check_extra_overrides(options.extra_overrides, "images" if kind == IMAGES else TABLE)
+    check_extra_overrides(options.extra_overrides, IMAGE_DATA if kind == IMAGES else TABLE)
     fresh = Path(options.data).expanduser()
     if not fresh.exists():  # the CLI's check skips a URL: fresh data is read from this machine
         raise ConfigError("data", f"{options.data} is not a file or folder on this machine",
