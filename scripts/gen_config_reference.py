@@ -85,7 +85,8 @@ COMMANDS: tuple[Command, ...] = (
         ("serve", (("", "ServeOptions"),)),
         ("stream", (("", "StreamOptions"),)),
         ("drift", (("", "DriftOptions"),)),
-        ("models", (("", "ModelsOptions"),)))),
+        ("models", (("", "ModelsOptions"),)),
+        ("retrain", (("", "RetrainOptions"),)))),
     Command("sweeps (hydra.sweeper)", "train", ("experiment=churn", "hparams_search=churn_optuna"),
             (("hydra.sweeper", "Sweeper"),), only=("hydra",),
             note="Checked once before a multirun's first trial; defaults as composed for "

@@ -235,6 +235,7 @@ def _choice_cases():
         ("export", ["ckpt=x.ckpt"], "quantize", ("int8",)),
         ("predict", [*serve_model, "input=x"], "split", ("train", "val", "test")),
         ("serve", serve_model, "log_level", c.SERVE_LOG_LEVELS),
+        ("retrain", ["registry=registry", "model=churn", "data=fresh.csv"], "promote_to", c.RETRAIN_PROMOTE_TO),
     ]
 
 
@@ -293,6 +294,14 @@ COMMAND_MISTAKES = [
      "ks_pvalue=0.01"),
     ("drift", ["reference=images", "current=images", "exit_code_on_drift=-1"],
      "config key `exit_code_on_drift`: must be >= 0, got -1", "exit_code_on_drift=1"),
+    ("retrain", ["registry=images", "model=churn", "data.source=images"],  # its data is the fresh data itself
+     "config key `data.source`: data is a single value in this config, not a section with keys", "data=<value>"),
+    ("retrain", ["registry=images", "model=churn", "data=images", "holdout_fraction=0"],
+     "config key `holdout_fraction`: must be > 0, got 0", "holdout_fraction=0.2"),
+    ("retrain", ["registry=images", "model=churn", "data=images", "extra_overrides=[trainer.max_epochs=3]"],
+     "config key `extra_overrides`: `extra_overrides=[trainer.max_epochs=3]` cannot be read as an override: a value "
+     "holding `=` must be quoted inside the override, and the override quoted for the shell",
+     """'extra_overrides=["trainer.max_epochs=3"]'"""),  # each item quoted, not the list (one string)
     ("evaluate", ["ckpt=x.ckpt", "batch_size=0"], "config key `batch_size`: must be >= 1, got 0", "batch_size=64"),
     ("evaluate", ["ckpt=x.ckpt"], "config key `ckpt`: checkpoint x.ckpt does not exist",
      "ckpt=outputs/<experiment>/runs/<time>/checkpoints/last.ckpt"),
@@ -401,7 +410,7 @@ def test_the_command_options_hold_no_second_default():
     from visiontrain.config import commands
 
     for model in (commands.EvaluateOptions, commands.ExportOptions, commands.PredictOptions,
-                  commands.ServeOptions, commands.StreamOptions, commands.DriftOptions):
+                  commands.ServeOptions, commands.StreamOptions, commands.DriftOptions, commands.RetrainOptions):
         defaulted = [name for name, field in model.model_fields.items() if not field.is_required()]
         assert not defaulted, f"{model.__name__}: {defaulted} have a default in the model, not the YAML"
 

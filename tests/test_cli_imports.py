@@ -36,6 +36,8 @@ def imported_modules(*args: str, cwd) -> tuple[subprocess.CompletedProcess, set[
     (["serve", "model=m.onnx", "port=99999"], 2, "config key `port`: must be <= 65535, got 99999"),
     (["stream", "model=m.onnx", "source=kafka://h:9092/t", "group=g", "max_wait_ms=0"], 2, "config key `max_wait_ms`"),
     (["drift", "reference=.", "current=.", "psi_threshold=0"], 2, "config key `psi_threshold`: must be > 0"),
+    (["retrain", "registry=.", "model=churn", "data=.", "holdout_fraction=1.5"], 2,
+     "config key `holdout_fraction`: must be < 1"),
     (["evaluate", "ckpt=x.ckpt", "split=train"], 2, "config key `split`: must be one of val, test"),
     (["export", "ckpt=x.ckpt", "atol=0"], 2, "config key `atol`: must be > 0"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)

@@ -52,6 +52,9 @@ commands:
   models     list | show | history | register | promote | rollback  registry=<folder | URL> [model=<name>]:
              the team's model registry (versions, aliases production/candidate, their history);
              e.g. `models promote model=churn version=candidate to=production`
+  retrain    registry=<folder | URL> model=<name> data=<fresh table | image folder> [promote_to=candidate]:
+             train a challenger with the production model's config on fresh data, score both on the same
+             held-out rows, register it and promote it if at least as good (decision.md says why)
 
 `visiontrain <command> --help` lists its config groups and options. Your own table needs no schema:
 `visiontrain train experiment=churn data.source=my.csv data.target=<column>`; your own config files live
@@ -79,8 +82,9 @@ COMMANDS: dict[str, Command] = {
     "stream": Command("stream", "visiontrain.commands.stream:stream", "run_dir"),
     "drift": Command("drift", "visiontrain.commands.drift:drift", "run_dir"),
     "models": Command("models", "visiontrain.commands.models:models"),
+    "retrain": Command("retrain", "visiontrain.commands.retrain:retrain", "run_dir"),
 }
-STORED_CONFIGS = ("predict", "serve", "stream", "models")  # their `model` key shares its name with the conf/model group
+STORED_CONFIGS = ("predict", "serve", "stream", "models", "retrain")  # a `model` (or `data`) key named like a conf/ group
 
 
 def _run_command(name: str, cfg: DictConfig) -> Any:

@@ -141,6 +141,12 @@ class DeliveryFailed(VisiontrainError, RuntimeError):
     kind, exit_code = "delivery failed", 1
 
 
+class ChallengerFailed(VisiontrainError, RuntimeError):
+    """`visiontrain retrain`: the challenger's training run failed; the message names its run dir and output."""
+
+    kind, exit_code = "retrain error", 1
+
+
 class ExportMismatch(VisiontrainError, RuntimeError):
     """onnxruntime and PyTorch disagree on the exported model beyond the configured tolerance."""
 

@@ -20,6 +20,7 @@ from visiontrain.config.commands import (
     ExportOptions,
     ModelsOptions,
     PredictOptions,
+    RetrainOptions,
     ServeOptions,
     StreamOptions,
 )
@@ -138,6 +139,12 @@ def check_models_config(cfg: DictConfig) -> ModelsOptions:
     return parse(ModelsOptions, cfg)
 
 
+def check_retrain_config(cfg: DictConfig) -> RetrainOptions:
+    """`visiontrain retrain`: every option, the extra overrides' syntax, then the registry, data and trigger named
+    (the champion and the data's columns are checked by the command, before it trains)."""
+    return parse(RetrainOptions, cfg)
+
+
 def check_lr_find_config(cfg: DictConfig) -> TrainSettings:
     """`visiontrain lr_find`: an image run (everything `train` checks), then the range test's own keys."""
     if OmegaConf.select(cfg, "task") == TABULAR_TASK:
@@ -184,7 +191,8 @@ def check_sweeper(cfg: DictConfig) -> None:
 COMMAND_CHECKS: dict[str, Callable[[DictConfig], Any]] = {
     "train": check_train_config, "lr_find": check_lr_find_config, "evaluate": check_evaluate_config,
     "export": check_export_config, "predict": check_predict_config, "serve": check_serve_config,
-    "stream": check_stream_config, "drift": check_drift_config, "models": check_models_config}
+    "stream": check_stream_config, "drift": check_drift_config, "models": check_models_config,
+    "retrain": check_retrain_config}
 
 
 def _check_image(cfg: DictConfig) -> ImageTrainConfig:

@@ -47,3 +47,4 @@ LR_FIND_MIN_POINTS = 20  # Lightning's suggestion skips the first 10 and the las
 
 PREDICTION_OUTPUTS = (".csv", ".json", ".jsonl")  # `visiontrain predict output=`: the format from the extension
 SERVE_LOG_LEVELS = ("info", "warning", "error", "critical", "debug", "trace")  # uvicorn's log levels
+RETRAIN_PROMOTE_TO = ("candidate", "production", "none")  # `visiontrain retrain`: the alias moved on promotion

@@ -1,4 +1,5 @@
-"""The options of `evaluate`, `export`, `predict`, `serve`, `stream`, `drift` and `models` as pydantic models.
+"""The options of `evaluate`, `export`, `predict`, `serve`, `stream`, `drift`, `models` and `retrain` as pydantic
+models.
 
 `visiontrain` checks them on the composed config before it imports the command (so before torch or onnxruntime
 loads), as it checks `train`'s: each option's type, range or choices, with an example that becomes the fix.
@@ -21,9 +22,16 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from visiontrain.config.choices import PREDICTION_OUTPUTS, PROVIDER_CHOICES, SERVE_LOG_LEVELS, TTA_MODES
+from visiontrain.config.choices import (
+    PREDICTION_OUTPUTS,
+    PROVIDER_CHOICES,
+    RETRAIN_PROMOTE_TO,
+    SERVE_LOG_LEVELS,
+    TTA_MODES,
+)
 from visiontrain.config.reading import Section, auto_or_count, existing_file
 from visiontrain.config.reading import pixel_limit as read_pixel_limit
+from visiontrain.config.overrides import check_no_secrets, check_override_syntax
 from visiontrain.core.image_decode import DEFAULT_MAX_IMAGE_PIXELS
 from visiontrain.core.kafka import KafkaAddress, flat_settings
 from visiontrain.core.manifest import SPLITS
@@ -409,3 +417,47 @@ class ModelsOptions(CommandOptions):
         if self.action == "promote" and self.version is None:
             raise ConfigError("version", "promote needs the version to point at", "version=candidate (or 3, latest)")
         return self
+
+
+class RetrainOptions(CommandOptions, ImagePixels, DriftThresholds):
+    """`visiontrain retrain`; the registry, the champion and the fresh data's columns are checked when the command
+    opens them, before any training."""
+
+    registry: str = Field(min_length=1, examples=["<a folder, or a URL such as s3://bucket/models>"])
+    model: str = Field(min_length=1, examples=["churn"])
+    data: str = Field(examples=["<fresh table with the target column, or an image folder of class subfolders>"])
+    champion_alias: str = Field(min_length=1, examples=["production"])
+    holdout_fraction: float = Field(gt=0, lt=1, examples=["0.2"])
+    train_fraction: float = Field(gt=0, le=1, examples=["1.0"])
+    seed: int = Field(examples=["42"])
+    min_improvement: float = Field(examples=["0.0"])
+    promote_to: Literal[RETRAIN_PROMOTE_TO]  # type: ignore[valid-type]
+    fail_on_refuse: bool
+    extra_overrides: list[str] = Field(description="a list of `visiontrain train` overrides",
+                                       examples=['\'["trainer.max_epochs=3"]\''])
+    trigger: str | None = Field(min_length=1, examples=["drift/drift.json"])
+    batch_size: int = Field(ge=1, examples=["256"])
+
+    FILES: ClassVar[dict[str, tuple[str, str]]] = {
+        "trigger": ("drift report", "trigger=<the drift.json `visiontrain drift` wrote>, or trigger=null")}
+    PATHS: ClassVar[dict[str, tuple[str, str]]] = {
+        "registry": ("registry", "registry=<the registry folder> (or its URL, e.g. s3://bucket/models)"),
+        "data": ("data", "data=<a table file with the target column, or an image folder of class subfolders>")}
+
+    @field_validator("extra_overrides", mode="before")
+    @classmethod
+    def _one_or_a_list(cls, overrides: Any) -> Any:
+        """One override alone (``extra_overrides="trainer.max_epochs=3"``) is a list of one."""
+        return [overrides] if isinstance(overrides, str) else overrides
+
+    @field_validator("extra_overrides")
+    @classmethod
+    def _readable_overrides(cls, overrides: list[str]) -> list[str]:
+        """Each one as the command line of `visiontrain train` reads it, and no secret among them (they are written
+        into the challenger's run dir)."""
+        try:
+            check_override_syntax(overrides)
+            check_no_secrets(overrides)
+        except ConfigError as error:  # named as the key it came in, with the override's own fix
+            raise ConfigError("extra_overrides", f"{error.key}: {error.problem}", error.fix) from None
+        return overrides

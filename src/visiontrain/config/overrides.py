@@ -8,6 +8,7 @@ looked up; an unknown key fails as a :class:`ConfigError` naming the nearest rea
 from __future__ import annotations
 
 import difflib
+import json
 import shlex
 from pathlib import Path
 from typing import Any, Iterator
@@ -40,6 +41,20 @@ def _exists(cfg: DictConfig, key: str) -> bool:
             return False
         node = node._get_node(part)  # noqa: SLF001 - the node itself, unresolved
     return True
+
+
+def _value_above(cfg: DictConfig, key: str) -> str | None:
+    """The dotted prefix of ``key`` that holds a plain value (not a section), if any: ``data`` of ``data.source``
+    when ``data`` is a path."""
+    node: Any = cfg
+    parts = key.split(".")
+    for depth, part in enumerate(parts[:-1], start=1):
+        if not isinstance(node, DictConfig) or part not in node.keys():
+            return None
+        node = node._get_node(part)  # noqa: SLF001 - the node itself, unresolved
+        if not isinstance(node, DictConfig):
+            return ".".join(parts[:depth])
+    return None
 
 
 def _is_group(key: str, conf: Path) -> bool:
@@ -103,6 +118,10 @@ def check_override_keys(config_name: str, overrides: list[str], conf: Path) -> N
         if key in MOVED and not _exists(cfg, key):
             raise ConfigError(key, f"has moved to {MOVED[key]}: the input spec describes the model and its weights, "
                               "not the augmentation", f"{MOVED[key]}=<value>")
+        value_above = _value_above(cfg, key)
+        if value_above is not None:  # `data.source=x` where `data` is one value (retrain's fresh data)
+            raise ConfigError(key, f"{value_above} is a single value in this config, not a section with keys",
+                              f"{value_above}=<value>")
         if not _exists(cfg, key):
             raise ConfigError(key, "is not a key of this config", _suggestion(key, sorted(_leaf_keys(cfg))))
 
@@ -151,7 +170,7 @@ def _unreadable(override: str, reason: str, parser: Any) -> ConfigError:
     name = key.lstrip("+~") or override
     if not equals:
         return ConfigError(name, f"`{override}` is not an override: each is key=value", f"{name}=<value>")
-    quoted = quoted_override(key, value, parser)
+    quoted = quoted_list(key, value, parser) or quoted_override(key, value, parser)
     special = sorted({c for c in value if c in GRAMMAR_CHARACTERS or not c.isascii()})
     if quoted is None or not special:
         example = shlex.quote(quoted or f'{key}="<text>"')
@@ -160,6 +179,23 @@ def _unreadable(override: str, reason: str, parser: Any) -> ConfigError:
     shown = " ".join(f"`{c}`" for c in special)
     return ConfigError(name, f"`{override}` cannot be read as an override: a value holding {shown} must be quoted "
                        "inside the override, and the override quoted for the shell", shlex.quote(quoted))
+
+
+def quoted_list(key: str, value: str, parser: Any = None) -> str | None:
+    """``key=["a=1","b"]`` for ``key=[a=1,b]``: each item of a list quoted (not the list, which would become one
+    string), when Hydra reads that back as exactly those items; None for a value that is no list."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    if not (value.startswith("[") and value.endswith("]")) or not value[1:-1].strip():
+        return None
+    items = [item.strip() for item in value[1:-1].split(",")]
+    candidate = f"{key}=[{','.join(json.dumps(item) for item in items)}]"
+    try:
+        parsed = (parser or OverridesParser.create()).parse_overrides([candidate])[0]
+    except OverrideParseException:
+        return None
+    return candidate if parsed.value() == items else None
 
 
 def quoted_override(key: str, value: str, parser: Any = None) -> str | None:
