@@ -255,13 +255,14 @@ def test_the_champion_s_overrides_are_replayed_on_the_training_part(tmp_path):
                        10, 8, 2, 0, 0.2, 1.0, 0, "Churn")
     recorded = ["experiment=churn", "data.source=/old/churn.csv", "model=logistic_regression", "resume=latest",
                 "paths.output_dir=/runs", "hparams_search=churn_optuna", "+data.table=customers", "seed=3",
-                "export.onnx=false"]
+                "export.onnx=false", "register=churn", "registry=/mnt/models", "register_alias=candidate"]
 
     replay = replay_overrides(recorded, held_out, ["trainer.max_epochs=3"], tmp_path / "a run=1" / "challenger")
 
     assert replay.kept == ("experiment=churn", "model=logistic_regression", "seed=3")
     assert replay.dropped == ("data.source=/old/churn.csv", "resume=latest", "paths.output_dir=/runs",
-                              "hparams_search=churn_optuna", "+data.table=customers", "export.onnx=false")
+                              "hparams_search=churn_optuna", "+data.table=customers", "export.onnx=false",
+                              "register=churn", "registry=/mnt/models", "register_alias=candidate")
     source, extra, run_dir = replay.added
     parsed = OverridesParser.create().parse_overrides([source, run_dir])  # quoted: Hydra reads the paths back
     assert [o.value() for o in parsed] == [str(tmp_path / "a run=1" / name) for name in ("train.csv", "challenger")]

@@ -27,7 +27,8 @@ from visiontrain.retraining.holdout import IMAGES, TABLE, HeldOut
 DATA_KEYS = {TABLE: ("data.source", "data.source_env", "data.table", "data.query", "data.format"),
              IMAGES: ("data.root", "data.format", "data.builtin", "data.allow_outside_root")}
 NOT_REPLAYED = ("resume", "ckpt_path", "hparams_search", "paths.run_dir", "paths.output_dir",
-                "export.onnx")  # the challenger is compared and registered as its ONNX file
+                "export.onnx",  # the challenger is compared and registered as its ONNX file
+                "register", "registry", "register_alias")  # ... by retrain, once, and only then promoted
 LOG_FILE = "challenger.log"
 
 

@@ -15,8 +15,8 @@ from visiontrain.errors import ConfigError, RegistryError
 from visiontrain.model_registry.store import ModelRegistry, ModelVersion
 
 REGISTER_FIX = ("register the champion from its run dir, so that its record (summary.json, .hydra/overrides.yaml) "
-                "comes with it: ModelRegistry(<registry>).register(<name>, <run dir>/model.onnx, "
-                "training_record(<run dir>)), then promote that version")
+                "comes with it: visiontrain models register model=<name> run=<run dir> (or train with "
+                "register=<name>), then visiontrain models promote model=<name> version=latest")
 
 
 @dataclass(frozen=True)
