@@ -292,13 +292,19 @@ def shadow(kind: str, files: list[Path], work: Path, requests: int, concurrency:
         versions = {r["version"] for r in records if r["version"]}
         runs[setting].append({"p50_ms": percentile(answered, 0.5), "p99_ms": percentile(answered, 0.99),
                               "failed": len(records) - len(answered), "answered_by": sorted(versions),
-                              "shadow_metrics": [line for line in metrics.splitlines()
-                                                 if line.startswith("visiontrain_shadow") and not line.endswith(" 0.0")]})
-    p50_off = statistics.median(run["p50_ms"] for run in runs["off"])
-    p50_on = statistics.median(run["p50_ms"] for run in runs["on"])
+                              "shadow_scored": counter(metrics, "visiontrain_routed_inputs_total", 'role="shadow"'),
+                              "shadow_dropped": counter(metrics, "visiontrain_shadow_dropped_total", "")})
+    p50_off = round(statistics.median(run["p50_ms"] for run in runs["off"]), 2)
+    p50_on = round(statistics.median(run["p50_ms"] for run in runs["on"]), 2)
     result = {"runs": runs, "p50_off_ms": p50_off, "p50_on_ms": p50_on, "p50_ratio_on_off": round(p50_on / p50_off, 3)}
     print(f"{kind} shadow: p50 off {p50_off} ms, on {p50_on} ms (x{result['p50_ratio_on_off']})", flush=True)
     return result
+
+
+def counter(exposition: str, name: str, label: str) -> float:
+    """The sum of a metric's samples (with ``label`` among their labels) in a Prometheus exposition."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in exposition.splitlines()
+               if line.startswith(name) and label in line)
 
 
 def main() -> None:
@@ -310,6 +316,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--canary-requests", type=int, default=10000)
     parser.add_argument("--keys", type=int, default=2000, help="distinct sticky keys in the canary run")
+    parser.add_argument("--measure", nargs="+", default=["switch", "shadow", "canary"],
+                        choices=["switch", "shadow", "canary"])
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -318,13 +326,16 @@ def main() -> None:
     results: dict[str, Any] = {"requests": args.requests, "concurrency": args.concurrency}
     for kind in args.kinds:
         files = train_versions(args.work, kind)
-        results[kind] = {"switch": switch_under_load(kind, files, args.work, args.requests, args.concurrency),
-                         "shadow": shadow(kind, files, args.work, args.requests, args.concurrency)}
-        if kind == "table":
+        results[kind] = {}
+        if "switch" in args.measure:
+            results[kind]["switch"] = switch_under_load(kind, files, args.work, args.requests, args.concurrency)
+        if "shadow" in args.measure:
+            results[kind]["shadow"] = shadow(kind, files, args.work, args.requests, args.concurrency)
+        if kind == "table" and "canary" in args.measure:
             results[kind]["canary"] = canary(files, args.work, args.canary_requests, args.concurrency, args.keys)
-    rows = [[kind, r["switch"]["failed"], r["switch"]["p99_steady_ms"], r["switch"]["p99_switch_ms"],
-             r["switch"]["p99_ratio_switch_steady"], r["shadow"]["p50_ratio_on_off"]]
-            for kind, r in results.items() if isinstance(r, dict) and "switch" in r]
+    rows = [[kind, r.get("switch", {}).get("failed"), r.get("switch", {}).get("p99_steady_ms"),
+             r.get("switch", {}).get("p99_switch_ms"), r.get("switch", {}).get("p99_ratio_switch_steady"),
+             r.get("shadow", {}).get("p50_ratio_on_off")] for kind, r in results.items() if kind in args.kinds]
     print("\n" + markdown_table(["model", "failed", "p99 steady ms", "p99 switch ms", "switch/steady",
                                  "shadow p50 on/off"], rows))
     write_results(args.json, " ".join(["scripts/bench_rollout.py", *sys.argv[1:]]), results)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import threading
 import time
 from pathlib import Path
@@ -358,7 +359,13 @@ def test_shadow_scores_a_copy_that_is_logged_and_measured_but_never_returned(reg
             s, "visiontrain_routed_inputs_total", version="churn:v2", role="shadow") == 300 and s,
             "the 30 shadow copies to be scored")
         state = health(server.url)
+        registry.promote("churn", 2, reason="the shadow agreed")  # the shadow load never answers: v2 is loaded
+        promoted = wait_for(lambda: (s := health(server.url))["routing"]["production"] == "churn:v2" and s,
+                            "v2 in production")  # again, at normal priority, to answer
     assert state["routing"]["shadow"] is True and state["routing"]["candidate"] == "churn:v2"
+    roles = {v["role"]: v for v in state["versions"]}
+    assert roles["candidate"]["background"] is True and roles["production"]["background"] is False
+    assert {v["role"]: v["background"] for v in promoted["versions"]}["production"] is False
 
     assert metric(found, "visiontrain_routed_inputs_total", version="churn:v1", role="production") == 300
     assert metric(found, "visiontrain_routed_inputs_total", version="churn:v2", role="candidate") == 0
@@ -380,6 +387,24 @@ def test_shadow_scores_a_copy_that_is_logged_and_measured_but_never_returned(reg
     labels = [line["output"]["label"] for line in logged if line["role"] == "production"]
     assert agreed == sum(a == b for a, b in zip(labels, [line["output"]["label"] for line in shadow]))
     assert len(prediction_log(log)) == 300  # `visiontrain drift` reads production's lines only
+
+
+def test_a_shadow_scores_on_the_lowest_priority_thread():
+    from visiontrain.deploy.batcher import Batcher
+
+    def niceness(payloads: list[int]) -> list[int]:
+        return [os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) for _ in payloads]
+
+    async def scored(nice: int) -> int:
+        batcher = Batcher(niceness, nice=nice)
+        batcher.start()
+        try:
+            return await batcher.submit(0, 1)
+        finally:
+            await batcher.close()
+
+    assert asyncio.run(scored(19)) == 19  # the shadow's model calls: only what the answers leave idle
+    assert asyncio.run(scored(0)) == os.getpriority(os.PRIO_PROCESS, 0)  # answers: as the server runs
 
 
 def test_a_full_shadow_queue_drops_copies_without_delaying_anyone(trained):

@@ -9,6 +9,8 @@ keeps accepting and decoding requests while the model runs. ``max_batch_size=1``
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,7 +52,10 @@ class Batcher(Generic[Payload, Result]):
     """
 
     def __init__(self, run: Callable[[list[Payload]], list[Result]], max_batch_size: int = 32,
-                 max_wait_ms: float = 5.0, on_scored: Callable[[int, float], None] | None = None) -> None:
+                 max_wait_ms: float = 5.0, on_scored: Callable[[int, float], None] | None = None,
+                 nice: int = 0) -> None:
+        """``nice``: the worker thread's scheduling niceness (Linux; 19: runs only on cores nothing else wants),
+        for work that must never slow the answers, such as shadow scoring."""
         self.run = run
         self.on_scored = on_scored  # (inputs, seconds) of each model call that succeeded: the metrics hook
         self.max_batch_size = max(1, int(max_batch_size))
@@ -58,7 +63,9 @@ class Batcher(Generic[Payload, Result]):
         self.stats = BatchStats()
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime",
+                                            initializer=_set_thread_niceness if nice else None,
+                                            initargs=(nice,) if nice else ())
 
     def start(self) -> None:
         self._queue = asyncio.Queue()
@@ -130,3 +137,12 @@ class Batcher(Generic[Payload, Result]):
         stats.requests += requests
         stats.model_seconds += seconds
         stats.largest_batch = max(stats.largest_batch, size)
+
+
+def _set_thread_niceness(nice: int) -> None:
+    """Lower this thread's priority alone (Linux schedules threads one by one); elsewhere nothing changes."""
+    if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+        except OSError:  # not allowed here: the work runs at normal priority, which is only slower for others
+            pass

@@ -21,6 +21,9 @@ from visiontrain.inference.onnx_model import IMAGE, OnnxModel
 from visiontrain.monitoring.rolling import RollingDrift
 
 
+BACKGROUND_NICENESS = 19  # the lowest priority: a shadow's model calls get only the cores answers leave idle
+
+
 class Deployed:
     """``model`` served as ``label`` (``sha256:<hex>`` for a file, ``churn:v3`` for a registered version).
 
@@ -29,11 +32,16 @@ class Deployed:
     """
 
     def __init__(self, model: OnnxModel, label: str, settings: ServeOptions,
-                 on_scored: Callable[[int, float], None] | None = None, number: int | None = None) -> None:
+                 on_scored: Callable[[int, float], None] | None = None, number: int | None = None,
+                 background: bool = False) -> None:
+        """``background``: this version only scores shadow copies, on a lowest-priority thread (see
+        :meth:`visiontrain.deploy.rollout.Rollout`), so it uses only the CPU the answers leave idle."""
         self.model, self.label, self.number = model, label, number  # number: the registry's version number
+        self.background = background
         self.is_image = model.kind == IMAGE
         runner = _image_runner(model, settings) if self.is_image else _table_runner(model, settings)
-        self.batcher: Batcher = Batcher(runner, settings.max_batch_size, settings.max_wait_ms, on_scored=on_scored)
+        self.batcher: Batcher = Batcher(runner, settings.max_batch_size, settings.max_wait_ms, on_scored=on_scored,
+                                        nice=BACKGROUND_NICENESS if background else 0)
         self.image_spec = ImageSpec.from_metadata(model.metadata.as_dict()) if self.is_image else None
         self.lookup = self.image_spec.lookup_table() if self.image_spec else None
         self.table_spec = None if self.is_image else TableSpec.from_metadata(model.metadata, model.input_columns())
@@ -75,7 +83,7 @@ class Deployed:
     def describe(self) -> dict[str, Any]:
         """What /health lists per version: label, sha256, leases and batch statistics."""
         return {"version": self.label, "sha256": self.sha256, "in_flight": self.in_flight,
-                "providers": self.model.providers, **self.batcher.stats.as_dict()}
+                "background": self.background, "providers": self.model.providers, **self.batcher.stats.as_dict()}
 
 
 def rolling_drift(model: OnnxModel, window: int) -> RollingDrift | None:

@@ -155,7 +155,7 @@ class Rollout:
         candidate = None
         if (wanted := self._candidate_number(state, production)) is not None:
             try:
-                candidate = self._load(wanted, production.model)
+                candidate = self._load(wanted, production.model, self.shadow_only)
             except Exception as error:  # noqa: BLE001 - a broken candidate must not stop production
                 self._candidate_error(state, wanted, production, error)
         return self._routing(state, production, candidate)
@@ -202,7 +202,7 @@ class Rollout:
         candidate = None
         if (wanted := self._candidate_number(state, production)) is not None:
             try:
-                candidate = await self._obtain(wanted, production.model)
+                candidate = await self._obtain(wanted, production.model, self.shadow_only)
             except Exception as error:  # noqa: BLE001 - a broken candidate must not stop production
                 self._candidate_error(state, wanted, production, error)
         self._switch(self._routing(state, production, candidate))
@@ -213,7 +213,9 @@ class Rollout:
         for deployed in [d for d in self._retiring if d.in_flight == 0]:
             self._retiring.remove(deployed)
             await deployed.close()
-            self.metrics.unloaded(registered_labels(deployed.model, self.name, deployed.label))
+            if not any(live.label == deployed.label for live in self.routing.versions):  # a shadow load of the
+                self.metrics.unloaded(registered_labels(deployed.model, self.name, deployed.label))  # version
+                # that now answers goes, the version stays
             logger.info("serve: %s closed (no request uses it any more)", deployed.label)
 
     def health(self) -> dict[str, Any]:
@@ -243,23 +245,34 @@ class Rollout:
             except Exception:  # noqa: BLE001 - a bug here must not stop the following, nor the server
                 logger.exception("serve: following the registry failed; the routing in use is kept")
 
-    def _load(self, number: int, production: OnnxModel | None) -> Deployed:
-        """Version ``number`` loaded (not started), checked against ``production``'s kind and columns."""
+    def _load(self, number: int, production: OnnxModel | None, background: bool = False) -> Deployed:
+        """Version ``number`` loaded (not started), checked against ``production``'s kind and columns.
+
+        A candidate that only shadows (``shadow=true``, ``canary_share=0``) is loaded in the background: one
+        onnxruntime thread (its calls run on the batcher's own thread) at the lowest priority, so its scoring uses
+        only the CPU the answers leave idle. Under full load its queue fills and copies are dropped (counted in
+        ``visiontrain_shadow_dropped_total``) rather than slowing production."""
         version = self.registry.version(self.name, number)
         path = self.registry.local_model(version, self.settings.registry_cache)
-        model = OnnxModel(path, threads=self.settings.threads, spin=self.settings.spin,
+        model = OnnxModel(path, threads=1 if background else self.settings.threads, spin=self.settings.spin,
                           providers=self.settings.providers)
         if production is not None and (problem := incompatibility(model, production)):
             raise RegistryError(f"{version.label}: {problem}")
         return Deployed(model, version.label, self.settings, partial(self.metrics.scored, version=version.label),
-                        number=number)
+                        number=number, background=background)
 
-    async def _obtain(self, number: int, production: OnnxModel) -> Deployed:
-        """Version ``number``: the one already loaded (served or retiring), else loaded now in a thread."""
+    @property
+    def shadow_only(self) -> bool:
+        """The candidate answers nothing: it scores copies of production's traffic only."""
+        return self.settings.shadow and self.settings.canary_share == 0
+
+    async def _obtain(self, number: int, production: OnnxModel, background: bool = False) -> Deployed:
+        """Version ``number``: the one already loaded (served or retiring), else loaded now in a thread. A
+        background (shadow) load is never reused to answer, nor an answering one to shadow."""
         for deployed in (*self.routing.versions, *self._retiring):
-            if deployed.number == number and not deployed.closed:
+            if deployed.number == number and not deployed.closed and deployed.background == background:
                 return deployed
-        return await asyncio.to_thread(self._load, number, production)
+        return await asyncio.to_thread(self._load, number, production, background)
 
     def _candidate_number(self, state: Aliases, production: Deployed) -> int | None:
         number = state.get(CANDIDATE)
