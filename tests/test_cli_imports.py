@@ -38,6 +38,7 @@ def imported_modules(*args: str, cwd) -> tuple[subprocess.CompletedProcess, set[
     (["drift", "reference=.", "current=.", "psi_threshold=0"], 2, "config key `psi_threshold`: must be > 0"),
     (["retrain", "registry=.", "model=churn", "data=.", "holdout_fraction=1.5"], 2,
      "config key `holdout_fraction`: must be < 1"),
+    (["models", "promote", "registry=.", "model=churn"], 2, "config key `version`: promote needs the version"),
     (["evaluate", "ckpt=x.ckpt", "split=train"], 2, "config key `split`: must be one of val, test"),
     (["export", "ckpt=x.ckpt", "atol=0"], 2, "config key `atol`: must be > 0"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
