@@ -216,6 +216,9 @@ def test_the_report_goes_to_one_offline_wandb_run_in_the_sweeps_group(finished_s
                           group="churn-sweep")
     assert report.wandb_run_dir is not None and report.wandb_run_dir.parent == sweep_dir / "wandb"
     assert report.wandb_run_dir.name.startswith("offline-run-")
+    import wandb
+
+    wandb.teardown()  # the in-process W&B service may still be writing the run's file: as when a sweep exits
     records = read_records(sweep_dir)
     run = next(r.run for r in records if r.WhichOneof("record_type") == "run")
     assert (run.run_group, run.job_type, run.display_name) == ("churn-sweep", "sweep", "churn-sweep-report")
