@@ -34,7 +34,7 @@ def register_model(registry: ModelRegistry, name: str, onnx: str | Path, record:
     model = OnnxModel(onnx, providers="cpu")  # a file onnxruntime cannot run, or not visiontrain's: ModelError
     inputs = {"image": "image files"} if model.kind == IMAGE else model.input_columns()  # each image version
     interface = {"kind": model.kind, "inputs": inputs, "classes": model.class_names}  # brings its own resizing
-    existing = registry.versions(name) if name in registry.names() else []
+    existing = registry.versions(name)  # [] for a new name
     if existing:
         last = existing[-1].record.get("interface")
         if last and (last.get("kind"), last.get("inputs")) != (interface["kind"], interface["inputs"]):

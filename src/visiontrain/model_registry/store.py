@@ -25,7 +25,6 @@ import json
 import os
 import socket
 import tempfile
-import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from typing import Any
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from visiontrain.core.atomic import write_atomically
+from visiontrain.core.atomic import create_exclusively, write_atomically
 from visiontrain.core.files import sha256_of_file
 from visiontrain.core.redaction import redact_url
 from visiontrain.core.registry_names import LATEST, NAME, check_alias, check_name
@@ -339,21 +338,8 @@ class ModelRegistry:
 
     def _create_exclusive(self, path: str, data: dict[str, Any]) -> bool:
         payload = (json.dumps(data, indent=1, default=str) + "\n").encode()
-        if self.is_local:  # written whole beside it, then hard-linked in: the link fails if the name exists,
-            target = Path(path)  # and no reader ever sees the file half written
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.{os.getpid()}-{threading.get_ident()}.partial")
-            try:
-                with open(partial, "wb") as handle:
-                    handle.write(payload)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.link(partial, target)
-            except FileExistsError:
-                return False
-            finally:
-                partial.unlink(missing_ok=True)
-            return True
+        if self.is_local:
+            return create_exclusively(payload, Path(path))
         if self.fs.exists(path):
             return False
         self.fs.pipe_file(path, payload)
