@@ -143,6 +143,16 @@ def run_cli(*args: str, cwd: Path, timeout: int = 600, env: dict | None = None) 
     return subprocess.run(command, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout)
 
 
+def written_by(onnx_path: Path) -> set[str]:
+    """Which torch exporters wrote the graph's torch part: torchscript names each node after its module's scope
+    (``/model/fc/Gemm``), dynamo ``node_<op>_<n>`` (a tabular file prefixes the scorer's nodes ``model_``)."""
+    import onnx
+
+    names = [node.name.removeprefix("model_") for node in onnx.load(str(onnx_path)).graph.node]
+    return {exporter for exporter, found in (("torchscript", any(n.startswith("/") for n in names)),
+                                               ("dynamo", any(n.startswith("node_") for n in names))) if found}
+
+
 def offline_env(home: Path, **extra: str) -> dict[str, str | None]:
     """No credentials anywhere (HOME without netrc, no key): W&B must choose offline by itself."""
     env = {"HOME": str(home), "WANDB_API_KEY": None, "WANDB_MODE": None, "WANDB_RUN_ID": None,

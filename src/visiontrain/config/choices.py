@@ -39,6 +39,7 @@ NUMERIC_IMPUTERS = ("median", "mean")  # features.impute_numeric
 CATEGORY_IMPUTERS = ("most_frequent", "constant")  # features.impute_category
 TABULAR_MODELS = ("mlp", "logistic_regression", "gradient_boosting", "hist_gradient_boosting")  # conf/model/*.yaml
 
+EXPORTERS = ("torchscript", "dynamo")  # export.exporter: torch's legacy ONNX exporter | its torch.export-based one
 COMPILE_MODES = (False, True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 TTA_MODES = ("none", "hflip")  # none: the image as is | hflip: the image and its horizontal mirror

@@ -6,7 +6,6 @@ backbone, source checkpoint and its metric. A consumer needs only onnxruntime, n
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import onnx
@@ -14,6 +13,7 @@ import torch
 from torch import nn
 
 from visiontrain.core.model_metadata import ModelMetadata
+from visiontrain.export.torch_export import DEFAULT_EXPORTER, export_graph
 
 INPUT_NAME, OUTPUT_NAMES = "image", ("logits", "probabilities")
 DEFAULT_OPSET = 17
@@ -32,23 +32,17 @@ class _LogitsAndProbabilities(nn.Module):
 
 
 def export_onnx(model: nn.Module, path: str | Path, image_size: int, metadata: ModelMetadata,
-                opset: int = DEFAULT_OPSET) -> Path:
+                opset: int = DEFAULT_OPSET, exporter: str = DEFAULT_EXPORTER) -> Path:
     """Write ``model`` (in eval mode, on CPU, float32) to ``path`` and embed ``metadata``.
 
-    Uses the TorchScript-based exporter with explicit ``dynamic_axes``: the dynamo exporter has been seen to
-    drop or mistranslate dynamic batch axes (pytorch #149065), and a deployment file must take any batch.
+    ``exporter``: torch's ``torchscript`` or ``dynamo`` ONNX exporter (:mod:`visiontrain.export.torch_export`
+    checks the batch axis and the opset either writes).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = _LogitsAndProbabilities(model).eval().to("cpu", torch.float32)
     example = torch.zeros(2, 3, image_size, image_size)
-    axes = {INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in OUTPUT_NAMES}}
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, (example,), str(path), dynamo=False, input_names=[INPUT_NAME],
-                          output_names=list(OUTPUT_NAMES), dynamic_axes=axes, opset_version=opset,
-                          do_constant_folding=True)
-    proto = onnx.load(str(path))
+    proto = export_graph(wrapper, example, INPUT_NAME, OUTPUT_NAMES, opset, exporter)
     set_metadata(proto, metadata)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(path))

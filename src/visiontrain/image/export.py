@@ -15,6 +15,7 @@ from visiontrain.core.names import IMAGE_TASK
 from visiontrain.errors import ConfigError
 from visiontrain.export.onnx_export import INPUT_NAME, export_onnx
 from visiontrain.export.parity import check_parity
+from visiontrain.export.torch_export import DEFAULT_EXPORTER
 from visiontrain.image.classifier import ImageClassifier, load_classifier
 from visiontrain.image.datamodule import ImageDataModule
 from visiontrain.image.transforms import normalise
@@ -24,12 +25,14 @@ from visiontrain.training.results import ExportResult
 def export_image_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: ImageDataModule | None,
                             parity_images: int, atol: float, opset: int, metric: dict[str, Any] | None,
                             extra_metadata: dict[str, Any] | None = None, quantize: str | None = None,
-                            calibration_images: int = 128, module: ImageClassifier | None = None) -> ExportResult:
+                            calibration_images: int = 128, module: ImageClassifier | None = None,
+                            exporter: str = DEFAULT_EXPORTER) -> ExportResult:
     """Export ``ckpt_path`` to ONNX (metadata inside) and check onnxruntime against PyTorch on real images.
 
     ``quantize="int8"`` also writes ``<name>.int8.onnx``, calibrated on training images and compared with the
     float file on the validation images. With ``model.ema`` on, the EMA weights are exported (and checked).
     ``module``: the checkpoint's model when the caller has already loaded it (the file is then not read again).
+    ``exporter``: torch's ONNX exporter, ``torchscript`` or ``dynamo`` (``export.exporter``).
     """
     if quantize not in (None, "int8"):  # the config checks refuse it first; never a silently unquantized export
         raise ValueError(f"quantize must be null or int8, got {quantize!r}")
@@ -43,7 +46,7 @@ def export_image_checkpoint(ckpt_path: str | Path, onnx_path: Path, datamodule: 
         backbone=module.hparams.backbone, source_checkpoint=str(Path(ckpt_path).resolve()), metric=metric or {},
         weights_averaged=module.ema is not None, visiontrain_version=__version__, **(extra_metadata or {}))
     started = time.perf_counter()
-    export_onnx(model, onnx_path, int(spec["image_size"]), metadata, opset=opset)
+    export_onnx(model, onnx_path, int(spec["image_size"]), metadata, opset=opset, exporter=exporter)
     images, paths = _parity_batch(datamodule, parity_images, spec)
     parity = check_parity(onnx_path, model, images, atol=atol, image_paths=paths)
     result = {"onnx": str(onnx_path), "parity": parity, "metadata": metadata.as_dict()}

@@ -12,6 +12,7 @@ import torch
 from visiontrain.config.table_schema import TableSchema
 from visiontrain.core.model_metadata import MISSING_VALUES, ModelMetadata
 from visiontrain.export.parity import check_table_parity
+from visiontrain.export.torch_export import DEFAULT_EXPORTER
 from visiontrain.tabular.features import model_inputs, transform
 from visiontrain.tabular.models import EstimatorModel, TabularModel, load_tabular_model
 from visiontrain.tabular.onnx_graph import (
@@ -28,10 +29,11 @@ from visiontrain.training.results import ExportResult
 def export_tabular_checkpoint(ckpt_path: str | Path, onnx_path: Path, schema: TableSchema, rows: pd.DataFrame,
                               atol: float, opset: int, metric: dict[str, Any] | None,
                               extra_metadata: dict[str, Any] | None = None,
-                              module: TabularModel | None = None) -> ExportResult:
+                              module: TabularModel | None = None, exporter: str = DEFAULT_EXPORTER) -> ExportResult:
     """Export ``ckpt_path`` (pipeline + model + threshold) to one ONNX file and check it on ``rows``.
 
     ``module``: the checkpoint's model when the caller has already loaded it (the file is then not read again).
+    ``exporter``: torch's ONNX exporter for an MLP, ``torchscript`` or ``dynamo`` (an estimator goes by skl2onnx).
     """
     started = time.perf_counter()
     module = (module or load_tabular_model(str(ckpt_path))).eval()
@@ -39,7 +41,7 @@ def export_tabular_checkpoint(ckpt_path: str | Path, onnx_path: Path, schema: Ta
     width = len(module.feature_names)
     is_estimator = isinstance(module, EstimatorModel)
     scorer = estimator_graph(module.estimator, width, classifier, opset) if is_estimator \
-        else torch_graph(module, width, opset)
+        else torch_graph(module, width, opset, exporter)
     metadata = ModelMetadata(
         task=f"tabular_{module.task_type}",
         input_columns={**{n: "float" for n in numeric}, **{n: "string" for n in categorical}},

@@ -8,7 +8,6 @@ which columns to feed, their types, the positive label and the threshold.
 from __future__ import annotations
 
 import contextlib
-import io
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from onnx import TensorProto, compose, helper
 
 from visiontrain.core.model_metadata import ModelMetadata
 from visiontrain.export.onnx_export import set_metadata
+from visiontrain.export.torch_export import DEFAULT_EXPORTER, export_graph
 
 FEATURES = "features"  # the encoded feature matrix between the pipeline and the scorer
 ML_OPSET = 3
@@ -94,16 +94,11 @@ def _integer_missing_flags() -> Iterator[None]:
         random_forest.add_tree_to_attribute_pairs_hist_gradient_boosting = original
 
 
-def torch_graph(module: torch.nn.Module, in_features: int, opset: int) -> onnx.ModelProto:
-    """A torch scorer (``forward`` gives the score, shape [N]) exported with a dynamic batch axis."""
-    buffer = io.BytesIO()
+def torch_graph(module: torch.nn.Module, in_features: int, opset: int,
+                exporter: str = DEFAULT_EXPORTER) -> onnx.ModelProto:
+    """A torch scorer (``forward`` gives the score, shape [N]) exported with a dynamic batch axis by ``exporter``."""
     module = module.eval().to("cpu", torch.float32)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(module, (torch.zeros(2, in_features),), buffer, dynamo=False, input_names=[FEATURES],
-                          output_names=["score"], dynamic_axes={FEATURES: {0: "batch"}, "score": {0: "batch"}},
-                          opset_version=opset, do_constant_folding=True)
-    model = onnx.load_from_string(buffer.getvalue())
+    model = export_graph(module, torch.zeros(2, in_features), FEATURES, ["score"], opset, exporter)
     return compose.add_prefix(model, "model_", rename_inputs=False, rename_outputs=False)
 
 
