@@ -30,6 +30,9 @@ VALIDATION_MISTAKES = [
     (["export.opset=99"], "export.opset", "got 99", "export.opset=17"),
     (["export.opset=9"], "export.opset", "from 13 to", "export.opset=17"),
     ([*CHURN, "export.opset=99"], "export.opset", "got 99", "export.opset=17"),
+    (["export.exporter=dynamo"], "export.opset", "from 18 to", "export.opset=18"),  # the default 17: torchscript's
+    ([*CHURN, "export.exporter=dynamo"], "export.opset", "dynamo exporter writes), got 17", "export.opset=18"),
+    (["export.opset=21"], "export.opset", "from 13 to 20", "export.opset=17, or export.exporter=dynamo"),
     (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val", "must be >= 0, got -1",
      "trainer.gradient_clip_val=1.0"),
     (["trainer.gradient_clip_val=lots"], "trainer.gradient_clip_val", "must be a number, got 'lots'",
@@ -85,6 +88,7 @@ def test_validation_rejects_the_mistake_naming_key_problem_and_fix(overrides, ke
     [], [*CHURN], ["trainer.precision=bf16-mixed", "trainer.devices=auto", "trainer.gradient_clip_val=0.5"],
     ["trainer.devices=-1", "export.opset=20", "callbacks.early_stopping.patience=0"], ["trainer.devices='1'"],
     ["logger=wandb", "logger.wandb.mode=offline"], ["trainer.precision=16"],
+    ["export.exporter=dynamo", "export.opset=18"], [*CHURN, "export.exporter=dynamo", "export.opset=23"],
 ], ids=_ids)
 def test_the_checks_accept_what_lightning_torch_and_wandb_accept(overrides, tmp_path):
     """The other side of each check: the defaults and valid non-defaults pass."""
@@ -136,7 +140,7 @@ def test_a_sweep_that_matches_its_monitor_passes():
     (["callbacks.early_stopping.patiance=3"], "callbacks.early_stopping.patiance",
      "did you mean callbacks.early_stopping.patience?"),
     (["export.opset_version=17"], "export.opset_version", "keys here: export.atol, export.calibration_images, "
-     "export.onnx, export.opset,"),
+     "export.exporter, export.onnx, export.opset,"),
 ], ids=_ids)
 def test_an_unknown_key_gets_the_nearest_real_one(overrides, key, fix):
     with pytest.raises(ConfigError) as raised:
@@ -214,6 +218,8 @@ def _choice_cases():
         ("train", [], "data.builtin", c.BUILTIN_DATASETS),
         ("train", [], "monitor.mode", ("max", "min")),
         ("train", [], "export.quantize", ("int8",)),
+        ("train", [], "export.exporter", c.EXPORTERS),
+        ("train", table, "export.exporter", c.EXPORTERS),
         ("train", [], "trainer.compile", c.COMPILE_MODES),
         ("train", ["logger=wandb"], "logger.wandb.mode", c.WANDB_MODES),
         ("train", table, "data.task_type", c.TABLE_TASK_TYPES),
@@ -233,6 +239,7 @@ def _choice_cases():
         ("evaluate", ["ckpt=x.ckpt"], "split", ("val", "test")),
         ("evaluate", ["ckpt=x.ckpt"], "tta", c.TTA_MODES),
         ("export", ["ckpt=x.ckpt"], "quantize", ("int8",)),
+        ("export", ["ckpt=x.ckpt"], "exporter", c.EXPORTERS),
         ("predict", [*serve_model, "input=x"], "split", ("train", "val", "test")),
         ("serve", serve_model, "log_level", c.SERVE_LOG_LEVELS),
         ("retrain", ["registry=registry", "model=churn", "data=fresh.csv"], "promote_to", c.RETRAIN_PROMOTE_TO),
@@ -307,6 +314,8 @@ COMMAND_MISTAKES = [
      "ckpt=outputs/<experiment>/runs/<time>/checkpoints/last.ckpt"),
     ("export", ["ckpt=x.ckpt", "quantize=int4"], "config key `quantize`: must be one of int8; got 'int4'",
      "quantize=int8"),
+    ("export", ["ckpt=x.ckpt", "exporter=onnxscript"],
+     "config key `exporter`: must be one of torchscript, dynamo; got 'onnxscript'", "exporter=torchscript"),
     ("export", ["ckpt=x.ckpt", "parity_images=-1"], "config key `parity_images`: must be >= 0, got -1",
      "parity_images=32"),
     # an unquoted URL: Hydra's grammar reads its `=` as syntax
@@ -413,6 +422,20 @@ def test_the_command_options_hold_no_second_default():
                   commands.ServeOptions, commands.StreamOptions, commands.DriftOptions, commands.RetrainOptions):
         defaulted = [name for name, field in model.model_fields.items() if not field.is_required()]
         assert not defaulted, f"{model.__name__}: {defaulted} have a default in the model, not the YAML"
+
+
+def test_export_checks_the_opset_against_the_exporter_it_names(tmp_path):
+    """`visiontrain export exporter=dynamo` keeps the default opset 17, which dynamo does not write: refused first."""
+    from visiontrain.commands.validation import validate_export_config
+
+    ckpt = tmp_path / "x.ckpt"
+    ckpt.write_bytes(b"not read: the options are refused first")
+    with pytest.raises(ConfigError) as raised:
+        validate_export_config(compose_command("export", f"ckpt={ckpt}", "exporter=dynamo"))
+    assert raised.value.key == "opset" and "dynamo exporter writes), got 17" in raised.value.problem
+    assert raised.value.fix == "opset=18, or exporter=torchscript (which writes opset 17)"
+    assert validate_export_config(compose_command("export", f"ckpt={ckpt}", "exporter=dynamo", "opset=18")
+                                  ).exporter == "dynamo"
 
 
 @pytest.fixture(scope="module")

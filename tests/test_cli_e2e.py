@@ -14,7 +14,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
-from conftest import TINY_BACKBONE, run_cli
+from conftest import TINY_BACKBONE, run_cli, written_by
 
 TINY = [f"model.backbone={TINY_BACKBONE}", "model.weights=null", "model.input.image_size=32", "data.batch_size=4",
         "data.num_workers=0", "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
@@ -96,6 +96,7 @@ def test_the_onnx_file_is_self_describing_and_takes_any_batch(trained_run):
     assert meta["class_names"] == ["ants", "bees"] and meta["input_size"] == [3, 32, 32]
     assert meta["backbone"] == TINY_BACKBONE and meta["source_checkpoint"].endswith(".ckpt")
     assert len(meta["mean"]) == 3 and len(meta["std"]) == 3 and meta["metric"]["name"] == "val/acc"
+    assert written_by(path) == {"torchscript"}, "export.exporter's default"
     for batch in (1, 5):
         logits, probabilities = session.run(None, {"image": np.random.rand(batch, 3, 32, 32).astype(np.float32)})
         assert logits.shape == (batch, 2) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
@@ -132,13 +133,18 @@ def test_evaluate_on_another_folder_uses_every_image_of_known_classes(trained_ru
 
 
 def test_standalone_export_checks_onnx_against_pytorch(trained_run):
+    """Exported again, by the other exporter (the run's own file came from the default, torchscript)."""
     out = trained_run["base"] / "export"
     result = run_cli("export", f"ckpt={trained_run['run_dir'] / 'checkpoints' / 'last.ckpt'}",
-                     f"output={out / 'digits.onnx'}", f"hydra.run.dir={out}", cwd=trained_run["base"])
+                     f"output={out / 'digits.onnx'}", "exporter=dynamo", "opset=18", f"hydra.run.dir={out}",
+                     cwd=trained_run["base"])
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "export.json").read_text())
     assert report["parity"]["passed"] and report["parity"]["images"] == 12  # the 12 validation images
     assert report["parity"]["max_abs_logit_diff"] < 1e-3 and (out / "digits.onnx").is_file()
+    assert written_by(out / "digits.onnx") == {"dynamo"}
+    session = ort.InferenceSession(str(out / "digits.onnx"), providers=["CPUExecutionProvider"])
+    assert session.run(["logits"], {"image": np.zeros((7, 3, 32, 32), np.float32)})[0].shape == (7, 2)
 
 
 @pytest.mark.slow

@@ -25,6 +25,7 @@ MISTAKES = [
     (["trainer.channels_last=maybe"], "trainer.channels_last", "trainer.channels_last=true"),
     (["data.pin_memory=sometimes"], "data.pin_memory", "data.pin_memory=true"),
     (["export.quantize=int4"], "export.quantize", "export.quantize=int8"),
+    (["export.exporter=onnx"], "export.exporter", "export.exporter=torchscript"),
     (["paths.run_dir=/tmp/somewhere"], "paths.run_dir", "hydra.run.dir=/path/to/run"),
 ]
 

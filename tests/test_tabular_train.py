@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pandas as pd
 import pytest
 
-from conftest import TELCO, TELCO_SAMPLE, compose_train, run_cli
+from conftest import TELCO, TELCO_SAMPLE, compose_train, run_cli, written_by
 from visiontrain.registry import task_for_config
 
 FAST = ["trainer.enable_progress_bar=false", "trainer.max_epochs=4", "trainer.log_every_n_steps=5"]
@@ -29,10 +29,12 @@ def run_in_process(tmp_path: Path, *overrides: str) -> dict:
 
 @pytest.fixture(scope="module")
 def churn_run(tmp_path_factory):
-    """`visiontrain train experiment=churn` on the built-in generated table, as a user runs it."""
+    """`visiontrain train experiment=churn` on the built-in generated table, as a user runs it, exported by the
+    dynamo exporter (the `export` command below uses the default, torchscript)."""
     base = tmp_path_factory.mktemp("churn")
     run_dir = base / "run"
-    result = run_cli("train", "experiment=churn", *FAST, f"hydra.run.dir={run_dir}", cwd=base,
+    result = run_cli("train", "experiment=churn", *FAST, "export.exporter=dynamo", "export.opset=18",
+                     f"hydra.run.dir={run_dir}", cwd=base,
                      env={"VISIONTRAIN_CACHE_DIR": str(base / "cache")})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return {"run_dir": run_dir, "summary": json.loads((run_dir / "summary.json").read_text()),
@@ -63,6 +65,7 @@ def test_exported_onnx_takes_raw_columns_and_matches_the_model(churn_run):
     assert parity["passed"] and parity["max_abs_diff"] <= 1e-4 and parity["labels_identical"]
     assert parity["rows"] == summary["data"]["split_rows"]["test"]
 
+    assert written_by(run_dir / "model.onnx") == {"dynamo"}, "export.exporter=dynamo reached the file"
     session = ort.InferenceSession(str(run_dir / "model.onnx"), providers=["CPUExecutionProvider"])
     meta = {k: json.loads(v) if v[:1] in "[{\"0123456789" else v
             for k, v in session.get_modelmeta().custom_metadata_map.items()}
@@ -220,3 +223,4 @@ def test_evaluate_and_export_commands_work_on_a_churn_checkpoint(churn_run, tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     exported = json.loads((tmp_path / "export" / "export.json").read_text())
     assert exported["parity"]["passed"] and (tmp_path / "churn.onnx").is_file()
+    assert written_by(tmp_path / "churn.onnx") == {"torchscript"}, "export's own default, not the run's exporter"

@@ -4,8 +4,8 @@ Unknown keys (``optimizer.lrr=...``) are caught earlier, in :mod:`visiontrain.co
 need no library (:mod:`visiontrain.config.checks`, pydantic models) run first: the `visiontrain` command runs
 them before it imports any command and hands their result here, so they run once; a caller without it (a test,
 the notebook) gets them run here. This module adds what only the libraries can tell: Lightning's
-precisions, the opsets torch exports, whether CUDA sees a GPU, timm's backbone names, packaged weights,
-albumentations transforms, torch.optim and scikit-learn classes, the table's cleaning rules and its source.
+precisions, the ONNX exporter and the opsets it writes, whether CUDA sees a GPU, timm's backbone names, packaged
+weights, albumentations transforms, torch.optim and scikit-learn classes, the table's cleaning rules and its source.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from visiontrain.config.checks import (
 from visiontrain.config.commands import EvaluateOptions, ExportOptions
 from visiontrain.core.names import IMAGE_TASK
 from visiontrain.registry import task_class
-from visiontrain.training.checks import check_opset, check_trainer, lightning_precisions
+from visiontrain.training.checks import check_exporter, check_opset, check_trainer, lightning_precisions
 
 __all__ = ["validate_train_config", "validate_evaluate_config", "validate_export_config", "validate_lr_find_config",
            "validate_sweeper", "check_no_literal_secrets",
@@ -43,9 +43,10 @@ def validate_evaluate_config(cfg: DictConfig, options: EvaluateOptions | None = 
 
 def validate_export_config(cfg: DictConfig, options: ExportOptions | None = None) -> ExportOptions:
     """`visiontrain export`: its keys (unless the CLI parsed them: ``options``), then ``opset`` against the
-    installed torch exporter."""
+    installed torch exporter it names."""
     options = check_export_config(cfg) if options is None else options
-    check_opset(cfg, "opset")
+    check_exporter(cfg, "exporter")
+    check_opset(cfg, "opset", "exporter")
     return options
 
 
@@ -54,6 +55,7 @@ def validate_train_config(cfg: DictConfig, settings: TrainSettings | None = None
     settings the run reads. ``settings``: what the CLI's library-free check already parsed (not parsed again)."""
     settings = check_train_config(cfg) if settings is None else settings
     check_trainer(cfg)
+    check_exporter(cfg)
     check_opset(cfg)
     return settings.with_decided(task_class(settings.task).check_libraries(cfg, settings))
 
@@ -63,5 +65,6 @@ def validate_lr_find_config(cfg: DictConfig, settings: TrainSettings | None = No
     :func:`validate_train_config`)."""
     settings = check_lr_find_config(cfg) if settings is None else settings
     check_trainer(cfg)
+    check_exporter(cfg)
     check_opset(cfg)
     return settings.with_decided(task_class(IMAGE_TASK).check_libraries(cfg, settings))

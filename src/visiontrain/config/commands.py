@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from visiontrain.config.choices import (
+    EXPORTERS,
     PREDICTION_OUTPUTS,
     PROVIDER_CHOICES,
     RETRAIN_PROMOTE_TO,
@@ -91,6 +92,7 @@ class ExportOptions(FromCheckpoint):
 
     output: str | None = Field(min_length=1, examples=["model.onnx"])
     opset: int = Field(examples=["17"])
+    exporter: Literal[EXPORTERS]  # type: ignore[valid-type]
     parity_images: int = Field(ge=0, examples=["32"])
     atol: float = Field(gt=0, examples=["1e-3"])
     quantize: Literal["int8"] | None

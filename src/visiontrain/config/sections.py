@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from visiontrain.config.choices import COMPILE_MODES, MINIMISED, TASK_NAMES, WANDB_MODES
+from visiontrain.config.choices import COMPILE_MODES, EXPORTERS, MINIMISED, TASK_NAMES, WANDB_MODES
 from visiontrain.config.reading import Section, existing_file
 from visiontrain.core.names import IMAGE_TASK
 from visiontrain.core.registry_names import check_alias, check_name
@@ -38,10 +38,13 @@ class Monitor(Section):
 
 
 class Export(Section):
-    """``export.*``; ``opset`` is checked against the installed torch exporter in the library checks."""
+    """``export.*``; ``opset`` is checked against the installed torch exporter in the library checks.
+
+    ``exporter`` defaults here too: a run saved before the key existed was exported by torchscript."""
 
     onnx: bool
     opset: int = Field(examples=["17"])
+    exporter: Literal[EXPORTERS] = "torchscript"  # type: ignore[valid-type]
     parity_images: int = Field(ge=0, examples=["32"])
     atol: float = Field(gt=0, examples=["1e-3"])
     quantize: Literal["int8"] | None = None

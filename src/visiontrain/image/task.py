@@ -206,7 +206,8 @@ class ImageTask:
                extra_metadata: dict[str, Any]) -> ExportResult:
         e = self.settings.export
         return export_image_checkpoint(ckpt_path, run_dir / "model.onnx", built.datamodule, e.parity_images, e.atol,
-                                       e.opset, metric, extra_metadata, e.quantize, e.calibration_images)
+                                       e.opset, metric, extra_metadata, e.quantize, e.calibration_images,
+                                       exporter=e.exporter)
 
     def reference_stats(self, data: PreparedImages, built: BuiltImageModel) -> dict[str, Any]:
         """Input statistics of (up to 500) training images and the model's outputs on validation images."""
@@ -350,7 +351,8 @@ class ImageTask:
             log.warning("no validation images for the parity check (%s); using random inputs", error)
         result = export_image_checkpoint(ckpt, output, datamodule, options.parity_images, options.atol,
                                          options.opset, None, quantize=options.quantize,
-                                         calibration_images=options.calibration_images, module=module)
+                                         calibration_images=options.calibration_images, module=module,
+                                         exporter=options.exporter)
         write_json(result.as_dict(), run_dir / "export.json")
         parity = result.parity
         print(f"exported {ckpt} -> {output}\n  parity on {parity.images} {parity.source}: max |logit diff| = "

@@ -253,9 +253,9 @@ class TabularTask:
 
     def export(self, data: PreparedTable, built: BuiltModel, ckpt_path: str, run_dir: Path, metric: dict[str, Any],
                extra_metadata: dict[str, Any]) -> ExportResult:
-        opset = self.settings.export.opset  # its range was checked against the installed torch exporter
-        return export_tabular_checkpoint(ckpt_path, run_dir / "model.onnx", data.schema, data.held_out,
-                                         self.settings.export.atol, opset, metric, extra_metadata)
+        e = self.settings.export  # the opset's range was checked against the installed torch exporter
+        return export_tabular_checkpoint(ckpt_path, run_dir / "model.onnx", data.schema, data.held_out, e.atol,
+                                         e.opset, metric, extra_metadata, exporter=e.exporter)
 
     def _scores(self, module: TabularModel, rows: pd.DataFrame, schema: TableSchema) -> np.ndarray:
         import torch
@@ -389,7 +389,7 @@ class TabularTask:
         task, data, built = cls._from_checkpoint(options.data_root, ckpt, checkpoint, run_dir)
         atol = task.settings.export.atol  # the tolerance the run was trained with (its stored config)
         result = export_tabular_checkpoint(ckpt, output, data.schema, data.held_out, atol, options.opset, None,
-                                           module=built.module)
+                                           module=built.module, exporter=options.exporter)
         write_json(result.as_dict(), run_dir / "export.json")
         print(f"exported {ckpt} -> {output}\n  {task.describe_export(result.as_dict())}, passed: {result.parity.passed}")
         return result

@@ -1,9 +1,10 @@
 """The config checks only the training libraries can answer: Lightning's accelerators, strategies and precisions,
-the opsets torch's ONNX exporter writes, and a trusted optimizer class. Every task runs them before its own.
+the ONNX exporter and the opsets it writes, and a trusted optimizer class. Every task runs them before its own.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import typing
 from typing import Any
 
@@ -12,9 +13,12 @@ from lightning.fabric.plugins.precision.precision import _PRECISION_INPUT
 from omegaconf import DictConfig
 from torch.onnx import _constants
 
+from visiontrain.config.choices import EXPORTERS
 from visiontrain.config.reading import value
 from visiontrain.config.targets import check_targets
 from visiontrain.errors import ConfigError, UntrustedTarget
+
+DYNAMO_MIN_OPSET = 18  # torch's TORCHLIB_OPSET (torch.onnx._internal.exporter._constants), a private constant
 
 
 def check_trainer(cfg: DictConfig) -> None:
@@ -52,16 +56,40 @@ def lightning_precisions() -> tuple[Any, ...]:
     return tuple(flatten(_PRECISION_INPUT))
 
 
-def check_opset(cfg: DictConfig, key: str = "export.opset") -> None:
-    """``export.opset`` (`export`'s ``opset``) within what torch's ONNX exporter writes (both exports use the
-    TorchScript one)."""
+def check_opset(cfg: DictConfig, key: str = "export.opset", exporter_key: str = "export.exporter") -> None:
+    """``export.opset`` (`export`'s ``opset``) within what the chosen torch ONNX exporter writes."""
+    exporter, opset = value(cfg, exporter_key, "torchscript"), value(cfg, key)
+    if _writes(exporter, opset):
+        return
+    lowest, highest = opset_range(exporter)
+    fix = f"{key}={max(lowest, min(17, highest))}"
+    other = next(name for name in EXPORTERS if name != exporter)
+    if _writes(other, opset):
+        fix += f", or {exporter_key}={other} (which writes opset {opset})"
+    raise ConfigError(key, f"must be an integer from {lowest} to {highest} (what torch "
+                      f"{torch.__version__.split('+')[0]}'s {exporter} exporter writes), got {opset!r}", fix)
+
+
+def check_exporter(cfg: DictConfig, key: str = "export.exporter") -> None:
+    """``export.exporter=dynamo`` needs onnxscript, which torch imports only when it exports: say so before
+    training, not after it."""
+    if value(cfg, key, "torchscript") == "dynamo" and importlib.util.find_spec("onnxscript") is None:
+        raise ConfigError(key, "dynamo needs the onnxscript package, which is not installed",
+                          f"pip install onnxscript (it comes with visiontrain[train]), or {key}=torchscript")
+
+
+def opset_range(exporter: str) -> tuple[int, int]:
+    """The opsets ``exporter`` writes as asked: torchscript up to its own maximum; dynamo from the lowest it has
+    translations for (below it torch converts down, which fails on our graphs and leaves 18 in the file)."""
+    if exporter == "dynamo":
+        return DYNAMO_MIN_OPSET, _constants.ONNX_MAX_OPSET
     highest = getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", _constants.ONNX_MAX_OPSET)
-    lowest = max(13, _constants.ONNX_MIN_OPSET)  # int8 quantization and the exported ops need 13
-    opset = value(cfg, key)
-    if isinstance(opset, bool) or not isinstance(opset, int) or not lowest <= opset <= highest:
-        exporter = f"torch {torch.__version__.split('+')[0]}"
-        raise ConfigError(key, f"must be an integer from {lowest} to {highest} (what {exporter} exports), got "
-                          f"{opset!r}", f"{key}={min(17, highest)}")
+    return max(13, _constants.ONNX_MIN_OPSET), highest  # int8 quantization and the exported ops need 13
+
+
+def _writes(exporter: str, opset: Any) -> bool:
+    lowest, highest = opset_range(exporter)
+    return isinstance(opset, int) and not isinstance(opset, bool) and lowest <= opset <= highest
 
 
 def check_optimizer_class(cfg: DictConfig) -> None:
