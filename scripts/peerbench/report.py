@@ -1,0 +1,97 @@
+"""From each side's epochs to the figures the issue asks for, per repeat, and the ratios between sides.
+
+Best epoch = the highest validation accuracy (the first, on a tie: the checkpoint a trainer keeps). Wall time to
+the best checkpoint = from the process start to that epoch's row. Training images/s are compared on the epochs in
+which the whole network trained (a frozen-backbone epoch costs a fraction of one, and the sides freeze for 0, 1
+or 2 epochs). Ratios are visiontrain / peer within one repeat (back to back), then the median over repeats.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+from peerbench.sides import EpochRow
+from peerbench.watch import Watched
+
+ACCURACY_TOLERANCE = 0.01
+WALL_GOAL = 0.8
+SPEED_GOAL = 1.0
+
+
+def _median(values: Sequence[float]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return float(statistics.median(kept)) if kept else None
+
+
+@dataclass(frozen=True)
+class SideFigures:
+    """One side's run on one set."""
+
+    side: str
+    best_val_acc: float
+    best_epoch: int
+    final_val_acc: float
+    wall_to_best_s: float
+    wall_s: float
+    epoch_s: float | None            # median seconds between epoch rows (train + validate + checkpoint)
+    images_per_s_all_layers: float | None  # median over the epochs where every layer trained
+    images_per_s_frozen: float | None
+    peak_tree_pss_mib: float
+    peak_process_rss_mib: float
+    val_acc_per_epoch: list[float]
+    epoch_end_s: list[float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def figures(side: str, epochs: list[EpochRow], watched: Watched) -> SideFigures:
+    """The side's figures from its epoch rows and the watcher's stamps (one stamp per row)."""
+    if not epochs or len(watched.epoch_end_s) < len(epochs):
+        raise ValueError(f"{side}: {len(epochs)} epoch rows but {len(watched.epoch_end_s)} stamps")
+    accuracies = [e.val_acc for e in epochs]
+    best = accuracies.index(max(accuracies))
+    stamps = watched.epoch_end_s[:len(epochs)]
+    return SideFigures(
+        side=side, best_val_acc=accuracies[best], best_epoch=best, final_val_acc=accuracies[-1],
+        wall_to_best_s=stamps[best], wall_s=watched.wall_s,
+        epoch_s=_median([b - a for a, b in zip(stamps, stamps[1:])]),
+        images_per_s_all_layers=_median([e.train_images_per_s for e in epochs if e.all_layers]),
+        images_per_s_frozen=_median([e.train_images_per_s for e in epochs if not e.all_layers]),
+        peak_tree_pss_mib=watched.peak_tree_pss_mib, peak_process_rss_mib=watched.peak_process_rss_mib,
+        val_acc_per_epoch=accuracies, epoch_end_s=stamps)
+
+
+def _ratio(ours: float | None, theirs: float | None) -> float | None:
+    return ours / theirs if ours is not None and theirs else None
+
+
+def ratios(ours: SideFigures, peer: SideFigures) -> dict[str, float | None]:
+    """visiontrain against one peer within one repeat."""
+    return {"wall_to_best": _ratio(ours.wall_to_best_s, peer.wall_to_best_s),
+            "images_per_s_all_layers": _ratio(ours.images_per_s_all_layers, peer.images_per_s_all_layers),
+            "best_val_acc_difference": ours.best_val_acc - peer.best_val_acc,
+            "peak_tree_pss": _ratio(ours.peak_tree_pss_mib, peer.peak_tree_pss_mib)}
+
+
+def median_ratios(per_repeat: list[dict[str, float | None]]) -> dict[str, float | None]:
+    """The median of each per-repeat ratio (never a ratio of medians)."""
+    keys = per_repeat[0].keys() if per_repeat else ()
+    return {key: _median([r[key] for r in per_repeat]) for key in keys}
+
+
+def verdict(ours: list[SideFigures], peers: dict[str, list[SideFigures]]) -> dict[str, Any]:
+    """The issue's goal against the best peer (highest median best accuracy): accuracy within 0.01, at most 0.8x
+    its wall time to the best checkpoint, at least 1.0x its training images/s; all medians of per-repeat ratios."""
+    if not peers:
+        return {}
+    best_peer = max(peers, key=lambda name: _median([f.best_val_acc for f in peers[name]]))
+    paired = median_ratios([ratios(o, p) for o, p in zip(ours, peers[best_peer])])
+    accuracy_ok = paired["best_val_acc_difference"] is not None and \
+        paired["best_val_acc_difference"] >= -ACCURACY_TOLERANCE
+    wall_ok = paired["wall_to_best"] is not None and paired["wall_to_best"] <= WALL_GOAL
+    speed_ok = paired["images_per_s_all_layers"] is not None and paired["images_per_s_all_layers"] >= SPEED_GOAL
+    return {"best_peer": best_peer, **paired, "accuracy_met": accuracy_ok, "wall_met": wall_ok,
+            "speed_met": speed_ok, "met": accuracy_ok and wall_ok and speed_ok}
