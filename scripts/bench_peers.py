@@ -84,7 +84,7 @@ def run_side(name: str, knobs: Knobs, inputs: Inputs, run_dir: Path, args: argpa
     if watched.returncode != 0:
         return {"side": name, "error": f"exit {watched.returncode} {' '.join(watched.notes)}",
                 "log_tail": watched.log_tail}
-    result: dict[str, Any] = figures(name, side.read(run_dir), watched).to_dict()
+    result: dict[str, Any] = figures(name, side.read(run_dir), watched, knobs.batch_size).to_dict()
     if split is not None and name.startswith("visiontrain"):
         result["same_split_as_peers"] = same_as_run(split, run_dir / "split.csv")
     return result

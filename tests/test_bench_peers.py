@@ -15,7 +15,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from make_photo_sets import LOWRES_SHORT_SIDE, make_set, photos  # noqa: E402
 from peerbench.report import figures, median_ratios, ratios, verdict  # noqa: E402
-from peerbench.sides import EpochRow, timm_rates  # noqa: E402
+from peerbench.sides import EpochRow, timm_steps  # noqa: E402
 from peerbench.watch import Watched  # noqa: E402
 
 SOURCE_COUNTS = Counter(p.parts[-2] for p in photos(PHOTOS))  # class -> photos (not the GIF), both splits
@@ -53,18 +53,19 @@ def _watched(stamps: list[float]) -> Watched:
 
 
 def test_figures_take_the_first_best_epoch_and_compare_speed_on_whole_network_epochs():
-    epochs = [EpochRow(0.90, 40.0, False), EpochRow(0.95, 42.0, False), EpochRow(0.95, 10.0, True),
-              EpochRow(0.93, 12.0, True)]
-    figures_ = figures("visiontrain_hymenoptera", epochs, _watched([30.0, 40.0, 70.0, 100.0]))
+    epochs = [EpochRow(0.90, 40.0, False, 0.2), EpochRow(0.95, 42.0, False, 0.2), EpochRow(0.95, 10.0, True, 1.0),
+              EpochRow(0.93, 12.0, True, 2.0)]
+    figures_ = figures("visiontrain_hymenoptera", epochs, _watched([30.0, 40.0, 70.0, 100.0]), 12)
     assert (figures_.best_epoch, figures_.best_val_acc, figures_.final_val_acc) == (1, 0.95, 0.93)
     assert figures_.wall_to_best_s == 40.0 and figures_.epoch_s == 30.0
     assert (figures_.images_per_s_all_layers, figures_.images_per_s_frozen) == (11.0, 41.0)
+    assert figures_.typical_step_images_per_s == 8.0  # 12 images over the median step of 1.5 s
     with pytest.raises(ValueError):
-        figures("timm", epochs, _watched([30.0]))
+        figures("timm", epochs, _watched([30.0]), 12)
 
 
 def _side(side: str, acc: float, wall: float, speed: float):
-    return figures(side, [EpochRow(acc, speed, True)], _watched([wall]))
+    return figures(side, [EpochRow(acc, speed, True, 16 / speed)], _watched([wall]), 16)
 
 
 def test_ratios_are_medians_of_per_repeat_ratios_and_the_goal_is_against_the_best_peer():
@@ -81,9 +82,10 @@ def test_ratios_are_medians_of_per_repeat_ratios_and_the_goal_is_against_the_bes
     assert goal["best_peer"] == "fastai" and goal["accuracy_met"] and not goal["wall_met"] and goal["speed_met"]
 
 
-def test_timm_rates_read_the_running_mean_of_each_epochs_last_line():
+def test_timm_steps_read_the_epochs_running_mean_and_the_median_step_after_the_first():
     log = ("Train: 0 [   0/15 (  7%)]  Loss: 6.19 (6.19)  Time: 7.316s,    2.19/s  (7.316s,    2.19/s)  LR: 1e-05\n"
+           "Train: 0 [   1/15 ( 13%)]  Loss: 6.00 (6.10)  Time: 1.000s,   16.00/s  (4.158s,    3.85/s)  LR: 1e-05\n"
            "Train: 0 [  14/15 (100%)]  Loss: 3.51 (4.95)  Time: 0.916s,   17.46/s  (2.286s,    7.00/s)  LR: 1e-05\n"
            "Test: [   4/4]  Time: 0.193 (0.808)  Loss:   2.428 ( 5.349)  Acc@1:  62.500 ( 52.500)\n"
            "Train: 1 [  14/15 (100%)]  Loss: 3.01 (3.95)  Time: 0.900s,   17.78/s  (1.000s,   16.00/s)  LR: 1e-03\n")
-    assert timm_rates(log) == {0: 7.0, 1: 16.0}
+    assert timm_steps(log) == {0: (7.0, True, pytest.approx(0.958)), 1: (16.0, True, 0.9)}

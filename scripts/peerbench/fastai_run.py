@@ -6,7 +6,7 @@ presizing (``item_tfms=Resize(size * 460 / 224)``, ``batch_tfms=aug_transforms(s
 and ``Learner.fine_tune`` (freeze, one cycle on the head, unfreeze, one cycle with discriminative rates; Adam).
 The ImageNet weights are timm's pretrained path with a local file (``pretrained_cfg_overlay``) instead of the
 hub. After each epoch one JSON line goes to ``--out``: validation accuracy, the training phase's images and
-seconds, and whether every layer trained.
+seconds, the median time from one training batch to the next, and whether every layer trained.
 
     .venv-peers/bin/python scripts/peerbench/fastai_run.py --data <ImageFolder> --weights imagenet.pth \
         --size 160 --bs 16 --epochs 6 --freeze-epochs 1 --workers 2 --out epochs.jsonl
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -43,21 +44,25 @@ class EpochLog(Callback):
     def __init__(self, path: Path) -> None:
         self.path, self.count = path, 0
         self.started, self.images, self.train_s = 0.0, 0, 0.0
+        self.batch_ends: list[float] = []
 
     def before_train(self) -> None:
-        self.started, self.images = time.perf_counter(), 0
+        self.started, self.images, self.batch_ends = time.perf_counter(), 0, []
 
     def after_batch(self) -> None:
         if self.training:
             self.images += find_bs(self.yb)
+            self.batch_ends.append(time.perf_counter())
 
     def after_train(self) -> None:
         self.train_s = time.perf_counter() - self.started
 
     def after_epoch(self) -> None:
         train_loss, valid_loss, val_acc = (float(v) for v in self.recorder.values[-1][:3])
+        steps = [b - a for a, b in zip(self.batch_ends, self.batch_ends[1:])]  # the first waits for the workers
         row = {"epoch": self.count, "val_acc": val_acc, "valid_loss": valid_loss, "train_loss": train_loss,
                "train_images": self.images, "train_s": self.train_s,
+               "step_median_s": statistics.median(steps) if steps else None,
                "all_layers": all(p.requires_grad for p in self.model.parameters())}
         with self.path.open("a") as handle:
             handle.write(json.dumps(row) + "\n")

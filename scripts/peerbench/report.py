@@ -3,7 +3,10 @@
 Best epoch = the highest validation accuracy (the first, on a tie: the checkpoint a trainer keeps). Wall time to
 the best checkpoint = from the process start to that epoch's row. Training images/s are compared on the epochs in
 which the whole network trained (a frozen-backbone epoch costs a fraction of one, and the sides freeze for 0, 1
-or 2 epochs). Ratios are visiontrain / peer within one repeat (back to back), then the median over repeats.
+or 2 epochs), two ways: the epoch's mean (images over the training phase's seconds, what the issue names) and the
+typical step (batch size over the median time from one training batch to the next: robust to the stalls that
+other work on a shared machine causes). Ratios are visiontrain / peer within one repeat (back to back), then the
+median over repeats.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class SideFigures:
     epoch_s: float | None            # median seconds between epoch rows (train + validate + checkpoint)
     images_per_s_all_layers: float | None  # median over the epochs where every layer trained
     images_per_s_frozen: float | None
+    typical_step_images_per_s: float | None  # all-layer epochs: batch / median of their median steps
     peak_tree_pss_mib: float
     peak_process_rss_mib: float
     val_acc_per_epoch: list[float]
@@ -47,19 +51,21 @@ class SideFigures:
         return asdict(self)
 
 
-def figures(side: str, epochs: list[EpochRow], watched: Watched) -> SideFigures:
+def figures(side: str, epochs: list[EpochRow], watched: Watched, batch_size: int) -> SideFigures:
     """The side's figures from its epoch rows and the watcher's stamps (one stamp per row)."""
     if not epochs or len(watched.epoch_end_s) < len(epochs):
         raise ValueError(f"{side}: {len(epochs)} epoch rows but {len(watched.epoch_end_s)} stamps")
     accuracies = [e.val_acc for e in epochs]
     best = accuracies.index(max(accuracies))
     stamps = watched.epoch_end_s[:len(epochs)]
+    step = _median([e.step_median_s for e in epochs if e.all_layers])
     return SideFigures(
         side=side, best_val_acc=accuracies[best], best_epoch=best, final_val_acc=accuracies[-1],
         wall_to_best_s=stamps[best], wall_s=watched.wall_s,
         epoch_s=_median([b - a for a, b in zip(stamps, stamps[1:])]),
         images_per_s_all_layers=_median([e.train_images_per_s for e in epochs if e.all_layers]),
         images_per_s_frozen=_median([e.train_images_per_s for e in epochs if not e.all_layers]),
+        typical_step_images_per_s=batch_size / step if step else None,
         peak_tree_pss_mib=watched.peak_tree_pss_mib, peak_process_rss_mib=watched.peak_process_rss_mib,
         val_acc_per_epoch=accuracies, epoch_end_s=stamps)
 
@@ -72,6 +78,7 @@ def ratios(ours: SideFigures, peer: SideFigures) -> dict[str, float | None]:
     """visiontrain against one peer within one repeat."""
     return {"wall_to_best": _ratio(ours.wall_to_best_s, peer.wall_to_best_s),
             "images_per_s_all_layers": _ratio(ours.images_per_s_all_layers, peer.images_per_s_all_layers),
+            "typical_step_images_per_s": _ratio(ours.typical_step_images_per_s, peer.typical_step_images_per_s),
             "best_val_acc_difference": ours.best_val_acc - peer.best_val_acc,
             "peak_tree_pss": _ratio(ours.peak_tree_pss_mib, peer.peak_tree_pss_mib)}
 

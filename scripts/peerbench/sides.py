@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +17,9 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMM_MODEL = "tf_efficientnet_lite0"
-# timm train.py's last log line of an epoch: "Train: <epoch> [...] Time: <s>, <rate>/s (<mean s>, <mean rate>/s)"
-TIMM_TRAIN_LINE = re.compile(r"Train: (\d+) \[.*?Time: [\d.]+s,\s*[\d.]+/s\s+\(\s*[\d.]+s,\s*([\d.]+)/s\)")
+# timm train.py's log line of a step: "Train: <epoch> [<step>/<steps> ...] Time: <s>, <rate>/s (<mean s>, <mean
+# rate>/s)": the step's own seconds, then the running mean since the epoch began (on the last line: the epoch's).
+TIMM_TRAIN_LINE = re.compile(r"Train: (\d+) \[\s*(\d+)/\d+.*?Time: ([\d.]+)s,\s*[\d.]+/s\s+\(\s*[\d.]+s,\s*([\d.]+)/s\)")
 
 # What each side used by default, for the report (read from their code and configs, not tuned here).
 DEFAULTS: dict[str, str] = {
@@ -72,6 +74,7 @@ class EpochRow:
     val_acc: float
     train_images_per_s: float | None
     all_layers: bool          # the whole network trained in this epoch (not a frozen backbone)
+    step_median_s: float | None = None  # median time from one training batch to the next (the first left out)
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,8 @@ def _visiontrain(group: list[str]) -> Callable[[Knobs, Inputs, Path], list[str]]
 def _read_visiontrain(run_dir: Path) -> list[EpochRow]:
     with (run_dir / "history.csv").open() as handle:
         return [EpochRow(float(r["val/acc"]), float(r["time/train_samples_per_second"]),
-                         float(r["frozen_backbone"]) == 0.0) for r in csv.DictReader(handle)]
+                         float(r["frozen_backbone"]) == 0.0, float(r["time/step_median_ms"]) / 1000)
+                for r in csv.DictReader(handle)]
 
 
 def _fastai_command(knobs: Knobs, inputs: Inputs, run_dir: Path) -> list[str]:
@@ -125,8 +129,8 @@ def _fastai_command(knobs: Knobs, inputs: Inputs, run_dir: Path) -> list[str]:
 
 def _read_fastai(run_dir: Path) -> list[EpochRow]:
     rows = [json.loads(line) for line in (run_dir / "epochs.jsonl").read_text().splitlines()]
-    return [EpochRow(r["val_acc"], r["train_images"] / r["train_s"] if r["train_s"] else None, r["all_layers"])
-            for r in rows]
+    return [EpochRow(r["val_acc"], r["train_images"] / r["train_s"] if r["train_s"] else None, r["all_layers"],
+                     r.get("step_median_s")) for r in rows]
 
 
 def _timm_command(knobs: Knobs, inputs: Inputs, run_dir: Path) -> list[str]:
@@ -134,19 +138,27 @@ def _timm_command(knobs: Knobs, inputs: Inputs, run_dir: Path) -> list[str]:
             "--val-split", "val", "--model", TIMM_MODEL, "--num-classes", str(inputs.num_classes),
             "--initial-checkpoint", str(inputs.initial_checkpoint), "--img-size", str(knobs.image_size),
             "-b", str(knobs.batch_size), "--epochs", str(knobs.epochs), "-j", str(knobs.workers),
-            "--seed", str(knobs.seed), "--device", "cpu", "--output", str(run_dir), "--experiment", "run"]
+            "--seed", str(knobs.seed), "--device", "cpu", "--output", str(run_dir), "--experiment", "run",
+            "--log-interval", "1"]  # a line per step (logging only), for the median step
 
 
-def timm_rates(log: str) -> dict[int, float]:
-    """Epoch -> mean training images/s (the running mean on the epoch's last log line; full batches only)."""
-    return {int(epoch): float(rate) for epoch, rate in TIMM_TRAIN_LINE.findall(log)}
+def timm_steps(log: str) -> dict[int, tuple[float, bool, float | None]]:
+    """Epoch -> (mean training images/s, every layer trains, median step seconds). The mean is the running mean
+    on the epoch's last line (timm drops the last, incomplete batch: every step is a full batch); the median
+    leaves out step 0, which waits for the loader workers."""
+    lines: dict[int, list[tuple[int, float, float]]] = {}
+    for epoch, step, seconds, rate in TIMM_TRAIN_LINE.findall(log):
+        lines.setdefault(int(epoch), []).append((int(step), float(seconds), float(rate)))
+    return {epoch: (rows[-1][2], True, statistics.median([s for step, s, _ in rows if step > 0])
+                    if any(step > 0 for step, _, _ in rows) else None) for epoch, rows in lines.items()}
 
 
 def _read_timm(run_dir: Path) -> list[EpochRow]:
-    rates = timm_rates((run_dir / "side.log").read_text(errors="replace"))
+    steps = timm_steps((run_dir / "side.log").read_text(errors="replace"))
     with (run_dir / "run" / "summary.csv").open() as handle:
-        return [EpochRow(float(r["eval_top1"]) / 100, rates.get(int(r["epoch"])), True)
-                for r in csv.DictReader(handle)]
+        rows = list(csv.DictReader(handle))
+    return [EpochRow(float(r["eval_top1"]) / 100, *steps.get(int(r["epoch"]), (None, True, None)))
+            for r in rows]
 
 
 SIDES: dict[str, Side] = {side.name: side for side in (
