@@ -173,18 +173,18 @@ def main() -> None:
     try:
         imagenet = imagenet_file(scratch / "imagenet.pth")
         sets = []
-        for name in args.sets:
+        for name in args.sets:  # both files after each set: a run cut short keeps the sets it finished
             sets.append(bench_set(name, knobs, args, scratch, imagenet))
             write_results(args.json, command, {"started": started, "settings": settings, "sets": sets})
+            text = render(command, started, settings, sets)
+            if args.markdown is not None:
+                args.markdown.parent.mkdir(parents=True, exist_ok=True)
+                args.markdown.write_text(text)
     finally:
         if args.keep is not None:
             shutil.copytree(scratch, args.keep, dirs_exist_ok=True, symlinks=True)
         shutil.rmtree(scratch, ignore_errors=True)
-    text = render(command, started, settings, sets)
     print("\n" + text)
-    if args.markdown is not None:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(text)
 
 
 if __name__ == "__main__":
