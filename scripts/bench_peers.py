@@ -26,11 +26,13 @@ The peers' venv (fastai 2.8, torch/timm at constraints.txt's versions): ``bash s
         --json benchmarks/peers.json --markdown benchmarks/peers.md
     .venv/bin/python scripts/bench_peers.py --sets hymenoptera lowres rotated --repeats 3 --sets-dir /work/photo_sets
     .venv/bin/python scripts/bench_peers.py --sides fastai timm --epochs 2 --image-size 64 --no-probe   # a smoke run
+    .venv/bin/python scripts/bench_peers.py --report-only benchmarks/peers.json --markdown benchmarks/peers.md
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -141,6 +143,17 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
     return {**result, "comparisons": comparisons}
 
 
+def report_only(path: Path, markdown: Path | None) -> None:
+    """Recompute the comparisons and the Markdown from a results file's per-side figures (nothing is run)."""
+    saved = json.loads(path.read_text())
+    sets = [summarise({k: v for k, v in result.items() if k != "comparisons"}) for result in saved["sets"]]
+    path.write_text(json.dumps({**saved, "sets": sets}, indent=2, default=str))
+    text = render(saved["command"], saved["started"], saved["settings"], sets)
+    print(text)
+    if markdown is not None:
+        markdown.write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", nargs="+", default=["hymenoptera"], choices=["hymenoptera", *DERIVED])
@@ -160,7 +173,11 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="keep every run dir and log here")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)
+    parser.add_argument("--report-only", type=Path, default=None, metavar="JSON",
+                        help="only recompute the comparisons and the Markdown of this results file")
     args = parser.parse_args()
+    if args.report_only is not None:
+        return report_only(args.report_only, args.markdown)
     if any(not s.startswith("visiontrain") for s in args.sides) and not args.peers_python.exists():
         raise SystemExit(f"no peers' venv at {args.peers_python}: bash scripts/peers_venv.sh (or --peers-python)")
     knobs = Knobs(args.image_size, args.batch_size, args.epochs, args.workers)

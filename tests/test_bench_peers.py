@@ -14,7 +14,7 @@ from conftest import PHOTOS, REPO
 sys.path.insert(0, str(REPO / "scripts"))
 
 from make_photo_sets import LOWRES_SHORT_SIDE, make_set, photos  # noqa: E402
-from peerbench.report import figures, median_ratios, ratios, verdict  # noqa: E402
+from peerbench.report import figures, median_ratios, ratios, time_to_reach, verdict  # noqa: E402
 from peerbench.sides import EpochRow, timm_steps  # noqa: E402
 from peerbench.watch import Watched  # noqa: E402
 
@@ -80,6 +80,17 @@ def test_ratios_are_medians_of_per_repeat_ratios_and_the_goal_is_against_the_bes
     assert medians["best_val_acc_difference"] == pytest.approx(0.01)
     goal = verdict(ours, {"fastai": fast, "timm": slow})
     assert goal["best_peer"] == "fastai" and goal["accuracy_met"] and not goal["wall_met"] and goal["speed_met"]
+
+
+def test_the_goals_time_is_ours_to_the_peers_best_accuracy_less_001_against_its_time_to_that_best():
+    ours = figures("v", [EpochRow(0.90, 10, False), EpochRow(0.94, 10, False), EpochRow(0.97, 10, True)],
+                   _watched([20.0, 40.0, 90.0]), 16)
+    early_low = _side("fastai", 0.95, 50, 10)  # its best, 0.95, early: ours reaches 0.94 at 40 s
+    assert time_to_reach(ours, 0.94) == 40.0 and ratios(ours, early_low)["to_peer_best_accuracy"] == 0.8
+    assert ratios(ours, early_low)["wall_to_best"] == 90.0 / 50.0  # our own best comes later, and higher
+    out_of_reach = _side("timm", 0.99, 200, 10)
+    assert ratios(ours, out_of_reach)["to_peer_best_accuracy"] is None
+    assert not verdict([ours], {"timm": [out_of_reach]})["wall_met"]
 
 
 def test_timm_steps_read_the_epochs_running_mean_and_the_median_step_after_the_first():
