@@ -46,9 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchlib import SHARED_DATA, write_results  # noqa: E402
 from make_photo_sets import make_set  # noqa: E402
 from peerbench.markdown import render  # noqa: E402
-from peerbench.report import figures, median_ratios, ratios, verdict  # noqa: E402
+from peerbench.probe import linear_probe  # noqa: E402
+from peerbench.report import compare_set, figures  # noqa: E402
 from peerbench.sides import DEFAULTS, ROOT, SIDES, Inputs, Knobs  # noqa: E402
-from peerbench.split import image_folder, same_as_run, visiontrain_split  # noqa: E402
+from peerbench.split import Split, image_folder, same_as_run, visiontrain_split  # noqa: E402
 from peerbench.watch import run_watched  # noqa: E402
 from peerbench.weights import imagenet_file, initial_checkpoint  # noqa: E402
 
@@ -77,7 +78,7 @@ def peer_versions(python: Path) -> str:
 
 
 def run_side(name: str, knobs: Knobs, inputs: Inputs, run_dir: Path, args: argparse.Namespace,
-             split=None) -> dict[str, Any]:
+             split: Split | None = None) -> dict[str, Any]:
     """One side, one repeat: its figures, or the error with the end of its log."""
     side = SIDES[name]
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -103,7 +104,7 @@ def bench_set(name: str, knobs: Knobs, args: argparse.Namespace, scratch: Path, 
     result: dict[str, Any] = {"set": name, "root": str(root), "classes": split.classes, "images": split.counts(),
                               "repeats": []}
     if args.probe:
-        probe = __import__("peerbench.probe", fromlist=["linear_probe"]).linear_probe(cfg, inventory)
+        probe = linear_probe(cfg, inventory)
         result["linear_probe"] = vars(probe)
         print(f"{name}: linear probe val acc {probe.val_acc:.4f}", flush=True)
     for repeat in range(args.repeats):
@@ -115,38 +116,13 @@ def bench_set(name: str, knobs: Knobs, args: argparse.Namespace, scratch: Path, 
             if "error" in runs[side]:
                 print(runs[side]["log_tail"], flush=True)
         result["repeats"].append(runs)
-    return summarise(result)
-
-
-def summarise(result: dict[str, Any]) -> dict[str, Any]:
-    """Per visiontrain row and peer: the per-repeat ratios, their medians, and the goal against the best peer."""
-    from peerbench.report import SideFigures
-
-    def ok(runs: dict[str, Any], side: str) -> SideFigures | None:
-        run = runs.get(side)
-        return SideFigures(**{k: v for k, v in run.items() if k != "same_split_as_peers"}) \
-            if run and "error" not in run else None
-
-    sides = list(result["repeats"][0]) if result["repeats"] else []
-    ours = [s for s in sides if s.startswith("visiontrain")]
-    peers = [s for s in sides if not s.startswith("visiontrain")]
-    comparisons = {}
-    for our in ours:
-        for peer in peers:
-            pairs = [(ok(r, our), ok(r, peer)) for r in result["repeats"]]
-            per_repeat = [ratios(o, p) for o, p in pairs if o and p]
-            comparisons[f"{our} / {peer}"] = {"per_repeat": per_repeat, "median": median_ratios(per_repeat)}
-        mine = [ok(r, our) for r in result["repeats"]]
-        theirs = {peer: [ok(r, peer) for r in result["repeats"]] for peer in peers}
-        if all(mine) and all(all(v) for v in theirs.values()):
-            comparisons[f"{our}: goal"] = verdict(mine, theirs)
-    return {**result, "comparisons": comparisons}
+    return compare_set(result)
 
 
 def report_only(path: Path, markdown: Path | None) -> None:
     """Recompute the comparisons and the Markdown from a results file's per-side figures (nothing is run)."""
     saved = json.loads(path.read_text())
-    sets = [summarise({k: v for k, v in result.items() if k != "comparisons"}) for result in saved["sets"]]
+    sets = [compare_set({k: v for k, v in result.items() if k != "comparisons"}) for result in saved["sets"]]
     path.write_text(json.dumps({**saved, "sets": sets}, indent=2, default=str))
     text = render(saved["command"], saved["started"], saved["settings"], sets)
     print(text)

@@ -113,3 +113,29 @@ def verdict(ours: list[SideFigures], peers: dict[str, list[SideFigures]]) -> dic
     speed_ok = paired["images_per_s_all_layers"] is not None and paired["images_per_s_all_layers"] >= SPEED_GOAL
     return {"best_peer": best_peer, **paired, "accuracy_met": accuracy_ok, "wall_met": wall_ok,
             "speed_met": speed_ok, "met": accuracy_ok and wall_ok and speed_ok}
+
+
+def _figures_of(runs: dict[str, Any], side: str) -> SideFigures | None:
+    """A repeat's figures for ``side`` as saved in the results (None where it failed or did not run)."""
+    run = runs.get(side)
+    if not run or "error" in run:
+        return None
+    return SideFigures(**{k: v for k, v in run.items() if k in SideFigures.__dataclass_fields__})
+
+
+def compare_set(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` with its comparisons: per visiontrain row and peer, the per-repeat ratios and their medians, and
+    the goal against the best peer (where every repeat of every side finished)."""
+    sides = list(result["repeats"][0]) if result["repeats"] else []
+    ours = [s for s in sides if s.startswith("visiontrain")]
+    peers = [s for s in sides if not s.startswith("visiontrain")]
+    comparisons: dict[str, Any] = {}
+    for our in ours:
+        mine = [_figures_of(r, our) for r in result["repeats"]]
+        theirs = {peer: [_figures_of(r, peer) for r in result["repeats"]] for peer in peers}
+        for peer in peers:
+            per_repeat = [ratios(o, p) for o, p in zip(mine, theirs[peer]) if o and p]
+            comparisons[f"{our} / {peer}"] = {"per_repeat": per_repeat, "median": median_ratios(per_repeat)}
+        if all(mine) and all(all(v) for v in theirs.values()):
+            comparisons[f"{our}: goal"] = verdict(mine, theirs)
+    return {**result, "comparisons": comparisons}
