@@ -72,7 +72,8 @@ def side_env(side: str, threads: int) -> dict[str, str]:
 
 
 def peer_versions(python: Path) -> str:
-    code = "import fastai, timm, torch; print(f'fastai {fastai.__version__}, timm {timm.__version__}, torch {torch.__version__}')"
+    code = ("import fastai, timm, torch; "
+            "print(f'fastai {fastai.__version__}, timm {timm.__version__}, torch {torch.__version__}')")
     result = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
     return result.stdout.strip() or result.stderr.strip()[-300:]
 

@@ -72,7 +72,8 @@ def goal_lines(result: dict[str, Any]) -> list[str]:
                 f"- {pair.removesuffix(': goal')} against the best peer ({goal['best_peer']}): accuracy "
                 f"{goal['best_val_acc_difference']:+.4f} ({'met' if goal['accuracy_met'] else 'not met'}, within "
                 f"0.01), time to its best accuracy {reach + 'x' if reach else 'never reached'} "
-                f"({'met' if goal['wall_met'] else 'not met'}, at most 0.8x), training images/s {goal['images_per_s_all_layers']:.3f}x "
+                f"({'met' if goal['wall_met'] else 'not met'}, at most 0.8x), training images/s "
+                f"{goal['images_per_s_all_layers']:.3f}x "
                 f"({'met' if goal['speed_met'] else 'not met'}, at least 1.0x)")
     return lines
 

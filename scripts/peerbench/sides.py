@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 TIMM_MODEL = "tf_efficientnet_lite0"
 # timm train.py's log line of a step: "Train: <epoch> [<step>/<steps> ...] Time: <s>, <rate>/s (<mean s>, <mean
 # rate>/s)": the step's own seconds, then the running mean since the epoch began (on the last line: the epoch's).
-TIMM_TRAIN_LINE = re.compile(r"Train: (\d+) \[\s*(\d+)/\d+.*?Time: ([\d.]+)s,\s*[\d.]+/s\s+\(\s*[\d.]+s,\s*([\d.]+)/s\)")
+TIMM_TRAIN_LINE = re.compile(r"Train: (\d+) \[\s*(\d+)/\d+.*?Time: ([\d.]+)s,\s*[\d.]+/s\s+"
+                             r"\(\s*[\d.]+s,\s*([\d.]+)/s\)")
 
 # What each side used by default, for the report (read from their code and configs, not tuned here).
 DEFAULTS: dict[str, str] = {
@@ -38,10 +39,10 @@ DEFAULTS: dict[str, str] = {
         "(concat pool, BN, dropout 0.25/0.5, 512 units); item Resize(size x 460/224) + batch aug_transforms("
         "size, min_scale=0.75): flip, rotate +-10, zoom 1-1.1, warp 0.2, lighting 0.2; no vertical flip"),
     "timm": (
-        "`train.py --initial-checkpoint`: every layer trains from the first step; SGD momentum 0.9, lr 0.1 x "
-        "batch/256 (linear scaling), wd 2e-5, cosine per epoch with 5 warm-up epochs from 1e-5, label smoothing "
-        "0.1, RandomResizedCrop 0.08-1 with random interpolation, hflip 0.5, colour jitter 0.4, no vertical flip, "
-        "no AutoAugment, mixup or erasing; the head is timm's own N-class initialisation"),
+        "`train.py --initial-checkpoint`: every layer trains from the first step; SGD (Nesterov) momentum 0.9, "
+        "lr 0.1 x batch/256 (linear scaling), wd 2e-5, cosine per epoch with 5 warm-up epochs from 1e-5, label "
+        "smoothing 0.1, RandomResizedCrop 0.08-1 with random interpolation, hflip 0.5, colour jitter 0.4, no "
+        "vertical flip, no AutoAugment, mixup or erasing; the head is timm's own N-class initialisation"),
 }
 
 
