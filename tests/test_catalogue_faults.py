@@ -215,7 +215,13 @@ READ_ONLY_RUNS = {  # name: (overrides, what turns immutable, the first write re
 }
 
 
-@pytest.mark.parametrize("case", list(READ_ONLY_RUNS))
+# "churn MLP" is slow: "churn MLP with W&B offline" runs the same overrides plus logger=wandb (the CSV logger is
+# still the first writer refused), so it proves the plain case and W&B's files on top
+READ_ONLY_SLOW = {"churn MLP"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, marks=pytest.mark.slow if case in READ_ONLY_SLOW else ())
+                                  for case in READ_ONLY_RUNS])
 def test_a_run_dir_that_turns_read_only_after_epoch_0_ends_in_one_line_and_resumes(tmp_path, case):
     """A real run is held before epoch 1 (tests/run_pause.py), its run dir made immutable, file by file, then let
     go: whichever writer meets it first (the CSV logger here; W&B's files and visiontrain.log are in it too), the
@@ -492,8 +498,19 @@ def _files(folder: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize("how", ["evaluate", "export", "resume", "ckpt_path"])
-@pytest.mark.parametrize("attack", list(IMAGE_ATTACKS))
+PATHS = ["evaluate", "export", "resume", "ckpt_path"]
+
+
+def _attacks_on_paths() -> list:
+    """Every attack on every path; the default set runs the diagonal (each attack once, each path once: 4 real
+    commands, not 16), since every path reads through the one reader, read_checkpoint, which checks the whole
+    checkpoint whatever the path uses. The other 12 are slow (`make test-all`)."""
+    return [pytest.param(attack, how, id=f"{attack}-{how}",
+                         marks=() if index == PATHS.index(how) else pytest.mark.slow)
+            for index, attack in enumerate(IMAGE_ATTACKS) for how in PATHS]
+
+
+@pytest.mark.parametrize(("attack", "how"), _attacks_on_paths())
 def test_every_setting_an_image_checkpoint_stores_passes_the_allow_list_on_every_path(image_run, tmp_path,
                                                                                        monkeypatch, attack, how):
     """Evaluate, export, resume= and ckpt_path= read a checkpoint through the one reader, which checks every
