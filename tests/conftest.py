@@ -201,16 +201,29 @@ def tiny_overrides(data_root: Path, run_dir: Path, *extra: str) -> list[str]:
             "trainer.log_every_n_steps=1", *extra]
 
 
+def _train_tiny(data: Path, run_dir: Path, cwd: Path) -> Path:
+    """`visiontrain train` of a tiny image classifier (tiny backbone, 32 px, one epoch) on ``data``: its run dir."""
+    result = run_cli("train", "experiment=hymenoptera", f"data.root={data}", f"model.backbone={TINY_BACKBONE}",
+                     "model.weights=null", "model.input.image_size=32", "data.batch_size=4", "data.num_workers=0",
+                     "trainer.max_epochs=1", "schedule.freeze_epochs=0", "trainer.enable_progress_bar=false",
+                     f"hydra.run.dir={run_dir}", cwd=cwd)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return run_dir
+
+
 def train_tiny_image_model(base: Path, per_class: int) -> tuple[Path, Path]:
     """A real image classifier in seconds (tiny backbone, 32 px, one epoch) on ``per_class`` fixture photos per
     split and class; returns the data folder and the exported model.onnx."""
     data = copy_hymenoptera(base / "hymenoptera", per_class=per_class)
-    result = run_cli("train", "experiment=hymenoptera", f"data.root={data}", f"model.backbone={TINY_BACKBONE}",
-                     "model.weights=null", "model.input.image_size=32", "data.batch_size=4", "data.num_workers=0",
-                     "trainer.max_epochs=1", "schedule.freeze_epochs=0", "trainer.enable_progress_bar=false",
-                     f"hydra.run.dir={base / 'run'}", cwd=base)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return data, base / "run" / "model.onnx"
+    return data, _train_tiny(data, base / "run", cwd=base) / "model.onnx"
+
+
+@pytest.fixture(scope="session")
+def tiny_image_run(tiny_hymenoptera, tmp_path_factory) -> Path:
+    """The run dir of one such classifier on ``tiny_hymenoptera`` (model.onnx, reference_stats.json, checkpoints),
+    trained once per test process for the tests that only read a trained model: copy it before changing it."""
+    base = tmp_path_factory.mktemp("tiny_image_run")
+    return _train_tiny(tiny_hymenoptera, base / "run", cwd=base)
 
 
 def free_port() -> int:

@@ -476,7 +476,10 @@ def test_export_data_root_that_holds_no_images_fails_instead_of_random_parity_in
 
 
 def test_evaluate_split_test_of_a_run_without_test_rows_is_refused_not_scored_on_val(tmp_path):
+    from conftest import TELCO_SAMPLE
+
     train = run_cli("train", "experiment=churn", "model=logistic_regression", "data.test_fraction=0",
+                    f"data.source={TELCO_SAMPLE}", "export.onnx=false",  # the 500 fixture rows: seconds, not a minute
                     "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
                     timeout=300, env={"VISIONTRAIN_CACHE_DIR": str(tmp_path / "cache")})
     assert train.returncode == 0, train.stdout[-3000:] + train.stderr[-3000:]

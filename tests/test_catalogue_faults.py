@@ -32,7 +32,7 @@ from PIL import Image
 
 from conftest import copy_hymenoptera, run_cli, start_paused_run, tiny_overrides
 
-EPOCHS = 4
+EPOCHS = 2
 MLP = ["experiment=churn", "data.batch_size=32", "trainer.enable_progress_bar=false",
        "callbacks.early_stopping.patience=100",
        "optimizer.lr=1e-12"]  # nothing changes after epoch 0: the best checkpoint stays there, last moves on
@@ -55,7 +55,7 @@ def history_epochs(run_dir: Path) -> list[int]:
 
 @pytest.fixture(scope="module")
 def mlp_run(tmp_path_factory) -> tuple[Path, list[str]]:
-    """A finished 4-epoch churn MLP run; tests copy it before changing anything."""
+    """A finished 2-epoch churn MLP run; tests copy it before changing anything."""
     base = tmp_path_factory.mktemp("faults")
     args = [*MLP, f"data.source={churn_csv(base / 'churn.csv')}"]
     result = run_cli("train", *args, f"trainer.max_epochs={EPOCHS}", f"hydra.run.dir={base / 'run'}", cwd=base)
@@ -215,7 +215,14 @@ READ_ONLY_RUNS = {  # name: (overrides, what turns immutable, the first write re
 }
 
 
-@pytest.mark.parametrize("case", list(READ_ONLY_RUNS))
+# slow: "churn MLP", since "churn MLP with W&B offline" runs the same overrides plus logger=wandb (the CSV logger
+# is still the first writer refused), so it proves the plain case and W&B's files on top; "image classifier", whose
+# first refused write is the same CSV logger's in the same task-independent runner
+READ_ONLY_SLOW = {"churn MLP", "image classifier"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(case, marks=pytest.mark.slow if case in READ_ONLY_SLOW else ())
+                                  for case in READ_ONLY_RUNS])
 def test_a_run_dir_that_turns_read_only_after_epoch_0_ends_in_one_line_and_resumes(tmp_path, case):
     """A real run is held before epoch 1 (tests/run_pause.py), its run dir made immutable, file by file, then let
     go: whichever writer meets it first (the CSV logger here; W&B's files and visiontrain.log are in it too), the
@@ -370,7 +377,9 @@ TABULAR_ATTACKS = {
 }
 
 
-@pytest.mark.parametrize("command", ["evaluate", "export"])
+# export is slow: it reads the estimator through the same load_tabular_model, which the in-process test below
+# runs against every attack
+@pytest.mark.parametrize("command", ["evaluate", pytest.param("export", marks=pytest.mark.slow)])
 def test_a_checkpoint_whose_estimator_would_unpickle_a_file_is_refused(estimator_ckpt, tmp_path, command):
     marker = tmp_path / "code-ran"
     payload = live_payload(tmp_path, marker)
@@ -492,8 +501,19 @@ def _files(folder: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-@pytest.mark.parametrize("how", ["evaluate", "export", "resume", "ckpt_path"])
-@pytest.mark.parametrize("attack", list(IMAGE_ATTACKS))
+PATHS = ["evaluate", "export", "resume", "ckpt_path"]
+
+
+def _attacks_on_paths() -> list:
+    """Every attack on every path; the default set runs the diagonal (each attack once, each path once: 4 real
+    commands, not 16), since every path reads through the one reader, read_checkpoint, which checks the whole
+    checkpoint whatever the path uses. The other 12 are slow (`make test-all`)."""
+    return [pytest.param(attack, how, id=f"{attack}-{how}",
+                         marks=() if index == PATHS.index(how) else pytest.mark.slow)
+            for index, attack in enumerate(IMAGE_ATTACKS) for how in PATHS]
+
+
+@pytest.mark.parametrize(("attack", "how"), _attacks_on_paths())
 def test_every_setting_an_image_checkpoint_stores_passes_the_allow_list_on_every_path(image_run, tmp_path,
                                                                                        monkeypatch, attack, how):
     """Evaluate, export, resume= and ckpt_path= read a checkpoint through the one reader, which checks every
@@ -555,7 +575,12 @@ def test_resuming_a_checkpoint_outside_a_run_dir_is_refused_and_ckpt_path_starts
     assert [p.name for p in downloads.iterdir()] == ["model.ckpt"]
 
 
-@pytest.mark.parametrize("how", ["ckpt_path", "resume", "evaluate", "export"])
+# resume in the default set (it reads the run dir's checkpoints through newest_intact, where a refused file must
+# stop the run, not be skipped as damaged); the others are slow: every path reads through read_checkpoint, which
+# refuses the pickle whatever the path (the allow-list's diagonal above runs each path)
+@pytest.mark.parametrize("how", [pytest.param("ckpt_path", marks=pytest.mark.slow), "resume",
+                                 pytest.param("evaluate", marks=pytest.mark.slow),
+                                 pytest.param("export", marks=pytest.mark.slow)])
 def test_a_checkpoint_that_is_a_code_pickle_is_refused_everywhere(tmp_path, how):
     marker = tmp_path / "code-ran"
     run_dir = tmp_path / "victim"

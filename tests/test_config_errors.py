@@ -32,7 +32,8 @@ MISTAKES = [
 
 @pytest.mark.parametrize(("overrides", "key", "fix"), MISTAKES, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
 def test_a_config_mistake_fails_before_training_naming_key_and_fix(overrides, key, fix, tmp_path):
-    result = run_cli("train", *overrides, cwd=tmp_path, timeout=120)
+    # runs go to outputs/ below the working folder, whatever this machine's environment says
+    result = run_cli("train", *overrides, cwd=tmp_path, timeout=120, env={"VISIONTRAIN_OUTPUT_DIR": None})
 
     assert result.returncode == 2, result.stderr
     assert f"config error: config key `{key}`" in result.stderr

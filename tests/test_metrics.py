@@ -22,7 +22,7 @@ import pytest
 from PIL import Image, ImageEnhance
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Server, run_cli, train_tiny_image_model
+from conftest import Server, run_cli
 
 TOKEN = "metrics-test-token-0123456789ab"
 AUTH = {"authorization": f"Bearer {TOKEN}"}
@@ -148,9 +148,9 @@ def darkened(path: Path, factor: float = 0.3) -> bytes:
     return buffer.getvalue()
 
 
-def test_serve_watches_image_statistics_for_drift(tmp_path):
-    data, onnx = train_tiny_image_model(tmp_path, per_class=6)
-    photos = sorted((data / "train").rglob("*.jp*g"))  # the photos the reference was computed on, in worse light
+def test_serve_watches_image_statistics_for_drift(tiny_hymenoptera, tiny_image_run, tmp_path):
+    onnx = tiny_image_run / "model.onnx"
+    photos = sorted((tiny_hymenoptera / "train").rglob("*.jp*g"))  # the reference's photos, in worse light
     server = Server(onnx, tmp_path, f"drift_window={len(photos)}")
     try:
         not_an_image = [("files", ("notes.jpg", b"not an image", "image/jpeg"))]

@@ -56,11 +56,19 @@ def test_channels_last_changes_the_layout_not_the_answer():
     assert set(module.state_dict()) == set(_tiny_classifier().state_dict()), "checkpoints keep their names"
 
 
-def test_a_channels_last_run_records_speed_and_memory_and_exports_a_matching_onnx(tiny_hymenoptera, tmp_path):
-    run_dir = tmp_path / "run"
-    result = run_cli("train", *_cli(tiny_hymenoptera, run_dir, "trainer.channels_last=true",
-                                    "trainer.max_epochs=3", "schedule.freeze_epochs=1"), cwd=tmp_path)
+@pytest.fixture(scope="module")
+def channels_last_int8_run(tiny_hymenoptera, tmp_path_factory) -> Path:
+    """One real run for two independent switches (each test below asserts its own): channels_last training and the
+    int8 export of its best checkpoint."""
+    run_dir = tmp_path_factory.mktemp("channels_last_int8") / "run"
+    result = run_cli("train", *_cli(tiny_hymenoptera, run_dir, "trainer.channels_last=true", "export.quantize=int8",
+                                    "trainer.max_epochs=3", "schedule.freeze_epochs=1"), cwd=run_dir.parent)
     assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def test_a_channels_last_run_records_speed_and_memory_and_exports_a_matching_onnx(channels_last_int8_run):
+    run_dir = channels_last_int8_run
     children_peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the kernel's count, KiB
     rows = _history(run_dir)
     assert len(rows) == 3
@@ -89,11 +97,8 @@ def test_a_compiled_run_trains_and_its_checkpoint_loads_uncompiled(tiny_hymenopt
     assert summary["export"]["parity"]["passed"]
 
 
-def test_int8_export_is_smaller_agrees_with_float_and_predicts(tiny_hymenoptera, tmp_path):
-    run_dir = tmp_path / "run"
-    result = run_cli("train", *_cli(tiny_hymenoptera, run_dir, "export.quantize=int8",
-                                    "trainer.max_epochs=2", "schedule.freeze_epochs=1"), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_int8_export_is_smaller_agrees_with_float_and_predicts(channels_last_int8_run, tiny_hymenoptera, tmp_path):
+    run_dir = channels_last_int8_run
     summary = json.loads((run_dir / "summary.json").read_text())
     int8 = summary["export"]["int8"]
     assert int8["onnx"] == str(run_dir / "model.int8.onnx") and int8["images"] == 16

@@ -76,6 +76,8 @@ def test_the_tabular_mlp_s_summary_measures_its_flops():
     assert summarize(model).total_flops == 2 * (6 * 8 + 8 * 1)  # two Linear layers, one row
 
 
+@pytest.mark.slow  # the same run as test_config_errors.py's `model.weights=null model.backbone=resnet999` case,
+# which asserts the same exit, key and absent outputs folder in the default set
 def test_a_config_error_leaves_no_run_dir(tmp_path):
     """Found after Hydra made the run dir (the backbone is checked against timm): nothing ran, nothing kept."""
     result = run_cli("train", "model.backbone=no_such_backbone", cwd=tmp_path, timeout=300,

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_cli, train_tiny_image_model
+from conftest import run_cli
 from kafka_broker import consume_all, new_topic, produce
 from visiontrain.core.files import sha256_of_file
 
@@ -282,9 +282,8 @@ def test_live_metrics_and_a_drift_alert_while_streaming(kafka_broker, churn_mode
 
 
 @pytest.fixture(scope="module")
-def image_model(tmp_path_factory) -> dict:
-    data, onnx = train_tiny_image_model(tmp_path_factory.mktemp("stream_images"), per_class=4)
-    return {"onnx": onnx, "photos": sorted((data / "val").rglob("*.jpg"))[:6]}
+def image_model(tiny_hymenoptera, tiny_image_run) -> dict:
+    return {"onnx": tiny_image_run / "model.onnx", "photos": sorted((tiny_hymenoptera / "val").rglob("*.jpg"))[:6]}
 
 
 def test_images_as_bytes_or_base64_json_are_classified_like_predict(kafka_broker, image_model, tmp_path):

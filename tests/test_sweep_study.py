@@ -21,7 +21,7 @@ FAST = ["trainer.enable_progress_bar=false", "trainer.log_every_n_steps=5", "mod
 SEARCH = ["experiment=churn", "hparams_search=churn_optuna", "optimizer.lr=tag(log, interval(0.0005, 0.01))"]
 
 
-def churn_table(path: Path, rows: int = 1200) -> Path:
+def churn_table(path: Path, rows: int = 600) -> Path:
     from visiontrain.tabular.builtin import generate_churn_table
 
     generate_churn_table(rows=rows, seed=1).to_csv(path, index=False)
@@ -71,7 +71,7 @@ def trials_or_none(sweep_dir: Path) -> list[optuna.trial.FrozenTrial]:
 
 
 def test_a_killed_sweep_resumes_with_its_finished_trials_and_reasks_the_interrupted_one(tmp_path):
-    args = sweep_command(tmp_path, "hydra.sweeper.n_trials=3", "trainer.max_epochs=4", f"paths.output_dir={tmp_path}")
+    args = sweep_command(tmp_path, "hydra.sweeper.n_trials=3", "trainer.max_epochs=2", f"paths.output_dir={tmp_path}")
     sweep = start(args, tmp_path)
 
     def second_trial_running() -> bool:
@@ -104,7 +104,7 @@ def test_a_killed_sweep_resumes_with_its_finished_trials_and_reasks_the_interrup
 
 def test_two_workers_share_one_study_and_a_killed_worker_loses_nothing(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    args = sweep_command(tmp_path, "hydra.sweeper.n_trials=6", "hydra.sweeper.workers=2", "trainer.max_epochs=4",
+    args = sweep_command(tmp_path, "hydra.sweeper.n_trials=6", "hydra.sweeper.workers=2", "trainer.max_epochs=2",
                          "hydra.sweeper.progress_s=2", f"hydra.sweep.dir={sweep_dir}")
     sweep = start(args, tmp_path)
     victim: dict[str, int] = {}

@@ -24,10 +24,10 @@ def records_of(run_dir: Path, kind: str) -> list:
     return [getattr(r, kind) for r in read_records(run_dir) if r.WhichOneof("record_type") == kind]
 
 
-def churn_table(path: Path) -> Path:
+def churn_table(path: Path, rows: int = 1500) -> Path:
     from visiontrain.tabular.builtin import generate_churn_table
 
-    generate_churn_table(rows=1500, seed=1).to_csv(path, index=False)
+    generate_churn_table(rows=rows, seed=1).to_csv(path, index=False)
     return path
 
 
@@ -178,10 +178,11 @@ def wait_for_orphaned_wandb_service(pid: int, timeout: float = 60) -> None:
 
 def test_resume_latest_continues_a_killed_run_in_its_own_dir(tmp_path):
     """Kill a run mid-epoch; `resume=latest` finishes it in the same dir, same W&B run, every epoch once."""
-    source = churn_table(tmp_path / "churn.csv")
+    epochs = 4  # killed in epoch 2 (after 2 in history.csv): epochs before and after the kill
+    source = churn_table(tmp_path / "churn.csv", rows=600)  # batches of 8: about 45 steps an epoch, a few seconds
     outputs = tmp_path / "outputs"
     args = ["experiment=churn", "logger=wandb", f"data.source={source}", "data.batch_size=8",
-            "trainer.max_epochs=6", "trainer.enable_progress_bar=false", "callbacks.early_stopping.patience=100"]
+            f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false", "callbacks.early_stopping.patience=100"]
     env = {key: value for key, value in {**os.environ, **offline_env(tmp_path), "VISIONTRAIN_OUTPUT_DIR": str(outputs),
                                           "PYTHONUNBUFFERED": "1"}.items() if value is not None}
     process = subprocess.Popen([sys.executable, "-m", "visiontrain", "train", *args], cwd=tmp_path, env=env,
@@ -200,14 +201,14 @@ def test_resume_latest_continues_a_killed_run_in_its_own_dir(tmp_path):
     wait_for_orphaned_wandb_service(process.pid)
     run_dir = history.parent
     killed_epochs = len(pd.read_csv(history))
-    assert killed_epochs < 6 and not (run_dir / "summary.json").exists()
+    assert killed_epochs < epochs and not (run_dir / "summary.json").exists()
 
     result = run_cli("train", *args, "resume=latest", cwd=tmp_path,
                      env={**offline_env(tmp_path), "VISIONTRAIN_OUTPUT_DIR": str(outputs)})
     assert result.returncode == 0, result.stderr[-4000:]
     assert [p.name for p in outputs.glob("churn/runs/*")] == [run_dir.name]  # no new run dir
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert [row["epoch"] for row in summary["history"]] == list(range(6))  # as if it had never stopped
+    assert [row["epoch"] for row in summary["history"]] == list(range(epochs))  # as if it had never stopped
     assert Path(summary["checkpoints"]["best"]).is_file()
     run_ids = {record.run_id for record in records_of(run_dir, "run")}
     assert run_ids == {(run_dir / "wandb_run_id").read_text().strip()}  # the same W&B run, continued
